@@ -1,0 +1,96 @@
+"""Conversions between wool's types and what crosses into the native core.
+
+The native core speaks JSON text and plain values; wool speaks `WorkerMetadata`
+and `ChannelOptions`. These helpers are the only translation between the two.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import grpc
+from wool.runtime.worker.base import ChannelOptions
+from wool.runtime.worker.metadata import WorkerMetadata
+
+
+def options_to_json(options: ChannelOptions) -> str:
+    """Serialize channel options for the ``wool.options`` label.
+
+    :param options:
+        The options a worker advertises.
+    :returns:
+        A compact JSON object; ``compression`` is grpc's integer value.
+    """
+    fields = dataclasses.asdict(options)
+    fields["compression"] = int(options.compression.value)
+    return json.dumps(fields, separators=(",", ":"), sort_keys=True)
+
+
+def options_from_json(text: str | None) -> ChannelOptions:
+    """Parse the ``wool.options`` label; unknown keys are ignored.
+
+    :param text:
+        JSON object text, or ``None`` for the defaults.
+    :returns:
+        The channel options.
+    :raises ValueError:
+        If a field has the wrong type.
+    """
+    if not text:
+        return ChannelOptions()
+    raw = json.loads(text)
+    known = {f.name for f in dataclasses.fields(ChannelOptions)}
+    fields: dict[str, Any] = {k: v for k, v in raw.items() if k in known}
+    if "compression" in fields:
+        value = fields["compression"]
+        fields["compression"] = (
+            grpc.Compression[value] if isinstance(value, str) else grpc.Compression(value)
+        )
+    return ChannelOptions(**fields)
+
+
+def extra_to_json(extra: Mapping[str, Any]) -> str:
+    """Serialize ``extra`` metadata for the ``wool.extra`` label.
+
+    :param extra:
+        The worker's extra metadata.
+    :returns:
+        Compact JSON object text.
+    :raises ValueError:
+        If a value is not JSON-serializable: labels are text, so only JSON
+        values can be published.
+    """
+    try:
+        return json.dumps(dict(extra), separators=(",", ":"), sort_keys=True)
+    except TypeError as e:
+        raise ValueError(
+            f"extra metadata must be JSON-serializable to fit in a container label: {e}"
+        ) from None
+
+
+def metadata_from_record(record: Mapping[str, Any]) -> WorkerMetadata:
+    """Build wool's `WorkerMetadata` from a native worker record.
+
+    :param record:
+        A record as the native core reports it (``uid``, ``address``,
+        ``version``, ``tags``, ``extra``, ``secure``, ``identity``,
+        ``options``, and an optional ``pid``).
+    :returns:
+        The worker's metadata.
+    """
+    return WorkerMetadata(
+        uid=uuid.UUID(record["uid"]),
+        address=record["address"],
+        pid=int(record.get("pid") or 0),
+        version=record["version"],
+        tags=frozenset(record["tags"]),
+        extra=MappingProxyType(json.loads(record["extra"] or "{}")),
+        secure=bool(record["secure"]),
+        options=options_from_json(record.get("options")),
+        identity=record.get("identity"),
+    )

@@ -1,0 +1,185 @@
+"""Exceptions and warnings raised by wool-docker.
+
+Every error derives from `WoolDockerError`, itself a `wool.WoolError`, so
+``except wool.WoolError`` catches ours too. Every warning derives from
+`WoolDockerWarning`.
+"""
+
+from __future__ import annotations
+
+from wool import WoolError
+from wool import WoolWarning
+
+
+# public
+class WoolDockerError(WoolError):
+    """Raised when wool-docker cannot do what was asked of the Docker Engine.
+
+    The root of this package's exceptions; the message says what failed and
+    what to do about it.
+    """
+
+
+# public
+class EngineUnavailableError(WoolDockerError):
+    """Raised when the Docker Engine cannot be reached or refuses us.
+
+    The daemon is not running, ``DOCKER_HOST`` points elsewhere, or this user
+    may not open the socket. Transient when the daemon is restarting; retry
+    once it is back.
+
+    :param host:
+        The Engine address that was tried.
+    """
+
+    def __init__(self, message: str, host: str | None = None):
+        super().__init__(message)
+        self.host = host
+
+
+# public
+class ImageNotFoundError(WoolDockerError):
+    """Raised when an image is not on the daemon.
+
+    Nothing is pulled implicitly: build the worker image with
+    ``wool-docker image build --tag TAG``. Permanent until the image exists.
+
+    :param image:
+        The image reference that was looked up.
+    """
+
+    def __init__(self, message: str, image: str | None = None):
+        super().__init__(message)
+        self.image = image
+
+
+# public
+class ImageMismatchError(WoolDockerError):
+    """Raised when a worker image cannot serve this Python process.
+
+    The image's Python minor version differs from the caller's (cloudpickle
+    ships functions by value, so both sides must match) or its wool major
+    version cannot talk to ours. Rebuild the image from this environment.
+
+    :param image:
+        The offending image.
+    """
+
+    def __init__(self, message: str, image: str | None = None):
+        super().__init__(message)
+        self.image = image
+
+
+# public
+class ImageBuildError(WoolDockerError):
+    """Raised when building a worker image fails.
+
+    :param tag:
+        The tag that was being built.
+    :param log:
+        The last lines of the build output.
+    """
+
+    def __init__(self, message: str, tag: str | None = None, log: str = ""):
+        super().__init__(message)
+        self.tag = tag
+        self.log = log
+
+
+# public
+class NetworkNotFoundError(WoolDockerError):
+    """Raised when a Docker network does not exist.
+
+    Create it first, e.g. ``docker network create wool`` (or an attachable
+    overlay on Swarm: ``docker network create -d overlay --attachable wool``).
+
+    :param network:
+        The network name or id that was looked up.
+    """
+
+    def __init__(self, message: str, network: str | None = None):
+        super().__init__(message)
+        self.network = network
+
+
+# public
+class ContainerFailedError(WoolDockerError):
+    """Raised when a worker container exits or cannot be started.
+
+    Carries the container's exit code and the last lines of its output,
+    which usually name the cause. Nothing is left behind: the container has
+    been removed by the time this is raised.
+
+    :param container:
+        The container's name or id.
+    :param exit_code:
+        Its exit code, or ``None`` if it never ran.
+    :param logs:
+        The last lines of its output.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        container: str | None = None,
+        exit_code: int | None = None,
+        logs: str = "",
+    ):
+        super().__init__(message)
+        self.container = container
+        self.exit_code = exit_code
+        self.logs = logs
+
+
+# public
+class WorkerStartTimeout(WoolDockerError, TimeoutError):
+    """Raised when a worker container does not serve before its deadline.
+
+    Also a `TimeoutError`, as wool's `Worker.start` documents. The container
+    has been removed. Raise ``timeout`` if the image is slow to start.
+
+    :param container:
+        The container's name or id.
+    :param waited:
+        Seconds waited.
+    """
+
+    def __init__(
+        self, message: str, container: str | None = None, waited: float | None = None
+    ):
+        super().__init__(message)
+        self.container = container
+        self.waited = waited
+
+
+# public
+class NotPublishedError(WoolDockerError):
+    """Raised when a worker asked to be published carries no container record.
+
+    Docker labels cannot change after a container is created, so a
+    container's labels are its publication. Only workers whose container
+    carries them (`DockerWorker`, or a hand-labelled container) can be
+    published through `DockerDiscovery`.
+    """
+
+
+# public
+class EngineError(WoolDockerError):
+    """Raised when the Docker Engine answers a request with an error.
+
+    The message names the operation and the daemon's own words.
+    """
+
+
+# public
+class WoolDockerWarning(WoolWarning):
+    """Emitted when wool-docker works around something the user should fix."""
+
+
+# public
+class MalformedLabelsWarning(WoolDockerWarning):
+    """Emitted when a matching container's labels cannot be parsed.
+
+    The container is skipped until it is replaced; discovery goes on. Fix the
+    named label (see the label schema in the README).
+    """

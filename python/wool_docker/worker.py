@@ -1,0 +1,358 @@
+"""`DockerWorker`: a wool worker that runs in a Docker container.
+
+The container lifecycle (create, attach, start, readiness, drain, removal) lives in
+the native core; this module converts wool's arguments and results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Mapping
+from collections.abc import Sequence
+from types import MappingProxyType
+from typing import Any
+from typing import Final
+
+from wool import protocol
+from wool.runtime.worker.auth import WorkerCredentials
+from wool.runtime.worker.auth import WorkerCredentialsProvider
+from wool.runtime.worker.auth import normalize_peer
+from wool.runtime.worker.base import ChannelOptions
+from wool.runtime.worker.base import Worker
+from wool.runtime.worker.metadata import WorkerMetadata
+
+from wool_docker import _native
+from wool_docker._convert import extra_to_json
+from wool_docker._convert import options_to_json
+
+_log = logging.getLogger("wool_docker.worker")
+
+DEFAULT_PORT: Final[int] = 50051
+"""Port the worker image serves on inside the container (the image's
+``wool.port`` label)."""
+
+SELECTOR: Final[Mapping[str, str]] = MappingProxyType({"wool.worker": "true"})
+"""Label every `DockerWorker` container carries, and `DockerDiscovery`'s default
+filter."""
+
+_DEFAULT_START_TIMEOUT: Final[float] = 60.0
+"""Seconds ``start()`` waits for the server when the pool gives no timeout. An
+interpreter plus wool's import takes about a second; slow disks and cold caches
+take longer."""
+
+_MEMORY_UNITS: Final[Mapping[str, int]] = MappingProxyType(
+    {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+)
+"""docker-py's ``mem_limit`` suffixes."""
+
+
+# public
+class DockerWorker(Worker):
+    """A wool worker whose server runs in a Docker container.
+
+    Usable wherever `LocalWorker` is, including as a `WorkerPool` factory. On
+    `start` the container is created from a wool worker image (see
+    ``wool-docker image build``), labelled with the worker's complete metadata
+    (the label schema in the README), attached to ``network``, started, and
+    awaited until its gRPC server is bound; `metadata` then carries the
+    container's address on that network. On `stop` the server drains per
+    ``grace`` and the container and its anonymous volumes are removed.
+
+    If this process dies, even by ``SIGKILL``, its containers stop and remove
+    themselves: each container watches the stdin this process holds open.
+
+    The worker always serves on the container's own network address. ``host``
+    is accepted because `WorkerPool` passes its publisher's bind host (wool's
+    ``LocalDiscovery`` prescribes ``127.0.0.1``, which a container cannot
+    serve), and is otherwise ignored.
+
+    .. code-block:: python
+
+        pool = wool.WorkerPool(
+            spawn=4,
+            worker=lambda *tags, **kw: DockerWorker(
+                *tags, image="wool-worker:latest", network="wool", **kw
+            ),
+            discovery=DockerDiscovery(network="wool"),
+        )
+
+    :param tags:
+        Capability tags for filtering and selection.
+    :param image:
+        The worker image (built by ``wool-docker image build``).
+    :param network:
+        Network to attach; a Swarm attachable overlay works the same. ``None``
+        uses Docker's default bridge.
+    :param credentials:
+        `WorkerCredentials` or a `WorkerCredentialsProvider` for TLS/mTLS. The
+        key material is copied into the container's own filesystem, never into
+        labels, environment or image layers.
+    :param host:
+        Accepted from `WorkerPool` and ignored; see above.
+    :param identity:
+        Workload identity to advertise; requires ``credentials``.
+    :param port:
+        Port the server binds inside the container.
+    :param name_prefix:
+        Container names are ``{name_prefix}-{uid prefix}``.
+    :param labels:
+        Extra container labels, e.g. what a custom `DockerDiscovery` filter
+        selects on.
+    :param environment:
+        Extra environment variables.
+    :param volumes:
+        Bind mounts and volumes: ``["src:/dst:ro", ...]`` or docker-py's
+        ``{"src": {"bind": "/dst", "mode": "ro"}}``.
+    :param cpus:
+        CPU limit in CPUs, like ``docker run --cpus``.
+    :param mem_limit:
+        Memory limit in bytes or with a ``k``/``m``/``g`` suffix.
+    :param gpus:
+        GPUs to request: a count, or ``"all"``.
+    :param options:
+        gRPC channel options the worker advertises.
+    :param start_timeout:
+        Seconds ``start()`` waits when called without a timeout.
+    :param shutdown_grace_period:
+        The server's own bound on a drain after its owner is gone.
+    :param docker_host:
+        Docker Engine address (``unix://``, ``tcp://``, ``https://``);
+        ``None`` follows ``DOCKER_HOST`` like the docker CLI.
+    :param log_output:
+        Forward the container's output to the ``wool_docker.worker`` logger.
+    :param extra:
+        Additional metadata, JSON-serializable (it is published in a label).
+    :raises ValueError:
+        If an argument cannot describe a container.
+    """
+
+    _image: Final[str]
+    _network: Final[str | None]
+    _provider: Final[WorkerCredentialsProvider | None]
+    _identity: Final[str | None]
+    _port: Final[int]
+    _name: Final[str]
+    _labels: Final[dict[str, str]]
+    _environment: Final[dict[str, str]]
+    _binds: Final[list[str]]
+    _nano_cpus: Final[int | None]
+    _memory: Final[int | None]
+    _gpus: Final[int | None]
+    _options: Final[ChannelOptions]
+    _start_timeout: Final[float]
+    _shutdown_grace: Final[float]
+    _docker_host: Final[str | None]
+    _log_output: Final[bool]
+    _handle: _native.WorkerHandle | None
+
+    def __init__(
+        self,
+        *tags: str,
+        image: str,
+        network: str | None = None,
+        credentials: WorkerCredentials | WorkerCredentialsProvider | None = None,
+        host: str | None = None,
+        identity: str | None = None,
+        port: int = DEFAULT_PORT,
+        name_prefix: str = "wool-worker",
+        labels: Mapping[str, str] | None = None,
+        environment: Mapping[str, str] | None = None,
+        volumes: Sequence[str] | Mapping[str, Mapping[str, str]] | None = None,
+        cpus: float | None = None,
+        mem_limit: int | str | None = None,
+        gpus: int | str | None = None,
+        options: ChannelOptions | None = None,
+        start_timeout: float = _DEFAULT_START_TIMEOUT,
+        shutdown_grace_period: float = 60.0,
+        docker_host: str | None = None,
+        log_output: bool = True,
+        **extra: Any,
+    ):
+        super().__init__(*tags, **extra)
+        if not image or not image.strip():
+            raise ValueError("image must name a wool worker image")
+        for tag in self._tags:
+            if "," in tag:
+                raise ValueError(f"tag {tag!r} contains a comma; labels join tags with commas")
+        if not 0 < port < 65536:
+            raise ValueError(f"port must be 1-65535, got {port}")
+        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name_prefix):
+            raise ValueError(f"name_prefix {name_prefix!r} is not a valid container name")
+        if start_timeout <= 0:
+            raise ValueError("start_timeout must be positive")
+        if shutdown_grace_period <= 0:
+            raise ValueError("shutdown_grace_period must be positive")
+        if cpus is not None and cpus <= 0:
+            raise ValueError("cpus must be positive")
+        self._provider = WorkerCredentialsProvider.coerce(credentials)
+        self._identity = normalize_peer(identity, parameter="identity")
+        if self._identity is not None and self._provider is None:
+            raise ValueError(
+                "identity requires credentials: it is proven by a name in the "
+                "worker's certificate"
+            )
+        extra_to_json(self._extra)  # fail now, not at start
+        self._image = image
+        self._network = network
+        self._port = port
+        self._name = f"{name_prefix}-{self._uid.hex[:12]}"
+        self._labels = dict(labels or {})
+        self._environment = {str(k): str(v) for k, v in (environment or {}).items()}
+        self._binds = _binds(volumes)
+        self._nano_cpus = None if cpus is None else int(cpus * 1e9)
+        self._memory = _memory(mem_limit)
+        self._gpus = _gpus(gpus)
+        self._options = options or ChannelOptions()
+        self._start_timeout = start_timeout
+        self._shutdown_grace = shutdown_grace_period
+        self._docker_host = docker_host
+        self._log_output = log_output
+        self._handle = None
+
+    @property
+    def address(self) -> str | None:
+        """The worker's ``ip:port`` on its network, or ``None`` before start."""
+        return self._info.address if self._info is not None else None
+
+    @property
+    def container(self) -> str | None:
+        """The container's name while it runs, else ``None``."""
+        return self._handle.name if self._handle is not None else None
+
+    async def _start(self, timeout: float | None):
+        """Create the container and wait until its server is bound.
+
+        :param timeout:
+            Seconds to wait; ``None`` uses ``start_timeout``.
+        :raises ImageNotFoundError:
+            If the image is not on the daemon.
+        :raises ImageMismatchError:
+            If the image's Python or wool version cannot serve this process.
+        :raises NetworkNotFoundError:
+            If ``network`` does not exist or cannot be joined.
+        :raises ContainerFailedError:
+            If the container exits before serving (with its exit code and
+            last output).
+        :raises WorkerStartTimeout:
+            If the server is not bound in time.
+        :raises EngineUnavailableError:
+            If the Docker Engine cannot be reached.
+        """
+        tls = None
+        if self._provider is not None:
+            material = await self._provider.credentials
+            tls = {
+                "ca": material.ca_cert.decode(),
+                "cert": material.worker_cert.decode(),
+                "key": material.worker_key.decode(),
+                "mutual": material.mutual,
+            }
+        config = {
+            "image": self._image,
+            "name": self._name,
+            "network": self._network,
+            "publication": {
+                "uid": str(self._uid),
+                "port": self._port,
+                "tags": sorted(self._tags),
+                "extra": extra_to_json(self._extra),
+                "secure": tls is not None,
+                "identity": self._identity,
+                "options": options_to_json(self._options),
+                "network": self._network,
+            },
+            "selector": dict(SELECTOR),
+            "labels": self._labels,
+            "env": self._environment,
+            "binds": self._binds,
+            "nano_cpus": self._nano_cpus,
+            "memory": self._memory,
+            "gpus": self._gpus,
+            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "wool_version": protocol.__version__,
+            "tls": tls,
+            "shutdown_grace": self._shutdown_grace,
+        }
+        self._handle = await _native.start_worker(
+            json.dumps(config),
+            timeout if timeout is not None else self._start_timeout,
+            _log_line if self._log_output else None,
+            self._docker_host,
+        )
+        self._info = WorkerMetadata(
+            uid=self._uid,
+            address=self._handle.address,
+            pid=self._handle.pid,
+            version=self._handle.version or protocol.__version__,
+            tags=frozenset(self._tags),
+            extra=MappingProxyType(dict(self._extra)),
+            secure=tls is not None,
+            options=self._options,
+            identity=self._identity,
+        )
+
+    async def _stop(self, grace: float | None):
+        """Drain the server per ``grace``, then remove the container.
+
+        The removal runs in the native core and completes even if this
+        coroutine is cancelled.
+
+        :param grace:
+            ``None`` cancels in-flight work at once; negative waits for the
+            drain indefinitely; positive bounds it, after which the container
+            is killed.
+        """
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            await handle.stop(grace)
+
+
+def _log_line(container: str, stderr: bool, line: str) -> None:
+    """Forward one line of container output to Python logging."""
+    _log.info("[%s] %s", container, line, extra={"container": container, "stderr": stderr})
+
+
+def _binds(volumes: Sequence[str] | Mapping[str, Mapping[str, str]] | None) -> list[str]:
+    """Normalize docker-py style ``volumes`` to ``src:dst[:mode]`` binds."""
+    if volumes is None:
+        return []
+    if isinstance(volumes, Mapping):
+        binds = []
+        for source, spec in volumes.items():
+            if "bind" not in spec:
+                raise ValueError(f"volume {source!r} needs a 'bind' destination")
+            binds.append(f"{source}:{spec['bind']}:{spec.get('mode', 'rw')}")
+        return binds
+    if isinstance(volumes, str):
+        raise ValueError("volumes must be a list of 'src:dst[:mode]' strings or a mapping")
+    return [str(v) for v in volumes]
+
+
+def _memory(limit: int | str | None) -> int | None:
+    """Parse docker-py's ``mem_limit`` (bytes, or ``512m``-style)."""
+    if limit is None:
+        return None
+    if isinstance(limit, int):
+        value = limit
+    else:
+        match = re.fullmatch(r"\s*(\d+)\s*([bkmgBKMG]?)\s*", limit)
+        if match is None:
+            raise ValueError(f"mem_limit {limit!r} is not a size like 512m or 2g")
+        value = int(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()]
+    if value <= 0:
+        raise ValueError("mem_limit must be positive")
+    return value
+
+
+def _gpus(gpus: int | str | None) -> int | None:
+    """``"all"`` → -1 (Docker's "every GPU"), a count stays a count."""
+    if gpus is None:
+        return None
+    if gpus == "all":
+        return -1
+    if isinstance(gpus, int) and gpus > 0:
+        return gpus
+    raise ValueError(f"gpus must be a positive count or 'all', got {gpus!r}")

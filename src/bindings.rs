@@ -1,0 +1,172 @@
+//! Python-facing wrappers: each awaitable turns one core future into an asyncio
+//! future and converts its result. Nothing else happens here.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use pyo3_async_runtimes::tokio::future_into_py;
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::worker::{self, LogSink, Running, WorkerConfig};
+
+/// One negotiated client per Engine address, shared by every worker and subscriber
+/// of this process (clones share the connection pool).
+async fn engine(host: Option<String>) -> Result<Engine, Error> {
+    static ENGINES: OnceLock<tokio::sync::Mutex<HashMap<String, Engine>>> = OnceLock::new();
+    let key = host.clone().unwrap_or_default();
+    let mut engines = ENGINES.get_or_init(Default::default).lock().await;
+    if let Some(engine) = engines.get(&key) {
+        return Ok(engine.clone());
+    }
+    let engine = Engine::connect(host.as_deref()).await?;
+    engines.insert(key, engine.clone());
+    Ok(engine)
+}
+
+/// Connect (or reuse the connection) and report the Engine address and API version.
+#[pyfunction]
+#[pyo3(signature = (host=None))]
+pub fn engine_info(py: Python<'_>, host: Option<String>) -> PyResult<Bound<'_, PyAny>> {
+    future_into_py(py, async move {
+        let engine = engine(host).await?;
+        engine.ping().await?;
+        Ok(HashMap::from([
+            ("host", engine.host().to_owned()),
+            ("api_version", engine.api_version().to_owned()),
+        ]))
+    })
+}
+
+/// Inspect an image: `{"id": str, "labels": dict[str, str]}`.
+#[pyfunction]
+#[pyo3(signature = (image, host=None))]
+pub fn inspect_image(py: Python<'_>, image: String, host: Option<String>) -> PyResult<Bound<'_, PyAny>> {
+    future_into_py(py, async move {
+        let info = engine(host).await?.image(&image).await?;
+        Python::attach(|py| -> PyResult<Py<PyAny>> {
+            let dict = PyDict::new(py);
+            dict.set_item("id", info.id)?;
+            dict.set_item("labels", info.labels)?;
+            Ok(dict.into_any().unbind())
+        })
+    })
+}
+
+/// Build an image from an uncompressed tar context; returns the image id.
+#[pyfunction]
+#[pyo3(signature = (context, tag, host=None))]
+pub fn build_image<'py>(
+    py: Python<'py>,
+    context: &Bound<'py, PyBytes>,
+    tag: String,
+    host: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let context = context.as_bytes().to_vec();
+    future_into_py(py, async move { Ok(engine(host).await?.build_image(context, &tag).await?) })
+}
+
+/// Remove an image by reference; missing is fine.
+#[pyfunction]
+#[pyo3(signature = (image, host=None))]
+pub fn remove_image(py: Python<'_>, image: String, host: Option<String>) -> PyResult<Bound<'_, PyAny>> {
+    future_into_py(py, async move { Ok(engine(host).await?.remove_image(&image).await?) })
+}
+
+/// Start a worker container from a JSON `WorkerConfig` and wait until it serves.
+#[pyfunction]
+#[pyo3(signature = (config, timeout, log=None, host=None))]
+pub fn start_worker<'py>(
+    py: Python<'py>,
+    config: &str,
+    timeout: f64,
+    log: Option<Py<PyAny>>,
+    host: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let cfg: WorkerConfig = serde_json::from_str(config)
+        .map_err(|e| Error::InvalidArgument(format!("invalid worker configuration: {e}")))?;
+    if !(timeout.is_finite() && timeout > 0.0) {
+        return Err(Error::InvalidArgument("timeout must be a positive number of seconds".to_owned()).into());
+    }
+    let sink: Option<LogSink> = log.map(|callback| {
+        let callback = Arc::new(callback);
+        Arc::new(move |name: &str, stderr: bool, line: &str| {
+            Python::attach(|py| {
+                if let Err(err) = callback.call1(py, (name, stderr, line)) {
+                    err.write_unraisable(py, None);
+                }
+            });
+        }) as LogSink
+    });
+    future_into_py(py, async move {
+        let engine = engine(host).await?;
+        let running = worker::start(engine, cfg, Duration::from_secs_f64(timeout), sink).await?;
+        Ok(WorkerHandle { inner: Arc::new(running) })
+    })
+}
+
+/// Remove worker containers whose owner process is gone (or all of them).
+#[pyfunction]
+#[pyo3(signature = (all=false, host=None))]
+pub fn prune(py: Python<'_>, all: bool, host: Option<String>) -> PyResult<Bound<'_, PyAny>> {
+    future_into_py(py, async move { Ok(worker::prune(&engine(host).await?, all).await?) })
+}
+
+/// A serving worker container owned by this process.
+#[pyclass(frozen, module = "wool_docker._native")]
+pub struct WorkerHandle {
+    inner: Arc<Running>,
+}
+
+#[pymethods]
+impl WorkerHandle {
+    /// Container id.
+    #[getter]
+    fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Container name.
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// `ip:port` on the worker's network.
+    #[getter]
+    fn address(&self) -> &str {
+        &self.inner.address
+    }
+
+    /// wool protocol version the server reported.
+    #[getter]
+    fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// The server's pid inside the container.
+    #[getter]
+    fn pid(&self) -> i64 {
+        self.inner.pid
+    }
+
+    /// Whether the container has exited.
+    #[getter]
+    fn exited(&self) -> bool {
+        self.inner.exited()
+    }
+
+    /// Drain per `grace` and remove the container.
+    #[pyo3(signature = (grace=None))]
+    fn stop<'py>(&self, py: Python<'py>, grace: Option<f64>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        future_into_py(py, async move { Ok(inner.stop(grace).await?) })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("WorkerHandle(name={:?}, address={:?})", self.inner.name, self.inner.address)
+    }
+}

@@ -1,0 +1,768 @@
+//! The only module that talks to bollard: connect, negotiate, one method per Engine
+//! call. Methods return this crate's own small structs so a bollard upgrade touches
+//! this file alone, and every Engine model field is treated as optional.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, DeviceRequest,
+    EndpointSettings, HostConfig, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
+    EventsOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::{Stream, StreamExt};
+use tokio::io::AsyncWrite;
+
+use crate::error::{Error, Result};
+
+/// Deadline for one request (not for streams, whose headers arrive at once).
+const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// The docker CLI's default socket.
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+const USER_AGENT: &str = concat!("wool-docker/", env!("CARGO_PKG_VERSION"));
+
+/// A connected, version-negotiated Docker Engine client. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    docker: Docker,
+    host: Arc<str>,
+    api_version: Arc<str>,
+}
+
+/// What we need to know about an image.
+#[derive(Debug, Clone)]
+pub struct ImageInfo {
+    /// Image id (`sha256:…`).
+    pub id: String,
+    /// Labels of its config; containers inherit them.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What we need to know about a network.
+#[derive(Debug, Clone)]
+pub struct NetworkInfo {
+    /// Network id.
+    pub id: String,
+    /// Network name.
+    pub name: String,
+    /// `local` or `swarm`.
+    pub scope: String,
+    /// Driver name (`bridge`, `overlay`, …).
+    pub driver: String,
+    /// Whether standalone containers may join a swarm network.
+    pub attachable: bool,
+}
+
+/// A container's address on one network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Network id.
+    pub network_id: String,
+    /// IPv4 address, empty when not yet assigned.
+    pub ip: String,
+}
+
+/// A container as the list and inspect endpoints describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// Full container id.
+    pub id: String,
+    /// Name without the leading slash.
+    pub name: String,
+    /// Image reference it was created from.
+    pub image: String,
+    /// Its labels (image labels included).
+    pub labels: BTreeMap<String, String>,
+    /// `created`, `running`, `paused`, `exited`, …
+    pub state: String,
+    /// `starting`, `healthy`, `unhealthy`, or `None` without a healthcheck.
+    pub health: Option<String>,
+    /// Network name → endpoint.
+    pub networks: BTreeMap<String, Endpoint>,
+}
+
+/// One container event from the Engine's stream.
+#[derive(Debug, Clone)]
+pub struct ContainerEvent {
+    /// Container id.
+    pub id: String,
+    /// `start`, `die`, `health_status: healthy`, …
+    pub action: String,
+    /// Engine time in nanoseconds since the epoch.
+    pub time_nano: i64,
+}
+
+/// Everything needed to create a container.
+#[derive(Debug, Clone, Default)]
+pub struct CreateSpec {
+    /// Container name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// `KEY=value` environment.
+    pub env: Vec<String>,
+    /// Network to attach at creation (the container's network mode).
+    pub network: Option<String>,
+    /// Bind mounts and volumes, `src:dst[:mode]`.
+    pub binds: Vec<String>,
+    /// CPU limit in billionths of a CPU.
+    pub nano_cpus: Option<i64>,
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    /// GPUs to request: `Some(-1)` for all.
+    pub gpus: Option<i64>,
+    /// Remove the container when it exits.
+    pub auto_remove: bool,
+    /// Keep stdin open for one attached client (the owner).
+    pub stdin_once: bool,
+}
+
+/// Standard output or error, with the bytes the container wrote.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// A chunk of stdout.
+    Stdout(Vec<u8>),
+    /// A chunk of stderr.
+    Stderr(Vec<u8>),
+}
+
+/// A stream of container output chunks.
+pub type OutputStream = Pin<Box<dyn Stream<Item = Result<Output>> + Send>>;
+/// A writer to a container's stdin.
+pub type InputWriter = Pin<Box<dyn AsyncWrite + Send>>;
+
+impl Engine {
+    /// Connect the way the docker CLI does: `host`, else `DOCKER_HOST`, else the
+    /// default socket; TLS from `DOCKER_TLS_VERIFY` / `DOCKER_CERT_PATH`. Then
+    /// negotiate the API version with the daemon (never pinned).
+    pub async fn connect(host: Option<&str>) -> Result<Engine> {
+        let host = match host {
+            Some(h) if !h.is_empty() => h.to_owned(),
+            _ => std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| DEFAULT_HOST.to_owned()),
+        };
+        let docker = open(&host)?;
+        let version: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
+        let prefix = version.clone();
+        // bollard 0.21 joins the request path with a leading slash, which drops its
+        // own `/vX.Y` prefix (bollard issue 736); put the negotiated version back so
+        // the daemon answers in the version we negotiated, not its own default.
+        let docker = docker.with_request_modifier(move |mut req| {
+            req.headers_mut().insert(
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static(USER_AGENT),
+            );
+            if let Some(v) = prefix.get() {
+                if let Some(uri) = versioned_uri(req.uri(), v) {
+                    *req.uri_mut() = uri;
+                }
+            }
+            req
+        });
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| Error::engine("negotiate API version", &host, e))?;
+        let negotiated = docker.client_version().to_string();
+        let _ = version.set(negotiated.clone());
+        Ok(Engine { docker, host: host.into(), api_version: negotiated.into() })
+    }
+
+    /// The Engine address in use.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The negotiated API version, e.g. `1.41`.
+    pub fn api_version(&self) -> &str {
+        &self.api_version
+    }
+
+    fn err(&self, op: &'static str, e: bollard::errors::Error) -> Error {
+        Error::engine(op, &self.host, e)
+    }
+
+    /// Check that the daemon answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.docker.ping().await.map(|_| ()).map_err(|e| self.err("ping", e))
+    }
+
+    /// Inspect an image; a 404 is [`Error::ImageNotFound`].
+    pub async fn image(&self, image: &str) -> Result<ImageInfo> {
+        match self.docker.inspect_image(image).await {
+            Ok(inspect) => Ok(ImageInfo {
+                id: inspect.id.unwrap_or_default(),
+                labels: inspect
+                    .config
+                    .and_then(|c| c.labels)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+            }),
+            Err(e) if status_of(&e) == Some(404) => {
+                Err(Error::ImageNotFound { image: image.to_owned() })
+            }
+            Err(e) => Err(self.err("inspect image", e)),
+        }
+    }
+
+    /// Build an image from an uncompressed tar context with the classic builder.
+    /// Returns the image id; the output's last lines ride along on failure.
+    pub async fn build_image(&self, context: Vec<u8>, tag: &str) -> Result<String> {
+        let options = BuildImageOptionsBuilder::default().t(tag).rm(true).forcerm(true).build();
+        let mut stream =
+            self.docker.build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut log: Vec<String> = Vec::new();
+        let mut image_id = None;
+        while let Some(item) = stream.next().await {
+            let info = match item {
+                Ok(info) => info,
+                Err(bollard::errors::Error::DockerStreamError { error }) => {
+                    return Err(Error::BuildFailed {
+                        tag: tag.to_owned(),
+                        message: error,
+                        log_tail: tail(&log, 30),
+                    })
+                }
+                Err(e) => {
+                    let e = self.err("build image", e);
+                    if e.is_unreachable() {
+                        return Err(e);
+                    }
+                    return Err(Error::BuildFailed {
+                        tag: tag.to_owned(),
+                        message: e.to_string(),
+                        log_tail: tail(&log, 30),
+                    });
+                }
+            };
+            if let Some(text) = info.stream {
+                log.extend(text.lines().map(str::to_owned));
+            }
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                return Err(Error::BuildFailed {
+                    tag: tag.to_owned(),
+                    message: error,
+                    log_tail: tail(&log, 30),
+                });
+            }
+            if let Some(id) = info.aux.and_then(|a| a.id) {
+                image_id = Some(id);
+            }
+        }
+        match image_id {
+            Some(id) => Ok(id),
+            None => Ok(self.image(tag).await?.id),
+        }
+    }
+
+    /// Remove an image (tests and benchmarks clean up what they tag).
+    pub async fn remove_image(&self, image: &str) -> Result<()> {
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::default()
+            .force(true)
+            .build();
+        match self.docker.remove_image(image, Some(options), None).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.err("remove image", e)),
+        }
+    }
+
+    /// Inspect a network; a 404 is [`Error::NetworkNotFound`].
+    pub async fn network(&self, network: &str) -> Result<NetworkInfo> {
+        let options = bollard::query_parameters::InspectNetworkOptionsBuilder::default().build();
+        match self.docker.inspect_network(network, Some(options)).await {
+            Ok(n) => Ok(NetworkInfo {
+                id: n.id.unwrap_or_default(),
+                name: n.name.unwrap_or_else(|| network.to_owned()),
+                scope: n.scope.unwrap_or_default(),
+                driver: n.driver.unwrap_or_default(),
+                attachable: n.attachable.unwrap_or(false),
+            }),
+            Err(e) if status_of(&e) == Some(404) => {
+                Err(Error::NetworkNotFound { network: network.to_owned() })
+            }
+            Err(e) => Err(self.err("inspect network", e)),
+        }
+    }
+
+    /// Create a container; returns its id.
+    pub async fn create_container(&self, spec: &CreateSpec) -> Result<String> {
+        let device_requests = spec.gpus.map(|count| {
+            vec![DeviceRequest {
+                count: Some(count),
+                capabilities: Some(vec![vec!["gpu".to_owned()]]),
+                ..Default::default()
+            }]
+        });
+        let host_config = HostConfig {
+            auto_remove: Some(spec.auto_remove),
+            network_mode: spec.network.clone(),
+            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+            nano_cpus: spec.nano_cpus,
+            memory: spec.memory,
+            device_requests,
+            // tini reaps zombies from routines that spawn processes.
+            init: Some(true),
+            ..Default::default()
+        };
+        let networking_config = spec.network.as_ref().map(|n| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(n.clone(), EndpointSettings::default())])),
+        });
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            labels: Some(spec.labels.clone().into_iter().collect()),
+            env: Some(spec.env.clone()),
+            attach_stdin: Some(spec.stdin_once),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            open_stdin: Some(spec.stdin_once),
+            stdin_once: Some(spec.stdin_once),
+            tty: Some(false),
+            host_config: Some(host_config),
+            networking_config,
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        match self.docker.create_container(Some(options), body).await {
+            Ok(created) => Ok(created.id),
+            Err(e) => match status_of(&e) {
+                Some(404) if message_of(&e).contains("network") => {
+                    Err(Error::NetworkNotFound { network: spec.network.clone().unwrap_or_default() })
+                }
+                Some(404) => Err(Error::ImageNotFound { image: spec.image.clone() }),
+                Some(400 | 409) => Err(Error::ContainerRejected {
+                    id: spec.name.clone(),
+                    message: message_of(&e),
+                }),
+                _ => Err(self.err("create container", e)),
+            },
+        }
+    }
+
+    /// Copy an uncompressed tar archive into a created container at `path`.
+    pub async fn upload(&self, id: &str, path: &str, archive: Vec<u8>) -> Result<()> {
+        let options = UploadToContainerOptionsBuilder::default().path(path).build();
+        self.docker
+            .upload_to_container(id, Some(options), bollard::body_full(archive.into()))
+            .await
+            .map_err(|e| self.err("copy files into container", e))
+    }
+
+    /// Attach to a container's stdio (before start, so no output is missed).
+    pub async fn attach(&self, id: &str, stdin: bool) -> Result<(OutputStream, InputWriter)> {
+        let options = AttachContainerOptionsBuilder::default()
+            .stdin(stdin)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .logs(true)
+            .build();
+        let attached = self
+            .docker
+            .attach_container(id, Some(options))
+            .await
+            .map_err(|e| self.err("attach to container", e))?;
+        let host = self.host.clone();
+        let output = attached.output.filter_map(move |item| {
+            let host = host.clone();
+            async move { convert_output(item, &host) }
+        });
+        Ok((Box::pin(output), attached.input))
+    }
+
+    /// Follow (or read) a container's output from its start.
+    pub fn logs(&self, id: &str, follow: bool) -> OutputStream {
+        let options = LogsOptionsBuilder::default()
+            .follow(follow)
+            .stdout(true)
+            .stderr(true)
+            .build();
+        let host = self.host.clone();
+        Box::pin(self.docker.logs(id, Some(options)).filter_map(move |item| {
+            let host = host.clone();
+            async move { convert_output(item, &host) }
+        }))
+    }
+
+    /// Start a created container.
+    pub async fn start_container(&self, id: &str) -> Result<()> {
+        match self.docker.start_container(id, None).await {
+            Ok(()) => Ok(()),
+            Err(e) => match status_of(&e) {
+                Some(404) if message_of(&e).contains("network") => Err(Error::ContainerRejected {
+                    id: id.to_owned(),
+                    message: message_of(&e),
+                }),
+                Some(400 | 404 | 500) => {
+                    Err(Error::ContainerRejected { id: id.to_owned(), message: message_of(&e) })
+                }
+                _ => Err(self.err("start container", e)),
+            },
+        }
+    }
+
+    /// Wait for the container's next exit; returns the exit code. Call before start
+    /// to see the exit of a container that removes itself.
+    pub async fn wait_exit(&self, id: &str) -> Result<i64> {
+        let options = WaitContainerOptionsBuilder::default().condition("next-exit").build();
+        let mut stream = self.docker.wait_container(id, Some(options));
+        match stream.next().await {
+            Some(Ok(r)) => Ok(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+            Some(Err(e)) if status_of(&e) == Some(404) => Ok(-1),
+            Some(Err(e)) => Err(self.err("wait for container", e)),
+            None => Ok(-1),
+        }
+    }
+
+    /// Wait until a container (that removes itself) is gone.
+    pub async fn wait_removed(&self, id: &str) -> Result<()> {
+        let options = WaitContainerOptionsBuilder::default().condition("removed").build();
+        let mut stream = self.docker.wait_container(id, Some(options));
+        match stream.next().await {
+            Some(Err(e)) if status_of(&e).is_none() => Err(self.err("wait for removal", e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Send a signal; a container that is gone or not running is not an error.
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<()> {
+        let options = KillContainerOptionsBuilder::default().signal(signal).build();
+        match self.docker.kill_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(()),
+            Err(e) => Err(self.err("kill container", e)),
+        }
+    }
+
+    /// Stop with Docker's own escalation (SIGTERM, then SIGKILL after `timeout`).
+    pub async fn stop(&self, id: &str, timeout: Duration) -> Result<()> {
+        let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
+        let options = bollard::query_parameters::StopContainerOptionsBuilder::default().t(secs).build();
+        match self.docker.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(status_of(&e), Some(304 | 404 | 409)) => Ok(()),
+            Err(e) => Err(self.err("stop container", e)),
+        }
+    }
+
+    /// Remove a container and its anonymous volumes. Gone already is success; a
+    /// removal the daemon already has in progress is awaited.
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) if status_of(&e) == Some(409) => self.wait_removed(id).await,
+            Err(e) => Err(self.err("remove container", e)),
+        }
+    }
+
+    /// Pause a container (tests use it; discovery treats paused as not serving).
+    pub async fn pause(&self, id: &str) -> Result<()> {
+        self.docker.pause_container(id).await.map_err(|e| self.err("pause container", e))
+    }
+
+    /// Unpause a container.
+    pub async fn unpause(&self, id: &str) -> Result<()> {
+        self.docker.unpause_container(id).await.map_err(|e| self.err("unpause container", e))
+    }
+
+    /// Inspect one container; `None` when it does not exist.
+    pub async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>> {
+        match self.docker.inspect_container(id, None).await {
+            Ok(c) => Ok(Some(from_inspect(c))),
+            Err(e) if status_of(&e) == Some(404) => Ok(None),
+            Err(e) => Err(self.err("inspect container", e)),
+        }
+    }
+
+    /// List containers carrying all of `labels` (`key` or `key=value`).
+    pub async fn list(&self, labels: &[String], all: bool) -> Result<Vec<ContainerInfo>> {
+        let filters = HashMap::from([("label".to_owned(), labels.to_vec())]);
+        let options = ListContainersOptionsBuilder::default().all(all).filters(&filters).build();
+        let list = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.err("list containers", e))?;
+        Ok(list.into_iter().map(from_summary).collect())
+    }
+
+    /// Container events for containers carrying all of `labels`, from `since_nanos`
+    /// (Unix time in nanoseconds) on. The stream ends on any error; reconnect.
+    pub fn events(
+        &self,
+        labels: &[String],
+        since_nanos: Option<i64>,
+    ) -> Pin<Box<dyn Stream<Item = Result<ContainerEvent>> + Send>> {
+        let mut filters = HashMap::from([("type".to_owned(), vec!["container".to_owned()])]);
+        if !labels.is_empty() {
+            filters.insert("label".to_owned(), labels.to_vec());
+        }
+        let mut builder = EventsOptionsBuilder::default().filters(&filters);
+        let since = since_nanos.map(|n| format!("{}.{:09}", n / 1_000_000_000, n % 1_000_000_000));
+        if let Some(since) = &since {
+            builder = builder.since(since);
+        }
+        let host = self.host.clone();
+        Box::pin(self.docker.events(Some(builder.build())).filter_map(move |item| {
+            let host = host.clone();
+            async move {
+                match item {
+                    Ok(msg) => {
+                        let actor = msg.actor?;
+                        Some(Ok(ContainerEvent {
+                            id: actor.id?,
+                            action: msg.action.unwrap_or_default(),
+                            time_nano: msg.time_nano.unwrap_or_default(),
+                        }))
+                    }
+                    Err(e) => Some(Err(Error::engine("stream events", &host, e))),
+                }
+            }
+        }))
+    }
+
+    /// Create a network (tests and the demo).
+    pub async fn create_network(&self, name: &str, driver: &str, attachable: bool) -> Result<String> {
+        let body = bollard::models::NetworkCreateRequest {
+            name: name.to_owned(),
+            driver: Some(driver.to_owned()),
+            attachable: Some(attachable),
+            ..Default::default()
+        };
+        self.docker
+            .create_network(body)
+            .await
+            .map(|r| r.id)
+            .map_err(|e| self.err("create network", e))
+    }
+
+    /// Remove a network; gone already is success.
+    pub async fn remove_network(&self, name: &str) -> Result<()> {
+        match self.docker.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(e) if status_of(&e) == Some(404) => Ok(()),
+            Err(e) => Err(self.err("remove network", e)),
+        }
+    }
+
+    /// Connect a running container to another network.
+    pub async fn connect_network(&self, network: &str, id: &str) -> Result<()> {
+        let body = bollard::models::NetworkConnectRequest {
+            container: id.to_owned(),
+            ..Default::default()
+        };
+        self.docker
+            .connect_network(network, body)
+            .await
+            .map_err(|e| self.err("connect network", e))
+    }
+
+    /// Disconnect a container from a network.
+    pub async fn disconnect_network(&self, network: &str, id: &str) -> Result<()> {
+        let body = bollard::models::NetworkDisconnectRequest {
+            container: id.to_owned(),
+            force: Some(true),
+        };
+        self.docker
+            .disconnect_network(network, body)
+            .await
+            .map_err(|e| self.err("disconnect network", e))
+    }
+}
+
+fn open(host: &str) -> Result<Docker> {
+    let timeout = REQUEST_TIMEOUT_SECS;
+    let version = bollard::API_DEFAULT_VERSION;
+    let tls_verify = std::env::var("DOCKER_TLS_VERIFY").map(|v| !v.is_empty() && v != "0").unwrap_or(false);
+    let result = if let Some(path) = host.strip_prefix("unix://") {
+        Docker::connect_with_unix(path, timeout, version)
+    } else if host.starts_with("https://") || (tls_verify && host.starts_with("tcp://")) {
+        let dir = std::env::var("DOCKER_CERT_PATH")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))
+            .ok_or_else(|| {
+                Error::InvalidArgument(
+                    "TLS to the Docker Engine needs DOCKER_CERT_PATH (with ca.pem, cert.pem, key.pem)"
+                        .to_owned(),
+                )
+            })?;
+        Docker::connect_with_ssl(
+            host,
+            &dir.join("key.pem"),
+            &dir.join("cert.pem"),
+            &dir.join("ca.pem"),
+            timeout,
+            version,
+        )
+    } else if host.starts_with("tcp://") || host.starts_with("http://") {
+        Docker::connect_with_http(host, timeout, version)
+    } else {
+        return Err(Error::InvalidArgument(format!(
+            "unsupported Docker Engine address '{host}'; use unix:///path, tcp://host:port or https://host:port"
+        )));
+    };
+    result.map_err(|e| Error::engine("connect", host, e))
+}
+
+/// The request URI with `/v{version}` in front of its path, unless it has one.
+fn versioned_uri(uri: &http::Uri, version: &str) -> Option<http::Uri> {
+    let path_and_query = uri.path_and_query()?;
+    if path_and_query.path().starts_with("/v1.") {
+        return None;
+    }
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = format!("/v{version}{path_and_query}").parse().ok();
+    http::Uri::from_parts(parts).ok()
+}
+
+fn status_of(e: &bollard::errors::Error) -> Option<u16> {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
+        _ => None,
+    }
+}
+
+fn message_of(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn convert_output(
+    item: std::result::Result<LogOutput, bollard::errors::Error>,
+    host: &str,
+) -> Option<Result<Output>> {
+    match item {
+        Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+            Some(Ok(Output::Stdout(message.to_vec())))
+        }
+        Ok(LogOutput::StdErr { message }) => Some(Ok(Output::Stderr(message.to_vec()))),
+        Ok(LogOutput::StdIn { .. }) => None,
+        Err(e) => Some(Err(Error::engine("read container output", host, e))),
+    }
+}
+
+/// The last `n` lines of `lines`, joined.
+pub(crate) fn tail(lines: &[String], n: usize) -> String {
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn endpoints(networks: Option<HashMap<String, EndpointSettings>>) -> BTreeMap<String, Endpoint> {
+    networks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, ep)| {
+            (
+                name,
+                Endpoint {
+                    network_id: ep.network_id.unwrap_or_default(),
+                    ip: ep.ip_address.unwrap_or_default(),
+                },
+            )
+        })
+        .collect()
+}
+
+fn from_summary(c: ContainerSummary) -> ContainerInfo {
+    let status = c.status.unwrap_or_default();
+    // The list endpoint reports health only inside the human status text on API 1.41.
+    let health = c
+        .health
+        .and_then(|h| h.status)
+        .map(|s| s.to_string())
+        .filter(|s| !s.is_empty() && s != "none")
+        .or_else(|| health_from_status(&status));
+    ContainerInfo {
+        id: c.id.unwrap_or_default(),
+        name: c
+            .names
+            .and_then(|n| n.into_iter().next())
+            .map(|n| n.trim_start_matches('/').to_owned())
+            .unwrap_or_default(),
+        image: c.image.unwrap_or_default(),
+        labels: c.labels.unwrap_or_default().into_iter().collect(),
+        state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+        health,
+        networks: endpoints(c.network_settings.and_then(|n| n.networks)),
+    }
+}
+
+fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
+    let state = c.state.unwrap_or_default();
+    ContainerInfo {
+        id: c.id.unwrap_or_default(),
+        name: c.name.unwrap_or_default().trim_start_matches('/').to_owned(),
+        image: c.config.as_ref().and_then(|cfg| cfg.image.clone()).unwrap_or_default(),
+        labels: c
+            .config
+            .and_then(|cfg| cfg.labels)
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        health: state
+            .health
+            .and_then(|h| h.status)
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty() && s != "none"),
+        networks: endpoints(c.network_settings.and_then(|n| n.networks)),
+    }
+}
+
+/// `Up 3 minutes (healthy)` → `healthy`; `(health: starting)` → `starting`.
+fn health_from_status(status: &str) -> Option<String> {
+    let inner = status.rsplit_once('(')?.1.strip_suffix(')')?;
+    let inner = inner.strip_prefix("health: ").unwrap_or(inner);
+    matches!(inner, "healthy" | "unhealthy" | "starting").then(|| inner.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versioned_uri_adds_the_negotiated_version_once() {
+        let uri: http::Uri = "unix://2f7661722f72756e/containers/json?all=true".parse().unwrap();
+        let v = versioned_uri(&uri, "1.41").unwrap();
+        assert_eq!(v.path(), "/v1.41/containers/json");
+        assert_eq!(v.query(), Some("all=true"));
+        assert!(versioned_uri(&v, "1.41").is_none());
+    }
+
+    #[test]
+    fn health_is_read_from_the_status_text() {
+        assert_eq!(health_from_status("Up 3 minutes (healthy)").as_deref(), Some("healthy"));
+        assert_eq!(health_from_status("Up 1 second (health: starting)").as_deref(), Some("starting"));
+        assert_eq!(health_from_status("Up 2 hours (unhealthy)").as_deref(), Some("unhealthy"));
+        assert_eq!(health_from_status("Up 2 hours (Paused)"), None);
+        assert_eq!(health_from_status("Up 2 hours"), None);
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let lines: Vec<String> = (0..5).map(|i| i.to_string()).collect();
+        assert_eq!(tail(&lines, 2), "3\n4");
+        assert_eq!(tail(&lines, 10), "0\n1\n2\n3\n4");
+    }
+}

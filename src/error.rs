@@ -1,0 +1,242 @@
+//! The crate's one error type, and its one conversion into Python exceptions.
+//!
+//! Variants name the user's problem, not the HTTP call that found it; messages name
+//! the object and the next step. Everything else in the crate returns [`Result`].
+
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::PyErr;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong between wool-docker and the Docker Engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The Engine did not answer at all: no daemon, wrong `DOCKER_HOST`, refused.
+    #[error(
+        "cannot reach the Docker Engine at {host}: {source}; start the daemon or point \
+         DOCKER_HOST (or docker_host=) at a running one"
+    )]
+    DaemonUnreachable {
+        /// The address that was tried.
+        host: String,
+        /// What the transport said.
+        #[source]
+        source: bollard::errors::Error,
+    },
+
+    /// The socket exists but this user may not open it.
+    #[error(
+        "permission denied on the Docker Engine socket {host}; add this user to the \
+         'docker' group or run with access to the socket"
+    )]
+    PermissionDenied {
+        /// The socket that refused us.
+        host: String,
+    },
+
+    /// An image is not on the daemon; nothing is pulled implicitly.
+    #[error(
+        "image '{image}' is not on the Docker Engine; build it with \
+         `wool-docker image build --tag {image}` (nothing is pulled implicitly)"
+    )]
+    ImageNotFound {
+        /// The image reference.
+        image: String,
+    },
+
+    /// A worker image cannot serve the calling Python process.
+    #[error("image '{image}' cannot serve this process: {detail}; rebuild it with `wool-docker image build --tag {image}` from this environment")]
+    ImageMismatch {
+        /// The image reference.
+        image: String,
+        /// What differs.
+        detail: String,
+    },
+
+    /// `docker build` failed.
+    #[error("building image '{tag}' failed: {message}")]
+    BuildFailed {
+        /// The tag being built.
+        tag: String,
+        /// The builder's error message.
+        message: String,
+        /// The last lines of build output.
+        log_tail: String,
+    },
+
+    /// A network does not exist.
+    #[error(
+        "network '{network}' does not exist; create it with `docker network create \
+         {network}` (on Swarm: `docker network create -d overlay --attachable {network}`)"
+    )]
+    NetworkNotFound {
+        /// The network name or id.
+        network: String,
+    },
+
+    /// A swarm-scoped network that standalone containers may not join.
+    #[error(
+        "network '{network}' is a Swarm network that is not attachable; recreate it with \
+         `docker network create -d overlay --attachable {network}`"
+    )]
+    NetworkNotAttachable {
+        /// The network name.
+        network: String,
+    },
+
+    /// A worker container stopped before it served, or could not start.
+    #[error("container {id} exited with code {code:?} before serving{}", tail_suffix(.log_tail))]
+    ContainerExited {
+        /// Container name or id.
+        id: String,
+        /// Exit code, if it ran.
+        code: Option<i64>,
+        /// The last lines of its output.
+        log_tail: String,
+    },
+
+    /// The Engine refused to create or start a container.
+    #[error("container {id} could not be started: {message}")]
+    ContainerRejected {
+        /// Container name or id.
+        id: String,
+        /// The Engine's words.
+        message: String,
+    },
+
+    /// A container did not announce that it serves before the deadline.
+    #[error(
+        "container {id} did not serve within {:.1} s; it was removed. Raise the start \
+         timeout if the image is slow to start{}",
+        .waited.as_secs_f64(), tail_suffix(.log_tail)
+    )]
+    NotServing {
+        /// Container name or id.
+        id: String,
+        /// How long we waited.
+        waited: Duration,
+        /// The last lines of its output.
+        log_tail: String,
+    },
+
+    /// A label on a container cannot be parsed under the wool-docker schema.
+    #[error("container {container}: label '{key}' {reason}")]
+    InvalidLabel {
+        /// Container name or id.
+        container: String,
+        /// The label key.
+        key: String,
+        /// What is wrong with its value.
+        reason: String,
+    },
+
+    /// An argument from the caller is unusable.
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// Any other refusal from the Engine, named by operation.
+    #[error("Docker Engine request '{op}' failed: {source}")]
+    Engine {
+        /// What we were doing.
+        op: &'static str,
+        /// What the Engine said.
+        #[source]
+        source: bollard::errors::Error,
+    },
+}
+
+fn tail_suffix(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        format!("; last output:\n{}", tail.trim_end())
+    }
+}
+
+impl Error {
+    /// Wrap an Engine error for `op`, recognising the transport failures that mean the
+    /// daemon is not there at all.
+    pub(crate) fn engine(op: &'static str, host: &str, source: bollard::errors::Error) -> Self {
+        use bollard::errors::Error as B;
+        match &source {
+            B::IOError { err } if err.kind() == std::io::ErrorKind::PermissionDenied => {
+                Error::PermissionDenied { host: host.to_owned() }
+            }
+            B::IOError { .. }
+            | B::SocketNotFoundError(_)
+            | B::RequestTimeoutError
+            | B::HyperResponseError { .. } => Error::DaemonUnreachable { host: host.to_owned(), source },
+            _ if is_connect_error(&source) => Error::DaemonUnreachable { host: host.to_owned(), source },
+            _ => Error::Engine { op, source },
+        }
+    }
+
+
+    /// Whether the Engine itself is unreachable (as opposed to refusing a request).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Error::DaemonUnreachable { .. } | Error::PermissionDenied { .. })
+    }
+}
+
+/// hyper-util reports connect failures as its own error type; look through the chain
+/// for an io error so a stopped daemon reads as "unreachable", not as a failed request.
+fn is_connect_error(err: &bollard::errors::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if e.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        let text = e.to_string();
+        if text.contains("client error (Connect)") || text.contains("Connection refused") {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+pyo3::import_exception!(wool_docker.exceptions, EngineUnavailableError);
+pyo3::import_exception!(wool_docker.exceptions, ImageNotFoundError);
+pyo3::import_exception!(wool_docker.exceptions, ImageMismatchError);
+pyo3::import_exception!(wool_docker.exceptions, ImageBuildError);
+pyo3::import_exception!(wool_docker.exceptions, NetworkNotFoundError);
+pyo3::import_exception!(wool_docker.exceptions, ContainerFailedError);
+pyo3::import_exception!(wool_docker.exceptions, WorkerStartTimeout);
+pyo3::import_exception!(wool_docker.exceptions, WoolDockerError);
+pyo3::import_exception!(wool_docker.exceptions, EngineError);
+
+impl From<Error> for PyErr {
+    fn from(err: Error) -> PyErr {
+        let message = err.to_string();
+        // No `_` arm: a new variant must be mapped here before the crate compiles.
+        match err {
+            Error::DaemonUnreachable { host, .. } | Error::PermissionDenied { host } => {
+                EngineUnavailableError::new_err((message, host))
+            }
+            Error::ImageNotFound { image } => ImageNotFoundError::new_err((message, image)),
+            Error::ImageMismatch { image, .. } => ImageMismatchError::new_err((message, image)),
+            Error::BuildFailed { tag, log_tail, .. } => {
+                ImageBuildError::new_err((message, tag, log_tail))
+            }
+            Error::NetworkNotFound { network } | Error::NetworkNotAttachable { network } => {
+                NetworkNotFoundError::new_err((message, network))
+            }
+            Error::ContainerExited { id, code, log_tail } => {
+                ContainerFailedError::new_err((message, id, code, log_tail))
+            }
+            Error::ContainerRejected { id, .. } => {
+                ContainerFailedError::new_err((message, id, None::<i64>, String::new()))
+            }
+            Error::NotServing { id, waited, .. } => {
+                WorkerStartTimeout::new_err((message, id, waited.as_secs_f64()))
+            }
+            Error::InvalidLabel { .. } => WoolDockerError::new_err(message),
+            Error::InvalidArgument(_) => PyValueError::new_err(message),
+            Error::Engine { .. } => EngineError::new_err(message),
+        }
+    }
+}

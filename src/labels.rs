@@ -1,0 +1,339 @@
+//! The label schema: a worker's metadata as container labels, and back.
+//!
+//! Docker labels cannot change after a container is created, so a container's labels
+//! *are* its publication. Compose users write these by hand; the README documents
+//! them. Every key sits under the `wool.` prefix. The worker image carries
+//! `wool.version` and `wool.port` too, and containers inherit image labels, so a
+//! container labelled only with the selector still yields a complete record.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::ContainerInfo;
+use crate::error::{Error, Result};
+
+/// Default selector: `wool.worker=true`.
+pub const SELECTOR: &str = "wool.worker";
+/// Worker uid (a UUID). Default: derived from the container id.
+pub const UID: &str = "wool.uid";
+/// gRPC port inside the container. Default: the image's, else [`DEFAULT_PORT`].
+pub const PORT: &str = "wool.port";
+/// Comma-separated capability tags.
+pub const TAGS: &str = "wool.tags";
+/// JSON object of extra metadata.
+pub const EXTRA: &str = "wool.extra";
+/// wool protocol version the worker speaks (set by the worker image).
+pub const VERSION: &str = "wool.version";
+/// `true` when the worker serves TLS.
+pub const SECURE: &str = "wool.secure";
+/// The workload identity the worker's certificate proves.
+pub const IDENTITY: &str = "wool.identity";
+/// JSON object of wool `ChannelOptions` fields.
+pub const OPTIONS: &str = "wool.options";
+/// Network whose address to advertise when the container is on several.
+pub const NETWORK: &str = "wool.network";
+/// Full `host:port` to advertise, overriding everything else.
+pub const ADDRESS: &str = "wool.address";
+/// Marks containers created by `DockerWorker` (for `wool-docker prune --all`).
+pub const MANAGED: &str = "wool.docker.managed";
+/// The owning process, `host/pid/start-time` (for `wool-docker prune`).
+pub const OWNER: &str = "wool.docker.owner";
+/// Port wool-docker's worker image serves on.
+pub const DEFAULT_PORT: u16 = 50051;
+
+/// What a worker advertises, as wool's `WorkerMetadata` needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// Worker uid, UUID text.
+    pub uid: String,
+    /// `ip:port` reachable on the chosen network.
+    pub address: String,
+    /// wool protocol version; empty when unknown.
+    pub version: String,
+    /// Capability tags.
+    pub tags: Vec<String>,
+    /// JSON object text.
+    pub extra: String,
+    /// Serves TLS.
+    pub secure: bool,
+    /// Workload identity.
+    pub identity: Option<String>,
+    /// JSON object text of channel options, when given.
+    pub options: Option<String>,
+    /// The container behind it.
+    pub container_id: String,
+    /// Its name.
+    pub container_name: String,
+    /// The network the address is on.
+    pub network: String,
+}
+
+/// The fields a `DockerWorker` publishes at creation.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Publication {
+    /// Worker uid.
+    pub uid: String,
+    /// Port inside the container.
+    pub port: u16,
+    /// Capability tags (no commas).
+    pub tags: Vec<String>,
+    /// JSON object text.
+    pub extra: String,
+    /// Serves TLS.
+    pub secure: bool,
+    /// Workload identity.
+    pub identity: Option<String>,
+    /// JSON object text of channel options.
+    pub options: Option<String>,
+    /// Network to advertise on.
+    pub network: Option<String>,
+}
+
+/// Labels for a worker container; `selector` is merged in so discovery matches it.
+pub fn to_labels(p: &Publication, selector: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut labels = selector.clone();
+    labels.insert(UID.to_owned(), p.uid.clone());
+    labels.insert(PORT.to_owned(), p.port.to_string());
+    labels.insert(TAGS.to_owned(), p.tags.join(","));
+    labels.insert(EXTRA.to_owned(), p.extra.clone());
+    labels.insert(SECURE.to_owned(), p.secure.to_string());
+    if let Some(identity) = &p.identity {
+        labels.insert(IDENTITY.to_owned(), identity.clone());
+    }
+    if let Some(options) = &p.options {
+        labels.insert(OPTIONS.to_owned(), options.clone());
+    }
+    if let Some(network) = &p.network {
+        labels.insert(NETWORK.to_owned(), network.clone());
+    }
+    labels
+}
+
+/// Why a container yields no record, short of a malformed label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Skip {
+    /// Not on the scoped network (or on no network with an address).
+    NoAddress,
+}
+
+/// Read a container's labels into a record. `network` scopes the address: without it
+/// the address follows [`pick_network`]. Malformed labels are an
+/// [`Error::InvalidLabel`] naming the container and key.
+pub fn parse(c: &ContainerInfo, network: Option<&str>) -> Result<std::result::Result<WorkerRecord, Skip>> {
+    let label = |key: &str| c.labels.get(key).map(String::as_str).filter(|v| !v.trim().is_empty());
+    let invalid = |key: &str, reason: String| Error::InvalidLabel {
+        container: c.name.clone(),
+        key: key.to_owned(),
+        reason,
+    };
+
+    let uid = match label(UID) {
+        Some(v) if is_uuid(v) => v.to_ascii_lowercase(),
+        Some(v) => return Err(invalid(UID, format!("is not a UUID: {v:?}"))),
+        None => uid_from_container_id(&c.id).ok_or_else(|| invalid(UID, "is missing and the container id is not hex".to_owned()))?,
+    };
+    let port = match label(PORT) {
+        Some(v) => v
+            .trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| invalid(PORT, format!("is not a port number: {v:?}")))?,
+        None => DEFAULT_PORT,
+    };
+    let tags = label(TAGS)
+        .map(|v| v.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let extra = match label(EXTRA) {
+        Some(v) => match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(serde_json::Value::Object(_)) => v.to_owned(),
+            _ => return Err(invalid(EXTRA, format!("is not a JSON object: {v:?}"))),
+        },
+        None => "{}".to_owned(),
+    };
+    let options = match label(OPTIONS) {
+        Some(v) => match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(serde_json::Value::Object(_)) => Some(v.to_owned()),
+            _ => return Err(invalid(OPTIONS, format!("is not a JSON object: {v:?}"))),
+        },
+        None => None,
+    };
+    let secure = match label(SECURE).map(|v| v.trim().to_ascii_lowercase()) {
+        None => false,
+        Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
+        Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
+        Some(v) => return Err(invalid(SECURE, format!("is not true or false: {v:?}"))),
+    };
+    let version = label(VERSION).unwrap_or_default().trim().to_owned();
+    let identity = label(IDENTITY).map(|v| v.trim().to_owned());
+
+    let (address, chosen) = if let Some(address) = label(ADDRESS) {
+        if address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+            return Err(invalid(ADDRESS, format!("is not host:port: {address:?}")));
+        }
+        (address.to_owned(), network.map(str::to_owned).unwrap_or_default())
+    } else {
+        let wanted = network.or(label(NETWORK));
+        let chosen = match wanted {
+            Some(name) => c.networks.get_key_value(name).or_else(|| {
+                // Scoping by id works too.
+                c.networks.iter().find(|(_, ep)| !ep.network_id.is_empty() && ep.network_id.starts_with(name))
+            }),
+            None => pick_network(c),
+        };
+        match chosen {
+            Some((name, ep)) if !ep.ip.is_empty() => (format!("{}:{port}", ep.ip), name.clone()),
+            _ => return Ok(Err(Skip::NoAddress)),
+        }
+    };
+    Ok(Ok(WorkerRecord {
+        uid,
+        address,
+        version,
+        tags,
+        extra,
+        secure,
+        identity,
+        options,
+        container_id: c.id.clone(),
+        container_name: c.name.clone(),
+        network: chosen,
+    }))
+}
+
+/// With no network named, the address comes from the container's only network; with
+/// several, from the first user-defined network in name order (the default `bridge`
+/// only when there is no other). Deterministic, unlike a map's iteration order.
+pub fn pick_network(c: &ContainerInfo) -> Option<(&String, &crate::engine::Endpoint)> {
+    let usable = || c.networks.iter().filter(|(n, ep)| !ep.ip.is_empty() && n.as_str() != "host" && n.as_str() != "none");
+    usable().find(|(n, _)| n.as_str() != "bridge").or_else(|| usable().next())
+}
+
+/// A container id's first 32 hex digits as a UUID: stable for the container's life,
+/// and what the worker image's entry point uses when no uid is given.
+pub fn uid_from_container_id(id: &str) -> Option<String> {
+    let hex = id.get(..32)?;
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let h = hex.to_ascii_lowercase();
+    Some(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+}
+
+fn is_uuid(v: &str) -> bool {
+    let v = v.trim();
+    let hex: String = v.chars().filter(|c| *c != '-').collect();
+    hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && (v.len() == 32 || v.len() == 36)
+}
+
+/// The selector as the Engine's `label` filter wants it: `key=value` each.
+pub fn filter_terms(selector: &BTreeMap<String, String>) -> Vec<String> {
+    selector
+        .iter()
+        .map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Endpoint;
+
+    fn container(labels: &[(&str, &str)], networks: &[(&str, &str)]) -> ContainerInfo {
+        ContainerInfo {
+            id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
+            name: "w1".into(),
+            image: "img".into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            state: "running".into(),
+            health: None,
+            networks: networks
+                .iter()
+                .map(|(n, ip)| (n.to_string(), Endpoint { network_id: format!("id-{n}"), ip: ip.to_string() }))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn round_trip_of_a_publication() {
+        let p = Publication {
+            uid: "6f0c1a52-3a70-4a36-9a4b-0b7f3d2a9c11".into(),
+            port: 50051,
+            tags: vec!["gpu".into(), "fast".into()],
+            extra: r#"{"a":1}"#.into(),
+            secure: true,
+            identity: Some("api.wool".into()),
+            options: Some(r#"{"max_concurrent_streams":10}"#.into()),
+            network: Some("wool".into()),
+        };
+        let selector = BTreeMap::from([(SELECTOR.to_owned(), "true".to_owned())]);
+        let mut labels: Vec<(String, String)> = to_labels(&p, &selector).into_iter().collect();
+        labels.push((VERSION.into(), "0.15.7".into()));
+        let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let c = container(&refs, &[("bridge", "172.17.0.2"), ("wool", "10.0.0.5")]);
+        let r = parse(&c, None).unwrap().unwrap();
+        assert_eq!(r.uid, p.uid);
+        assert_eq!(r.address, "10.0.0.5:50051");
+        assert_eq!(r.tags, p.tags);
+        assert_eq!(r.extra, p.extra);
+        assert!(r.secure);
+        assert_eq!(r.identity, p.identity);
+        assert_eq!(r.options, p.options);
+        assert_eq!(r.version, "0.15.7");
+        assert_eq!(r.network, "wool");
+    }
+
+    #[test]
+    fn selector_only_container_gets_defaults() {
+        let c = container(&[(SELECTOR, "true")], &[("wool", "10.0.0.9")]);
+        let r = parse(&c, Some("wool")).unwrap().unwrap();
+        assert_eq!(r.uid, "01234567-89ab-cdef-0123-456789abcdef");
+        assert_eq!(r.address, "10.0.0.9:50051");
+        assert_eq!(r.extra, "{}");
+        assert!(r.tags.is_empty());
+        assert!(!r.secure);
+    }
+
+    #[test]
+    fn scoped_network_missing_means_no_address() {
+        let c = container(&[], &[("other", "10.0.0.9")]);
+        assert_eq!(parse(&c, Some("wool")).unwrap(), Err(Skip::NoAddress));
+    }
+
+    #[test]
+    fn several_networks_pick_first_user_defined_by_name() {
+        let c = container(&[], &[("bridge", "172.17.0.2"), ("zeta", "10.0.1.2"), ("alpha", "10.0.2.2")]);
+        assert_eq!(parse(&c, None).unwrap().unwrap().address, "10.0.2.2:50051");
+        let c = container(&[(NETWORK, "zeta")], &[("bridge", "172.17.0.2"), ("zeta", "10.0.1.2"), ("alpha", "10.0.2.2")]);
+        assert_eq!(parse(&c, None).unwrap().unwrap().address, "10.0.1.2:50051");
+        let c = container(&[], &[("bridge", "172.17.0.2")]);
+        assert_eq!(parse(&c, None).unwrap().unwrap().address, "172.17.0.2:50051");
+    }
+
+    #[test]
+    fn address_label_overrides() {
+        let c = container(&[(ADDRESS, "worker.example:6000")], &[("wool", "10.0.0.9")]);
+        assert_eq!(parse(&c, Some("wool")).unwrap().unwrap().address, "worker.example:6000");
+    }
+
+    #[test]
+    fn malformed_labels_name_the_key() {
+        for (key, value) in [(UID, "nope"), (PORT, "http"), (PORT, "0"), (EXTRA, "[1]"), (EXTRA, "{"), (SECURE, "maybe"), (OPTIONS, "3"), (ADDRESS, "nohost")] {
+            let c = container(&[(key, value)], &[("wool", "10.0.0.9")]);
+            match parse(&c, Some("wool")) {
+                Err(Error::InvalidLabel { key: k, container, .. }) => {
+                    assert_eq!(k, key);
+                    assert_eq!(container, "w1");
+                }
+                other => panic!("{key}={value}: expected InvalidLabel, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn filter_terms_are_key_equals_value() {
+        let s = BTreeMap::from([("a".to_owned(), "1".to_owned()), ("b".to_owned(), String::new())]);
+        assert_eq!(filter_terms(&s), vec!["a=1".to_owned(), "b".to_owned()]);
+    }
+}

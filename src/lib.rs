@@ -1,0 +1,26 @@
+//! Native core of wool-docker: Docker Engine I/O and state for wool workers and
+//! discovery. `engine` talks to the daemon; `labels` is the label schema; `worker`
+//! is a container's lifecycle; `bindings` exposes them to Python.
+
+pub mod bindings;
+pub mod engine;
+pub mod error;
+pub mod labels;
+pub mod worker;
+
+use pyo3::prelude::*;
+
+/// The native module, `wool_docker._native`.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("READY_PREFIX", worker::READY_PREFIX)?;
+    m.add_class::<bindings::WorkerHandle>()?;
+    m.add_function(wrap_pyfunction!(bindings::engine_info, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::inspect_image, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::build_image, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::remove_image, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::start_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::prune, m)?)?;
+    Ok(())
+}
