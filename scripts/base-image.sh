@@ -39,7 +39,7 @@ rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
 py=$(chroot "$root" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 tar -C "$root" -c . | docker import \
   --change 'ENV LANG=C.UTF-8' \
-  --change "LABEL org.wool-docker.base=bookworm org.wool-docker.python=$py" \
+  --change "LABEL wool.docker.base=bookworm wool.docker.python=$py" \
   --change 'CMD ["python3"]' \
   - "$name" >/dev/null
 echo "built base image $name (python $py)"

@@ -44,7 +44,11 @@ pub fn engine_info(py: Python<'_>, host: Option<String>) -> PyResult<Bound<'_, P
 /// Inspect an image: `{"id": str, "labels": dict[str, str]}`.
 #[pyfunction]
 #[pyo3(signature = (image, host=None))]
-pub fn inspect_image(py: Python<'_>, image: String, host: Option<String>) -> PyResult<Bound<'_, PyAny>> {
+pub fn inspect_image(
+    py: Python<'_>,
+    image: String,
+    host: Option<String>,
+) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
         let info = engine(host).await?.image(&image).await?;
         Python::attach(|py| -> PyResult<Py<PyAny>> {
@@ -66,14 +70,22 @@ pub fn build_image<'py>(
     host: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let context = context.as_bytes().to_vec();
-    future_into_py(py, async move { Ok(engine(host).await?.build_image(context, &tag).await?) })
+    future_into_py(py, async move {
+        Ok(engine(host).await?.build_image(context, &tag).await?)
+    })
 }
 
 /// Remove an image by reference; missing is fine.
 #[pyfunction]
 #[pyo3(signature = (image, host=None))]
-pub fn remove_image(py: Python<'_>, image: String, host: Option<String>) -> PyResult<Bound<'_, PyAny>> {
-    future_into_py(py, async move { Ok(engine(host).await?.remove_image(&image).await?) })
+pub fn remove_image(
+    py: Python<'_>,
+    image: String,
+    host: Option<String>,
+) -> PyResult<Bound<'_, PyAny>> {
+    future_into_py(py, async move {
+        Ok(engine(host).await?.remove_image(&image).await?)
+    })
 }
 
 /// Start a worker container from a JSON `WorkerConfig` and wait until it serves.
@@ -89,7 +101,10 @@ pub fn start_worker<'py>(
     let cfg: WorkerConfig = serde_json::from_str(config)
         .map_err(|e| Error::InvalidArgument(format!("invalid worker configuration: {e}")))?;
     if !(timeout.is_finite() && timeout > 0.0) {
-        return Err(Error::InvalidArgument("timeout must be a positive number of seconds".to_owned()).into());
+        return Err(Error::InvalidArgument(
+            "timeout must be a positive number of seconds".to_owned(),
+        )
+        .into());
     }
     let sink: Option<LogSink> = log.map(|callback| {
         let callback = Arc::new(callback);
@@ -104,7 +119,9 @@ pub fn start_worker<'py>(
     future_into_py(py, async move {
         let engine = engine(host).await?;
         let running = worker::start(engine, cfg, Duration::from_secs_f64(timeout), sink).await?;
-        Ok(WorkerHandle { inner: Arc::new(running) })
+        Ok(WorkerHandle {
+            inner: Arc::new(running),
+        })
     })
 }
 
@@ -112,7 +129,9 @@ pub fn start_worker<'py>(
 #[pyfunction]
 #[pyo3(signature = (all=false, host=None))]
 pub fn prune(py: Python<'_>, all: bool, host: Option<String>) -> PyResult<Bound<'_, PyAny>> {
-    future_into_py(py, async move { Ok(worker::prune(&engine(host).await?, all).await?) })
+    future_into_py(py, async move {
+        Ok(worker::prune(&engine(host).await?, all).await?)
+    })
 }
 
 /// A serving worker container owned by this process.
@@ -167,6 +186,9 @@ impl WorkerHandle {
     }
 
     fn __repr__(&self) -> String {
-        format!("WorkerHandle(name={:?}, address={:?})", self.inner.name, self.inner.address)
+        format!(
+            "WorkerHandle(name={:?}, address={:?})",
+            self.inner.name, self.inner.address
+        )
     }
 }

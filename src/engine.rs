@@ -100,7 +100,14 @@ pub struct ContainerEvent {
     pub action: String,
     /// Engine time in nanoseconds since the epoch.
     pub time_nano: i64,
+    /// The signal of a `kill` event.
+    pub signal: Option<String>,
+    /// For network connect/disconnect events, the network's name.
+    pub network: Option<String>,
 }
+
+/// A stream of container events that ends on the first error.
+pub type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerEvent>> + Send>>;
 
 /// Everything needed to create a container.
 #[derive(Debug, Clone, Default)]
@@ -179,7 +186,11 @@ impl Engine {
             .map_err(|e| Error::engine("negotiate API version", &host, e))?;
         let negotiated = docker.client_version().to_string();
         let _ = version.set(negotiated.clone());
-        Ok(Engine { docker, host: host.into(), api_version: negotiated.into() })
+        Ok(Engine {
+            docker,
+            host: host.into(),
+            api_version: negotiated.into(),
+        })
     }
 
     /// The Engine address in use.
@@ -198,7 +209,11 @@ impl Engine {
 
     /// Check that the daemon answers.
     pub async fn ping(&self) -> Result<()> {
-        self.docker.ping().await.map(|_| ()).map_err(|e| self.err("ping", e))
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.err("ping", e))
     }
 
     /// Inspect an image; a 404 is [`Error::ImageNotFound`].
@@ -213,9 +228,9 @@ impl Engine {
                     .into_iter()
                     .collect(),
             }),
-            Err(e) if status_of(&e) == Some(404) => {
-                Err(Error::ImageNotFound { image: image.to_owned() })
-            }
+            Err(e) if status_of(&e) == Some(404) => Err(Error::ImageNotFound {
+                image: image.to_owned(),
+            }),
             Err(e) => Err(self.err("inspect image", e)),
         }
     }
@@ -223,9 +238,14 @@ impl Engine {
     /// Build an image from an uncompressed tar context with the classic builder.
     /// Returns the image id; the output's last lines ride along on failure.
     pub async fn build_image(&self, context: Vec<u8>, tag: &str) -> Result<String> {
-        let options = BuildImageOptionsBuilder::default().t(tag).rm(true).forcerm(true).build();
+        let options = BuildImageOptionsBuilder::default()
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .build();
         let mut stream =
-            self.docker.build_image(options, None, Some(bollard::body_full(context.into())));
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(context.into())));
         let mut log: Vec<String> = Vec::new();
         let mut image_id = None;
         while let Some(item) = stream.next().await {
@@ -293,9 +313,9 @@ impl Engine {
                 driver: n.driver.unwrap_or_default(),
                 attachable: n.attachable.unwrap_or(false),
             }),
-            Err(e) if status_of(&e) == Some(404) => {
-                Err(Error::NetworkNotFound { network: network.to_owned() })
-            }
+            Err(e) if status_of(&e) == Some(404) => Err(Error::NetworkNotFound {
+                network: network.to_owned(),
+            }),
             Err(e) => Err(self.err("inspect network", e)),
         }
     }
@@ -337,14 +357,18 @@ impl Engine {
             networking_config,
             ..Default::default()
         };
-        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
         match self.docker.create_container(Some(options), body).await {
             Ok(created) => Ok(created.id),
             Err(e) => match status_of(&e) {
-                Some(404) if message_of(&e).contains("network") => {
-                    Err(Error::NetworkNotFound { network: spec.network.clone().unwrap_or_default() })
-                }
-                Some(404) => Err(Error::ImageNotFound { image: spec.image.clone() }),
+                Some(404) if message_of(&e).contains("network") => Err(Error::NetworkNotFound {
+                    network: spec.network.clone().unwrap_or_default(),
+                }),
+                Some(404) => Err(Error::ImageNotFound {
+                    image: spec.image.clone(),
+                }),
                 Some(400 | 409) => Err(Error::ContainerRejected {
                     id: spec.name.clone(),
                     message: message_of(&e),
@@ -356,7 +380,9 @@ impl Engine {
 
     /// Copy an uncompressed tar archive into a created container at `path`.
     pub async fn upload(&self, id: &str, path: &str, archive: Vec<u8>) -> Result<()> {
-        let options = UploadToContainerOptionsBuilder::default().path(path).build();
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(path)
+            .build();
         self.docker
             .upload_to_container(id, Some(options), bollard::body_full(archive.into()))
             .await
@@ -385,10 +411,11 @@ impl Engine {
         Ok((Box::pin(output), attached.input))
     }
 
-    /// Follow (or read) a container's output from its start.
-    pub fn logs(&self, id: &str, follow: bool) -> OutputStream {
+    /// Follow (or read) a container's output from `since_secs` (Unix seconds; 0: all).
+    pub fn logs(&self, id: &str, follow: bool, since_secs: i64) -> OutputStream {
         let options = LogsOptionsBuilder::default()
             .follow(follow)
+            .since(i32::try_from(since_secs).unwrap_or(0))
             .stdout(true)
             .stderr(true)
             .build();
@@ -408,9 +435,10 @@ impl Engine {
                     id: id.to_owned(),
                     message: message_of(&e),
                 }),
-                Some(400 | 404 | 500) => {
-                    Err(Error::ContainerRejected { id: id.to_owned(), message: message_of(&e) })
-                }
+                Some(400 | 404 | 500) => Err(Error::ContainerRejected {
+                    id: id.to_owned(),
+                    message: message_of(&e),
+                }),
                 _ => Err(self.err("start container", e)),
             },
         }
@@ -419,7 +447,9 @@ impl Engine {
     /// Wait for the container's next exit; returns the exit code. Call before start
     /// to see the exit of a container that removes itself.
     pub async fn wait_exit(&self, id: &str) -> Result<i64> {
-        let options = WaitContainerOptionsBuilder::default().condition("next-exit").build();
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("next-exit")
+            .build();
         let mut stream = self.docker.wait_container(id, Some(options));
         match stream.next().await {
             Some(Ok(r)) => Ok(r.status_code),
@@ -432,7 +462,9 @@ impl Engine {
 
     /// Wait until a container (that removes itself) is gone.
     pub async fn wait_removed(&self, id: &str) -> Result<()> {
-        let options = WaitContainerOptionsBuilder::default().condition("removed").build();
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("removed")
+            .build();
         let mut stream = self.docker.wait_container(id, Some(options));
         match stream.next().await {
             Some(Err(e)) if status_of(&e).is_none() => Err(self.err("wait for removal", e)),
@@ -442,7 +474,9 @@ impl Engine {
 
     /// Send a signal; a container that is gone or not running is not an error.
     pub async fn kill(&self, id: &str, signal: &str) -> Result<()> {
-        let options = KillContainerOptionsBuilder::default().signal(signal).build();
+        let options = KillContainerOptionsBuilder::default()
+            .signal(signal)
+            .build();
         match self.docker.kill_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if matches!(status_of(&e), Some(404 | 409)) => Ok(()),
@@ -453,7 +487,9 @@ impl Engine {
     /// Stop with Docker's own escalation (SIGTERM, then SIGKILL after `timeout`).
     pub async fn stop(&self, id: &str, timeout: Duration) -> Result<()> {
         let secs = i32::try_from(timeout.as_secs()).unwrap_or(i32::MAX);
-        let options = bollard::query_parameters::StopContainerOptionsBuilder::default().t(secs).build();
+        let options = bollard::query_parameters::StopContainerOptionsBuilder::default()
+            .t(secs)
+            .build();
         match self.docker.stop_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if matches!(status_of(&e), Some(304 | 404 | 409)) => Ok(()),
@@ -464,7 +500,10 @@ impl Engine {
     /// Remove a container and its anonymous volumes. Gone already is success; a
     /// removal the daemon already has in progress is awaited.
     pub async fn remove(&self, id: &str) -> Result<()> {
-        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
         match self.docker.remove_container(id, Some(options)).await {
             Ok(()) => Ok(()),
             Err(e) if status_of(&e) == Some(404) => Ok(()),
@@ -475,12 +514,18 @@ impl Engine {
 
     /// Pause a container (tests use it; discovery treats paused as not serving).
     pub async fn pause(&self, id: &str) -> Result<()> {
-        self.docker.pause_container(id).await.map_err(|e| self.err("pause container", e))
+        self.docker
+            .pause_container(id)
+            .await
+            .map_err(|e| self.err("pause container", e))
     }
 
     /// Unpause a container.
     pub async fn unpause(&self, id: &str) -> Result<()> {
-        self.docker.unpause_container(id).await.map_err(|e| self.err("unpause container", e))
+        self.docker
+            .unpause_container(id)
+            .await
+            .map_err(|e| self.err("unpause container", e))
     }
 
     /// Inspect one container; `None` when it does not exist.
@@ -495,7 +540,10 @@ impl Engine {
     /// List containers carrying all of `labels` (`key` or `key=value`).
     pub async fn list(&self, labels: &[String], all: bool) -> Result<Vec<ContainerInfo>> {
         let filters = HashMap::from([("label".to_owned(), labels.to_vec())]);
-        let options = ListContainersOptionsBuilder::default().all(all).filters(&filters).build();
+        let options = ListContainersOptionsBuilder::default()
+            .all(all)
+            .filters(&filters)
+            .build();
         let list = self
             .docker
             .list_containers(Some(options))
@@ -506,41 +554,78 @@ impl Engine {
 
     /// Container events for containers carrying all of `labels`, from `since_nanos`
     /// (Unix time in nanoseconds) on. The stream ends on any error; reconnect.
-    pub fn events(
-        &self,
-        labels: &[String],
-        since_nanos: Option<i64>,
-    ) -> Pin<Box<dyn Stream<Item = Result<ContainerEvent>> + Send>> {
+    pub fn container_events(&self, labels: &[String], since_nanos: Option<i64>) -> EventStream {
         let mut filters = HashMap::from([("type".to_owned(), vec!["container".to_owned()])]);
         if !labels.is_empty() {
             filters.insert("label".to_owned(), labels.to_vec());
         }
+        self.events(filters, since_nanos)
+    }
+
+    /// Connect and disconnect events of one network; `id` is the container's. (A
+    /// `network` filter on container events drops them all, so this is separate.)
+    pub fn network_events(&self, network: &str, since_nanos: Option<i64>) -> EventStream {
+        let filters = HashMap::from([
+            ("type".to_owned(), vec!["network".to_owned()]),
+            ("network".to_owned(), vec![network.to_owned()]),
+        ]);
+        self.events(filters, since_nanos)
+    }
+
+    fn events(
+        &self,
+        filters: HashMap<String, Vec<String>>,
+        since_nanos: Option<i64>,
+    ) -> EventStream {
         let mut builder = EventsOptionsBuilder::default().filters(&filters);
+        // Unix seconds with fractional nanoseconds: 20.10 answers 500 to other forms.
         let since = since_nanos.map(|n| format!("{}.{:09}", n / 1_000_000_000, n % 1_000_000_000));
         if let Some(since) = &since {
             builder = builder.since(since);
         }
         let host = self.host.clone();
-        Box::pin(self.docker.events(Some(builder.build())).filter_map(move |item| {
-            let host = host.clone();
-            async move {
-                match item {
-                    Ok(msg) => {
-                        let actor = msg.actor?;
-                        Some(Ok(ContainerEvent {
-                            id: actor.id?,
-                            action: msg.action.unwrap_or_default(),
-                            time_nano: msg.time_nano.unwrap_or_default(),
-                        }))
+        Box::pin(
+            self.docker
+                .events(Some(builder.build()))
+                .filter_map(move |item| {
+                    let host = host.clone();
+                    async move {
+                        match item {
+                            Ok(msg) => {
+                                let actor = msg.actor?;
+                                let attributes = actor.attributes.unwrap_or_default();
+                                let network_event =
+                                    msg.typ.map(|t| t.to_string()) == Some("network".to_owned());
+                                // Network events name the network as actor, the container in attributes.
+                                let id = if network_event {
+                                    attributes.get("container").cloned()?
+                                } else {
+                                    actor.id?
+                                };
+                                Some(Ok(ContainerEvent {
+                                    id,
+                                    action: msg.action.unwrap_or_default(),
+                                    time_nano: msg.time_nano.unwrap_or_default(),
+                                    signal: attributes.get("signal").cloned(),
+                                    network: network_event
+                                        .then(|| attributes.get("name").cloned())
+                                        .flatten(),
+                                }))
+                            }
+                            Err(e) => Some(Err(Error::engine("stream events", &host, e))),
+                        }
                     }
-                    Err(e) => Some(Err(Error::engine("stream events", &host, e))),
-                }
-            }
-        }))
+                }),
+        )
     }
 
     /// Create a network (tests and the demo).
-    pub async fn create_network(&self, name: &str, driver: &str, attachable: bool) -> Result<String> {
+    pub async fn create_network(
+        &self,
+        name: &str,
+        driver: &str,
+        attachable: bool,
+    ) -> Result<String> {
         let body = bollard::models::NetworkCreateRequest {
             name: name.to_owned(),
             driver: Some(driver.to_owned()),
@@ -591,7 +676,9 @@ impl Engine {
 fn open(host: &str) -> Result<Docker> {
     let timeout = REQUEST_TIMEOUT_SECS;
     let version = bollard::API_DEFAULT_VERSION;
-    let tls_verify = std::env::var("DOCKER_TLS_VERIFY").map(|v| !v.is_empty() && v != "0").unwrap_or(false);
+    let tls_verify = std::env::var("DOCKER_TLS_VERIFY")
+        .map(|v| !v.is_empty() && v != "0")
+        .unwrap_or(false);
     let result = if let Some(path) = host.strip_prefix("unix://") {
         Docker::connect_with_unix(path, timeout, version)
     } else if host.starts_with("https://") || (tls_verify && host.starts_with("tcp://")) {
@@ -712,8 +799,16 @@ fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
     let state = c.state.unwrap_or_default();
     ContainerInfo {
         id: c.id.unwrap_or_default(),
-        name: c.name.unwrap_or_default().trim_start_matches('/').to_owned(),
-        image: c.config.as_ref().and_then(|cfg| cfg.image.clone()).unwrap_or_default(),
+        name: c
+            .name
+            .unwrap_or_default()
+            .trim_start_matches('/')
+            .to_owned(),
+        image: c
+            .config
+            .as_ref()
+            .and_then(|cfg| cfg.image.clone())
+            .unwrap_or_default(),
         labels: c
             .config
             .and_then(|cfg| cfg.labels)
@@ -743,7 +838,9 @@ mod tests {
 
     #[test]
     fn versioned_uri_adds_the_negotiated_version_once() {
-        let uri: http::Uri = "unix://2f7661722f72756e/containers/json?all=true".parse().unwrap();
+        let uri: http::Uri = "unix://2f7661722f72756e/containers/json?all=true"
+            .parse()
+            .unwrap();
         let v = versioned_uri(&uri, "1.41").unwrap();
         assert_eq!(v.path(), "/v1.41/containers/json");
         assert_eq!(v.query(), Some("all=true"));
@@ -752,9 +849,18 @@ mod tests {
 
     #[test]
     fn health_is_read_from_the_status_text() {
-        assert_eq!(health_from_status("Up 3 minutes (healthy)").as_deref(), Some("healthy"));
-        assert_eq!(health_from_status("Up 1 second (health: starting)").as_deref(), Some("starting"));
-        assert_eq!(health_from_status("Up 2 hours (unhealthy)").as_deref(), Some("unhealthy"));
+        assert_eq!(
+            health_from_status("Up 3 minutes (healthy)").as_deref(),
+            Some("healthy")
+        );
+        assert_eq!(
+            health_from_status("Up 1 second (health: starting)").as_deref(),
+            Some("starting")
+        );
+        assert_eq!(
+            health_from_status("Up 2 hours (unhealthy)").as_deref(),
+            Some("unhealthy")
+        );
         assert_eq!(health_from_status("Up 2 hours (Paused)"), None);
         assert_eq!(health_from_status("Up 2 hours"), None);
     }

@@ -164,21 +164,31 @@ impl Error {
         use bollard::errors::Error as B;
         match &source {
             B::IOError { err } if err.kind() == std::io::ErrorKind::PermissionDenied => {
-                Error::PermissionDenied { host: host.to_owned() }
+                Error::PermissionDenied {
+                    host: host.to_owned(),
+                }
             }
             B::IOError { .. }
             | B::SocketNotFoundError(_)
             | B::RequestTimeoutError
-            | B::HyperResponseError { .. } => Error::DaemonUnreachable { host: host.to_owned(), source },
-            _ if is_connect_error(&source) => Error::DaemonUnreachable { host: host.to_owned(), source },
+            | B::HyperResponseError { .. } => Error::DaemonUnreachable {
+                host: host.to_owned(),
+                source,
+            },
+            _ if is_connect_error(&source) => Error::DaemonUnreachable {
+                host: host.to_owned(),
+                source,
+            },
             _ => Error::Engine { op, source },
         }
     }
 
-
     /// Whether the Engine itself is unreachable (as opposed to refusing a request).
     pub fn is_unreachable(&self) -> bool {
-        matches!(self, Error::DaemonUnreachable { .. } | Error::PermissionDenied { .. })
+        matches!(
+            self,
+            Error::DaemonUnreachable { .. } | Error::PermissionDenied { .. }
+        )
     }
 }
 

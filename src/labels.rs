@@ -120,8 +120,16 @@ pub enum Skip {
 /// Read a container's labels into a record. `network` scopes the address: without it
 /// the address follows [`pick_network`]. Malformed labels are an
 /// [`Error::InvalidLabel`] naming the container and key.
-pub fn parse(c: &ContainerInfo, network: Option<&str>) -> Result<std::result::Result<WorkerRecord, Skip>> {
-    let label = |key: &str| c.labels.get(key).map(String::as_str).filter(|v| !v.trim().is_empty());
+pub fn parse(
+    c: &ContainerInfo,
+    network: Option<&str>,
+) -> Result<std::result::Result<WorkerRecord, Skip>> {
+    let label = |key: &str| {
+        c.labels
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    };
     let invalid = |key: &str, reason: String| Error::InvalidLabel {
         container: c.name.clone(),
         key: key.to_owned(),
@@ -131,7 +139,8 @@ pub fn parse(c: &ContainerInfo, network: Option<&str>) -> Result<std::result::Re
     let uid = match label(UID) {
         Some(v) if is_uuid(v) => v.to_ascii_lowercase(),
         Some(v) => return Err(invalid(UID, format!("is not a UUID: {v:?}"))),
-        None => uid_from_container_id(&c.id).ok_or_else(|| invalid(UID, "is missing and the container id is not hex".to_owned()))?,
+        None => uid_from_container_id(&c.id)
+            .ok_or_else(|| invalid(UID, "is missing and the container id is not hex".to_owned()))?,
     };
     let port = match label(PORT) {
         Some(v) => v
@@ -143,7 +152,13 @@ pub fn parse(c: &ContainerInfo, network: Option<&str>) -> Result<std::result::Re
         None => DEFAULT_PORT,
     };
     let tags = label(TAGS)
-        .map(|v| v.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect())
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let extra = match label(EXTRA) {
         Some(v) => match serde_json::from_str::<serde_json::Value>(v) {
@@ -169,16 +184,25 @@ pub fn parse(c: &ContainerInfo, network: Option<&str>) -> Result<std::result::Re
     let identity = label(IDENTITY).map(|v| v.trim().to_owned());
 
     let (address, chosen) = if let Some(address) = label(ADDRESS) {
-        if address.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+        if address
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok())
+            .is_none()
+        {
             return Err(invalid(ADDRESS, format!("is not host:port: {address:?}")));
         }
-        (address.to_owned(), network.map(str::to_owned).unwrap_or_default())
+        (
+            address.to_owned(),
+            network.map(str::to_owned).unwrap_or_default(),
+        )
     } else {
         let wanted = network.or(label(NETWORK));
         let chosen = match wanted {
             Some(name) => c.networks.get_key_value(name).or_else(|| {
                 // Scoping by id works too.
-                c.networks.iter().find(|(_, ep)| !ep.network_id.is_empty() && ep.network_id.starts_with(name))
+                c.networks
+                    .iter()
+                    .find(|(_, ep)| !ep.network_id.is_empty() && ep.network_id.starts_with(name))
             }),
             None => pick_network(c),
         };
@@ -206,8 +230,14 @@ pub fn parse(c: &ContainerInfo, network: Option<&str>) -> Result<std::result::Re
 /// several, from the first user-defined network in name order (the default `bridge`
 /// only when there is no other). Deterministic, unlike a map's iteration order.
 pub fn pick_network(c: &ContainerInfo) -> Option<(&String, &crate::engine::Endpoint)> {
-    let usable = || c.networks.iter().filter(|(n, ep)| !ep.ip.is_empty() && n.as_str() != "host" && n.as_str() != "none");
-    usable().find(|(n, _)| n.as_str() != "bridge").or_else(|| usable().next())
+    let usable = || {
+        c.networks
+            .iter()
+            .filter(|(n, ep)| !ep.ip.is_empty() && n.as_str() != "host" && n.as_str() != "none")
+    };
+    usable()
+        .find(|(n, _)| n.as_str() != "bridge")
+        .or_else(|| usable().next())
 }
 
 /// A container id's first 32 hex digits as a UUID: stable for the container's life,
@@ -218,20 +248,35 @@ pub fn uid_from_container_id(id: &str) -> Option<String> {
         return None;
     }
     let h = hex.to_ascii_lowercase();
-    Some(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
 }
 
 fn is_uuid(v: &str) -> bool {
     let v = v.trim();
     let hex: String = v.chars().filter(|c| *c != '-').collect();
-    hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) && (v.len() == 32 || v.len() == 36)
+    hex.len() == 32
+        && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        && (v.len() == 32 || v.len() == 36)
 }
 
 /// The selector as the Engine's `label` filter wants it: `key=value` each.
 pub fn filter_terms(selector: &BTreeMap<String, String>) -> Vec<String> {
     selector
         .iter()
-        .map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k}={v}") })
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}={v}")
+            }
+        })
         .collect()
 }
 
@@ -245,12 +290,23 @@ mod tests {
             id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
             name: "w1".into(),
             image: "img".into(),
-            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             state: "running".into(),
             health: None,
             networks: networks
                 .iter()
-                .map(|(n, ip)| (n.to_string(), Endpoint { network_id: format!("id-{n}"), ip: ip.to_string() }))
+                .map(|(n, ip)| {
+                    (
+                        n.to_string(),
+                        Endpoint {
+                            network_id: format!("id-{n}"),
+                            ip: ip.to_string(),
+                        },
+                    )
+                })
                 .collect(),
         }
     }
@@ -270,7 +326,10 @@ mod tests {
         let selector = BTreeMap::from([(SELECTOR.to_owned(), "true".to_owned())]);
         let mut labels: Vec<(String, String)> = to_labels(&p, &selector).into_iter().collect();
         labels.push((VERSION.into(), "0.15.7".into()));
-        let refs: Vec<(&str, &str)> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let refs: Vec<(&str, &str)> = labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let c = container(&refs, &[("bridge", "172.17.0.2"), ("wool", "10.0.0.5")]);
         let r = parse(&c, None).unwrap().unwrap();
         assert_eq!(r.uid, p.uid);
@@ -303,26 +362,57 @@ mod tests {
 
     #[test]
     fn several_networks_pick_first_user_defined_by_name() {
-        let c = container(&[], &[("bridge", "172.17.0.2"), ("zeta", "10.0.1.2"), ("alpha", "10.0.2.2")]);
+        let c = container(
+            &[],
+            &[
+                ("bridge", "172.17.0.2"),
+                ("zeta", "10.0.1.2"),
+                ("alpha", "10.0.2.2"),
+            ],
+        );
         assert_eq!(parse(&c, None).unwrap().unwrap().address, "10.0.2.2:50051");
-        let c = container(&[(NETWORK, "zeta")], &[("bridge", "172.17.0.2"), ("zeta", "10.0.1.2"), ("alpha", "10.0.2.2")]);
+        let c = container(
+            &[(NETWORK, "zeta")],
+            &[
+                ("bridge", "172.17.0.2"),
+                ("zeta", "10.0.1.2"),
+                ("alpha", "10.0.2.2"),
+            ],
+        );
         assert_eq!(parse(&c, None).unwrap().unwrap().address, "10.0.1.2:50051");
         let c = container(&[], &[("bridge", "172.17.0.2")]);
-        assert_eq!(parse(&c, None).unwrap().unwrap().address, "172.17.0.2:50051");
+        assert_eq!(
+            parse(&c, None).unwrap().unwrap().address,
+            "172.17.0.2:50051"
+        );
     }
 
     #[test]
     fn address_label_overrides() {
         let c = container(&[(ADDRESS, "worker.example:6000")], &[("wool", "10.0.0.9")]);
-        assert_eq!(parse(&c, Some("wool")).unwrap().unwrap().address, "worker.example:6000");
+        assert_eq!(
+            parse(&c, Some("wool")).unwrap().unwrap().address,
+            "worker.example:6000"
+        );
     }
 
     #[test]
     fn malformed_labels_name_the_key() {
-        for (key, value) in [(UID, "nope"), (PORT, "http"), (PORT, "0"), (EXTRA, "[1]"), (EXTRA, "{"), (SECURE, "maybe"), (OPTIONS, "3"), (ADDRESS, "nohost")] {
+        for (key, value) in [
+            (UID, "nope"),
+            (PORT, "http"),
+            (PORT, "0"),
+            (EXTRA, "[1]"),
+            (EXTRA, "{"),
+            (SECURE, "maybe"),
+            (OPTIONS, "3"),
+            (ADDRESS, "nohost"),
+        ] {
             let c = container(&[(key, value)], &[("wool", "10.0.0.9")]);
             match parse(&c, Some("wool")) {
-                Err(Error::InvalidLabel { key: k, container, .. }) => {
+                Err(Error::InvalidLabel {
+                    key: k, container, ..
+                }) => {
                     assert_eq!(k, key);
                     assert_eq!(container, "w1");
                 }
@@ -333,7 +423,10 @@ mod tests {
 
     #[test]
     fn filter_terms_are_key_equals_value() {
-        let s = BTreeMap::from([("a".to_owned(), "1".to_owned()), ("b".to_owned(), String::new())]);
+        let s = BTreeMap::from([
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), String::new()),
+        ]);
         assert_eq!(filter_terms(&s), vec!["a=1".to_owned(), "b".to_owned()]);
     }
 }

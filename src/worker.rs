@@ -105,14 +105,21 @@ pub struct Running {
 ///
 /// Runs on its own task: if the caller stops waiting (the asyncio task was
 /// cancelled), the container is still removed before the task ends.
-pub async fn start(engine: Engine, cfg: WorkerConfig, timeout: Duration, sink: Option<LogSink>) -> Result<Running> {
+pub async fn start(
+    engine: Engine,
+    cfg: WorkerConfig,
+    timeout: Duration,
+    sink: Option<LogSink>,
+) -> Result<Running> {
     let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(start_owned(engine, cfg, timeout, sink, cancel_rx));
     let result = task.await;
     drop(cancel_tx);
     match result {
         Ok(r) => r,
-        Err(join) => Err(Error::InvalidArgument(format!("worker start task failed: {join}"))),
+        Err(join) => Err(Error::InvalidArgument(format!(
+            "worker start task failed: {join}"
+        ))),
     }
 }
 
@@ -127,7 +134,9 @@ async fn start_owned(
     if let Some(network) = &cfg.network {
         let info = engine.network(network).await?;
         if info.scope == "swarm" && !info.attachable {
-            return Err(Error::NetworkNotAttachable { network: network.clone() });
+            return Err(Error::NetworkNotAttachable {
+                network: network.clone(),
+            });
         }
     }
     let id = engine.create_container(&create_spec(&cfg)).await?;
@@ -146,7 +155,10 @@ async fn start_owned(
 
 async fn check_image(engine: &Engine, cfg: &WorkerConfig) -> Result<()> {
     let image = engine.image(&cfg.image).await?;
-    let mismatch = |detail: String| Error::ImageMismatch { image: cfg.image.clone(), detail };
+    let mismatch = |detail: String| Error::ImageMismatch {
+        image: cfg.image.clone(),
+        detail,
+    };
     if let Some(python) = image.labels.get("wool.docker.python") {
         if python != &cfg.python {
             return Err(mismatch(format!("it runs Python {python} and this process runs Python {}; cloudpickle needs the same minor version on both sides", cfg.python)));
@@ -186,7 +198,10 @@ fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
     if let Some(tls) = &cfg.tls {
         // Paths only: the material itself is copied into the container's own layer.
         env.insert("WOOL_TLS_CA".to_owned(), format!("{TLS_DIR}/tls/ca.pem"));
-        env.insert("WOOL_TLS_CERT".to_owned(), format!("{TLS_DIR}/tls/cert.pem"));
+        env.insert(
+            "WOOL_TLS_CERT".to_owned(),
+            format!("{TLS_DIR}/tls/cert.pem"),
+        );
         env.insert("WOOL_TLS_KEY".to_owned(), format!("{TLS_DIR}/tls/key.pem"));
         env.insert("WOOL_TLS_MUTUAL".to_owned(), tls.mutual.to_string());
     }
@@ -206,7 +221,13 @@ fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
     }
 }
 
-async fn bring_up(engine: &Engine, id: &str, cfg: &WorkerConfig, timeout: Duration, sink: Option<LogSink>) -> Result<Running> {
+async fn bring_up(
+    engine: &Engine,
+    id: &str,
+    cfg: &WorkerConfig,
+    timeout: Duration,
+    sink: Option<LogSink>,
+) -> Result<Running> {
     if let Some(tls) = &cfg.tls {
         engine.upload(id, "/", tls_archive(tls)?).await?;
     }
@@ -257,15 +278,26 @@ async fn bring_up(engine: &Engine, id: &str, cfg: &WorkerConfig, timeout: Durati
     let info = engine
         .inspect(id)
         .await?
-        .ok_or_else(|| Error::ContainerExited { id: cfg.name.clone(), code: None, log_tail: lines.tail() })?;
+        .ok_or_else(|| Error::ContainerExited {
+            id: cfg.name.clone(),
+            code: None,
+            log_tail: lines.tail(),
+        })?;
     let address = address_of(&info, cfg)?;
     tokio::spawn(lines.pump());
     Ok(Running {
         id: id.to_owned(),
         name: cfg.name.clone(),
         address,
-        version: ready.get("version").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
-        pid: ready.get("pid").and_then(|v| v.as_i64()).unwrap_or_default(),
+        version: ready
+            .get("version")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned(),
+        pid: ready
+            .get("pid")
+            .and_then(|v| v.as_i64())
+            .unwrap_or_default(),
         engine: engine.clone(),
         control: Mutex::new(Some(input)),
         exit: exit_rx,
@@ -275,17 +307,21 @@ async fn bring_up(engine: &Engine, id: &str, cfg: &WorkerConfig, timeout: Durati
 fn address_of(info: &ContainerInfo, cfg: &WorkerConfig) -> Result<String> {
     let port = cfg.publication.port;
     let endpoint = match &cfg.network {
-        Some(n) => info
-            .networks
-            .get(n)
-            .or_else(|| info.networks.values().find(|ep| ep.network_id.starts_with(n.as_str()))),
+        Some(n) => info.networks.get(n).or_else(|| {
+            info.networks
+                .values()
+                .find(|ep| ep.network_id.starts_with(n.as_str()))
+        }),
         None => labels::pick_network(info).map(|(_, ep)| ep),
     };
     match endpoint {
         Some(ep) if !ep.ip.is_empty() => Ok(format!("{}:{port}", ep.ip)),
         _ => Err(Error::ContainerRejected {
             id: cfg.name.clone(),
-            message: format!("it has no IP address on network {:?}", cfg.network.as_deref().unwrap_or("bridge")),
+            message: format!(
+                "it has no IP address on network {:?}",
+                cfg.network.as_deref().unwrap_or("bridge")
+            ),
         }),
     }
 }
@@ -304,7 +340,8 @@ impl Running {
             let command = format!("stop {}\n", grace.unwrap_or(0.0));
             let mut sent = false;
             if let Some(mut writer) = control {
-                sent = writer.write_all(command.as_bytes()).await.is_ok() && writer.flush().await.is_ok();
+                sent = writer.write_all(command.as_bytes()).await.is_ok()
+                    && writer.flush().await.is_ok();
                 // Keep stdin open until the server exits: EOF would mean "stop now".
                 let bound = match grace {
                     None => Some(STOP_NOW),
@@ -315,7 +352,9 @@ impl Running {
                     false
                 } else {
                     match bound {
-                        Some(b) => tokio::time::timeout(b, exit.wait_for(Option::is_some)).await.is_ok(),
+                        Some(b) => tokio::time::timeout(b, exit.wait_for(Option::is_some))
+                            .await
+                            .is_ok(),
                         None => exit.wait_for(Option::is_some).await.is_ok(),
                     }
                 };
@@ -328,7 +367,8 @@ impl Running {
             }
             engine.remove(&id).await
         });
-        task.await.map_err(|e| Error::InvalidArgument(format!("worker stop task failed: {e}")))?
+        task.await
+            .map_err(|e| Error::InvalidArgument(format!("worker stop task failed: {e}")))?
     }
 
     /// Whether the container has exited.
@@ -349,7 +389,14 @@ struct Lines {
 
 impl Lines {
     fn new(name: String, output: OutputStream, sink: Option<LogSink>) -> Self {
-        Lines { name, output, sink, partial: [Vec::new(), Vec::new()], pending: Default::default(), tail: Default::default() }
+        Lines {
+            name,
+            output,
+            sink,
+            partial: [Vec::new(), Vec::new()],
+            pending: Default::default(),
+            tail: Default::default(),
+        }
     }
 
     /// The next complete stdout line (stderr lines are forwarded and kept in the tail).
@@ -373,9 +420,13 @@ impl Lines {
             self.partial[usize::from(stderr)].extend_from_slice(&bytes);
             loop {
                 let buf = &mut self.partial[usize::from(stderr)];
-                let Some(pos) = buf.iter().position(|b| *b == b'\n') else { break };
+                let Some(pos) = buf.iter().position(|b| *b == b'\n') else {
+                    break;
+                };
                 let raw: Vec<u8> = buf.drain(..=pos).collect();
-                let line = String::from_utf8_lossy(&raw).trim_end_matches(['\n', '\r']).to_owned();
+                let line = String::from_utf8_lossy(&raw)
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned();
                 self.emit(stderr, &line);
                 if !stderr {
                     self.pending.push_back(line);
@@ -410,7 +461,8 @@ impl Lines {
 
     /// Read what is left for a short while (the last words of a dying container).
     async fn drain_for(&mut self, d: Duration) {
-        let _ = tokio::time::timeout(d, async { while self.next_stdout().await.is_some() {} }).await;
+        let _ =
+            tokio::time::timeout(d, async { while self.next_stdout().await.is_some() {} }).await;
     }
 
     fn tail(&self) -> String {
@@ -426,7 +478,11 @@ impl Lines {
 fn tls_archive(tls: &Tls) -> Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     let dir = TLS_DIR.trim_start_matches('/');
-    for (name, text) in [("ca.pem", &tls.ca), ("cert.pem", &tls.cert), ("key.pem", &tls.key)] {
+    for (name, text) in [
+        ("ca.pem", &tls.ca),
+        ("cert.pem", &tls.cert),
+        ("key.pem", &tls.key),
+    ] {
         let mut header = tar::Header::new_gnu();
         header.set_size(text.len() as u64);
         header.set_mode(0o400);
@@ -435,14 +491,20 @@ fn tls_archive(tls: &Tls) -> Result<Vec<u8>> {
             .append_data(&mut header, format!("{dir}/tls/{name}"), text.as_bytes())
             .map_err(|e| Error::InvalidArgument(format!("cannot package TLS material: {e}")))?;
     }
-    builder.into_inner().map_err(|e| Error::InvalidArgument(format!("cannot package TLS material: {e}")))
+    builder
+        .into_inner()
+        .map_err(|e| Error::InvalidArgument(format!("cannot package TLS material: {e}")))
 }
 
 /// This process as `host/pid/start-time`, so `prune` can tell a dead owner from a
 /// live one even when pids are reused.
 pub fn owner_token() -> String {
     let pid = std::process::id();
-    format!("{}/{pid}/{}", hostname(), start_time(pid).unwrap_or_default())
+    format!(
+        "{}/{pid}/{}",
+        hostname(),
+        start_time(pid).unwrap_or_default()
+    )
 }
 
 /// Whether the process named by an owner token is alive. Owners on other hosts
@@ -478,7 +540,9 @@ fn start_time(pid: u32) -> Option<String> {
 /// Remove worker containers whose owner is gone (`all`: every managed container).
 /// Returns the names removed.
 pub async fn prune(engine: &Engine, all: bool) -> Result<Vec<String>> {
-    let managed = engine.list(&[format!("{}=true", labels::MANAGED)], true).await?;
+    let managed = engine
+        .list(&[format!("{}=true", labels::MANAGED)], true)
+        .await?;
     let mut removed = Vec::new();
     for c in managed {
         let alive = c.labels.get(labels::OWNER).is_some_and(|t| owner_alive(t));
@@ -506,7 +570,12 @@ mod tests {
 
     #[test]
     fn tls_archive_holds_three_private_files() {
-        let tls = Tls { ca: "ca".into(), cert: "cert".into(), key: "key".into(), mutual: true };
+        let tls = Tls {
+            ca: "ca".into(),
+            cert: "cert".into(),
+            key: "key".into(),
+            mutual: true,
+        };
         let bytes = tls_archive(&tls).unwrap();
         let mut archive = tar::Archive::new(bytes.as_slice());
         let entries: Vec<(String, u32)> = archive
@@ -514,10 +583,15 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.path().unwrap().display().to_string(), e.header().mode().unwrap())
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().mode().unwrap(),
+                )
             })
             .collect();
         assert_eq!(entries.len(), 3);
-        assert!(entries.iter().all(|(p, m)| p.starts_with("run/wool-docker/tls/") && *m == 0o400));
+        assert!(entries
+            .iter()
+            .all(|(p, m)| p.starts_with("run/wool-docker/tls/") && *m == 0o400));
     }
 }

@@ -49,7 +49,9 @@ def options_from_json(text: str | None) -> ChannelOptions:
     if "compression" in fields:
         value = fields["compression"]
         fields["compression"] = (
-            grpc.Compression[value] if isinstance(value, str) else grpc.Compression(value)
+            grpc.Compression[value]
+            if isinstance(value, str)
+            else grpc.Compression(value)
         )
     return ChannelOptions(**fields)
 
@@ -62,15 +64,16 @@ def extra_to_json(extra: Mapping[str, Any]) -> str:
     :returns:
         Compact JSON object text.
     :raises ValueError:
-        If a value is not JSON-serializable: labels are text, so only JSON
-        values can be published.
+        If a key or value is not a string: wool carries ``extra`` as a
+        string-to-string map on the wire.
     """
-    try:
-        return json.dumps(dict(extra), separators=(",", ":"), sort_keys=True)
-    except TypeError as e:
-        raise ValueError(
-            f"extra metadata must be JSON-serializable to fit in a container label: {e}"
-        ) from None
+    for key, value in extra.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError(
+                f"extra metadata must map strings to strings (wool sends it as "
+                f"map<string, string>); got {key!r}: {value!r}"
+            )
+    return json.dumps(dict(extra), separators=(",", ":"), sort_keys=True)
 
 
 def metadata_from_record(record: Mapping[str, Any]) -> WorkerMetadata:

@@ -16,7 +16,6 @@ from types import MappingProxyType
 from typing import Any
 from typing import Final
 
-from wool import protocol
 from wool.runtime.worker.auth import WorkerCredentials
 from wool.runtime.worker.auth import WorkerCredentialsProvider
 from wool.runtime.worker.auth import normalize_peer
@@ -24,6 +23,7 @@ from wool.runtime.worker.base import ChannelOptions
 from wool.runtime.worker.base import Worker
 from wool.runtime.worker.metadata import WorkerMetadata
 
+from wool import protocol
 from wool_docker import _native
 from wool_docker._convert import extra_to_json
 from wool_docker._convert import options_to_json
@@ -176,11 +176,15 @@ class DockerWorker(Worker):
             raise ValueError("image must name a wool worker image")
         for tag in self._tags:
             if "," in tag:
-                raise ValueError(f"tag {tag!r} contains a comma; labels join tags with commas")
+                raise ValueError(
+                    f"tag {tag!r} contains a comma; labels join tags with commas"
+                )
         if not 0 < port < 65536:
             raise ValueError(f"port must be 1-65535, got {port}")
         if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name_prefix):
-            raise ValueError(f"name_prefix {name_prefix!r} is not a valid container name")
+            raise ValueError(
+                f"name_prefix {name_prefix!r} is not a valid container name"
+            )
         if start_timeout <= 0:
             raise ValueError("start_timeout must be positive")
         if shutdown_grace_period <= 0:
@@ -312,7 +316,9 @@ class DockerWorker(Worker):
 
 def _log_line(container: str, stderr: bool, line: str) -> None:
     """Forward one line of container output to Python logging."""
-    _log.info("[%s] %s", container, line, extra={"container": container, "stderr": stderr})
+    _log.info(
+        "[%s] %s", container, line, extra={"container": container, "stderr": stderr}
+    )
 
 
 def _binds(volumes: Sequence[str] | Mapping[str, Mapping[str, str]] | None) -> list[str]:
@@ -327,7 +333,9 @@ def _binds(volumes: Sequence[str] | Mapping[str, Mapping[str, str]] | None) -> l
             binds.append(f"{source}:{spec['bind']}:{spec.get('mode', 'rw')}")
         return binds
     if isinstance(volumes, str):
-        raise ValueError("volumes must be a list of 'src:dst[:mode]' strings or a mapping")
+        raise ValueError(
+            "volumes must be a list of 'src:dst[:mode]' strings or a mapping"
+        )
     return [str(v) for v in volumes]
 
 

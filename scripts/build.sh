@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Build everything a fresh machine needs, offline from image registries:
+#   1. a venv (.venv) with maturin and the test tools,
+#   2. the wool-docker wheel (release) installed into it,
+#   3. the Python base image (debootstrap; cached),
+#   4. the worker image from that wheel (cached by wheel hash).
+# Usage: scripts/build.sh [--no-image]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_image=1
+[ "${1:-}" = "--no-image" ] && want_image=0
+
+py=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$py" -m venv .venv
+fi
+. .venv/bin/activate
+python -m pip install -q --upgrade pip >/dev/null
+python -m pip install -q "maturin>=1.7,<2" "pytest>=8" "pytest-asyncio>=0.24" \
+  "pytest-mock>=3.14" "hypothesis>=6" "ruff>=0.6" "mypy>=1.11"
+
+rm -f dist/wool_docker-*.whl
+maturin build --release --strip -o dist >/dev/null
+wheel=$(ls dist/wool_docker-*.whl)
+python -m pip install -q --force-reinstall "$wheel"
+echo "installed $wheel" >&2
+
+if [ "$want_image" = 1 ]; then
+  bash scripts/base-image.sh
+  base="wool-docker-base:bookworm"
+  tag="${WOOL_DOCKER_IMAGE:-wool-docker-worker:dev}"
+  digest=$(sha256sum "$wheel" | cut -c1-16)
+  if [ "$(docker image inspect -f '{{index .Config.Labels "wool.docker.wheel"}}' "$tag" 2>/dev/null)" = "$digest" ]; then
+    echo "worker image $tag is up to date" >&2
+  else
+    wool-docker image build --tag "$tag" --base "$base" --wool-docker-wheel "$wheel" \
+      --label "wool.docker.wheel=$digest" >&2
+  fi
+fi
