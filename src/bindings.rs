@@ -9,8 +9,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use pyo3_async_runtimes::tokio::future_into_py;
 
+use crate::discovery::{self, Change, Scope};
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::labels::WorkerRecord;
 use crate::worker::{self, LogSink, Running, WorkerConfig};
 
 /// One negotiated client per Engine address, shared by every worker and subscriber
@@ -190,5 +192,104 @@ impl WorkerHandle {
             "WorkerHandle(name={:?}, address={:?})",
             self.inner.name, self.inner.address
         )
+    }
+}
+
+fn record_dict<'py>(py: Python<'py>, r: &WorkerRecord) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("uid", &r.uid)?;
+    d.set_item("address", &r.address)?;
+    d.set_item("version", &r.version)?;
+    d.set_item("tags", &r.tags)?;
+    d.set_item("extra", &r.extra)?;
+    d.set_item("secure", r.secure)?;
+    d.set_item("identity", &r.identity)?;
+    d.set_item("options", &r.options)?;
+    d.set_item("pid", r.pid)?;
+    d.set_item("container_id", &r.container_id)?;
+    d.set_item("container_name", &r.container_name)?;
+    d.set_item("network", &r.network)?;
+    Ok(d)
+}
+
+/// Subscribe to worker containers carrying `selector` (optionally on `network`).
+#[pyfunction]
+#[pyo3(signature = (selector, network=None, host=None))]
+pub fn subscribe(
+    py: Python<'_>,
+    selector: std::collections::BTreeMap<String, String>,
+    network: Option<String>,
+    host: Option<String>,
+) -> PyResult<Bound<'_, PyAny>> {
+    future_into_py(py, async move {
+        let engine = engine(host).await?;
+        // Fail now, clearly, rather than retrying a scope that can never match.
+        if let Some(n) = &network {
+            engine.network(n).await?;
+        }
+        let sub = discovery::subscribe(&engine, Scope { selector, network });
+        Ok(Subscription {
+            inner: Arc::new(tokio::sync::Mutex::new(Some(sub))),
+        })
+    })
+}
+
+/// List the workers a subscriber would see now: `[(record, health)]`.
+#[pyfunction]
+#[pyo3(signature = (selector, network=None, host=None))]
+pub fn list_workers(
+    py: Python<'_>,
+    selector: std::collections::BTreeMap<String, String>,
+    network: Option<String>,
+    host: Option<String>,
+) -> PyResult<Bound<'_, PyAny>> {
+    future_into_py(py, async move {
+        let engine = engine(host).await?;
+        let workers = discovery::list(&engine, &Scope { selector, network }).await?;
+        Python::attach(|py| -> PyResult<Py<PyAny>> {
+            let out = pyo3::types::PyList::empty(py);
+            for (record, health) in &workers {
+                out.append((record_dict(py, record)?, health.clone()))?;
+            }
+            Ok(out.into_any().unbind())
+        })
+    })
+}
+
+/// A stream of discovery changes for one iteration.
+#[pyclass(frozen, module = "wool_docker._native")]
+pub struct Subscription {
+    inner: Arc<tokio::sync::Mutex<Option<discovery::Subscription>>>,
+}
+
+#[pymethods]
+impl Subscription {
+    /// The next change as `(kind, record-or-message)`, or `None` once closed.
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        future_into_py(py, async move {
+            let mut guard = inner.lock().await;
+            let Some(sub) = guard.as_mut() else {
+                return Ok(None);
+            };
+            let change = sub.next().await;
+            Python::attach(|py| -> PyResult<Option<Py<PyAny>>> {
+                let item = match change {
+                    None => return Ok(None),
+                    Some(Change::Added(r)) => ("worker-added", record_dict(py, &r)?.into_any()),
+                    Some(Change::Updated(r)) => ("worker-updated", record_dict(py, &r)?.into_any()),
+                    Some(Change::Dropped(r)) => ("worker-dropped", record_dict(py, &r)?.into_any()),
+                    Some(Change::Warning(text)) => ("warning", text.into_pyobject(py)?.into_any()),
+                };
+                Ok(Some(item.into_pyobject(py)?.into_any().unbind()))
+            })
+        })
+    }
+
+    /// Release the subscription (the shared stream stops with its last one).
+    fn close(&self) {
+        if let Ok(mut guard) = self.inner.try_lock() {
+            guard.take();
+        }
     }
 }

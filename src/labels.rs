@@ -67,6 +67,8 @@ pub struct WorkerRecord {
     pub container_name: String,
     /// The network the address is on.
     pub network: String,
+    /// The server's pid in the container, once its ready line was read.
+    pub pid: i64,
 }
 
 /// The fields a `DockerWorker` publishes at creation.
@@ -223,6 +225,7 @@ pub fn parse(
         container_id: c.id.clone(),
         container_name: c.name.clone(),
         network: chosen,
+        pid: 0,
     }))
 }
 

@@ -3,6 +3,7 @@
 //! is a container's lifecycle; `bindings` exposes them to Python.
 
 pub mod bindings;
+pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod labels;
@@ -16,11 +17,14 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("READY_PREFIX", worker::READY_PREFIX)?;
     m.add_class::<bindings::WorkerHandle>()?;
+    m.add_class::<bindings::Subscription>()?;
     m.add_function(wrap_pyfunction!(bindings::engine_info, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::inspect_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::build_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::remove_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::start_worker, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::prune, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::subscribe, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::list_workers, m)?)?;
     Ok(())
 }

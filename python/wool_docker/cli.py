@@ -86,8 +86,51 @@ async def _cmd_image_build(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _cmd_ps(args: argparse.Namespace) -> int:
+    """List the workers discovery sees: ``wool-docker ps``.
+
+    Uses the subscriber's own label parsing and address rules.
+
+    :param args:
+        The parsed arguments of the ``ps`` subparser.
+    :returns:
+        The exit status.
+    """
+    from wool_docker import _native
+
+    selector = dict(args.label) or {"wool.worker": "true"}
+    rows = await _native.list_workers(selector, args.network, args.host)
+    print(
+        f"{'UID':<36}  {'ADDRESS':<21}  {'VERSION':<8}  {'HEALTH':<9}  CONTAINER  TAGS"
+    )
+    for record, health in rows:
+        print(
+            f"{record['uid']:<36}  {record['address']:<21}  {record['version']:<8}  "
+            f"{health or '-':<9}  {record['container_name']}  "
+            f"{','.join(record['tags']) or '-'}"
+        )
+    return 0
+
+
+async def _cmd_prune(args: argparse.Namespace) -> int:
+    """Remove orphaned worker containers: ``wool-docker prune``.
+
+    :param args:
+        The parsed arguments of the ``prune`` subparser.
+    :returns:
+        The exit status.
+    """
+    from wool_docker import _native
+
+    for name in await _native.prune(args.all, args.host):
+        print(name)
+    return 0
+
+
 _commands: Final[dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, int]]]] = {
     "image build": _cmd_image_build,
+    "ps": _cmd_ps,
+    "prune": _cmd_prune,
 }
 """Each command's coroutine function, keyed by the words that select it; a
 subparser names its key with ``set_defaults(command=...)``."""
@@ -185,6 +228,30 @@ def _parser() -> argparse.ArgumentParser:
         help="add a label to the image; repeatable",
     )
     _add_host(build)
+
+    ps = commands.add_parser(
+        "ps", help="list the worker containers discovery sees", description=None
+    )
+    ps.set_defaults(command="ps")
+    ps.add_argument("--network", help="only workers on this network, addressed on it")
+    ps.add_argument(
+        "--label",
+        metavar="KEY=VALUE",
+        type=_label,
+        action="append",
+        default=[],
+        help="selector label; repeatable (default: wool.worker=true)",
+    )
+    _add_host(ps)
+
+    prune = commands.add_parser(
+        "prune", help="remove worker containers whose owner process is gone"
+    )
+    prune.set_defaults(command="prune")
+    prune.add_argument(
+        "--all", action="store_true", help="remove every container wool-docker created"
+    )
+    _add_host(prune)
     return parser
 
 

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 from typing import Final
 
+from wool import protocol
 from wool.runtime.worker.auth import WorkerCredentials
 from wool.runtime.worker.auth import WorkerCredentialsProvider
 from wool.runtime.worker.auth import normalize_peer
@@ -23,7 +24,6 @@ from wool.runtime.worker.base import ChannelOptions
 from wool.runtime.worker.base import Worker
 from wool.runtime.worker.metadata import WorkerMetadata
 
-from wool import protocol
 from wool_docker import _native
 from wool_docker._convert import extra_to_json
 from wool_docker._convert import options_to_json

@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from wool_docker.discovery import DockerDiscovery
+
+__all__ = ["DockerDiscovery"]

@@ -1,0 +1,331 @@
+"""`DockerDiscovery`: find wool workers that run as Docker containers.
+
+Discovery is label based: the native core lists the containers that carry the
+selector labels, follows the Engine's event stream, tracks which of them serve,
+and reconnects and re-lists after any gap. This module turns its records into
+wool's `DiscoveryEvent` and `WorkerMetadata`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterator
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+from typing import Final
+
+from wool.runtime.discovery.base import Discovery
+from wool.runtime.discovery.base import DiscoveryEvent
+from wool.runtime.discovery.base import DiscoveryEventType
+from wool.runtime.discovery.base import DiscoveryPublisherLike
+from wool.runtime.discovery.base import DiscoverySubscriberLike
+from wool.runtime.discovery.base import PredicateFunction
+from wool.runtime.discovery.pool import SubscriberMeta
+from wool.runtime.worker.metadata import WorkerMetadata
+from wool.utilities.afilter import afilter
+
+from wool_docker import _native
+from wool_docker._convert import metadata_from_record
+from wool_docker.exceptions import MalformedLabelsWarning
+from wool_docker.exceptions import NotPublishedError
+
+DEFAULT_LABELS: Final[Mapping[str, str]] = MappingProxyType({"wool.worker": "true"})
+"""The label `DockerWorker` puts on every container it creates."""
+
+
+# public
+class DockerDiscovery(Discovery):
+    """Discover wool workers running as Docker containers, by label.
+
+    Works for containers started by `DockerWorker`, ``docker run``, Compose or
+    Swarm alike: Swarm tasks are containers too, and Swarm labels every task
+    with ``com.docker.swarm.service.name``. A container is announced as soon as
+    its worker serves (the worker image prints a ready line the moment its
+    port is bound) or its healthcheck reports healthy, and dropped as soon as
+    it is being stopped, killed, dies, is paused, turns unhealthy or leaves the
+    scoped network. Worker metadata comes from the container's labels; see the
+    label schema in the README.
+
+    :param network:
+        Only containers on this network, addressed by their IP on it. Without
+        it every matching container is discovered, addressed on its
+        ``wool.network`` label's network, else its only network, else its
+        first user-defined network by name.
+    :param labels:
+        Labels a container must carry, all of them; an empty value matches
+        any value. Defaults to ``{"wool.worker": "true"}``.
+    :param filter:
+        Default predicate applied by `subscriber`.
+    :param docker_host:
+        Docker Engine address; ``None`` follows ``DOCKER_HOST`` like the
+        docker CLI.
+    :raises ValueError:
+        If ``labels`` is empty (that would discover every container).
+
+    Example — an ephemeral pool of Docker workers:
+
+    .. code-block:: python
+
+        async with wool.WorkerPool(
+            spawn=4,
+            worker=lambda *tags, **kw: DockerWorker(
+                *tags, image="wool-worker:latest", network="wool", **kw
+            ),
+            discovery=DockerDiscovery(network="wool"),
+        ):
+            ...
+
+    Example — the tasks of a Swarm service, subscriber only:
+
+    .. code-block:: python
+
+        discovery = DockerDiscovery(
+            network="wool-overlay",
+            labels={"com.docker.swarm.service.name": "wool-worker"},
+        )
+        async with wool.WorkerPool(discovery=discovery.subscriber):
+            ...
+    """
+
+    _network: Final[str | None]
+    _labels: Final[tuple[tuple[str, str], ...]]
+    _filter: Final[PredicateFunction | None]
+    _docker_host: Final[str | None]
+
+    def __init__(
+        self,
+        network: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        *,
+        filter: PredicateFunction | None = None,
+        docker_host: str | None = None,
+    ):
+        selected = dict(DEFAULT_LABELS if labels is None else labels)
+        if not selected:
+            raise ValueError(
+                "labels must select something; {} would match every container"
+            )
+        for key, value in selected.items():
+            if not isinstance(key, str) or not key or not isinstance(value, str):
+                raise ValueError(
+                    f"labels must map label keys to strings: {key!r}={value!r}"
+                )
+        if network is not None and not network:
+            raise ValueError("network must be a network name or id, or None")
+        self._network = network
+        self._labels = tuple(sorted(selected.items()))
+        self._filter = filter
+        self._docker_host = docker_host
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._network, self._labels, self._docker_host))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DockerDiscovery):
+            return (self._network, self._labels, self._docker_host) == (
+                other._network,
+                other._labels,
+                other._docker_host,
+            )
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return (
+            f"DockerDiscovery(network={self._network!r}, labels={dict(self._labels)!r})"
+        )
+
+    @property
+    def network(self) -> str | None:
+        """The network discovery is scoped to, if any."""
+        return self._network
+
+    @property
+    def labels(self) -> Mapping[str, str]:
+        """The labels a container must carry."""
+        return MappingProxyType(dict(self._labels))
+
+    @property
+    def publisher(self) -> DiscoveryPublisherLike:
+        """A new publisher: confirms that a worker's container carries its record.
+
+        :returns:
+            A `DockerDiscovery.Publisher`.
+        """
+        return self.Publisher(self._labels, self._docker_host)
+
+    @property
+    def subscriber(self) -> DiscoverySubscriberLike:
+        """A subscriber using the constructor's default filter.
+
+        :returns:
+            A subscriber yielding `DiscoveryEvent` for matching containers.
+        """
+        return self.subscribe()
+
+    def subscribe(
+        self, filter: PredicateFunction | None = None
+    ) -> DiscoverySubscriberLike:
+        """Create a subscriber, optionally filtered.
+
+        :param filter:
+            Only workers for which the predicate returns ``True`` are
+            reported. Falls back to the constructor's filter.
+        :returns:
+            A picklable subscriber.
+        """
+        effective = filter if filter is not None else self._filter
+        subscriber = self.Subscriber(self._labels, self._network, self._docker_host)
+        if effective is not None:
+            return afilter(effective, subscriber)
+        return subscriber
+
+    class Publisher:
+        """Publisher for containers whose labels already are the publication.
+
+        Docker labels cannot change after a container is created, so a
+        container's labels are its record: `DockerWorker` writes them at
+        creation, and Compose or Swarm users write them in their service
+        definitions. ``publish("worker-added" | "worker-updated", metadata)``
+        therefore only confirms that a running container carries that worker's
+        uid, and ``publish("worker-dropped", ...)`` does nothing, so teardown
+        never blocks on the Engine.
+
+        :param labels:
+            The discovery's selector, as sorted pairs.
+        :param docker_host:
+            Docker Engine address.
+        """
+
+        #: Containers serve on their own network address, so workers bind
+        #: every interface; `DockerWorker` ignores the host it is given.
+        bind_host: str = "0.0.0.0"
+
+        _labels: Final[tuple[tuple[str, str], ...]]
+        _docker_host: Final[str | None]
+
+        def __init__(self, labels: tuple[tuple[str, str], ...], docker_host: str | None):
+            self._labels = labels
+            self._docker_host = docker_host
+
+        async def __aenter__(self) -> DockerDiscovery.Publisher:
+            """Enter the publisher; it holds no resources.
+
+            :returns:
+                Self.
+            """
+            return self
+
+        async def __aexit__(self, *_: Any) -> None:
+            """Exit the publisher."""
+
+        async def publish(
+            self, type: DiscoveryEventType, metadata: WorkerMetadata
+        ) -> None:
+            """Confirm a worker's container carries its record.
+
+            :param type:
+                The event type.
+            :param metadata:
+                The worker's metadata.
+            :raises NotPublishedError:
+                If no running container carries ``wool.uid=<uid>`` and the
+                selector labels (e.g. a `LocalWorker` was published).
+            :raises RuntimeError:
+                If ``type`` is not a discovery event type.
+            """
+            match type:
+                case "worker-dropped":
+                    return
+                case "worker-added" | "worker-updated":
+                    selector = {**dict(self._labels), "wool.uid": str(metadata.uid)}
+                    found = await _native.list_workers(selector, None, self._docker_host)
+                    if not found:
+                        selected = ", ".join(f"{k}={v}" for k, v in self._labels)
+                        raise NotPublishedError(
+                            f"worker {metadata.uid} ({metadata.address}) has no running "
+                            f"container labelled wool.uid={metadata.uid} and "
+                            f"{selected}; "
+                            "Docker labels are fixed at creation, so DockerDiscovery "
+                            "only publishes DockerWorker containers or containers "
+                            "labelled by hand (see the label schema). Use DockerWorker, "
+                            "or another discovery for other workers."
+                        )
+                case _:
+                    raise RuntimeError(f"Unexpected discovery event type: {type}")
+
+    class Subscriber(
+        metaclass=SubscriberMeta,
+        key=lambda cls, labels, network, docker_host: (
+            cls,
+            labels,
+            network,
+            docker_host,
+        ),
+    ):
+        """Subscriber yielding discovery events for matching containers.
+
+        Each iteration first yields every serving container as
+        ``worker-added``, then deltas. Iterations are independent and
+        cancellation safe; equal subscribers share one Engine event stream.
+        Subscribers pickle by their arguments and reconnect to the Engine
+        wherever they are unpickled, e.g. inside a worker container running a
+        nested routine.
+
+        A matching container whose labels cannot be parsed is skipped with one
+        `MalformedLabelsWarning` naming it and the label.
+
+        :param labels:
+            Selector labels, as sorted pairs.
+        :param network:
+            Network scope.
+        :param docker_host:
+            Docker Engine address.
+        :raises NetworkNotFoundError:
+            On iteration, if ``network`` does not exist.
+        :raises EngineUnavailableError:
+            On iteration, if the Engine cannot be reached at all.
+        """
+
+        _labels: Final[tuple[tuple[str, str], ...]]
+        _network: Final[str | None]
+        _docker_host: Final[str | None]
+
+        def __init__(
+            self,
+            labels: tuple[tuple[str, str], ...],
+            network: str | None,
+            docker_host: str | None,
+        ) -> None:
+            self._labels = labels
+            self._network = network
+            self._docker_host = docker_host
+
+        def __aiter__(self) -> AsyncIterator[DiscoveryEvent]:
+            return self._event_stream()
+
+        async def _shutdown(self) -> None:
+            """Release subscriber-level resources at cache eviction (none)."""
+
+        async def _event_stream(self) -> AsyncGenerator[DiscoveryEvent, None]:
+            """Stream discovery events from the native core.
+
+            :yields:
+                Discovery events as workers are added, updated or dropped.
+            """
+            subscription = await _native.subscribe(
+                dict(self._labels), self._network, self._docker_host
+            )
+            try:
+                while True:
+                    item = await subscription.next()
+                    if item is None:
+                        return
+                    kind, payload = item
+                    if kind == "warning":
+                        warnings.warn(str(payload), MalformedLabelsWarning, stacklevel=2)
+                        continue
+                    yield DiscoveryEvent(kind, metadata=metadata_from_record(payload))
+            finally:
+                subscription.close()
