@@ -175,11 +175,16 @@ class DockerDiscovery(Discovery):
         :returns:
             A picklable subscriber.
         """
-        effective = filter if filter is not None else self._filter
+        return _SubscriberView(self, filter if filter is not None else self._filter)
+
+    def _iterate(
+        self, filter: PredicateFunction | None
+    ) -> AsyncIterator[DiscoveryEvent]:
+        """Iterate the shared subscriber for this scope, optionally filtered."""
         subscriber = self.Subscriber(self._labels, self._network, self._docker_host)
-        if effective is not None:
-            return afilter(effective, subscriber)
-        return subscriber
+        if filter is not None:
+            return afilter(filter, subscriber).__aiter__()
+        return subscriber.__aiter__()
 
     class Publisher:
         """Publisher for containers whose labels already are the publication.
@@ -329,3 +334,50 @@ class DockerDiscovery(Discovery):
                     yield DiscoveryEvent(kind, metadata=metadata_from_record(payload))
             finally:
                 subscription.close()
+
+
+class _SubscriberView:
+    """The object `DockerDiscovery.subscriber` returns.
+
+    Iterates the scope's shared `DockerDiscovery.Subscriber` and is also
+    `DiscoveryLike` itself, so ``WorkerPool(discovery=d.subscriber)`` runs an
+    external pool on wool 0.15, which requires a `DiscoveryLike` there, as well
+    as on wool versions that accept a bare subscriber. Picklable: it carries
+    its `DockerDiscovery` and filter, and reconnects wherever it is iterated.
+
+    :param discovery:
+        The discovery it belongs to.
+    :param filter:
+        Predicate applied to every event, or ``None``.
+    """
+
+    def __init__(self, discovery: DockerDiscovery, filter: PredicateFunction | None):
+        self._discovery = discovery
+        self._filter = filter
+
+    def __aiter__(self) -> AsyncIterator[DiscoveryEvent]:
+        return self._discovery._iterate(self._filter)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _SubscriberView):
+            return (self._discovery, self._filter) == (other._discovery, other._filter)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self._discovery, self._filter))
+
+    @property
+    def publisher(self) -> DiscoveryPublisherLike:
+        """The discovery's publisher (see `DockerDiscovery.Publisher`)."""
+        return self._discovery.publisher
+
+    @property
+    def subscriber(self) -> DiscoverySubscriberLike:
+        """This subscriber."""
+        return self
+
+    def subscribe(
+        self, filter: PredicateFunction | None = None
+    ) -> DiscoverySubscriberLike:
+        """A subscriber of the same scope with another filter."""
+        return self._discovery.subscribe(filter if filter is not None else self._filter)

@@ -1,0 +1,342 @@
+"""Real-daemon tests of `wool_docker.DockerDiscovery`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pickle
+import subprocess
+import uuid
+from collections.abc import AsyncIterator
+from collections.abc import Iterator
+
+import pytest
+import wool
+from wool.runtime.discovery.base import DiscoveryEvent
+
+from wool_docker import DockerDiscovery
+from wool_docker import MalformedLabelsWarning
+from wool_docker import NetworkNotFoundError
+from wool_docker import NotPublishedError
+
+pytestmark = pytest.mark.integration
+
+IMAGE = os.environ.get("WOOL_DOCKER_IMAGE", "wool-docker-worker:dev")
+_TIMEOUT = 30.0
+_RUN = uuid.uuid4().hex[:8]
+
+
+def _docker(*args: str) -> str:
+    """Run the docker CLI (test set-up only) and return its output."""
+    return subprocess.run(
+        ["docker", *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def _ip(container: str, network: str) -> str:
+    return _docker(
+        "inspect",
+        "-f",
+        f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}',
+        container,
+    )
+
+
+@pytest.fixture
+def selector() -> dict[str, str]:
+    """A label unique to this test, so concurrent tests never see each other."""
+    return {"wool.docker.test": f"{_RUN}-{uuid.uuid4().hex[:6]}"}
+
+
+@pytest.fixture
+def network() -> Iterator[str]:
+    """A fresh bridge network, removed afterwards."""
+    name = f"wdd-{_RUN}-{uuid.uuid4().hex[:6]}"
+    _docker("network", "create", name)
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "network", "rm", name], capture_output=True)
+
+
+@pytest.fixture
+def run(selector: dict[str, str]) -> Iterator:
+    """Start worker containers by hand (``docker run``); all removed afterwards."""
+    label = next(iter(selector.items()))
+
+    def start(network: str, *labels: str, image: str = IMAGE) -> str:
+        args = ["run", "-d", "--network", network, "--label", "wool.worker=true"]
+        args += ["--label", f"{label[0]}={label[1]}"]
+        for item in labels:
+            args += ["--label", item]
+        return _docker(*args, image)
+
+    yield start
+    ids = _docker("ps", "-aq", "--filter", f"label={label[0]}={label[1]}").split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+    assert not _docker("ps", "-aq", "--filter", f"label={label[0]}={label[1]}")
+
+
+async def _next(events: AsyncIterator[DiscoveryEvent], what: str) -> DiscoveryEvent:
+    try:
+        async with asyncio.timeout(_TIMEOUT):
+            return await anext(events)
+    except TimeoutError:
+        raise AssertionError(f"no discovery event within {_TIMEOUT} s: {what}") from None
+
+
+@contextlib.asynccontextmanager
+async def _subscription(discovery: DockerDiscovery) -> AsyncIterator[AsyncIterator]:
+    events = aiter(discovery.subscriber)
+    try:
+        yield events
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+class TestDockerDiscovery:
+    """Tests for `wool_docker.DockerDiscovery` against the real daemon."""
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_docker_run_container(self, network, selector, run):
+        """Test discovering a container started with ``docker run``.
+
+        Given:
+            A subscriber scoped to a network and a test label.
+        When:
+            A worker container is started by hand, then killed.
+        Then:
+            It should yield worker-added with the container's IP on the network
+            and the image's wool version, then worker-dropped for the same uid.
+        """
+        # Arrange
+        discovery = DockerDiscovery(network=network, labels={**selector})
+        async with _subscription(discovery) as events:
+            # Act
+            container = run(network)
+            added = await _next(events, "worker-added after docker run")
+            address = f"{_ip(container, network)}:50051"
+            _docker("kill", container)
+            dropped = await _next(events, "worker-dropped after docker kill")
+
+        # Assert
+        assert added.type == "worker-added"
+        assert added.metadata.address == address
+        assert added.metadata.version == wool.protocol.__version__
+        assert added.metadata.uid == uuid.UUID(hex=container[:32])
+        assert dropped.type == "worker-dropped"
+        assert dropped.metadata.uid == added.metadata.uid
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_paused_container(self, network, selector, run):
+        """Test that pausing a container drops it and unpausing adds it back.
+
+        Given:
+            A serving, discovered worker container.
+        When:
+            It is paused, then unpaused.
+        Then:
+            It should yield worker-dropped, then worker-added.
+        """
+        # Arrange
+        discovery = DockerDiscovery(network=network, labels=selector)
+        async with _subscription(discovery) as events:
+            container = run(network)
+            await _next(events, "worker-added")
+
+            # Act
+            _docker("pause", container)
+            paused = await _next(events, "worker-dropped on pause")
+            _docker("unpause", container)
+            unpaused = await _next(events, "worker-added on unpause")
+
+        # Assert
+        assert paused.type == "worker-dropped"
+        assert unpaused.type == "worker-added"
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_existing_containers(self, network, selector, run):
+        """Test that a new iteration first yields every serving container.
+
+        Given:
+            Two worker containers already discovered by one iteration.
+        When:
+            A second, independent iteration starts.
+        Then:
+            It should first yield both as worker-added.
+        """
+        # Arrange
+        discovery = DockerDiscovery(network=network, labels=selector)
+        first = [run(network), run(network)]
+        async with _subscription(discovery) as events:
+            seen = {(await _next(events, "initial worker")).metadata.uid for _ in first}
+
+            # Act
+            async with _subscription(discovery) as again:
+                replay = {
+                    (await _next(again, "replayed worker")).metadata.uid for _ in first
+                }
+
+        # Assert
+        assert seen == replay == {uuid.UUID(hex=c[:32]) for c in first}
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_network_scope(self, network, selector, run):
+        """Test that network scoping ignores other networks and disconnects drop.
+
+        Given:
+            A subscriber scoped to one network, a worker on another network and
+            a worker on the scoped one.
+        When:
+            The scoped worker is disconnected from the network.
+        Then:
+            It should see only the scoped worker, then drop it.
+        """
+        # Arrange
+        other = f"wdd-{_RUN}-{uuid.uuid4().hex[:6]}"
+        _docker("network", "create", other)
+        try:
+            discovery = DockerDiscovery(network=network, labels=selector)
+            async with _subscription(discovery) as events:
+                run(other)
+                inside = run(network)
+                added = await _next(events, "worker-added for the scoped worker")
+
+                # Act
+                _docker("network", "disconnect", network, inside)
+                dropped = await _next(events, "worker-dropped on disconnect")
+        finally:
+            for c in _docker("ps", "-aq", "--filter", f"network={other}").split():
+                subprocess.run(["docker", "rm", "-f", c], capture_output=True)
+            subprocess.run(["docker", "network", "rm", other], capture_output=True)
+
+        # Assert
+        assert added.metadata.uid == uuid.UUID(hex=inside[:32])
+        assert dropped.type == "worker-dropped"
+        assert dropped.metadata.uid == added.metadata.uid
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_malformed_labels(self, network, selector, run):
+        """Test that a container with bad labels is skipped with one warning.
+
+        Given:
+            A container whose ``wool.extra`` label is not JSON.
+        When:
+            A good container starts after it.
+        Then:
+            It should warn once naming the label and still discover the good
+            container.
+        """
+        # Arrange
+        discovery = DockerDiscovery(network=network, labels=selector)
+        run(network, "wool.extra=not-json")
+        with pytest.warns(MalformedLabelsWarning, match="wool.extra"):
+            async with _subscription(discovery) as events:
+                # Act
+                good = run(network)
+                added = await _next(events, "worker-added for the good container")
+
+        # Assert
+        assert added.metadata.uid == uuid.UUID(hex=good[:32])
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_missing_network(self, selector):
+        """Test iterating a subscriber scoped to a network that does not exist.
+
+        Given:
+            A discovery scoped to a missing network.
+        When:
+            It is iterated.
+        Then:
+            It should raise NetworkNotFoundError.
+        """
+        # Arrange
+        discovery = DockerDiscovery(network=f"missing-{_RUN}", labels=selector)
+
+        # Act & assert
+        with pytest.raises(NetworkNotFoundError):
+            async with _subscription(discovery) as events:
+                await _next(events, "never")
+
+    @pytest.mark.asyncio
+    async def test_subscriber_pickle_round_trip(self, network, selector, run):
+        """Test that a pickled subscriber works after unpickling.
+
+        Given:
+            A subscriber pickled and unpickled.
+        When:
+            A worker container starts.
+        Then:
+            The copy should discover it.
+        """
+        # Arrange
+        subscriber = pickle.loads(
+            pickle.dumps(DockerDiscovery(network=network, labels=selector).subscriber)
+        )
+        events = aiter(subscriber)
+        try:
+            # Act
+            container = run(network)
+            added = await _next(events, "worker-added via the unpickled subscriber")
+        finally:
+            await events.aclose()
+
+        # Assert
+        assert added.metadata.uid == uuid.UUID(hex=container[:32])
+
+    @pytest.mark.asyncio
+    async def test_publish_with_worker_without_container(self, selector):
+        """Test publishing a worker that has no labelled container.
+
+        Given:
+            Metadata of a worker no container carries.
+        When:
+            It is published as worker-added, and as worker-dropped.
+        Then:
+            worker-added should raise NotPublishedError; worker-dropped should
+            return without error.
+        """
+        # Arrange
+        from wool.runtime.worker.metadata import WorkerMetadata
+
+        metadata = WorkerMetadata(
+            uid=uuid.uuid4(), address="127.0.0.1:1", pid=1, version="0.15.7"
+        )
+        async with DockerDiscovery(labels=selector).publisher as publisher:
+            # Act & assert
+            with pytest.raises(NotPublishedError):
+                await publisher.publish("worker-added", metadata)
+            await publisher.publish("worker-dropped", metadata)
+
+    @pytest.mark.asyncio
+    async def test_subscriber_as_pool_discovery(self, network, selector, run):
+        """Test an external pool over hand-run containers, subscriber only.
+
+        Given:
+            Two worker containers started with ``docker run``.
+        When:
+            A pool with ``discovery=DockerDiscovery(...).subscriber`` runs a
+            routine many times.
+        Then:
+            It should compute results in both containers.
+        """
+        # Arrange
+        from tests.integration import routines
+
+        containers = {run(network)[:12], run(network)[:12]}
+        discovery = DockerDiscovery(network=network, labels=selector)
+        async with _subscription(discovery) as events:
+            # Both serve before the pool starts, so its first view has both.
+            for _ in containers:
+                await _next(events, "worker-added for a hand-run container")
+
+            # Act
+            async with wool.WorkerPool(discovery=discovery.subscriber):
+                async with asyncio.timeout(_TIMEOUT):
+                    calls = (routines.hostname() for _ in range(20))
+                    hosts = await asyncio.gather(*calls)
+
+        # Assert
+        assert set(hosts) == containers
