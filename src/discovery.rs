@@ -373,11 +373,7 @@ impl Tracker {
                 }
                 self.refresh(&e.id, e.time_nano / 1_000_000_000).await;
             }
-            "disconnect" => {
-                if self.entries.contains_key(&e.id) {
-                    self.refresh(&e.id, 0).await;
-                }
-            }
+            "disconnect" if self.entries.contains_key(&e.id) => self.refresh(&e.id, 0).await,
             "pause" | "stop" | "die" | "oom" => self.set(&e.id, |entry| entry.running = false),
             "kill" if stops(e.signal.as_deref()) => self.set(&e.id, |entry| entry.running = false),
             "unpause" => self.set(&e.id, |entry| entry.running = true),
