@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod labels;
+pub mod proxy;
 pub mod worker;
 
 use pyo3::prelude::*;

@@ -82,7 +82,28 @@ pub struct WorkerConfig {
     pub tls: Option<Tls>,
     /// The server's own shutdown grace in seconds (wool's `shutdown_grace_period`).
     pub shutdown_grace: Option<f64>,
+    /// How the container reaches the Engine for nested routines.
+    #[serde(default)]
+    pub engine_access: EngineAccess,
 }
+
+/// How a worker container reaches the Docker Engine (its discovery subscriber
+/// needs it when a routine awaits another routine).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineAccess {
+    /// The owner's read-only proxy socket (list, inspect, logs, events only).
+    #[default]
+    Proxy,
+    /// The Engine socket itself: full control of the host's Docker.
+    Socket,
+    /// No Engine access: nested routines cannot discover workers.
+    None,
+}
+
+/// Where containers find the Engine: `DOCKER_HOST` inside, and the bind that
+/// puts it there.
+const ENGINE_DIR_IN_CONTAINER: &str = "/run/wool-docker/engine";
 
 /// A serving worker container.
 pub struct Running {
@@ -139,7 +160,37 @@ async fn start_owned(
             });
         }
     }
-    let id = engine.create_container(&create_spec(&cfg)).await?;
+    let mut spec = create_spec(&cfg);
+    match cfg.engine_access {
+        EngineAccess::Proxy => {
+            let dir = crate::proxy::ensure(engine.host()).await?;
+            spec.binds
+                .push(format!("{}:{ENGINE_DIR_IN_CONTAINER}:ro", dir.display()));
+            spec.env.push(format!(
+                "DOCKER_HOST=unix://{ENGINE_DIR_IN_CONTAINER}/{}",
+                crate::proxy::SOCKET_NAME
+            ));
+        }
+        EngineAccess::Socket => {
+            let path = engine.host().strip_prefix("unix://").ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "engine_access=\"socket\" needs a local unix-socket Engine, not {}",
+                    engine.host()
+                ))
+            })?;
+            spec.binds.push(format!("{path}:/var/run/docker.sock"));
+            spec.env
+                .push("DOCKER_HOST=unix:///var/run/docker.sock".to_owned());
+        }
+        EngineAccess::None => {}
+    }
+    // The user's own DOCKER_HOST wins over ours.
+    if let Some(host) = cfg.env.get("DOCKER_HOST") {
+        let user = format!("DOCKER_HOST={host}");
+        spec.env
+            .retain(|kv| !kv.starts_with("DOCKER_HOST=") || *kv == user);
+    }
+    let id = engine.create_container(&spec).await?;
     let result = tokio::select! {
         r = bring_up(&engine, &id, &cfg, timeout, sink) => r,
         _ = &mut cancelled => Err(Error::InvalidArgument("worker start was cancelled".to_owned())),

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from types import MappingProxyType
 from typing import Any
 from typing import Final
+from typing import Literal
 
 from wool import protocol
 from wool.runtime.worker.auth import WorkerCredentials
@@ -121,6 +122,13 @@ class DockerWorker(Worker):
     :param docker_host:
         Docker Engine address (``unix://``, ``tcp://``, ``https://``);
         ``None`` follows ``DOCKER_HOST`` like the docker CLI.
+    :param engine_access:
+        How the container reaches the Engine, which its discovery subscriber
+        needs when a routine awaits another routine. ``"proxy"`` (default):
+        a read-only socket served by this process (container list, inspect,
+        logs, events; everything else is refused). ``"socket"``: the Engine
+        socket itself, i.e. full control of the host's Docker. ``"none"``:
+        no access; nested routines find no workers.
     :param log_output:
         Forward the container's output to the ``wool_docker.worker`` logger.
     :param extra:
@@ -145,6 +153,7 @@ class DockerWorker(Worker):
     _start_timeout: Final[float]
     _shutdown_grace: Final[float]
     _docker_host: Final[str | None]
+    _engine_access: Final[str]
     _log_output: Final[bool]
     _handle: _native.WorkerHandle | None
 
@@ -168,6 +177,7 @@ class DockerWorker(Worker):
         start_timeout: float = _DEFAULT_START_TIMEOUT,
         shutdown_grace_period: float = 60.0,
         docker_host: str | None = None,
+        engine_access: Literal["proxy", "socket", "none"] = "proxy",
         log_output: bool = True,
         **extra: Any,
     ):
@@ -189,6 +199,11 @@ class DockerWorker(Worker):
             raise ValueError("start_timeout must be positive")
         if shutdown_grace_period <= 0:
             raise ValueError("shutdown_grace_period must be positive")
+        if engine_access not in ("proxy", "socket", "none"):
+            raise ValueError(
+                "engine_access must be 'proxy', 'socket' or 'none', "
+                f"got {engine_access!r}"
+            )
         if cpus is not None and cpus <= 0:
             raise ValueError("cpus must be positive")
         self._provider = WorkerCredentialsProvider.coerce(credentials)
@@ -213,6 +228,7 @@ class DockerWorker(Worker):
         self._start_timeout = start_timeout
         self._shutdown_grace = shutdown_grace_period
         self._docker_host = docker_host
+        self._engine_access = engine_access
         self._log_output = log_output
         self._handle = None
 
@@ -279,6 +295,7 @@ class DockerWorker(Worker):
             "wool_version": protocol.__version__,
             "tls": tls,
             "shutdown_grace": self._shutdown_grace,
+            "engine_access": self._engine_access,
         }
         self._handle = await _native.start_worker(
             json.dumps(config),

@@ -340,3 +340,90 @@ class TestDockerDiscovery:
 
         # Assert
         assert set(hosts) == containers
+
+
+class TestDockerDiscoveryInContainers:
+    """Discovery used from inside `DockerWorker` containers (nested routines)."""
+
+    @pytest.mark.asyncio
+    async def test_subscriber_with_nested_routines(self, network, selector):
+        """Test nested routines in a pool of DockerWorkers with DockerDiscovery.
+
+        Given:
+            A pool of two DockerWorkers discovered with DockerDiscovery, whose
+            containers reach the Engine through the owner's read-only proxy.
+        When:
+            A routine that awaits other routines runs (wool's README fib).
+        Then:
+            It should return the right value, which needs the subscriber to be
+            unpickled and iterated inside the containers.
+        """
+        # Arrange
+        from tests.integration import nested
+        from wool_docker import DockerWorker
+
+        discovery = DockerDiscovery(network=network, labels=selector)
+
+        def factory(*tags, **kw):
+            return DockerWorker(
+                *tags,
+                image=IMAGE,
+                network=network,
+                labels=selector,
+                log_output=False,
+                **kw,
+            )
+
+        # Act
+        async with wool.WorkerPool(spawn=2, worker=factory, discovery=discovery):
+            async with asyncio.timeout(60):
+                result = await nested.fib(7)
+
+        # Assert
+        assert result == 13
+        assert not _docker("ps", "-aq", "--filter", f"label={_label(selector)}")
+
+    @pytest.mark.asyncio
+    async def test_engine_proxy_refuses_writes(self, network, selector):
+        """Test that the Engine proxy mounted into workers is read-only.
+
+        Given:
+            A running DockerWorker with the default engine access.
+        When:
+            A process in the container lists containers and tries to create
+            one through the mounted Engine socket.
+        Then:
+            Listing should succeed and creating should be refused with 403.
+        """
+        # Arrange
+        from wool_docker import DockerWorker
+
+        worker = DockerWorker(
+            image=IMAGE, network=network, labels=selector, log_output=False
+        )
+        await worker.start()
+        try:
+            probe = (
+                "import http.client, socket\n"
+                "class C(http.client.HTTPConnection):\n"
+                "    def connect(self):\n"
+                "        self.sock = socket.socket(socket.AF_UNIX)\n"
+                "        self.sock.connect('/run/wool-docker/engine/engine.sock')\n"
+                "for method, path in (('GET', '/containers/json'), "
+                "('POST', '/containers/create')):\n"
+                "    c = C('docker'); c.request(method, path, body=b'{}' "
+                "if method == 'POST' else None); print(c.getresponse().status)\n"
+            )
+
+            # Act
+            out = _docker("exec", worker.container, "python3", "-c", probe)
+        finally:
+            await worker.stop()
+
+        # Assert
+        assert out.split() == ["200", "403"]
+
+
+def _label(selector: dict[str, str]) -> str:
+    key, value = next(iter(selector.items()))
+    return f"{key}={value}"
