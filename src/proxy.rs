@@ -181,7 +181,11 @@ async fn refuse(client: &mut UnixStream, status: u16, message: &str) -> std::io:
         body.len()
     );
     client.write_all(response.as_bytes()).await?;
-    client.shutdown().await
+    client.shutdown().await?;
+    // Let the client finish sending its body before the socket closes, so it
+    // reads our answer instead of a broken pipe.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain(client)).await;
+    Ok(())
 }
 
 /// The requests discovery makes: ping, version, container list/inspect/logs,

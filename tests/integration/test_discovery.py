@@ -65,8 +65,9 @@ def run(selector: dict[str, str]) -> Iterator:
     """Start worker containers by hand (``docker run``); all removed afterwards."""
     label = next(iter(selector.items()))
 
-    def start(network: str, *labels: str, image: str = IMAGE) -> str:
+    def start(network: str, *labels: str, image: str = IMAGE, health=()) -> str:
         args = ["run", "-d", "--network", network, "--label", "wool.worker=true"]
+        args += list(health)
         args += ["--label", f"{label[0]}={label[1]}"]
         for item in labels:
             args += ["--label", item]
@@ -240,6 +241,94 @@ class TestDockerDiscovery:
 
         # Assert
         assert added.metadata.uid == uuid.UUID(hex=good[:32])
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_unhealthy_container(self, network, selector, run):
+        """Test that a failing healthcheck drops a worker and recovery re-adds it.
+
+        Given:
+            A discovered worker container whose healthcheck fails once a file
+            exists.
+        When:
+            The file is created, then removed.
+        Then:
+            It should yield worker-dropped, then worker-added.
+        """
+        # Arrange
+        discovery = DockerDiscovery(network=network, labels=selector)
+        async with _subscription(discovery) as events:
+            container = run(
+                network,
+                health=[
+                    "--health-cmd",
+                    "test ! -f /tmp/sick",
+                    "--health-interval",
+                    "1s",
+                    # The image's 30 s start period would hide failures.
+                    "--health-start-period",
+                    "1ms",
+                    "--health-retries",
+                    "1",
+                ],
+            )
+            await _next(events, "worker-added")
+
+            # Act
+            _docker("exec", container, "touch", "/tmp/sick")
+            sick = await _next(events, "worker-dropped when unhealthy")
+            _docker("exec", container, "rm", "/tmp/sick")
+            healed = await _next(events, "worker-added when healthy again")
+
+        # Assert
+        assert sick.type == "worker-dropped"
+        assert healed.type == "worker-added"
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_several_networks(self, network, selector, run):
+        """Test the address of an unscoped worker on several networks.
+
+        Given:
+            Unscoped discovery and two containers on two user networks, one
+            labelled ``wool.network`` naming the later network by name.
+        When:
+            Both are discovered.
+        Then:
+            The unlabelled one should be addressed on the first network by name
+            and the labelled one on the network its label names.
+        """
+        # Arrange
+        second = f"wdd-{_RUN}-{uuid.uuid4().hex[:6]}"
+        _docker("network", "create", second)
+        first_name, second_name = sorted([network, second])
+        try:
+            discovery = DockerDiscovery(labels=selector)
+            async with _subscription(discovery) as events:
+                plain = run(network)
+                chosen = run(network, f"wool.network={second_name}")
+                for c in (plain, chosen):
+                    _docker("network", "connect", second, c)
+                seen = {}
+                async with asyncio.timeout(_TIMEOUT):
+                    async for event in events:
+                        seen[event.metadata.uid] = event.metadata.address
+                        if len(seen) == 2 and all(
+                            seen[uuid.UUID(hex=c[:32])].split(":")[0]
+                            in (_ip(c, first_name), _ip(c, second_name))
+                            for c in (plain, chosen)
+                        ):
+                            break
+                # Act
+                expected = {
+                    uuid.UUID(hex=plain[:32]): f"{_ip(plain, first_name)}:50051",
+                    uuid.UUID(hex=chosen[:32]): f"{_ip(chosen, second_name)}:50051",
+                }
+        finally:
+            for c in _docker("ps", "-aq", "--filter", f"network={second}").split():
+                subprocess.run(["docker", "rm", "-f", c], capture_output=True)
+            subprocess.run(["docker", "network", "rm", second], capture_output=True)
+
+        # Assert
+        assert seen == expected
 
     @pytest.mark.asyncio
     async def test___aiter___with_missing_network(self, selector):
