@@ -129,10 +129,15 @@ pub fn start_worker<'py>(
 
 /// Remove worker containers whose owner process is gone (or all of them).
 #[pyfunction]
-#[pyo3(signature = (all=false, host=None))]
-pub fn prune(py: Python<'_>, all: bool, host: Option<String>) -> PyResult<Bound<'_, PyAny>> {
+#[pyo3(signature = (all=false, host=None, labels=Vec::new()))]
+pub fn prune(
+    py: Python<'_>,
+    all: bool,
+    host: Option<String>,
+    labels: Vec<String>,
+) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
-        Ok(worker::prune(&engine(host).await?, all).await?)
+        Ok(worker::prune(&engine(host).await?, all, &labels).await?)
     })
 }
 

@@ -588,12 +588,13 @@ fn start_time(pid: u32) -> Option<String> {
     rest.split_whitespace().nth(19).map(str::to_owned)
 }
 
-/// Remove worker containers whose owner is gone (`all`: every managed container).
-/// Returns the names removed.
-pub async fn prune(engine: &Engine, all: bool) -> Result<Vec<String>> {
-    let managed = engine
-        .list(&[format!("{}=true", labels::MANAGED)], true)
-        .await?;
+/// Remove worker containers whose owner is gone (`all`: every managed container),
+/// among those that also carry every `key=value` of `only`. Returns the names
+/// removed.
+pub async fn prune(engine: &Engine, all: bool, only: &[String]) -> Result<Vec<String>> {
+    let mut terms = vec![format!("{}=true", labels::MANAGED)];
+    terms.extend(only.iter().cloned());
+    let managed = engine.list(&terms, true).await?;
     let mut removed = Vec::new();
     for c in managed {
         let alive = c.labels.get(labels::OWNER).is_some_and(|t| owner_alive(t));

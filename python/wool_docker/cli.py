@@ -122,7 +122,8 @@ async def _cmd_prune(args: argparse.Namespace) -> int:
     """
     from wool_docker import _native
 
-    for name in await _native.prune(args.all, args.host):
+    labels = [f"{key}={value}" for key, value in args.label]
+    for name in await _native.prune(args.all, args.host, labels):
         print(name)
     return 0
 
@@ -250,6 +251,14 @@ def _parser() -> argparse.ArgumentParser:
     prune.set_defaults(command="prune")
     prune.add_argument(
         "--all", action="store_true", help="remove every container wool-docker created"
+    )
+    prune.add_argument(
+        "--label",
+        metavar="KEY=VALUE",
+        type=_label,
+        action="append",
+        default=[],
+        help="only containers carrying this label; repeatable",
     )
     _add_host(prune)
     return parser
