@@ -467,6 +467,9 @@ impl Engine {
             .build();
         let mut stream = self.docker.wait_container(id, Some(options));
         match stream.next().await {
+            // bollard reports a non-zero exit code as an error; the container is
+            // gone all the same. A 404 means it was gone before we asked.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { .. })) => Ok(()),
             Some(Err(e)) if status_of(&e).is_none() => Err(self.err("wait for removal", e)),
             _ => Ok(()),
         }

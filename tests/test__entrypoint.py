@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-
 import wool
 from wool import protocol
+
 from wool_docker import _entrypoint
 from wool_docker._entrypoint import READY_PREFIX
 

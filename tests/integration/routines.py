@@ -1,0 +1,40 @@
+"""Routines the integration tests dispatch to worker containers.
+
+A worker container does not have this test tree on its path, and cloudpickle
+pickles a module-level function by reference (module and name) unless its
+module is registered for pickling by value. This module registers itself, so
+every routine here travels to the container as code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+
+import cloudpickle
+import wool
+
+
+@wool.routine
+async def hostname() -> str:
+    """Return the hostname of the process serving this call.
+
+    In a container that is the first 12 hex digits of the container's id.
+    """
+    return socket.gethostname()
+
+
+@wool.routine
+async def nap(token: str, seconds: float) -> str:
+    """Announce ``napping <token>`` on stdout, sleep, and return ``token``.
+
+    The announcement reaches the owner through the container's output, so a
+    test can wait for the routine to be running instead of guessing.
+    """
+    print(f"napping {token}", flush=True)
+    await asyncio.sleep(seconds)
+    return token
+
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
