@@ -63,6 +63,7 @@ def test_main_with_image_build(mocker, capsys):
         wool_docker_wheel="dist/wool_docker-0.1.0-cp311-abi3-linux_x86_64.whl",
         host="tcp://127.0.0.1:2375",
         port=6000,
+        labels={},
     )
     assert capsys.readouterr().out == "sha256:1234\n"
 
@@ -96,6 +97,7 @@ def test_main_with_image_build_defaults(mocker):
         wool_docker_wheel=None,
         host=None,
         port=50051,
+        labels={},
     )
 
 
