@@ -17,6 +17,11 @@ echo "== python: ruff" >&2
 ruff check python tests examples
 ruff format --check python tests examples
 
+echo "== python: stub and types" >&2
+# Run from outside the checkout: python/wool would shadow the installed wool.
+(cd "${TMPDIR:-/tmp}" && python -m mypy.stubtest wool_docker._native \
+  && python -m mypy -p wool_docker --ignore-missing-imports)
+
 echo "== python: pytest (real daemon)" >&2
 set +e
 python -m pytest -p no:cacheprovider "$@"

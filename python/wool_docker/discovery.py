@@ -260,14 +260,9 @@ class DockerDiscovery(Discovery):
                 case _:
                     raise RuntimeError(f"Unexpected discovery event type: {type}")
 
-    class Subscriber(
+    class Subscriber(  # type: ignore[call-arg]  # SubscriberMeta's key=
         metaclass=SubscriberMeta,
-        key=lambda cls, labels, network, docker_host: (
-            cls,
-            labels,
-            network,
-            docker_host,
-        ),
+        key=lambda cls, labels, network, host: (cls, labels, network, host),
     ):
         """Subscriber yielding discovery events for matching containers.
 
@@ -331,6 +326,7 @@ class DockerDiscovery(Discovery):
                     if kind == "warning":
                         warnings.warn(str(payload), MalformedLabelsWarning, stacklevel=2)
                         continue
+                    assert not isinstance(payload, str)
                     yield DiscoveryEvent(kind, metadata=metadata_from_record(payload))
             finally:
                 subscription.close()

@@ -1,0 +1,97 @@
+"""Stub for the native core, ``wool_docker._native`` (Rust, PyO3).
+
+Every awaitable here is an asyncio future created by pyo3-async-runtimes, not a
+coroutine: await it directly; wrap it with ``asyncio.ensure_future`` (not
+``create_task``) to schedule it.
+"""
+
+from collections.abc import Awaitable
+from collections.abc import Callable
+from typing import Any
+from typing import final
+
+__all__ = [
+    "READY_PREFIX",
+    "Subscription",
+    "WorkerHandle",
+    "__version__",
+    "build_image",
+    "engine_info",
+    "inspect_image",
+    "list_workers",
+    "prune",
+    "remove_image",
+    "start_worker",
+    "subscribe",
+]
+
+__version__: str
+READY_PREFIX: str
+
+Record = dict[str, Any]
+"""A worker record: uid, address, version, tags, extra (JSON text), secure,
+identity, options (JSON text or None), pid, container_id, container_name,
+network."""
+
+def engine_info(host: str | None = None) -> Awaitable[dict[str, str]]:
+    """Connect (or reuse the connection): ``{"host": ..., "api_version": ...}``."""
+
+def inspect_image(image: str, host: str | None = None) -> Awaitable[dict[str, Any]]:
+    """``{"id": str, "labels": dict[str, str]}``; raises ImageNotFoundError."""
+
+def build_image(context: bytes, tag: str, host: str | None = None) -> Awaitable[str]:
+    """Build from an uncompressed tar context; returns the image id."""
+
+def remove_image(image: str, host: str | None = None) -> Awaitable[None]:
+    """Remove an image; a missing one is fine."""
+
+def start_worker(
+    config: str,
+    timeout: float,
+    log: Callable[[str, bool, str], None] | None = None,
+    host: str | None = None,
+) -> Awaitable[WorkerHandle]:
+    """Start a worker container from a JSON config and wait until it serves."""
+
+def prune(
+    all: bool = False, host: str | None = None, labels: list[str] = ...
+) -> Awaitable[list[str]]:
+    """Remove orphaned (or all) managed containers; returns their names."""
+
+def subscribe(
+    selector: dict[str, str], network: str | None = None, host: str | None = None
+) -> Awaitable[Subscription]:
+    """Subscribe to worker containers carrying ``selector``."""
+
+def list_workers(
+    selector: dict[str, str], network: str | None = None, host: str | None = None
+) -> Awaitable[list[tuple[Record, str | None]]]:
+    """The workers a subscriber would see now, with their health."""
+
+@final
+class WorkerHandle:
+    """A serving worker container owned by this process."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def address(self) -> str: ...
+    @property
+    def version(self) -> str: ...
+    @property
+    def pid(self) -> int: ...
+    @property
+    def exited(self) -> bool: ...
+    def stop(self, grace: float | None = None) -> Awaitable[None]:
+        """Drain per ``grace`` and remove the container."""
+
+@final
+class Subscription:
+    """A stream of discovery changes for one iteration."""
+
+    def next(self) -> Awaitable[tuple[str, Record | str] | None]:
+        """The next ``(kind, record)``; kind ``"warning"`` carries text."""
+    def close(self) -> None:
+        """Release the subscription."""
