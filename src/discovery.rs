@@ -293,8 +293,10 @@ impl Tracker {
         if c.health.as_deref() == Some("healthy") {
             entry.ready = true;
         }
-        let watch =
-            entry.record.is_some() && entry.running && !entry.ready && entry.watcher.is_none();
+        // A watcher whose log stream broke (e.g. with the Engine connection) has
+        // finished without an answer: start another.
+        let watching = entry.watcher.as_ref().is_some_and(|w| !w.is_finished());
+        let watch = entry.record.is_some() && entry.running && !entry.ready && !watching;
         if watch {
             let handle = self.watch_ready(&c.id, since_secs);
             if let Some(entry) = self.entries.get_mut(&c.id) {

@@ -1,0 +1,504 @@
+"""Real-daemon tests of `wool_docker.DockerDiscovery` surviving Engine trouble.
+
+The subscriber reaches the Engine through `_SeverableEngine`, a small unix
+socket proxy in front of ``/var/run/docker.sock`` that a test can cut (every
+open connection closed, new ones refused) and restore. The containers
+themselves are started, killed and removed with the real docker CLI, which
+never goes through the proxy, so the Engine changes while the subscriber is
+cut off from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import pytest
+import pytest_asyncio
+from wool.runtime.discovery.base import DiscoveryEvent
+
+from wool_docker import DockerDiscovery
+from wool_docker import EngineUnavailableError
+
+pytestmark = pytest.mark.integration
+
+IMAGE = os.environ.get("WOOL_DOCKER_IMAGE", "wool-docker-worker:dev")
+_TIMEOUT = 30.0
+_QUIET = 2.0
+_LATE = 8
+_AWAY = 6.0
+_RUN = uuid.uuid4().hex[:8]
+_ENGINE_SOCKET: Final[str] = "/var/run/docker.sock"
+_READY_LINE: Final[bytes] = b"wool-docker ready "
+_REQUEST_LINE: Final[re.Pattern[bytes]] = re.compile(
+    rb"(GET|HEAD|POST|PUT|DELETE) (/\S*) HTTP/1\.[01]\r\n"
+)
+
+_log = logging.getLogger(__name__)
+
+Run = Callable[..., Awaitable[str]]
+
+
+class _SeverableEngine:
+    """A unix socket in front of the Engine socket whose connections can be cut.
+
+    Each accepted connection gets its own connection to the Engine socket and
+    the bytes are piped both ways (an end-of-stream in one direction is passed
+    on as a half-close; an error in either closes both). `sever` closes every
+    open pair and removes the socket, so new connections fail (``ENOENT``)
+    until `restore` listens on the same path again. Request lines going to the
+    Engine are recorded, so a test can wait for the subscriber to come back.
+
+    :param path:
+        Where to listen.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.requests: list[tuple[float, str]] = []
+        self._server: asyncio.Server | None = None
+        self._generation = 0
+        self._connections: set[asyncio.Task[None]] = set()
+        self._request_seen = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        """The ``docker_host`` address of the proxy."""
+        return f"unix://{self.path}"
+
+    async def restore(self) -> None:
+        """Listen (again) on `path`."""
+        assert self._server is None, "the proxy already listens"
+        generation = self._generation
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+            # Python 3.11 logs an error for a connection task that ends
+            # cancelled, and only `sever` cancels it: end it quietly.
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._serve(generation, reader, writer)
+
+        self._server = await asyncio.start_unix_server(serve, path=str(self.path))
+
+    async def sever(self) -> None:
+        """Close every open connection and stop accepting new ones."""
+        self._generation += 1
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        self.path.unlink(missing_ok=True)
+        connections = list(self._connections)
+        for connection in connections:
+            connection.cancel()
+        await asyncio.gather(*connections, return_exceptions=True)
+        if server is not None:
+            await server.wait_closed()
+
+    async def request(self, pattern: str, *, after: float) -> float:
+        """Wait for a request to the Engine whose line matches ``pattern``.
+
+        :param pattern:
+            Regular expression searched in ``"METHOD /path?query"``.
+        :param after:
+            `time.monotonic` time the request may not precede.
+        :returns:
+            When the request passed the proxy.
+        """
+        try:
+            async with asyncio.timeout(_TIMEOUT):
+                while True:
+                    for at, line in self.requests:
+                        if at >= after and re.search(pattern, line):
+                            return at
+                    self._request_seen.clear()
+                    await self._request_seen.wait()
+        except TimeoutError:
+            raise AssertionError(
+                f"no request matching {pattern!r} within {_TIMEOUT} s; "
+                f"saw {[line for at, line in self.requests if at >= after]}"
+            ) from None
+
+    async def _serve(
+        self,
+        generation: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        """Pipe one accepted connection to a new Engine connection."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._connections.add(task)
+        upstream: asyncio.StreamWriter | None = None
+        pipes: list[asyncio.Task[None]] = []
+        try:
+            if generation != self._generation:
+                return  # accepted just before the cut
+            engine_reader, upstream = await asyncio.open_unix_connection(_ENGINE_SOCKET)
+            pipes = [
+                asyncio.create_task(self._pipe(reader, upstream, record=True)),
+                asyncio.create_task(self._pipe(engine_reader, writer)),
+            ]
+            await asyncio.wait(pipes, return_when=asyncio.FIRST_EXCEPTION)
+        except OSError:
+            pass  # the Engine socket refused; the client sees its end closed
+        finally:
+            for pipe in pipes:
+                pipe.cancel()
+            writer.transport.abort()
+            if upstream is not None:
+                upstream.transport.abort()
+            await asyncio.gather(*pipes, return_exceptions=True)
+            self._connections.discard(task)
+
+    async def _pipe(
+        self,
+        source: asyncio.StreamReader,
+        sink: asyncio.StreamWriter,
+        *,
+        record: bool = False,
+    ) -> None:
+        """Copy ``source`` to ``sink`` until end of stream, then half-close."""
+        while data := await source.read(65536):
+            if record:
+                for match in _REQUEST_LINE.finditer(data):
+                    line = f"{match[1].decode()} {match[2].decode()}"
+                    self.requests.append((time.monotonic(), line))
+                    self._request_seen.set()
+            sink.write(data)
+            await sink.drain()
+        if sink.can_write_eof():
+            sink.write_eof()
+
+
+def _docker(*args: str) -> str:
+    """Run the docker CLI (test set-up only) and return its output."""
+    return subprocess.run(
+        ["docker", *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+async def _adocker(*args: str) -> str:
+    """Run the docker CLI without blocking the proxy's event loop."""
+    process = await asyncio.create_subprocess_exec(
+        "docker",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(_TIMEOUT):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if process.returncode != 0:
+        raise AssertionError(
+            f"docker {' '.join(args)} exited {process.returncode}: "
+            f"{stderr.decode().strip()}"
+        )
+    return stdout.decode().strip()
+
+
+async def _serving(container: str) -> None:
+    """Wait until a container prints its ready line (read with the docker CLI)."""
+    process = await asyncio.create_subprocess_exec(
+        "docker",
+        "logs",
+        "--follow",
+        container,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(_TIMEOUT):
+            async for line in process.stdout:
+                if line.startswith(_READY_LINE):
+                    return
+        raise AssertionError(f"{container} stopped without printing its ready line")
+    except TimeoutError:
+        raise AssertionError(
+            f"{container} printed no ready line within {_TIMEOUT} s"
+        ) from None
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+def _uid(container: str) -> uuid.UUID:
+    """The worker uid a container gets by default."""
+    return uuid.UUID(hex=container[:32])
+
+
+@pytest.fixture
+def selector() -> dict[str, str]:
+    """A label unique to this test, so concurrent tests never see each other."""
+    return {"wool.docker.test": f"{_RUN}-{uuid.uuid4().hex[:6]}"}
+
+
+@pytest.fixture
+def network() -> Iterator[str]:
+    """A fresh bridge network, removed afterwards."""
+    name = f"wdd-{_RUN}-{uuid.uuid4().hex[:6]}"
+    _docker("network", "create", name)
+    try:
+        yield name
+    finally:
+        subprocess.run(["docker", "network", "rm", name], capture_output=True)
+
+
+@pytest.fixture
+def run(selector: dict[str, str]) -> Iterator[Run]:
+    """Start worker containers by hand (``docker run``); all removed afterwards."""
+    label = next(iter(selector.items()))
+
+    async def start(network: str, *options: str, command: Sequence[str] = ()) -> str:
+        args = ["run", "-d", "--network", network, "--label", "wool.worker=true"]
+        args += ["--label", f"{label[0]}={label[1]}", *options]
+        return await _adocker(*args, IMAGE, *command)
+
+    yield start
+    ids = _docker("ps", "-aq", "--filter", f"label={label[0]}={label[1]}").split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+    assert not _docker("ps", "-aq", "--filter", f"label={label[0]}={label[1]}")
+
+
+@pytest_asyncio.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[_SeverableEngine]:
+    """A severable proxy to the Engine, listening; closed afterwards."""
+    proxy = _SeverableEngine(tmp_path / "engine.sock")
+    await proxy.restore()
+    try:
+        yield proxy
+    finally:
+        await proxy.sever()
+
+
+async def _next(events: AsyncIterator[DiscoveryEvent], what: str) -> DiscoveryEvent:
+    try:
+        async with asyncio.timeout(_TIMEOUT):
+            return await anext(events)
+    except TimeoutError:
+        raise AssertionError(f"no discovery event within {_TIMEOUT} s: {what}") from None
+
+
+async def _silence(events: AsyncIterator[DiscoveryEvent]) -> DiscoveryEvent | None:
+    """The next event if one arrives within `_QUIET` seconds, else ``None``.
+
+    Ends the iteration when nothing arrives (the pending step is cancelled).
+    """
+    try:
+        return await asyncio.wait_for(anext(events), _QUIET)
+    except TimeoutError:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def _subscription(discovery: DockerDiscovery) -> AsyncIterator[AsyncIterator]:
+    events = aiter(discovery.subscriber)
+    try:
+        yield events
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
+
+
+class TestDockerDiscoveryRecovery:
+    """Tests for `wool_docker.DockerDiscovery` across a cut Engine connection."""
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_severed_engine_connection(
+        self, engine, network, selector, run
+    ):
+        """Test that a subscriber emits exactly the difference after a cut.
+
+        Given:
+            A subscriber that discovered two serving worker containers, A and
+            B, through a proxy to the Engine.
+        When:
+            The proxy cuts every connection and refuses new ones; meanwhile A
+            is killed and removed and a third container C starts serving;
+            then the proxy listens again.
+        Then:
+            It should yield exactly worker-dropped for A and worker-added for
+            C, in either order, and nothing more once its event stream is
+            back: B is neither dropped nor added again.
+        """
+        # Arrange
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+        async with _subscription(discovery) as events:
+            a, b = await run(network), await run(network)
+            initial = {
+                (await _next(events, "worker-added before the cut")).metadata.uid
+                for _ in (a, b)
+            }
+
+            # Act
+            await engine.sever()
+            severed = time.monotonic()
+            await _adocker("kill", a)
+            await _adocker("rm", a)
+            c = await run(network)
+            await _serving(c)
+            await engine.restore()
+            restored = time.monotonic()
+            recovered = []
+            for _ in range(2):
+                recovered.append(await _next(events, "a difference after the cut"))
+                _log.info(
+                    "%s %s %.3f s after restore (severed %.3f s)",
+                    recovered[-1].type,
+                    recovered[-1].metadata.uid,
+                    time.monotonic() - restored,
+                    restored - severed,
+                )
+            # Quiet from the moment the event stream is back, so a replayed
+            # event would be caught too.
+            back = await engine.request(r"^GET /v[\d.]+/events", after=restored)
+            _log.info("event stream back %.3f s after restore", back - restored)
+            extra = await _silence(events)
+
+        # Assert
+        assert initial == {_uid(a), _uid(b)}
+        assert {(e.type, e.metadata.uid) for e in recovered} == {
+            ("worker-dropped", _uid(a)),
+            ("worker-added", _uid(c)),
+        }
+        assert extra is None, f"unexpected {extra.type} for {extra.metadata.uid}"
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_severed_engine_connection_and_no_change(
+        self, engine, network, selector, run
+    ):
+        """Test that a cut with nothing changed meanwhile yields nothing.
+
+        Given:
+            A subscriber that discovered two serving worker containers
+            through a proxy to the Engine.
+        When:
+            The proxy cuts every connection, refuses new ones for longer
+            than the longest reconnect delay, then listens again.
+        Then:
+            It should re-establish its event stream and yield no event at
+            all: nothing dropped, nothing added again.
+        """
+        # Arrange
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+        async with _subscription(discovery) as events:
+            for _ in range(2):
+                await run(network)
+            for _ in range(2):
+                await _next(events, "worker-added before the cut")
+
+            # Act
+            await engine.sever()
+            await asyncio.sleep(_AWAY)  # the Engine stays away meanwhile
+            await engine.restore()
+            restored = time.monotonic()
+            back = await engine.request(r"^GET /v[\d.]+/events", after=restored)
+            _log.info("event stream back %.3f s after restore", back - restored)
+            extra = await _silence(events)
+
+        # Assert
+        assert extra is None, f"unexpected {extra.type} for {extra.metadata.uid}"
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_severed_engine_at_start(
+        self, engine, network, selector, run
+    ):
+        """Test iterating while the Engine is unreachable, then after it returns.
+
+        Given:
+            A serving worker container and a proxy to the Engine that has
+            cut every connection and refuses new ones.
+        When:
+            A subscriber is iterated; then the proxy listens again and a new
+            iteration starts.
+        Then:
+            The first iteration should raise EngineUnavailableError; the
+            second should yield worker-added for the container.
+        """
+        # Arrange
+        container = await run(network)
+        await _serving(container)
+        await engine.sever()
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+
+        # Act
+        with pytest.raises(EngineUnavailableError):
+            async with _subscription(discovery) as events:
+                await _next(events, "never: the Engine is unreachable")
+        await engine.restore()
+        async with _subscription(discovery) as events:
+            added = await _next(events, "worker-added once the Engine is back")
+
+        # Assert
+        assert added.type == "worker-added"
+        assert added.metadata.uid == _uid(container)
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_worker_ready_while_severed(
+        self, engine, network, selector, run
+    ):
+        """Test a container that starts serving while the Engine is cut off.
+
+        Given:
+            A subscriber whose first listing found two running worker
+            containers: one serving, announced; one whose worker starts late
+            (and that has no healthcheck), whose output it follows for the
+            ready line.
+        When:
+            The proxy cuts every connection and refuses new ones; meanwhile
+            the late worker prints its ready line; then the proxy listens
+            again.
+        Then:
+            It should yield worker-added for the late container.
+        """
+        # Arrange
+        late = await run(
+            network,
+            "--no-healthcheck",
+            "--entrypoint",
+            "sh",
+            command=("-c", f"sleep {_LATE}; exec python3 -m wool_docker._entrypoint"),
+        )
+        serving = await run(network)
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+        async with _subscription(discovery) as events:
+            # Announced from the same listing that started following `late`.
+            first = await _next(events, "worker-added for the serving container")
+
+            # Act
+            await engine.sever()
+            await _serving(late)
+            await engine.restore()
+            restored = time.monotonic()
+            added = await _next(events, "worker-added for the late container")
+            _log.info("worker-added %.3f s after restore", time.monotonic() - restored)
+
+        # Assert
+        assert first.metadata.uid == _uid(serving)
+        assert added.type == "worker-added"
+        assert added.metadata.uid == _uid(late)
