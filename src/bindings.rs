@@ -179,6 +179,12 @@ impl WorkerHandle {
         self.inner.pid
     }
 
+    /// Where the start went: `[(phase, seconds), ...]` in order.
+    #[getter]
+    fn timings(&self) -> Vec<(&'static str, f64)> {
+        self.inner.timings.clone()
+    }
+
     /// Whether the container has exited.
     #[getter]
     fn exited(&self) -> bool {
@@ -200,8 +206,13 @@ impl WorkerHandle {
     }
 }
 
-fn record_dict<'py>(py: Python<'py>, r: &WorkerRecord) -> PyResult<Bound<'py, PyDict>> {
+fn record_dict<'py>(
+    py: Python<'py>,
+    r: &WorkerRecord,
+    observed_ns: i64,
+) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
+    d.set_item("observed_ns", observed_ns)?;
     d.set_item("uid", &r.uid)?;
     d.set_item("address", &r.address)?;
     d.set_item("version", &r.version)?;
@@ -254,7 +265,7 @@ pub fn list_workers(
         Python::attach(|py| -> PyResult<Py<PyAny>> {
             let out = pyo3::types::PyList::empty(py);
             for (record, health) in &workers {
-                out.append((record_dict(py, record)?, health.clone()))?;
+                out.append((record_dict(py, record, 0)?, health.clone()))?;
             }
             Ok(out.into_any().unbind())
         })
@@ -281,9 +292,15 @@ impl Subscription {
             Python::attach(|py| -> PyResult<Option<Py<PyAny>>> {
                 let item = match change {
                     None => return Ok(None),
-                    Some(Change::Added(r)) => ("worker-added", record_dict(py, &r)?.into_any()),
-                    Some(Change::Updated(r)) => ("worker-updated", record_dict(py, &r)?.into_any()),
-                    Some(Change::Dropped(r)) => ("worker-dropped", record_dict(py, &r)?.into_any()),
+                    Some(Change::Added(r, at)) => {
+                        ("worker-added", record_dict(py, &r, at)?.into_any())
+                    }
+                    Some(Change::Updated(r, at)) => {
+                        ("worker-updated", record_dict(py, &r, at)?.into_any())
+                    }
+                    Some(Change::Dropped(r, at)) => {
+                        ("worker-dropped", record_dict(py, &r, at)?.into_any())
+                    }
                     Some(Change::Warning(text)) => ("warning", text.into_pyobject(py)?.into_any()),
                 };
                 Ok(Some(item.into_pyobject(py)?.into_any().unbind()))

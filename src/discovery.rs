@@ -21,15 +21,17 @@ use crate::error::Result;
 use crate::labels::{self, Skip, WorkerRecord};
 use crate::worker::READY_PREFIX;
 
-/// What a subscription receives.
+/// What a subscription receives. The `i64` is the Engine's time (Unix
+/// nanoseconds) of the observation behind the change — the event, or the log line
+/// of the ready announcement — or 0 when it came from a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// A worker started serving.
-    Added(WorkerRecord),
+    Added(WorkerRecord, i64),
     /// A worker's advertised record changed.
-    Updated(WorkerRecord),
+    Updated(WorkerRecord, i64),
     /// A worker stopped serving.
-    Dropped(WorkerRecord),
+    Dropped(WorkerRecord, i64),
     /// A matching container was skipped; the text names it and why.
     Warning(String),
 }
@@ -102,7 +104,7 @@ pub fn subscribe(engine: &Engine, scope: Scope) -> Subscription {
     {
         let mut announced = hub.announced.lock().unwrap_or_else(|p| p.into_inner());
         for record in announced.workers.values() {
-            let _ = tx.send(Change::Added(record.clone()));
+            let _ = tx.send(Change::Added(record.clone(), 0));
         }
         announced.subscribers.push(tx);
     }
@@ -127,6 +129,7 @@ pub async fn list(engine: &Engine, scope: &Scope) -> Result<Vec<(WorkerRecord, O
 /// A container's readiness, learned from its output.
 struct Ready {
     id: String,
+    at_ns: i64,
     version: Option<String>,
     pid: Option<i64>,
 }
@@ -164,6 +167,8 @@ struct Tracker {
     entries: HashMap<String, Entry>,
     warned: HashSet<String>,
     ready_tx: mpsc::UnboundedSender<Ready>,
+    /// Engine time of the observation being handled (0: a listing).
+    cause_ns: i64,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -178,6 +183,7 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         entries: HashMap::new(),
         warned: HashSet::new(),
         ready_tx,
+        cause_ns: 0,
     };
     let mut backoff = BACKOFF_START;
     loop {
@@ -236,6 +242,7 @@ fn now_nanos() -> i64 {
 impl Tracker {
     /// Re-list and reconcile every container: the truth after any gap.
     async fn sync(&mut self) -> Result<()> {
+        self.cause_ns = 0;
         let list = self
             .engine
             .list(&labels::filter_terms(&self.scope.selector), false)
@@ -316,7 +323,8 @@ impl Tracker {
 
     /// Follow a container's output until its worker prints the ready line.
     fn watch_ready(&self, id: &str, since_secs: i64) -> AbortHandle {
-        let mut logs = self.engine.logs(id, true, since_secs);
+        // Timestamps: the Engine's own time of the ready line, for latency reports.
+        let mut logs = self.engine.logs(id, true, since_secs, true);
         let tx = self.ready_tx.clone();
         let id = id.to_owned();
         tokio::spawn(async move {
@@ -329,11 +337,13 @@ impl Tracker {
                 while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = partial.drain(..=pos).collect();
                     let line = String::from_utf8_lossy(&line);
-                    if let Some(json) = line.trim_end().strip_prefix(READY_PREFIX) {
+                    let (stamp, text) = line.trim_end().split_once(' ').unwrap_or(("", &line));
+                    if let Some(json) = text.strip_prefix(READY_PREFIX) {
                         let ready: serde_json::Value =
                             serde_json::from_str(json).unwrap_or_default();
                         let _ = tx.send(Ready {
                             id,
+                            at_ns: rfc3339_nanos(stamp).unwrap_or_default(),
                             version: ready
                                 .get("version")
                                 .and_then(|v| v.as_str())
@@ -349,6 +359,7 @@ impl Tracker {
     }
 
     fn on_ready(&mut self, ready: Ready) {
+        self.cause_ns = ready.at_ns;
         if let Some(entry) = self.entries.get_mut(&ready.id) {
             entry.ready = true;
             entry.watcher = None;
@@ -363,6 +374,7 @@ impl Tracker {
     }
 
     async fn on_event(&mut self, e: ContainerEvent) {
+        self.cause_ns = e.time_nano;
         let action = e.action.as_str();
         match action {
             "start" | "connect" | "rename" => {
@@ -432,15 +444,15 @@ impl Tracker {
         let change = match (announced.workers.get(id), desired) {
             (None, Some(r)) => {
                 announced.workers.insert(id.to_owned(), r.clone());
-                Change::Added(r)
+                Change::Added(r, self.cause_ns)
             }
             (Some(_), None) => match announced.workers.remove(id) {
-                Some(r) => Change::Dropped(r),
+                Some(r) => Change::Dropped(r, self.cause_ns),
                 None => return,
             },
             (Some(old), Some(r)) if *old != r => {
                 announced.workers.insert(id.to_owned(), r.clone());
-                Change::Updated(r)
+                Change::Updated(r, self.cause_ns)
             }
             _ => return,
         };
@@ -459,6 +471,27 @@ impl Tracker {
     }
 }
 
+/// `2026-11-29T16:45:01.123456789Z` → Unix nanoseconds (UTC only, as Docker
+/// writes log timestamps).
+fn rfc3339_nanos(stamp: &str) -> Option<i64> {
+    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let digits: String = frac.chars().take(9).collect();
+    let nanos = digits.parse::<i64>().ok()? * 10i64.pow(9 - digits.len() as u32);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60 * 1_000_000_000 + ss * 1_000_000_000 + nanos)
+}
+
 /// Whether a `kill` with this signal stops the container (Docker reports numbers).
 fn stops(signal: Option<&str>) -> bool {
     matches!(
@@ -470,6 +503,21 @@ fn stops(signal: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_timestamps_parse_to_unix_nanos() {
+        assert_eq!(rfc3339_nanos("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(rfc3339_nanos("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
+        assert_eq!(
+            rfc3339_nanos("2026-11-29T16:45:01.123456789Z"),
+            Some(1_795_970_701_123_456_789)
+        );
+        assert_eq!(
+            rfc3339_nanos("2000-03-01T00:00:00Z"),
+            Some(951_868_800_000_000_000)
+        );
+        assert_eq!(rfc3339_nanos("garbage"), None);
+    }
 
     #[test]
     fn kill_signals_that_stop() {

@@ -412,9 +412,10 @@ impl Engine {
     }
 
     /// Follow (or read) a container's output from `since_secs` (Unix seconds; 0: all).
-    pub fn logs(&self, id: &str, follow: bool, since_secs: i64) -> OutputStream {
+    pub fn logs(&self, id: &str, follow: bool, since_secs: i64, timestamps: bool) -> OutputStream {
         let options = LogsOptionsBuilder::default()
             .follow(follow)
+            .timestamps(timestamps)
             .since(i32::try_from(since_secs).unwrap_or(0))
             .stdout(true)
             .stderr(true)

@@ -117,6 +117,8 @@ pub struct Running {
     pub version: String,
     /// The server's pid inside the container.
     pub pid: i64,
+    /// Where the start went, in seconds per phase, in order.
+    pub timings: Vec<(&'static str, f64)>,
     engine: Engine,
     control: Mutex<Option<InputWriter>>,
     exit: watch::Receiver<Option<i64>>,
@@ -151,6 +153,7 @@ async fn start_owned(
     sink: Option<LogSink>,
     mut cancelled: oneshot::Receiver<()>,
 ) -> Result<Running> {
+    let mut clock = Clock::new();
     check_image(&engine, &cfg).await?;
     if let Some(network) = &cfg.network {
         let info = engine.network(network).await?;
@@ -160,6 +163,7 @@ async fn start_owned(
             });
         }
     }
+    clock.lap("check");
     let mut spec = create_spec(&cfg);
     match cfg.engine_access {
         EngineAccess::Proxy => {
@@ -191,8 +195,9 @@ async fn start_owned(
             .retain(|kv| !kv.starts_with("DOCKER_HOST=") || *kv == user);
     }
     let id = engine.create_container(&spec).await?;
+    clock.lap("create");
     let result = tokio::select! {
-        r = bring_up(&engine, &id, &cfg, timeout, sink) => r,
+        r = bring_up(&engine, &id, &cfg, timeout, sink, clock) => r,
         _ = &mut cancelled => Err(Error::InvalidArgument("worker start was cancelled".to_owned())),
     };
     if result.is_err() {
@@ -278,11 +283,14 @@ async fn bring_up(
     cfg: &WorkerConfig,
     timeout: Duration,
     sink: Option<LogSink>,
+    mut clock: Clock,
 ) -> Result<Running> {
     if let Some(tls) = &cfg.tls {
         engine.upload(id, "/", tls_archive(tls)?).await?;
+        clock.lap("copy TLS material");
     }
     let (output, input) = engine.attach(id, true).await?;
+    clock.lap("attach");
     // Registered before start so the exit code is seen even though the container
     // removes itself.
     let (exit_tx, exit_rx) = watch::channel(None);
@@ -293,6 +301,7 @@ async fn bring_up(
         let _ = exit_tx.send(Some(code));
     });
     engine.start_container(id).await?;
+    clock.lap("start");
 
     let mut lines = Lines::new(cfg.name.clone(), output, sink);
     let mut exit = exit_rx.clone();
@@ -326,6 +335,7 @@ async fn bring_up(
             }
         }
     };
+    clock.lap("interpreter, wool import, bind");
     let info = engine
         .inspect(id)
         .await?
@@ -335,6 +345,7 @@ async fn bring_up(
             log_tail: lines.tail(),
         })?;
     let address = address_of(&info, cfg)?;
+    clock.lap("inspect address");
     tokio::spawn(lines.pump());
     Ok(Running {
         id: id.to_owned(),
@@ -349,6 +360,7 @@ async fn bring_up(
             .get("pid")
             .and_then(|v| v.as_i64())
             .unwrap_or_default(),
+        timings: clock.laps,
         engine: engine.clone(),
         control: Mutex::new(Some(input)),
         exit: exit_rx,
@@ -425,6 +437,27 @@ impl Running {
     /// Whether the container has exited.
     pub fn exited(&self) -> bool {
         self.exit.borrow().is_some()
+    }
+}
+
+/// Measures the phases of a start.
+struct Clock {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((phase, (now - self.last).as_secs_f64()));
+        self.last = now;
     }
 }
 

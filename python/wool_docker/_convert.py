@@ -44,16 +44,40 @@ def options_from_json(text: str | None) -> ChannelOptions:
     if not text:
         return ChannelOptions()
     raw = json.loads(text)
-    known = {f.name for f in dataclasses.fields(ChannelOptions)}
-    fields: dict[str, Any] = {k: v for k, v in raw.items() if k in known}
-    if "compression" in fields:
-        value = fields["compression"]
-        fields["compression"] = (
-            grpc.Compression[value]
-            if isinstance(value, str)
-            else grpc.Compression(value)
-        )
+    if not isinstance(raw, dict):
+        raise ValueError(f"channel options must be a JSON object, got {text!r}")
+    defaults = ChannelOptions()
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(ChannelOptions):
+        if f.name not in raw:
+            continue
+        value = raw[f.name]
+        if f.name == "compression":
+            fields[f.name] = _compression(value)
+            continue
+        expected = type(getattr(defaults, f.name))
+        # bool is an int in Python; keep the two apart as the label's author meant.
+        if type(value) is not expected:
+            raise ValueError(
+                f"channel option {f.name} must be {expected.__name__}, got {value!r}"
+            )
+        fields[f.name] = value
     return ChannelOptions(**fields)
+
+
+def _compression(value: Any) -> grpc.Compression:
+    """A grpc compression from its integer value or (case-insensitive) name."""
+    if isinstance(value, str):
+        for member in grpc.Compression:
+            if member.name.lower() == value.lower():
+                return member
+    elif isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return grpc.Compression(value)
+        except ValueError:
+            pass
+    names = ", ".join(m.name for m in grpc.Compression)
+    raise ValueError(f"unknown compression {value!r}; use one of {names}")
 
 
 def extra_to_json(extra: Mapping[str, Any]) -> str:

@@ -30,6 +30,7 @@ READY_PREFIX: str
 
 Record = dict[str, Any]
 """A worker record: uid, address, version, tags, extra (JSON text), secure,
+observed_ns (Engine time of the observation behind an event; 0 from a listing),
 identity, options (JSON text or None), pid, container_id, container_name,
 network."""
 
@@ -82,6 +83,9 @@ class WorkerHandle:
     def version(self) -> str: ...
     @property
     def pid(self) -> int: ...
+    @property
+    def timings(self) -> list[tuple[str, float]]:
+        """Where the start went: ``[(phase, seconds), ...]`` in order."""
     @property
     def exited(self) -> bool: ...
     def stop(self, grace: float | None = None) -> Awaitable[None]:

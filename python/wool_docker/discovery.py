@@ -327,7 +327,19 @@ class DockerDiscovery(Discovery):
                         warnings.warn(str(payload), MalformedLabelsWarning, stacklevel=2)
                         continue
                     assert not isinstance(payload, str)
-                    yield DiscoveryEvent(kind, metadata=metadata_from_record(payload))
+                    try:
+                        metadata = metadata_from_record(payload)
+                    except (ValueError, TypeError) as e:
+                        # Labels the core could not judge (e.g. option types).
+                        if kind == "worker-added":
+                            warnings.warn(
+                                f"skipping container {payload.get('container_name')}: "
+                                f"{e}; fix its labels (see the label schema)",
+                                MalformedLabelsWarning,
+                                stacklevel=2,
+                            )
+                        continue
+                    yield DiscoveryEvent(kind, metadata=metadata)
             finally:
                 subscription.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import sys
 from collections.abc import Mapping
@@ -132,7 +133,8 @@ class DockerWorker(Worker):
     :param log_output:
         Forward the container's output to the ``wool_docker.worker`` logger.
     :param extra:
-        Additional metadata, JSON-serializable (it is published in a label).
+        Additional metadata, strings to strings (wool carries it as
+        ``map<string, string>``; it is published in a label).
     :raises ValueError:
         If an argument cannot describe a container.
     """
@@ -195,17 +197,20 @@ class DockerWorker(Worker):
             raise ValueError(
                 f"name_prefix {name_prefix!r} is not a valid container name"
             )
-        if start_timeout <= 0:
-            raise ValueError("start_timeout must be positive")
-        if shutdown_grace_period <= 0:
-            raise ValueError("shutdown_grace_period must be positive")
+        # `not x > 0` also rejects NaN.
+        if not start_timeout > 0 or not math.isfinite(start_timeout):
+            raise ValueError("start_timeout must be a positive number of seconds")
+        if not shutdown_grace_period > 0 or not math.isfinite(shutdown_grace_period):
+            raise ValueError(
+                "shutdown_grace_period must be a positive number of seconds"
+            )
         if engine_access not in ("proxy", "socket", "none"):
             raise ValueError(
                 "engine_access must be 'proxy', 'socket' or 'none', "
                 f"got {engine_access!r}"
             )
-        if cpus is not None and cpus <= 0:
-            raise ValueError("cpus must be positive")
+        # Rounded like `docker run --cpus`: 2.01 is 2_010_000_000, not one less.
+        nano_cpus = None if cpus is None else _nano_cpus(cpus)
         self._provider = WorkerCredentialsProvider.coerce(credentials)
         self._identity = normalize_peer(identity, parameter="identity")
         if self._identity is not None and self._provider is None:
@@ -218,10 +223,10 @@ class DockerWorker(Worker):
         self._network = network
         self._port = port
         self._name = f"{name_prefix}-{self._uid.hex[:12]}"
-        self._labels = dict(labels or {})
+        self._labels = _string_map("labels", labels)
         self._environment = {str(k): str(v) for k, v in (environment or {}).items()}
         self._binds = _binds(volumes)
-        self._nano_cpus = None if cpus is None else int(cpus * 1e9)
+        self._nano_cpus = nano_cpus
         self._memory = _memory(mem_limit)
         self._gpus = _gpus(gpus)
         self._options = options or ChannelOptions()
@@ -356,10 +361,32 @@ def _binds(volumes: Sequence[str] | Mapping[str, Mapping[str, str]] | None) -> l
     return [str(v) for v in volumes]
 
 
+def _nano_cpus(cpus: float) -> int:
+    """CPUs as Docker's billionths of a CPU, rounded like ``docker run --cpus``."""
+    if isinstance(cpus, bool) or not isinstance(cpus, int | float):
+        raise ValueError(f"cpus must be a number, got {cpus!r}")
+    if not math.isfinite(cpus) or round(cpus * 1e9) < 1:
+        raise ValueError(f"cpus must be a positive, finite number, got {cpus!r}")
+    return round(cpus * 1e9)
+
+
+def _string_map(name: str, mapping: Mapping[str, str] | None) -> dict[str, str]:
+    """Check that a mapping holds only strings (labels are text)."""
+    result = dict(mapping or {})
+    for key, value in result.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError(
+                f"{name} must map strings to strings; got {key!r}: {value!r}"
+            )
+    return result
+
+
 def _memory(limit: int | str | None) -> int | None:
     """Parse docker-py's ``mem_limit`` (bytes, or ``512m``-style)."""
     if limit is None:
         return None
+    if isinstance(limit, bool) or not isinstance(limit, int | str):
+        raise ValueError(f"mem_limit must be bytes or a size like 512m, got {limit!r}")
     if isinstance(limit, int):
         value = limit
     else:
@@ -378,6 +405,6 @@ def _gpus(gpus: int | str | None) -> int | None:
         return None
     if gpus == "all":
         return -1
-    if isinstance(gpus, int) and gpus > 0:
+    if isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 0:
         return gpus
     raise ValueError(f"gpus must be a positive count or 'all', got {gpus!r}")
