@@ -19,6 +19,7 @@ from wool.runtime.worker.connection import WorkerConnection
 
 from wool_docker import ContainerFailedError
 from wool_docker import DockerWorker
+from wool_docker import ImageMismatchError
 from wool_docker import ImageNotFoundError
 from wool_docker import NetworkNotFoundError
 from wool_docker import WorkerStartTimeout
@@ -280,6 +281,47 @@ class TestDockerWorker:
             async with asyncio.timeout(TIMEOUT):
                 await worker.start()
         assert case.containers() == []
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize(
+        ("label", "words"),
+        [
+            ("wool.docker.python=3.9", "Python 3.9"),
+            ("wool.version=99.0.0", "wool 99.0.0"),
+        ],
+    )
+    async def test_start_with_mismatched_image(self, case, docker, image, label, words):
+        """Test starting a worker from an image built for another environment.
+
+        Given:
+            A worker image labelled with another Python minor version, or another
+            wool major version
+        When:
+            A worker is started from it
+        Then:
+            It should raise `ImageMismatchError` naming the mismatch, before
+            creating any container
+        """
+        # Arrange
+        tag = f"{case.name_prefix}-mismatch:{label.split('=')[0].replace('.', '-')}"
+        dockerfile = f"FROM {image}\nLABEL {label}\n"
+        subprocess.run(
+            ["docker", "build", "-q", "-t", tag, "-"],
+            input=dockerfile,
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+        try:
+            worker = case.worker(image=tag)
+
+            # Act & assert
+            with pytest.raises(ImageMismatchError, match=words):
+                async with asyncio.timeout(TIMEOUT):
+                    await worker.start()
+            assert case.containers() == []
+        finally:
+            docker.run("rmi", "-f", tag, check=False)
 
     @pytest.mark.asyncio
     async def test_start_with_missing_network(self, case):
