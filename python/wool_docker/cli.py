@@ -220,14 +220,7 @@ def _parser() -> argparse.ArgumentParser:
         default=_DEFAULT_PORT,
         help=f"port the worker serves on in the container (default: {_DEFAULT_PORT})",
     )
-    build.add_argument(
-        "--label",
-        metavar="KEY=VALUE",
-        type=_label,
-        action="append",
-        default=[],
-        help="add a label to the image; repeatable",
-    )
+    _add_labels(build, "add a label to the image")
     _add_host(build)
 
     ps = commands.add_parser(
@@ -235,14 +228,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     ps.set_defaults(command="ps")
     ps.add_argument("--network", help="only workers on this network, addressed on it")
-    ps.add_argument(
-        "--label",
-        metavar="KEY=VALUE",
-        type=_label,
-        action="append",
-        default=[],
-        help="selector label; repeatable (default: wool.worker=true)",
-    )
+    _add_labels(ps, "selector label (default: wool.worker=true)")
     _add_host(ps)
 
     prune = commands.add_parser(
@@ -252,14 +238,7 @@ def _parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--all", action="store_true", help="remove every container wool-docker created"
     )
-    prune.add_argument(
-        "--label",
-        metavar="KEY=VALUE",
-        type=_label,
-        action="append",
-        default=[],
-        help="only containers carrying this label; repeatable",
-    )
+    _add_labels(prune, "only containers carrying this label")
     _add_host(prune)
     return parser
 
@@ -275,6 +254,24 @@ def _add_host(parser: argparse.ArgumentParser) -> None:
         "--host",
         metavar="DOCKER_HOST",
         help="Docker Engine address (default: $DOCKER_HOST or the local socket)",
+    )
+
+
+def _add_labels(parser: argparse.ArgumentParser, meaning: str) -> None:
+    """Add the repeatable ``--label KEY=VALUE`` option.
+
+    :param parser:
+        The command's subparser.
+    :param meaning:
+        What a label does for this command.
+    """
+    parser.add_argument(
+        "--label",
+        metavar="KEY=VALUE",
+        type=_label,
+        action="append",
+        default=[],
+        help=f"{meaning}; repeatable",
     )
 
 

@@ -338,6 +338,16 @@ def network(docker: DockerCli) -> Iterator[str]:
         docker.remove_network(name)
 
 
+@pytest.fixture
+def selector() -> dict[str, str]:
+    """A selector label unique to this test, so tests never see each other.
+
+    Containers a test starts by hand carry it and `RUN_LABEL` (for the leak
+    check); discovery under test selects on it alone.
+    """
+    return {CASE_LABEL: f"{RUN_ID}-{uuid4().hex[:6]}"}
+
+
 @pytest_asyncio.fixture
 async def case(docker: DockerCli, image: str, network: str) -> AsyncIterator[Case]:
     """This test's label, network and workers.

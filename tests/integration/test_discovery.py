@@ -20,6 +20,9 @@ from wool_docker import MalformedLabelsWarning
 from wool_docker import NetworkNotFoundError
 from wool_docker import NotPublishedError
 
+from .conftest import RUN_ID
+from .conftest import RUN_LABEL
+
 pytestmark = pytest.mark.integration
 
 IMAGE = os.environ.get("WOOL_DOCKER_IMAGE", "wool-docker-worker:dev")
@@ -44,29 +47,13 @@ def _ip(container: str, network: str) -> str:
 
 
 @pytest.fixture
-def selector() -> dict[str, str]:
-    """A label unique to this test, so concurrent tests never see each other."""
-    return {"wool.docker.test": f"{_RUN}-{uuid.uuid4().hex[:6]}"}
-
-
-@pytest.fixture
-def network() -> Iterator[str]:
-    """A fresh bridge network, removed afterwards."""
-    name = f"wdd-{_RUN}-{uuid.uuid4().hex[:6]}"
-    _docker("network", "create", name)
-    try:
-        yield name
-    finally:
-        subprocess.run(["docker", "network", "rm", name], capture_output=True)
-
-
-@pytest.fixture
 def run(selector: dict[str, str]) -> Iterator:
     """Start worker containers by hand (``docker run``); all removed afterwards."""
     label = next(iter(selector.items()))
 
     def start(network: str, *labels: str, image: str = IMAGE, health=()) -> str:
         args = ["run", "-d", "--network", network, "--label", "wool.worker=true"]
+        args += ["--label", f"{RUN_LABEL}={RUN_ID}"]
         args += list(health)
         args += ["--label", f"{label[0]}={label[1]}"]
         for item in labels:
@@ -458,7 +445,7 @@ class TestDockerDiscoveryInContainers:
                 *tags,
                 image=IMAGE,
                 network=network,
-                labels=selector,
+                labels={**selector, RUN_LABEL: RUN_ID},
                 log_output=False,
                 **kw,
             )
@@ -488,7 +475,10 @@ class TestDockerDiscoveryInContainers:
         from wool_docker import DockerWorker
 
         worker = DockerWorker(
-            image=IMAGE, network=network, labels=selector, log_output=False
+            image=IMAGE,
+            network=network,
+            labels={**selector, RUN_LABEL: RUN_ID},
+            log_output=False,
         )
         await worker.start()
         try:

@@ -33,6 +33,9 @@ from wool.runtime.discovery.base import DiscoveryEvent
 from wool_docker import DockerDiscovery
 from wool_docker import EngineUnavailableError
 
+from .conftest import RUN_ID
+from .conftest import RUN_LABEL
+
 pytestmark = pytest.mark.integration
 
 IMAGE = os.environ.get("WOOL_DOCKER_IMAGE", "wool-docker-worker:dev")
@@ -245,29 +248,13 @@ def _uid(container: str) -> uuid.UUID:
 
 
 @pytest.fixture
-def selector() -> dict[str, str]:
-    """A label unique to this test, so concurrent tests never see each other."""
-    return {"wool.docker.test": f"{_RUN}-{uuid.uuid4().hex[:6]}"}
-
-
-@pytest.fixture
-def network() -> Iterator[str]:
-    """A fresh bridge network, removed afterwards."""
-    name = f"wdd-{_RUN}-{uuid.uuid4().hex[:6]}"
-    _docker("network", "create", name)
-    try:
-        yield name
-    finally:
-        subprocess.run(["docker", "network", "rm", name], capture_output=True)
-
-
-@pytest.fixture
 def run(selector: dict[str, str]) -> Iterator[Run]:
     """Start worker containers by hand (``docker run``); all removed afterwards."""
     label = next(iter(selector.items()))
 
     async def start(network: str, *options: str, command: Sequence[str] = ()) -> str:
         args = ["run", "-d", "--network", network, "--label", "wool.worker=true"]
+        args += ["--label", f"{RUN_LABEL}={RUN_ID}"]
         args += ["--label", f"{label[0]}={label[1]}", *options]
         return await _adocker(*args, IMAGE, *command)
 
