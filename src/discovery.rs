@@ -194,14 +194,12 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
                 backoff = BACKOFF_START;
                 let terms = labels::filter_terms(&t.scope.selector);
                 let containers = t.engine.container_events(&terms, Some(since));
-                let mut events = match &t.scope.network {
-                    Some(n) => futures_util::stream::select(
-                        containers,
-                        t.engine.network_events(n, Some(since)),
-                    )
-                    .boxed(),
-                    None => containers,
-                };
+                // Network events move addresses: leaving the scoped network drops a
+                // worker; joining one may change an unscoped worker's address.
+                let networks = t
+                    .engine
+                    .network_events(t.scope.network.as_deref(), Some(since));
+                let mut events = futures_util::stream::select(containers, networks);
                 loop {
                     tokio::select! {
                         _ = &mut shutdown => return,
@@ -388,6 +386,7 @@ impl Tracker {
                 self.refresh(&e.id, e.time_nano / 1_000_000_000).await;
             }
             "disconnect" if self.entries.contains_key(&e.id) => self.refresh(&e.id, 0).await,
+            "disconnect" => {}
             "pause" | "stop" | "die" | "oom" => self.set(&e.id, |entry| entry.running = false),
             "kill" if stops(e.signal.as_deref()) => self.set(&e.id, |entry| entry.running = false),
             "unpause" => self.set(&e.id, |entry| entry.running = true),

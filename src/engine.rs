@@ -566,13 +566,14 @@ impl Engine {
         self.events(filters, since_nanos)
     }
 
-    /// Connect and disconnect events of one network; `id` is the container's. (A
-    /// `network` filter on container events drops them all, so this is separate.)
-    pub fn network_events(&self, network: &str, since_nanos: Option<i64>) -> EventStream {
-        let filters = HashMap::from([
-            ("type".to_owned(), vec!["network".to_owned()]),
-            ("network".to_owned(), vec![network.to_owned()]),
-        ]);
+    /// Connect and disconnect events of one network (or all); `id` is the
+    /// container's. (A `network` filter on container events drops them all, so
+    /// this is a stream of its own.)
+    pub fn network_events(&self, network: Option<&str>, since_nanos: Option<i64>) -> EventStream {
+        let mut filters = HashMap::from([("type".to_owned(), vec!["network".to_owned()])]);
+        if let Some(network) = network {
+            filters.insert("network".to_owned(), vec![network.to_owned()]);
+        }
         self.events(filters, since_nanos)
     }
 

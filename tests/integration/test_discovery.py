@@ -318,6 +318,43 @@ class TestDockerDiscovery:
         assert seen == expected
 
     @pytest.mark.asyncio
+    async def test___aiter___with_address_change(self, network, selector, run):
+        """Test that a change of an unscoped worker's address is an update.
+
+        Given:
+            Unscoped discovery of a worker on one network.
+        When:
+            The container joins a second network whose name sorts first, which
+            the address rule prefers.
+        Then:
+            It should yield worker-updated with the address on that network.
+        """
+        # Arrange
+        first = f"wdd-0-{_RUN}-{uuid.uuid4().hex[:6]}"
+        _docker("network", "create", first)
+        try:
+            discovery = DockerDiscovery(labels=selector)
+            async with _subscription(discovery) as events:
+                container = run(network)
+                added = await _next(events, "worker-added")
+                before = f"{_ip(container, network)}:50051"
+
+                # Act
+                _docker("network", "connect", first, container)
+                updated = await _next(events, "worker-updated after network connect")
+                expected = f"{_ip(container, first)}:50051"
+        finally:
+            for c in _docker("ps", "-aq", "--filter", f"network={first}").split():
+                subprocess.run(["docker", "rm", "-f", c], capture_output=True)
+            subprocess.run(["docker", "network", "rm", first], capture_output=True)
+
+        # Assert
+        assert added.metadata.address == before
+        assert updated.type == "worker-updated"
+        assert updated.metadata.uid == added.metadata.uid
+        assert updated.metadata.address == expected
+
+    @pytest.mark.asyncio
     async def test___aiter___with_missing_network(self, selector):
         """Test iterating a subscriber scoped to a network that does not exist.
 
