@@ -120,7 +120,13 @@ pub fn start_worker<'py>(
     });
     future_into_py(py, async move {
         let engine = engine(host).await?;
-        let running = worker::start(engine, cfg, Duration::from_secs_f64(timeout), sink).await?;
+        let running = worker::start(
+            engine,
+            cfg,
+            Duration::try_from_secs_f64(timeout).unwrap_or(Duration::MAX),
+            sink,
+        )
+        .await?;
         Ok(WorkerHandle {
             inner: Arc::new(running),
         })

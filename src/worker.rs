@@ -400,32 +400,34 @@ impl Running {
         let control = self.control.lock().await.take();
         // Own task: an asyncio cancellation of the caller must not skip the removal.
         let task = tokio::spawn(async move {
+            // NaN bounds nothing and means nothing: treat it as no grace.
+            let grace = grace.filter(|g| !g.is_nan());
             let command = format!("stop {}\n", grace.unwrap_or(0.0));
-            let mut sent = false;
+            // Past this the server is killed; `None` waits for the drain forever.
+            let bound = match grace {
+                None => Some(STOP_NOW),
+                Some(g) if g < 0.0 => None,
+                Some(g) => Some(
+                    Duration::try_from_secs_f64(g)
+                        .unwrap_or(Duration::MAX)
+                        .saturating_add(STOP_MARGIN),
+                ),
+            };
+            let mut exited = false;
             if let Some(mut writer) = control {
-                sent = writer.write_all(command.as_bytes()).await.is_ok()
+                let sent = writer.write_all(command.as_bytes()).await.is_ok()
                     && writer.flush().await.is_ok();
                 // Keep stdin open until the server exits: EOF would mean "stop now".
-                let bound = match grace {
-                    None => Some(STOP_NOW),
-                    Some(g) if g < 0.0 => None,
-                    Some(g) => Some(Duration::from_secs_f64(g) + STOP_MARGIN),
-                };
-                let exited = if !sent {
-                    false
-                } else {
-                    match bound {
-                        Some(b) => tokio::time::timeout(b, exit.wait_for(Option::is_some))
-                            .await
-                            .is_ok(),
-                        None => exit.wait_for(Option::is_some).await.is_ok(),
-                    }
-                };
-                if !exited {
-                    engine.kill(&id, "SIGKILL").await?;
+                if sent {
+                    let wait = exit.wait_for(Option::is_some);
+                    exited = match bound {
+                        Some(b) => matches!(tokio::time::timeout(b, wait).await, Ok(Ok(_))),
+                        None => wait.await.is_ok(),
+                    };
                 }
                 drop(writer);
-            } else if !sent {
+            }
+            if !exited {
                 engine.kill(&id, "SIGKILL").await?;
             }
             engine.remove(&id).await

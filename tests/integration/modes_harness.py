@@ -38,6 +38,24 @@ CLIENT: Final[Path] = ROOT / "examples" / "client.py"
 COMMAND_TIMEOUT: Final[float] = 180.0
 """Seconds one docker or docker-compose command may take."""
 
+KNOWN_WOOL_FAILURE: Final[str] = "NoWorkersAvailable("
+"""How a call fails when wool 0.15.7's round-robin retry gives up too early.
+
+`RoundRobinLoadBalancer` ends a dispatch's retry cycle when its rotation comes
+back to the first worker it tried. A worker that is leaving -- draining after
+SIGTERM, or killed, in the moment before discovery drops it -- answers
+UNAVAILABLE, which wool treats as transient, so it stays in the pool. When
+concurrent dispatches advance the shared rotation index, or discovery drops
+other leaving workers mid-cycle (the index is then taken modulo the shorter
+list), the rotation can return to that first worker before it reaches a healthy
+one, and the call raises ``NoWorkersAvailable`` although healthy workers
+remain. Only a worker leaving opens that window."""
+
+LEAVE_MARGIN: Final[float] = 1.0
+"""Seconds around a removal in which a round may meet a leaving worker: a
+round takes well under a second, and discovery drops a worker within
+milliseconds of its kill event."""
+
 
 @dataclass(frozen=True)
 class Round:
@@ -98,9 +116,28 @@ class RoundLog:
         """The rounds that started at or after ``moment`` (Unix time)."""
         return [r for r in self.rounds if r.start >= moment]
 
-    def errors(self) -> list[str]:
-        """Every failure of every round, with its round."""
-        return [f"round {r.number}: {e}" for r in self.rounds for e in r.errors]
+    def failures(
+        self, leaving: Iterable[tuple[float, float]]
+    ) -> tuple[list[str], list[str]]:
+        """Every failure, split into unexpected ones and the known wool one.
+
+        :param leaving:
+            ``(start, end)`` Unix times of the actions that removed workers
+            (from just before the command to when it returned).
+        :returns:
+            Failures other than `KNOWN_WOOL_FAILURE` in a round that started
+            while a worker was leaving, and those that are.
+        """
+        windows = [(a - LEAVE_MARGIN, b + LEAVE_MARGIN) for a, b in leaving]
+        unexpected, known = [], []
+        for round in self.rounds:
+            during = any(a <= round.start <= b for a, b in windows)
+            for error in round.errors:
+                expected = during and error.startswith(KNOWN_WOOL_FAILURE)
+                (known if expected else unexpected).append(
+                    f"round {round.number}: {error}"
+                )
+        return unexpected, known
 
     def tail(self, count: int = 4) -> str:
         """The last rounds, for failure messages."""

@@ -616,6 +616,32 @@ class TestDockerWorker:
         assert case.containers() == []
 
     @pytest.mark.asyncio
+    @pytest.mark.parametrize("grace", [-1.0, float("inf"), float("nan"), 1e300])
+    async def test_stop_with_unbounded_grace(self, case, grace):
+        """Test stopping an idle worker with a grace that bounds nothing.
+
+        Given:
+            A started, idle worker
+        When:
+            It is stopped with a negative, infinite, NaN or huge grace
+        Then:
+            It should drain (nothing is in flight; NaN counts as no grace) and
+            return with its container gone, without an error from the native
+            core
+        """
+        # Arrange
+        worker = case.worker()
+        async with asyncio.timeout(TIMEOUT):
+            await worker.start()
+
+        # Act
+        async with asyncio.timeout(TIMEOUT):
+            await worker.stop(grace=grace)
+
+        # Assert
+        assert case.containers() == []
+
+    @pytest.mark.asyncio
     async def test_stop_after_container_was_killed_and_removed(self, case, docker):
         """Test stopping a worker whose container is already gone.
 

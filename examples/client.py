@@ -1,0 +1,178 @@
+"""A wool client for externally managed Docker workers (Compose, Swarm, hybrid).
+
+Runs a pool that discovers worker containers by label and dispatches rounds of
+a routine that returns the hostname of the container serving it (the first 12
+hex digits of the container's id). After each round it prints one JSON line::
+
+    {"round": 3, "start": 1732900000.12, "hosts": {"3f2c9a1b7d4e": 4, ...},
+     "errors": []}
+
+and when the pool has exited, ``{"closed": true, "at": ...}``.
+
+Compose (the host reaches bridge addresses, so this may run on the host)::
+
+    python examples/client.py --network wool_wool
+
+Swarm (the host cannot reach overlay addresses, so run it in a container on
+the overlay, from the worker image, with the Engine socket for discovery)::
+
+    docker run --rm -i --network wool-overlay \\
+        -v /var/run/docker.sock:/var/run/docker.sock \\
+        -v "$PWD/examples/client.py:/client.py:ro" \\
+        --entrypoint python3 wool-docker-worker:dev /client.py \\
+        --network wool-overlay --label com.docker.swarm.service.name=wool-worker
+
+Hybrid (the Swarm service as a baseline plus burst containers this client
+creates with `DockerWorker` and removes when its pool exits)::
+
+    ... /client.py --network wool-overlay --label wool.worker=true \\
+        --spawn 2 --image wool-docker-worker:dev
+
+``--rounds 0`` runs until standard input reaches its end or reads ``stop``
+(``docker run -i``), which is how the tests drive it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import socket
+import sys
+import time
+
+import cloudpickle
+import wool
+
+from wool_docker import DockerDiscovery
+from wool_docker import DockerWorker
+
+
+@wool.routine
+async def hostname() -> str:
+    """Return the hostname of the container serving this call."""
+    return socket.gethostname()
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` as a mapping; ``"k="`` matches any value of ``k``."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"expected KEY=VALUE, got {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _emit(record: dict) -> None:
+    print(json.dumps(record), flush=True)
+
+
+async def _stop_requested() -> None:
+    """Return once standard input reads ``stop`` or reaches its end."""
+    while True:
+        line = await asyncio.to_thread(sys.stdin.readline)
+        if not line or line.strip() == "stop":
+            return
+
+
+async def _rounds(count: int, calls: int, concurrency: int, interval: float) -> None:
+    """Dispatch ``count`` rounds (``0``: until asked to stop) and report each."""
+    stop = asyncio.ensure_future(_stop_requested()) if count == 0 else None
+    slots = asyncio.Semaphore(concurrency or calls)
+
+    async def call() -> str:
+        async with slots:
+            return await hostname()
+
+    number = 0
+    try:
+        while count == 0 or number < count:
+            if stop is not None and stop.done():
+                return
+            number += 1
+            start = time.time()
+            results = await asyncio.gather(
+                *(call() for _ in range(calls)), return_exceptions=True
+            )
+            hosts = collections.Counter(r for r in results if isinstance(r, str))
+            errors = [repr(r) for r in results if not isinstance(r, str)]
+            _emit({"round": number, "start": start, "hosts": hosts, "errors": errors})
+            # Pacing, so that the rounds sample the pool over time.
+            await asyncio.sleep(interval)
+    finally:
+        if stop is not None:
+            stop.cancel()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--network", required=True, help="network of the workers")
+    parser.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="discovery selector label (repeatable; default wool.worker=true)",
+    )
+    parser.add_argument("--spawn", type=int, default=0, help="burst DockerWorkers")
+    parser.add_argument("--image", help="worker image of the burst workers")
+    parser.add_argument(
+        "--worker-label",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra container label of the burst workers (repeatable)",
+    )
+    parser.add_argument("--quorum", type=int, default=1, help="workers to wait for")
+    parser.add_argument("--rounds", type=int, default=5, help="0: until stdin ends")
+    parser.add_argument("--calls", type=int, default=12, help="calls per round")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="calls in flight at once (default: all calls of a round)",
+    )
+    parser.add_argument("--interval", type=float, default=0.2, help="seconds")
+    args = parser.parse_args()
+    if args.spawn and not args.image:
+        parser.error("--spawn needs --image")
+
+    discovery = DockerDiscovery(network=args.network, labels=_pairs(args.label) or None)
+    if args.spawn:
+        worker_labels = _pairs(args.worker_label)
+
+        def burst(*tags, **kw):
+            # engine_access="none": this client runs in a container, so the
+            # read-only Engine proxy it would serve lives in this container's
+            # /tmp, which the Engine cannot bind-mount into the burst workers.
+            # Routines here do not nest, so the workers need no Engine access.
+            return DockerWorker(
+                *tags,
+                image=args.image,
+                network=args.network,
+                labels=worker_labels,
+                engine_access="none",
+                log_output=False,
+                **kw,
+            )
+
+        pool = wool.WorkerPool(
+            spawn=args.spawn,
+            worker=burst,
+            discovery=discovery,
+            quorum=args.quorum,
+        )
+    else:
+        pool = wool.WorkerPool(discovery=discovery.subscriber, quorum=args.quorum)
+    async with pool:
+        await _rounds(args.rounds, args.calls, args.concurrency, args.interval)
+    _emit({"closed": True, "at": time.time()})
+
+
+if __name__ == "__main__":
+    # The routine lives in __main__, which the workers do not have: ship it by value.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    asyncio.run(main())
