@@ -1,0 +1,109 @@
+//! Real-daemon tests of the Engine wrapper (no Python involved).
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+
+use _native::engine::{CreateSpec, Engine};
+use _native::error::Error;
+use futures_util::StreamExt;
+
+const BASE_IMAGE: &str = "wool-docker-base:bookworm";
+
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+#[tokio::test]
+async fn connect_negotiates_the_daemons_api_version() {
+    let engine = Engine::connect(None)
+        .await
+        .expect("the Docker Engine must be running");
+    let (major, minor) = engine.api_version().split_once('.').unwrap();
+    assert_eq!(major, "1");
+    assert!(
+        minor.parse::<u32>().unwrap() >= 24,
+        "{}",
+        engine.api_version()
+    );
+    engine.ping().await.unwrap();
+}
+
+#[tokio::test]
+async fn connect_to_a_missing_socket_is_unreachable() {
+    let err = match Engine::connect(Some("unix:///nonexistent/docker.sock")).await {
+        Err(e) => e,
+        Ok(_) => panic!("connected to a socket that does not exist"),
+    };
+    assert!(err.is_unreachable(), "{err}");
+    assert!(matches!(err, Error::DaemonUnreachable { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn missing_image_and_network_are_named() {
+    let engine = Engine::connect(None).await.unwrap();
+    let image = unique("no-such-image");
+    match engine.image(&image).await {
+        Err(Error::ImageNotFound { image: named }) => assert_eq!(named, image),
+        other => panic!("expected ImageNotFound, got {other:?}"),
+    }
+    let network = unique("no-such-network");
+    match engine.network(&network).await {
+        Err(Error::NetworkNotFound { network: named }) => assert_eq!(named, network),
+        other => panic!("expected NetworkNotFound, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn container_lifecycle_is_listed_and_streamed_by_label() {
+    let engine = Engine::connect(None).await.unwrap();
+    let label = unique("wool.docker.test.rust");
+    let name = unique("wdt-rust");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let mut events = engine.container_events(&[format!("{label}=1")], Some(since));
+    let spec = CreateSpec {
+        name: name.clone(),
+        image: BASE_IMAGE.to_owned(),
+        labels: BTreeMap::from([(label.clone(), "1".to_owned())]),
+        env: vec![],
+        ..Default::default()
+    };
+    let id = engine.create_container(&spec).await.unwrap();
+    let outcome = async {
+        engine.start_container(&id).await?;
+        let listed = engine.list(&[format!("{label}=1")], true).await?;
+        let mut actions = Vec::new();
+        let deadline = tokio::time::sleep(std::time::Duration::from_secs(30));
+        tokio::pin!(deadline);
+        while !actions.iter().any(|a| a == "start") {
+            tokio::select! {
+                Some(event) = events.next() => {
+                    let event = event?;
+                    assert_eq!(event.id, id);
+                    actions.push(event.action);
+                }
+                _ = &mut deadline => panic!("no start event within 30 s: {actions:?}"),
+            }
+        }
+        Ok::<_, Error>((listed, actions))
+    }
+    .await;
+    engine.remove(&id).await.unwrap();
+    assert!(
+        engine.inspect(&id).await.unwrap().is_none(),
+        "container {name} left behind"
+    );
+    let (listed, actions) = outcome.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, id);
+    assert_eq!(listed[0].name, name);
+    assert!(actions.contains(&"create".to_owned()), "{actions:?}");
+}
