@@ -14,8 +14,8 @@ cargo clippy --all-targets -- -D warnings
 cargo test
 
 echo "== python: ruff" >&2
-ruff check python tests examples
-ruff format --check python tests examples
+ruff check python tests examples bench
+ruff format --check python tests examples bench
 
 echo "== python: stub and types" >&2
 # Run from outside the checkout: python/wool would shadow the installed wool.

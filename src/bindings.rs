@@ -250,9 +250,7 @@ pub fn subscribe(
             engine.network(n).await?;
         }
         let sub = discovery::subscribe(&engine, Scope { selector, network });
-        Ok(Subscription {
-            inner: Arc::new(tokio::sync::Mutex::new(Some(sub))),
-        })
+        Ok(Subscription::new(sub))
     })
 }
 
@@ -282,40 +280,72 @@ pub fn list_workers(
 #[pyclass(frozen, module = "wool_docker._native")]
 pub struct Subscription {
     inner: Arc<tokio::sync::Mutex<Option<discovery::Subscription>>>,
+    closed: tokio::sync::watch::Sender<bool>,
 }
+
+impl Subscription {
+    fn new(sub: discovery::Subscription) -> Self {
+        Subscription {
+            inner: Arc::new(tokio::sync::Mutex::new(Some(sub))),
+            closed: tokio::sync::watch::channel(false).0,
+        }
+    }
+}
+
+/// Changes handed to Python per `next()` at most.
+const BATCH: usize = 1024;
 
 #[pymethods]
 impl Subscription {
-    /// The next change as `(kind, record-or-message)`, or `None` once closed.
+    /// The next changes, in order, as `[(kind, record-or-message), ...]`: every
+    /// change queued when the first arrives. `None` once closed.
     fn next<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let inner = self.inner.clone();
+        let mut closed = self.closed.subscribe();
         future_into_py(py, async move {
-            let mut guard = inner.lock().await;
+            let mut guard = tokio::select! {
+                guard = inner.lock() => guard,
+                _ = closed.wait_for(|c| *c) => return Ok(None),
+            };
             let Some(sub) = guard.as_mut() else {
                 return Ok(None);
             };
-            let change = sub.next().await;
+            let changes = tokio::select! {
+                changes = sub.next_batch(BATCH) => changes,
+                _ = closed.wait_for(|c| *c) => {
+                    guard.take();
+                    return Ok(None);
+                }
+            };
+            if changes.is_empty() {
+                return Ok(None);
+            }
             Python::attach(|py| -> PyResult<Option<Py<PyAny>>> {
-                let item = match change {
-                    None => return Ok(None),
-                    Some(Change::Added(r, at)) => {
-                        ("worker-added", record_dict(py, &r, at)?.into_any())
-                    }
-                    Some(Change::Updated(r, at)) => {
-                        ("worker-updated", record_dict(py, &r, at)?.into_any())
-                    }
-                    Some(Change::Dropped(r, at)) => {
-                        ("worker-dropped", record_dict(py, &r, at)?.into_any())
-                    }
-                    Some(Change::Warning(text)) => ("warning", text.into_pyobject(py)?.into_any()),
-                };
-                Ok(Some(item.into_pyobject(py)?.into_any().unbind()))
+                let out = pyo3::types::PyList::empty(py);
+                for change in changes {
+                    let item = match change {
+                        Change::Added(r, at) => {
+                            ("worker-added", record_dict(py, &r, at)?.into_any())
+                        }
+                        Change::Updated(r, at) => {
+                            ("worker-updated", record_dict(py, &r, at)?.into_any())
+                        }
+                        Change::Dropped(r, at) => {
+                            ("worker-dropped", record_dict(py, &r, at)?.into_any())
+                        }
+                        Change::Warning(text) => ("warning", text.into_pyobject(py)?.into_any()),
+                    };
+                    out.append(item)?;
+                }
+                Ok(Some(out.into_any().unbind()))
             })
         })
     }
 
-    /// Release the subscription (the shared stream stops with its last one).
+    /// Release the subscription, also while a `next()` waits (it returns
+    /// `None`); the shared stream stops with its last subscription.
     fn close(&self) {
+        self.closed.send_replace(true);
         if let Ok(mut guard) = self.inner.try_lock() {
             guard.take();
         }

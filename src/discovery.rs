@@ -56,6 +56,23 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<Change> {
         self.rx.recv().await
     }
+
+    /// Wait for the next change, then take every change already queued behind it
+    /// (up to `max`): one hand-over for a burst such as the initial listing.
+    /// Empty only if the hub is gone.
+    pub async fn next_batch(&mut self, max: usize) -> Vec<Change> {
+        let Some(first) = self.rx.recv().await else {
+            return Vec::new();
+        };
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match self.rx.try_recv() {
+                Ok(change) => batch.push(change),
+                Err(_) => break,
+            }
+        }
+        batch
+    }
 }
 
 /// Shared between the stream task and subscriptions.
@@ -151,11 +168,18 @@ impl Entry {
     }
 }
 
-impl Drop for Entry {
-    fn drop(&mut self) {
+impl Entry {
+    /// Abort the ready-line watcher, if any (dropping its handle would not).
+    fn stop_watching(&mut self) {
         if let Some(w) = self.watcher.take() {
             w.abort();
         }
+    }
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.stop_watching();
     }
 }
 
@@ -360,7 +384,7 @@ impl Tracker {
         self.cause_ns = ready.at_ns;
         if let Some(entry) = self.entries.get_mut(&ready.id) {
             entry.ready = true;
-            entry.watcher = None;
+            entry.stop_watching();
             if let Some(r) = entry.record.as_mut() {
                 if let Some(v) = ready.version.filter(|v| !v.is_empty()) {
                     r.version = v;
@@ -375,18 +399,25 @@ impl Tracker {
         self.cause_ns = e.time_nano;
         let action = e.action.as_str();
         match action {
-            "start" | "connect" | "rename" => {
-                if action == "start" {
-                    // A restart must print its ready line again.
-                    if let Some(entry) = self.entries.get_mut(&e.id) {
+            "start" => {
+                // A restart must print its ready line again; a first start (or a
+                // start we already saw through a listing) keeps what we know.
+                if let Some(entry) = self.entries.get_mut(&e.id) {
+                    if !entry.running {
                         entry.ready = false;
-                        entry.watcher = None;
+                        entry.stop_watching();
                     }
                 }
-                self.refresh(&e.id, e.time_nano / 1_000_000_000).await;
+                // The ready line can be stamped just before the start event.
+                self.refresh(&e.id, e.time_nano / 1_000_000_000 - 1).await;
             }
-            "disconnect" if self.entries.contains_key(&e.id) => self.refresh(&e.id, 0).await,
-            "disconnect" => {}
+            // Only containers we track: a new container's connect comes while it
+            // is starting, when an inspect would wait for the start to finish; its
+            // start event follows anyway.
+            "connect" | "disconnect" | "rename" if self.entries.contains_key(&e.id) => {
+                self.refresh(&e.id, 0).await;
+            }
+            "connect" | "disconnect" | "rename" => {}
             "pause" | "stop" | "die" | "oom" => self.set(&e.id, |entry| entry.running = false),
             "kill" if stops(e.signal.as_deref()) => self.set(&e.id, |entry| entry.running = false),
             "unpause" => self.set(&e.id, |entry| entry.running = true),
@@ -414,7 +445,7 @@ impl Tracker {
         if let Some(entry) = self.entries.get_mut(id) {
             f(entry);
             if !entry.running {
-                entry.watcher = None;
+                entry.stop_watching();
             }
             self.reconcile(id);
         }

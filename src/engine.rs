@@ -559,7 +559,28 @@ impl Engine {
     /// Container events for containers carrying all of `labels`, from `since_nanos`
     /// (Unix time in nanoseconds) on. The stream ends on any error; reconnect.
     pub fn container_events(&self, labels: &[String], since_nanos: Option<i64>) -> EventStream {
-        let mut filters = HashMap::from([("type".to_owned(), vec!["container".to_owned()])]);
+        let mut filters = HashMap::from([
+            ("type".to_owned(), vec!["container".to_owned()]),
+            // Only lifecycle actions: healthchecks alone would otherwise send three
+            // exec events per probe. `health_status` matches its `: healthy` forms.
+            (
+                "event".to_owned(),
+                [
+                    "start",
+                    "die",
+                    "kill",
+                    "stop",
+                    "pause",
+                    "unpause",
+                    "oom",
+                    "destroy",
+                    "rename",
+                    "health_status",
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+            ),
+        ]);
         if !labels.is_empty() {
             filters.insert("label".to_owned(), labels.to_vec());
         }

@@ -105,5 +105,6 @@ async fn container_lifecycle_is_listed_and_streamed_by_label() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, id);
     assert_eq!(listed[0].name, name);
-    assert!(actions.contains(&"create".to_owned()), "{actions:?}");
+    // Only lifecycle actions are streamed: no create, attach or exec noise.
+    assert_eq!(actions, vec!["start".to_owned()]);
 }

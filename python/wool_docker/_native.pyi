@@ -95,7 +95,8 @@ class WorkerHandle:
 class Subscription:
     """A stream of discovery changes for one iteration."""
 
-    def next(self) -> Awaitable[tuple[str, Record | str] | None]:
-        """The next ``(kind, record)``; kind ``"warning"`` carries text."""
+    def next(self) -> Awaitable[list[tuple[str, Record | str]] | None]:
+        """The next changes, in order: every ``(kind, record)`` queued when the
+        first arrives (kind ``"warning"`` carries text); ``None`` once closed."""
     def close(self) -> None:
-        """Release the subscription."""
+        """Release the subscription, also while a ``next()`` waits."""

@@ -308,6 +308,30 @@ class DockerDiscovery(Discovery):
         async def _shutdown(self) -> None:
             """Release subscriber-level resources at cache eviction (none)."""
 
+        @staticmethod
+        def _event(kind: str, payload: Any) -> DiscoveryEvent | None:
+            """Turn one native change into a `DiscoveryEvent` (or a warning).
+
+            :returns:
+                The event, or ``None`` for a change that was only a warning.
+            """
+            if kind == "warning":
+                warnings.warn(str(payload), MalformedLabelsWarning, stacklevel=3)
+                return None
+            try:
+                metadata = metadata_from_record(payload)
+            except (ValueError, TypeError) as e:
+                # Labels the core could not judge (e.g. option types).
+                if kind == "worker-added":
+                    warnings.warn(
+                        f"skipping container {payload.get('container_name')}: {e}; "
+                        "fix its labels (see the label schema)",
+                        MalformedLabelsWarning,
+                        stacklevel=3,
+                    )
+                return None
+            return DiscoveryEvent(kind, metadata=metadata)  # type: ignore[arg-type]
+
         async def _event_stream(self) -> AsyncGenerator[DiscoveryEvent, None]:
             """Stream discovery events from the native core.
 
@@ -319,27 +343,13 @@ class DockerDiscovery(Discovery):
             )
             try:
                 while True:
-                    item = await subscription.next()
-                    if item is None:
+                    batch = await subscription.next()
+                    if batch is None:
                         return
-                    kind, payload = item
-                    if kind == "warning":
-                        warnings.warn(str(payload), MalformedLabelsWarning, stacklevel=2)
-                        continue
-                    assert not isinstance(payload, str)
-                    try:
-                        metadata = metadata_from_record(payload)
-                    except (ValueError, TypeError) as e:
-                        # Labels the core could not judge (e.g. option types).
-                        if kind == "worker-added":
-                            warnings.warn(
-                                f"skipping container {payload.get('container_name')}: "
-                                f"{e}; fix its labels (see the label schema)",
-                                MalformedLabelsWarning,
-                                stacklevel=2,
-                            )
-                        continue
-                    yield DiscoveryEvent(kind, metadata=metadata)
+                    for kind, payload in batch:
+                        event = self._event(kind, payload)
+                        if event is not None:
+                            yield event
             finally:
                 subscription.close()
 
