@@ -435,6 +435,36 @@ async def test_main_sigterm_exits_zero(spawn: Spawn):
 
 
 @pytest.mark.asyncio
+async def test_main_sigterm_serves_during_deregister_delay(spawn: Spawn):
+    """Test that SIGTERM leaves time for discovery to drop the worker.
+
+    Given:
+        A ready worker with a 30 s deregistration delay
+    When:
+        It receives SIGTERM, then a wool RPC, then SIGINT
+    Then:
+        It should still answer the RPC after SIGTERM, and exit 0 on SIGINT
+        without waiting out the delay
+    """
+    # Arrange
+    worker = await spawn(WOOL_DEREGISTER_DELAY="30")
+    await worker.ready()
+    connection = wool.WorkerConnection(f"127.0.0.1:{worker.port}")
+
+    # Act
+    worker.process.send_signal(signal.SIGTERM)
+    try:
+        idle = await connection.idle(timeout=10)
+    finally:
+        await connection.close()
+    worker.process.send_signal(signal.SIGINT)
+
+    # Assert
+    assert idle >= 0
+    assert await worker.exit_code() == 0
+
+
+@pytest.mark.asyncio
 async def test_main_sigint_exits_zero(spawn: Spawn):
     """Test SIGINT on an idle worker.
 
@@ -758,6 +788,7 @@ def test__load_config_with_empty_environment():
         tls_mutual=True,
         shutdown_grace=60.0,
         stdin_control=False,
+        deregister_delay=1.0,
     )
 
 
@@ -823,6 +854,8 @@ def test__default_uid_outside_container(mocker):
         ({"WOOL_IDENTITY": "worker.example"}, "WOOL_IDENTITY"),
         ({"WOOL_SHUTDOWN_GRACE": "0"}, "WOOL_SHUTDOWN_GRACE"),
         ({"WOOL_SHUTDOWN_GRACE": "soon"}, "WOOL_SHUTDOWN_GRACE"),
+        ({"WOOL_DEREGISTER_DELAY": "-1"}, "WOOL_DEREGISTER_DELAY"),
+        ({"WOOL_DEREGISTER_DELAY": "later"}, "WOOL_DEREGISTER_DELAY"),
         ({"WOOL_DOCKER_STDIN_CONTROL": "2"}, "WOOL_DOCKER_STDIN_CONTROL"),
     ],
 )

@@ -27,6 +27,8 @@ Environment variables:
   open calls once the worker service has stopped. Default ``60``.
 - ``WOOL_DOCKER_STDIN_CONTROL`` -- boolean; when true, stdin carries owner
   commands (see below). Default off: stdin is never read.
+- ``WOOL_DEREGISTER_DELAY`` -- non-negative float, seconds a worker keeps
+  serving after SIGTERM before it drains. Default ``1``.
 
 Booleans accept ``1/0``, ``true/false``, ``yes/no`` and ``on/off``.
 
@@ -43,7 +45,12 @@ Its keys are ``uid`` (str), ``address`` (str, ``host:port`` as bound, e.g.
 protocol version), ``secure`` (bool), ``identity`` (str or null), ``tags``
 (sorted list of str) and ``extra`` (object of str to str).
 
-Stopping: SIGTERM and SIGINT drain in-flight tasks without a time limit,
+Stopping: SIGTERM first keeps serving for ``WOOL_DEREGISTER_DELAY`` seconds:
+the Engine's ``kill`` event makes every `DockerDiscovery` drop the worker
+within milliseconds, and the delay lets calls already routed here land instead
+of being refused by a draining server (which wool 0.15's retry can turn into
+``NoWorkersAvailable``). Then SIGTERM, and SIGINT at once, drain in-flight
+tasks without a time limit,
 since ``docker stop``, Compose scale-down and Swarm expect a drain and
 Docker's own stop timeout escalates to SIGKILL. Under stdin control the line
 ``stop <grace>`` stops with that grace (``0`` cancels in-flight tasks now, a
@@ -101,6 +108,11 @@ container's published port reaches the server."""
 DEFAULT_SHUTDOWN_GRACE: Final[float] = 60.0
 """Seconds the gRPC server gives open calls after the service has stopped,
 when ``WOOL_SHUTDOWN_GRACE`` is unset; wool's own default."""
+
+DEFAULT_DEREGISTER_DELAY: Final[float] = 1.0
+"""Seconds between SIGTERM and the drain when ``WOOL_DEREGISTER_DELAY`` is
+unset: ample for discovery to drop the worker (milliseconds) and for calls
+already routed to it to arrive."""
 
 HEALTH_TIMEOUT: Final[float] = 2.0
 """Seconds ``--health`` waits for the TCP connection before reporting
@@ -187,6 +199,7 @@ class _Config:
     tls_mutual: bool
     shutdown_grace: float
     stdin_control: bool
+    deregister_delay: float = DEFAULT_DEREGISTER_DELAY
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,6 +373,17 @@ def _load_config(environ: Mapping[str, str]) -> _Config:
     options = _json_object(environ, "WOOL_OPTIONS")
     tls_mutual = _boolean(environ, "WOOL_TLS_MUTUAL", default=True)
     stdin_control = _boolean(environ, "WOOL_DOCKER_STDIN_CONTROL", default=False)
+    raw_delay = environ.get("WOOL_DEREGISTER_DELAY", "").strip()
+    try:
+        delay = float(raw_delay) if raw_delay else DEFAULT_DEREGISTER_DELAY
+    except ValueError:
+        raise _ConfigError(
+            "WOOL_DEREGISTER_DELAY", f"not a number: {raw_delay!r}"
+        ) from None
+    if not (math.isfinite(delay) and delay >= 0):
+        raise _ConfigError(
+            "WOOL_DEREGISTER_DELAY", f"must be a non-negative number: {raw_delay}"
+        )
     return _Config(
         host=host,
         port=port,
@@ -372,6 +396,7 @@ def _load_config(environ: Mapping[str, str]) -> _Config:
         tls_mutual=tls_mutual,
         shutdown_grace=grace,
         stdin_control=stdin_control,
+        deregister_delay=delay,
     )
 
 
@@ -529,6 +554,7 @@ def _serve(config: _Config) -> int:
         service,
         schedule_stop=wool_process._schedule_stop,
         stdin_control=config.stdin_control,
+        deregister_delay=config.deregister_delay,
     )
     try:
         worker.run()
@@ -701,6 +727,7 @@ def _stop_controls(
     *,
     schedule_stop: Callable[[asyncio.AbstractEventLoop, WorkerService, float], None],
     stdin_control: bool,
+    deregister_delay: float = 0.0,
 ) -> Iterator[None]:
     """Stand-in for wool's ``_signal_handlers``: our stop policy for the server.
 
@@ -712,16 +739,27 @@ def _stop_controls(
         wool's `_schedule_stop`.
     :param stdin_control:
         Whether to start the stdin control thread.
+    :param deregister_delay:
+        Seconds to keep serving after SIGTERM before the drain.
     :yields:
         Control while the server runs.
     """
     loop = asyncio.get_running_loop()
     stopper = _Stopper(loop, service, schedule_stop)
+
     # On the loop rather than signal.signal: the handler then never re-enters
     # itself mid-request when a second signal lands.
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        name = signal.Signals(signum).name
-        loop.add_signal_handler(signum, stopper.request, -1.0, name)
+    def on_sigterm() -> None:
+        if deregister_delay > 0:
+            logger.info(
+                "SIGTERM: serving %gs more while discovery drops this worker",
+                deregister_delay,
+            )
+        # A stop requested meanwhile (SIGINT, stdin) wins; this one is then ignored.
+        loop.call_later(deregister_delay, stopper.request, -1.0, "SIGTERM")
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    loop.add_signal_handler(signal.SIGINT, stopper.request, -1.0, "SIGINT")
     if stdin_control:
         threading.Thread(
             target=_read_stdin_control,
