@@ -245,11 +245,14 @@ pub fn subscribe(
 ) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
         let engine = engine(host).await?;
-        // Fail now, clearly, rather than retrying a scope that can never match.
-        if let Some(n) = &network {
+        // Subscribing starts the listing; check the network meanwhile. A missing
+        // network fails now, clearly (dropping `sub` stops its stream), rather
+        // than retrying a scope that can never match.
+        let check = network.clone();
+        let sub = discovery::subscribe(&engine, Scope { selector, network });
+        if let Some(n) = &check {
             engine.network(n).await?;
         }
-        let sub = discovery::subscribe(&engine, Scope { selector, network });
         Ok(Subscription::new(sub))
     })
 }

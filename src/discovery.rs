@@ -409,7 +409,18 @@ impl Tracker {
                     }
                 }
                 // The ready line can be stamped just before the start event.
-                self.refresh(&e.id, e.time_nano / 1_000_000_000 - 1).await;
+                let since = e.time_nano / 1_000_000_000 - 1;
+                // Container events are label-filtered by the Engine, so this one
+                // matches: follow its output while the inspect runs, not after.
+                let entry = self.entries.entry(e.id.clone()).or_default();
+                let watching = entry.watcher.as_ref().is_some_and(|w| !w.is_finished());
+                if !entry.ready && !watching {
+                    let handle = self.watch_ready(&e.id, since);
+                    if let Some(entry) = self.entries.get_mut(&e.id) {
+                        entry.watcher = Some(handle);
+                    }
+                }
+                self.refresh(&e.id, since).await;
             }
             // Only containers we track: a new container's connect comes while it
             // is starting, when an inspect would wait for the start to finish; its
