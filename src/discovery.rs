@@ -128,8 +128,9 @@ pub fn subscribe(engine: &Engine, scope: Scope) -> Subscription {
     Subscription { rx, _hub: hub }
 }
 
-/// One-shot listing with the subscriber's rules (for `wool-docker ps`): serving
-/// means the ready line was printed or the healthcheck passes.
+/// One-shot listing with the subscriber's label and address rules (for
+/// `wool-docker ps`): every running matching container with a record, and its
+/// health, whether or not it serves yet.
 pub async fn list(engine: &Engine, scope: &Scope) -> Result<Vec<(WorkerRecord, Option<String>)>> {
     let containers = engine
         .list(&labels::filter_terms(&scope.selector), false)
@@ -289,10 +290,9 @@ impl Tracker {
 
     /// Take a container's current description into its entry, keeping what we
     /// learned about readiness.
+    /// Callers pass only containers that match the selector (the Engine filters
+    /// the listing; `refresh` checks).
     fn absorb(&mut self, c: &ContainerInfo, since_secs: i64) {
-        if self.scope.network.is_some() && !self.matches_selector(c) {
-            return;
-        }
         let record = match labels::parse(c, self.scope.network.as_deref()) {
             Ok(Ok(r)) => Some(r),
             Ok(Err(Skip::NoAddress)) => None,

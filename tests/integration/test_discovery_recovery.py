@@ -35,6 +35,8 @@ from wool_docker import EngineUnavailableError
 
 from .conftest import RUN_ID
 from .conftest import RUN_LABEL
+from .test_discovery import _next
+from .test_discovery import _subscription
 
 pytestmark = pytest.mark.integration
 
@@ -276,14 +278,6 @@ async def engine(tmp_path: Path) -> AsyncIterator[_SeverableEngine]:
         await proxy.sever()
 
 
-async def _next(events: AsyncIterator[DiscoveryEvent], what: str) -> DiscoveryEvent:
-    try:
-        async with asyncio.timeout(_TIMEOUT):
-            return await anext(events)
-    except TimeoutError:
-        raise AssertionError(f"no discovery event within {_TIMEOUT} s: {what}") from None
-
-
 async def _silence(events: AsyncIterator[DiscoveryEvent]) -> DiscoveryEvent | None:
     """The next event if one arrives within `_QUIET` seconds, else ``None``.
 
@@ -293,15 +287,6 @@ async def _silence(events: AsyncIterator[DiscoveryEvent]) -> DiscoveryEvent | No
         return await asyncio.wait_for(anext(events), _QUIET)
     except TimeoutError:
         return None
-
-
-@contextlib.asynccontextmanager
-async def _subscription(discovery: DockerDiscovery) -> AsyncIterator[AsyncIterator]:
-    events = aiter(discovery.subscriber)
-    try:
-        yield events
-    finally:
-        await events.aclose()  # type: ignore[attr-defined]
 
 
 class TestDockerDiscoveryRecovery:
