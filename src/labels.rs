@@ -199,16 +199,7 @@ pub fn parse(
         )
     } else {
         let wanted = network.or(label(NETWORK));
-        let chosen = match wanted {
-            Some(name) => c.networks.get_key_value(name).or_else(|| {
-                // Scoping by id works too.
-                c.networks
-                    .iter()
-                    .find(|(_, ep)| !ep.network_id.is_empty() && ep.network_id.starts_with(name))
-            }),
-            None => pick_network(c),
-        };
-        match chosen {
+        match endpoint(c, wanted) {
             Some((name, ep)) if !ep.ip.is_empty() => (format!("{}:{port}", ep.ip), name.clone()),
             _ => return Ok(Err(Skip::NoAddress)),
         }
@@ -227,6 +218,22 @@ pub fn parse(
         network: chosen,
         pid: 0,
     }))
+}
+
+/// The container's endpoint on the network named (by name or id prefix), or, with
+/// none named, the one [`pick_network`] chooses.
+pub fn endpoint<'a>(
+    c: &'a ContainerInfo,
+    network: Option<&str>,
+) -> Option<(&'a String, &'a crate::engine::Endpoint)> {
+    match network {
+        Some(name) => c.networks.get_key_value(name).or_else(|| {
+            c.networks
+                .iter()
+                .find(|(_, ep)| !ep.network_id.is_empty() && ep.network_id.starts_with(name))
+        }),
+        None => pick_network(c),
+    }
 }
 
 /// With no network named, the address comes from the container's only network; with

@@ -369,15 +369,7 @@ async fn bring_up(
 
 fn address_of(info: &ContainerInfo, cfg: &WorkerConfig) -> Result<String> {
     let port = cfg.publication.port;
-    let endpoint = match &cfg.network {
-        Some(n) => info.networks.get(n).or_else(|| {
-            info.networks
-                .values()
-                .find(|ep| ep.network_id.starts_with(n.as_str()))
-        }),
-        None => labels::pick_network(info).map(|(_, ep)| ep),
-    };
-    match endpoint {
+    match labels::endpoint(info, cfg.network.as_deref()).map(|(_, ep)| ep) {
         Some(ep) if !ep.ip.is_empty() => Ok(format!("{}:{port}", ep.ip)),
         _ => Err(Error::ContainerRejected {
             id: cfg.name.clone(),
