@@ -111,7 +111,8 @@ pub fn start_worker<'py>(
     let sink: Option<LogSink> = log.map(|callback| {
         let callback = Arc::new(callback);
         Arc::new(move |name: &str, stderr: bool, line: &str| {
-            Python::attach(|py| {
+            // A container may print while this interpreter shuts down: drop the line.
+            Python::try_attach(|py| {
                 if let Err(err) = callback.call1(py, (name, stderr, line)) {
                     err.write_unraisable(py, None);
                 }
@@ -307,8 +308,9 @@ impl Subscription {
         let mut closed = self.closed.subscribe();
         future_into_py(py, async move {
             let mut guard = tokio::select! {
-                guard = inner.lock() => guard,
+                biased;
                 _ = closed.wait_for(|c| *c) => return Ok(None),
+                guard = inner.lock() => guard,
             };
             let Some(sub) = guard.as_mut() else {
                 return Ok(None);
@@ -323,7 +325,7 @@ impl Subscription {
             if changes.is_empty() {
                 return Ok(None);
             }
-            Python::attach(|py| -> PyResult<Option<Py<PyAny>>> {
+            let batch = Python::try_attach(|py| -> PyResult<Option<Py<PyAny>>> {
                 let out = pyo3::types::PyList::empty(py);
                 for change in changes {
                     let item = match change {
@@ -341,7 +343,13 @@ impl Subscription {
                     out.append(item)?;
                 }
                 Ok(Some(out.into_any().unbind()))
-            })
+            });
+            match batch {
+                Some(batch) => batch,
+                // The interpreter is shutting down: completing would call into it
+                // again from this thread, so this future never completes.
+                None => std::future::pending().await,
+            }
         })
     }
 

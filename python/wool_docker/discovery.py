@@ -8,6 +8,8 @@ wool's `DiscoveryEvent` and `WorkerMetadata`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import warnings
 from collections.abc import AsyncGenerator
 from collections.abc import AsyncIterator
@@ -341,9 +343,15 @@ class DockerDiscovery(Discovery):
             subscription = await _native.subscribe(
                 dict(self._labels), self._network, self._docker_host
             )
+            pending: asyncio.Future[Any] | None = None
             try:
                 while True:
-                    batch = await subscription.next()
+                    # Shielded: a cancelled iteration must not cancel the native
+                    # future, whose completion would then call into Python from a
+                    # runtime thread at an unknown time (at shutdown, possibly
+                    # while the interpreter finalizes). `finally` closes and awaits it.
+                    pending = asyncio.ensure_future(subscription.next())
+                    batch = await asyncio.shield(pending)
                     if batch is None:
                         return
                     for kind, payload in batch:
@@ -352,6 +360,10 @@ class DockerDiscovery(Discovery):
                             yield event
             finally:
                 subscription.close()
+                if pending is not None and not pending.done():
+                    # close() makes it return None at once.
+                    with contextlib.suppress(BaseException):
+                        await pending
 
 
 class _SubscriberView:
