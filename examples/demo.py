@@ -56,9 +56,3 @@ if __name__ == "__main__":
     # The routine lives in __main__, which the containers do not have: ship it by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
     asyncio.run(main())
-    # Known issue: a native future finishing while the interpreter finalizes can
-    # abort the process after all work is done (see the README's known
-    # limitations); everything is cleaned up by now, so leave without finalizing.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

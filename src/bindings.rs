@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use pyo3_async_runtimes::tokio::future_into_py;
 
 use crate::discovery::{self, Change, Scope};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::labels::WorkerRecord;
+use crate::runtime::{self, future_into_py};
 use crate::worker::{self, LogSink, Running, WorkerConfig};
 
 /// One negotiated client per Engine address, shared by every worker and subscriber
@@ -53,7 +53,7 @@ pub fn inspect_image(
 ) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
         let info = engine(host).await?.image(&image).await?;
-        Python::attach(|py| -> PyResult<Py<PyAny>> {
+        runtime::attach(|py| -> PyResult<Py<PyAny>> {
             let dict = PyDict::new(py);
             dict.set_item("id", info.id)?;
             dict.set_item("labels", info.labels)?;
@@ -91,13 +91,14 @@ pub fn remove_image(
 }
 
 /// Start a worker container from a JSON `WorkerConfig` and wait until it serves.
+/// With `log_output`, its output goes to the `wool_docker.worker` logger.
 #[pyfunction]
-#[pyo3(signature = (config, timeout, log=None, host=None))]
+#[pyo3(signature = (config, timeout, log_output=true, host=None))]
 pub fn start_worker<'py>(
     py: Python<'py>,
     config: &str,
     timeout: f64,
-    log: Option<Py<PyAny>>,
+    log_output: bool,
     host: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let cfg: WorkerConfig = serde_json::from_str(config)
@@ -108,17 +109,8 @@ pub fn start_worker<'py>(
         )
         .into());
     }
-    let sink: Option<LogSink> = log.map(|callback| {
-        let callback = Arc::new(callback);
-        Arc::new(move |name: &str, stderr: bool, line: &str| {
-            // A container may print while this interpreter shuts down: drop the line.
-            Python::try_attach(|py| {
-                if let Err(err) = callback.call1(py, (name, stderr, line)) {
-                    err.write_unraisable(py, None);
-                }
-            });
-        }) as LogSink
-    });
+    let sink: Option<LogSink> =
+        log_output.then(|| Arc::new(crate::logging::container_line) as LogSink);
     future_into_py(py, async move {
         let engine = engine(host).await?;
         let running = worker::start(
@@ -270,7 +262,7 @@ pub fn list_workers(
     future_into_py(py, async move {
         let engine = engine(host).await?;
         let workers = discovery::list(&engine, &Scope { selector, network }).await?;
-        Python::attach(|py| -> PyResult<Py<PyAny>> {
+        runtime::attach(|py| -> PyResult<Py<PyAny>> {
             let out = pyo3::types::PyList::empty(py);
             for (record, health) in &workers {
                 out.append((record_dict(py, record, 0)?, health.clone()))?;
@@ -325,7 +317,7 @@ impl Subscription {
             if changes.is_empty() {
                 return Ok(None);
             }
-            let batch = Python::try_attach(|py| -> PyResult<Option<Py<PyAny>>> {
+            runtime::attach(|py| -> PyResult<Option<Py<PyAny>>> {
                 let out = pyo3::types::PyList::empty(py);
                 for change in changes {
                     let item = match change {
@@ -343,13 +335,7 @@ impl Subscription {
                     out.append(item)?;
                 }
                 Ok(Some(out.into_any().unbind()))
-            });
-            match batch {
-                Some(batch) => batch,
-                // The interpreter is shutting down: completing would call into it
-                // again from this thread, so this future never completes.
-                None => std::future::pending().await,
-            }
+            })
         })
     }
 

@@ -1,13 +1,17 @@
 //! Native core of wool-docker: Docker Engine I/O and state for wool workers and
 //! discovery. `engine` talks to the daemon; `labels` is the label schema; `worker`
-//! is a container's lifecycle; `bindings` exposes them to Python.
+//! is a container's lifecycle; `discovery` follows containers; `bindings` exposes
+//! them to Python through the runtime `runtime` owns; `logging` carries diagnostics
+//! to Python logging.
 
 pub mod bindings;
 pub mod discovery;
 pub mod engine;
 pub mod error;
 pub mod labels;
+pub mod logging;
 pub mod proxy;
+pub mod runtime;
 pub mod worker;
 
 use pyo3::prelude::*;
@@ -27,5 +31,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bindings::prune, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::subscribe, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::list_workers, m)?)?;
+    logging::Bridge::install();
+    // atexit runs before the interpreter finalizes: the last moment runtime
+    // threads may still enter Python (see `runtime`).
+    let shutdown = wrap_pyfunction!(runtime::shutdown, m)?;
+    m.add("_shutdown", &shutdown)?;
+    m.py()
+        .import("atexit")?
+        .call_method1("register", (shutdown,))?;
     Ok(())
 }

@@ -80,8 +80,17 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
+/// Remove this process's proxy directories (at exit: nothing serves them then).
+pub fn remove_own_dirs() {
+    remove_dirs(|pid| pid == std::process::id());
+}
+
 /// Remove proxy directories left by processes that are gone.
 fn remove_stale_dirs() {
+    remove_dirs(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+}
+
+fn remove_dirs(owned_by: impl Fn(u32) -> bool) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
@@ -93,7 +102,7 @@ fn remove_stale_dirs() {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        if owned_by(pid) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

@@ -120,8 +120,11 @@ pub struct Running {
     /// Where the start went, in seconds per phase, in order.
     pub timings: Vec<(&'static str, f64)>,
     engine: Engine,
+    /// The container's stdin; `None` once a stop has begun.
     control: Mutex<Option<InputWriter>>,
     exit: watch::Receiver<Option<i64>>,
+    /// Where a dropped handle's stop runs.
+    runtime: tokio::runtime::Handle,
 }
 
 /// Start a worker container and wait until it serves.
@@ -364,6 +367,7 @@ async fn bring_up(
         engine: engine.clone(),
         control: Mutex::new(Some(input)),
         exit: exit_rx,
+        runtime: tokio::runtime::Handle::current(),
     })
 }
 
@@ -386,44 +390,15 @@ impl Running {
     /// once, negative waits for the drain indefinitely, positive bounds it. Past the
     /// bound the container is killed. Safe after the container already died.
     pub async fn stop(&self, grace: Option<f64>) -> Result<()> {
-        let engine = self.engine.clone();
-        let id = self.id.clone();
-        let mut exit = self.exit.clone();
         let control = self.control.lock().await.take();
         // Own task: an asyncio cancellation of the caller must not skip the removal.
-        let task = tokio::spawn(async move {
-            // NaN bounds nothing and means nothing: treat it as no grace.
-            let grace = grace.filter(|g| !g.is_nan());
-            let command = format!("stop {}\n", grace.unwrap_or(0.0));
-            // Past this the server is killed; `None` waits for the drain forever.
-            let bound = match grace {
-                None => Some(STOP_NOW),
-                Some(g) if g < 0.0 => None,
-                Some(g) => Some(
-                    Duration::try_from_secs_f64(g)
-                        .unwrap_or(Duration::MAX)
-                        .saturating_add(STOP_MARGIN),
-                ),
-            };
-            let mut exited = false;
-            if let Some(mut writer) = control {
-                let sent = writer.write_all(command.as_bytes()).await.is_ok()
-                    && writer.flush().await.is_ok();
-                // Keep stdin open until the server exits: EOF would mean "stop now".
-                if sent {
-                    let wait = exit.wait_for(Option::is_some);
-                    exited = match bound {
-                        Some(b) => matches!(tokio::time::timeout(b, wait).await, Ok(Ok(_))),
-                        None => wait.await.is_ok(),
-                    };
-                }
-                drop(writer);
-            }
-            if !exited {
-                engine.kill(&id, "SIGKILL").await?;
-            }
-            engine.remove(&id).await
-        });
+        let task = tokio::spawn(shut_down(
+            self.engine.clone(),
+            self.id.clone(),
+            self.exit.clone(),
+            control,
+            grace,
+        ));
         task.await
             .map_err(|e| Error::InvalidArgument(format!("worker stop task failed: {e}")))?
     }
@@ -432,6 +407,68 @@ impl Running {
     pub fn exited(&self) -> bool {
         self.exit.borrow().is_some()
     }
+}
+
+impl Drop for Running {
+    /// A handle dropped without `stop()` (a cancelled start that had already
+    /// succeeded, a `DockerWorker` collected while running) must not leave a
+    /// serving container behind: stop it at once, as the owner's death would.
+    fn drop(&mut self) {
+        let Some(control) = self.control.get_mut().take() else {
+            return;
+        };
+        let (engine, id) = (self.engine.clone(), self.id.clone());
+        let exit = self.exit.clone();
+        // After the runtime shut down (interpreter exit) this does nothing; the
+        // process's exit then closes the container's stdin, which stops it.
+        self.runtime.spawn(async move {
+            if let Err(e) = shut_down(engine, id.clone(), exit, Some(control), None).await {
+                tracing::warn!(id = %id, error = %e, "could not remove a dropped worker's container");
+            }
+        });
+    }
+}
+
+/// Send the stop command, wait for the server per `grace`, kill past the bound,
+/// and remove the container.
+async fn shut_down(
+    engine: Engine,
+    id: String,
+    mut exit: watch::Receiver<Option<i64>>,
+    control: Option<InputWriter>,
+    grace: Option<f64>,
+) -> Result<()> {
+    // NaN bounds nothing and means nothing: treat it as no grace.
+    let grace = grace.filter(|g| !g.is_nan());
+    let command = format!("stop {}\n", grace.unwrap_or(0.0));
+    // Past this the server is killed; `None` waits for the drain forever.
+    let bound = match grace {
+        None => Some(STOP_NOW),
+        Some(g) if g < 0.0 => None,
+        Some(g) => Some(
+            Duration::try_from_secs_f64(g)
+                .unwrap_or(Duration::MAX)
+                .saturating_add(STOP_MARGIN),
+        ),
+    };
+    let mut exited = false;
+    if let Some(mut writer) = control {
+        let sent =
+            writer.write_all(command.as_bytes()).await.is_ok() && writer.flush().await.is_ok();
+        // Keep stdin open until the server exits: EOF would mean "stop now".
+        if sent {
+            let wait = exit.wait_for(Option::is_some);
+            exited = match bound {
+                Some(b) => matches!(tokio::time::timeout(b, wait).await, Ok(Ok(_))),
+                None => wait.await.is_ok(),
+            };
+        }
+        drop(writer);
+    }
+    if !exited {
+        engine.kill(&id, "SIGKILL").await?;
+    }
+    engine.remove(&id).await
 }
 
 /// Measures the phases of a start.

@@ -6,7 +6,6 @@ coroutine: await it directly; wrap it with ``asyncio.ensure_future`` (not
 """
 
 from collections.abc import Awaitable
-from collections.abc import Callable
 from typing import Any
 from typing import final
 
@@ -34,6 +33,10 @@ observed_ns (Engine time of the observation behind an event; 0 from a listing),
 identity, options (JSON text or None), pid, container_id, container_name,
 network."""
 
+def _shutdown() -> None:
+    """The exit hook (registered with atexit on import): flush native log records,
+    stop every native task and shut the runtime down."""
+
 def engine_info(host: str | None = None) -> Awaitable[dict[str, str]]:
     """Connect (or reuse the connection): ``{"host": ..., "api_version": ...}``."""
 
@@ -49,10 +52,11 @@ def remove_image(image: str, host: str | None = None) -> Awaitable[None]:
 def start_worker(
     config: str,
     timeout: float,
-    log: Callable[[str, bool, str], None] | None = None,
+    log_output: bool = True,
     host: str | None = None,
 ) -> Awaitable[WorkerHandle]:
-    """Start a worker container from a JSON config and wait until it serves."""
+    """Start a worker container from a JSON config and wait until it serves; with
+    ``log_output`` its output goes to the ``wool_docker.worker`` logger."""
 
 def prune(
     all: bool = False, host: str | None = None, labels: list[str] = ...

@@ -7,7 +7,6 @@ the native core; this module converts wool's arguments and results.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import re
 import sys
@@ -29,8 +28,6 @@ from wool.runtime.worker.metadata import WorkerMetadata
 from wool_docker import _native
 from wool_docker._convert import extra_to_json
 from wool_docker._convert import options_to_json
-
-_log = logging.getLogger("wool_docker.worker")
 
 DEFAULT_PORT: Final[int] = 50051
 """Port the worker image serves on inside the container (the image's
@@ -305,7 +302,7 @@ class DockerWorker(Worker):
         self._handle = await _native.start_worker(
             json.dumps(config),
             timeout if timeout is not None else self._start_timeout,
-            _log_line if self._log_output else None,
+            self._log_output,
             self._docker_host,
         )
         self._info = WorkerMetadata(
@@ -334,13 +331,6 @@ class DockerWorker(Worker):
         handle, self._handle = self._handle, None
         if handle is not None:
             await handle.stop(grace)
-
-
-def _log_line(container: str, stderr: bool, line: str) -> None:
-    """Forward one line of container output to Python logging."""
-    _log.info(
-        "[%s] %s", container, line, extra={"container": container, "stderr": stderr}
-    )
 
 
 def _binds(volumes: Sequence[str] | Mapping[str, Mapping[str, str]] | None) -> list[str]:
