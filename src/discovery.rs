@@ -2,11 +2,16 @@
 //!
 //! One task per (Engine, selector, network) owns the event stream and the cache and
 //! fans changes out to every subscription. A container is announced once it serves:
-//! its worker printed the ready line (read from its log stream) or its healthcheck
-//! reports healthy. It is dropped as soon as it is being stopped, killed, dies, is
-//! paused, turns unhealthy or leaves the scoped network. After any gap in the event
-//! stream the task re-lists and emits exactly the difference, because the Engine
-//! replays only a few events and none across a restart.
+//! its worker printed the ready line (read from its log stream, or seen by a
+//! `DockerWorker` of this process) or its healthcheck reports healthy. It is
+//! dropped as soon as it is being stopped, killed, dies, is paused, turns unhealthy
+//! or leaves the scoped network. After any gap in the event stream the task
+//! re-lists and emits exactly the difference, because the Engine replays only a
+//! few events and none across a restart.
+//!
+//! Changes travel in batches, and a listing's changes are one batch: a new
+//! subscription's first batch holds every container serving when it subscribed,
+//! so a pool's first dispatches see all of them, not the first one found.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
@@ -16,10 +21,10 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use crate::engine::{ContainerEvent, ContainerInfo, Engine, Output};
+use crate::engine::{rfc3339_nanos, ContainerEvent, ContainerInfo, Engine, Output, OutputStream};
 use crate::error::Result;
 use crate::labels::{self, Skip, WorkerRecord};
-use crate::worker::READY_PREFIX;
+use crate::worker::{self, now_nanos, Ready};
 
 /// What a subscription receives. The `i64` is the Engine's time (Unix
 /// nanoseconds) of the observation behind the change — the event, or the log line
@@ -47,27 +52,22 @@ pub struct Scope {
 
 /// One subscriber's view: every known worker as `Added`, then deltas.
 pub struct Subscription {
-    rx: mpsc::UnboundedReceiver<Change>,
+    rx: mpsc::UnboundedReceiver<Vec<Change>>,
     _hub: Arc<Hub>,
 }
 
 impl Subscription {
-    /// The next change; `None` only if the hub is gone.
-    pub async fn next(&mut self) -> Option<Change> {
-        self.rx.recv().await
-    }
-
-    /// Wait for the next change, then take every change already queued behind it
-    /// (up to `max`): one hand-over for a burst such as the initial listing.
-    /// Empty only if the hub is gone.
+    /// Wait for the next batch of changes, then take the batches already queued
+    /// behind it while fewer than `max` changes are taken. A batch is never split:
+    /// the first one holds every worker known when the subscription began. Empty
+    /// only if the hub is gone.
     pub async fn next_batch(&mut self, max: usize) -> Vec<Change> {
-        let Some(first) = self.rx.recv().await else {
+        let Some(mut batch) = self.rx.recv().await else {
             return Vec::new();
         };
-        let mut batch = vec![first];
         while batch.len() < max {
             match self.rx.try_recv() {
-                Ok(change) => batch.push(change),
+                Ok(more) => batch.extend(more),
                 Err(_) => break,
             }
         }
@@ -84,7 +84,15 @@ struct Hub {
 #[derive(Default)]
 struct Announced {
     workers: BTreeMap<String, WorkerRecord>,
-    subscribers: Vec<mpsc::UnboundedSender<Change>>,
+    subscribers: Vec<mpsc::UnboundedSender<Vec<Change>>>,
+}
+
+impl Announced {
+    fn send(&mut self, batch: Vec<Change>) {
+        if !batch.is_empty() {
+            self.subscribers.retain(|tx| tx.send(batch.clone()).is_ok());
+        }
+    }
 }
 
 type HubKey = (String, Scope);
@@ -119,9 +127,16 @@ pub fn subscribe(engine: &Engine, scope: Scope) -> Subscription {
     drop(hubs);
     let (tx, rx) = mpsc::unbounded_channel();
     {
+        // Under the lock the stream task sends its batches with: the snapshot and
+        // the batches after it neither overlap nor leave a gap.
         let mut announced = hub.announced.lock().unwrap_or_else(|p| p.into_inner());
-        for record in announced.workers.values() {
-            let _ = tx.send(Change::Added(record.clone(), 0));
+        let snapshot: Vec<Change> = announced
+            .workers
+            .values()
+            .map(|r| Change::Added(r.clone(), 0))
+            .collect();
+        if !snapshot.is_empty() {
+            let _ = tx.send(snapshot);
         }
         announced.subscribers.push(tx);
     }
@@ -144,37 +159,49 @@ pub async fn list(engine: &Engine, scope: &Scope) -> Result<Vec<(WorkerRecord, O
     Ok(out)
 }
 
-/// A container's readiness, learned from its output.
-struct Ready {
-    id: String,
-    at_ns: i64,
-    version: Option<String>,
-    pid: Option<i64>,
-}
-
 #[derive(Default)]
 struct Entry {
     record: Option<WorkerRecord>,
-    ready: bool,
+    /// What the server said when it became ready (`None`: not known to serve).
+    ready: Option<Ready>,
     running: bool,
     unhealthy: bool,
     watcher: Option<AbortHandle>,
 }
 
 impl Entry {
-    fn serving(&self) -> Option<&WorkerRecord> {
-        self.record
-            .as_ref()
-            .filter(|_| self.ready && self.running && !self.unhealthy)
+    /// The record to announce, if the container serves: its labels, with the
+    /// version and pid its server reported.
+    fn serving(&self) -> Option<WorkerRecord> {
+        let (record, ready) = (self.record.as_ref()?, self.ready.as_ref()?);
+        if !self.running || self.unhealthy {
+            return None;
+        }
+        let mut record = record.clone();
+        if let Some(version) = &ready.version {
+            record.version = version.clone();
+        }
+        if let Some(pid) = ready.pid {
+            record.pid = pid;
+        }
+        Some(record)
     }
-}
 
-impl Entry {
+    /// Take the server's word that it serves; no need to watch for it any more.
+    fn learn(&mut self, ready: Ready) {
+        self.ready = Some(ready);
+        self.stop_watching();
+    }
+
     /// Abort the ready-line watcher, if any (dropping its handle would not).
     fn stop_watching(&mut self) {
         if let Some(w) = self.watcher.take() {
             w.abort();
         }
+    }
+
+    fn watching(&self) -> bool {
+        self.watcher.as_ref().is_some_and(|w| !w.is_finished())
     }
 }
 
@@ -191,6 +218,8 @@ struct Tracker {
     hub: Weak<Hub>,
     entries: HashMap<String, Entry>,
     warned: HashSet<String>,
+    /// Warnings raised while absorbing, sent ahead of the next batch.
+    warnings: Vec<Change>,
     ready_tx: mpsc::UnboundedSender<Ready>,
     /// Engine time of the observation being handled (0: a listing).
     cause_ns: i64,
@@ -198,15 +227,25 @@ struct Tracker {
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How long a listing waits for the logs of the containers it found, so their
+/// readiness arrives in the listing's batch; those still unknown are followed.
+const LIST_READY_BOUND: Duration = Duration::from_secs(2);
+/// Containers whose logs a listing reads at once.
+const LIST_READY_CONCURRENCY: usize = 32;
+/// Longest output line a ready-line reader keeps; longer lines cannot be one.
+const MAX_LINE: usize = 64 * 1024;
 
 async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot::Receiver<()>) {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    // Containers of this process's DockerWorkers, the moment they serve.
+    let mut own_ready = worker::serving_updates();
     let mut t = Tracker {
         engine,
         scope,
         hub,
         entries: HashMap::new(),
         warned: HashSet::new(),
+        warnings: Vec::new(),
         ready_tx,
         cause_ns: 0,
     };
@@ -240,6 +279,12 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
                             }
                         },
                         Some(ready) = ready_rx.recv() => t.on_ready(ready),
+                        own = own_ready.recv() => {
+                            // A lagging receiver lost some: the log watchers still report them.
+                            if let Ok(ready) = own {
+                                t.on_ready(ready);
+                            }
+                        }
                     }
                 }
             }
@@ -255,50 +300,64 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
     }
 }
 
-fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
-}
-
 impl Tracker {
-    /// Re-list and reconcile every container: the truth after any gap.
+    /// Re-list and reconcile every container: the truth after any gap. The
+    /// readiness of listed containers not yet known to serve is resolved for all
+    /// of them together (one bounded step), and the whole difference is one batch.
     async fn sync(&mut self) -> Result<()> {
         self.cause_ns = 0;
         let list = self
             .engine
             .list(&labels::filter_terms(&self.scope.selector), false)
             .await?;
-        let mut seen = HashSet::new();
-        for c in list {
-            seen.insert(c.id.clone());
-            self.absorb(&c, 0);
+        let unknown: Vec<String> = list
+            .iter()
+            .filter(|c| self.needs_logs(c))
+            .map(|c| c.id.clone())
+            .collect();
+        let mut learned = read_ready_all(&self.engine, unknown).await;
+        let mut ids = Vec::with_capacity(list.len());
+        for c in &list {
+            let (started_ns, ready) = learned.remove(&c.id).unwrap_or_default();
+            self.absorb(c, ready, started_ns);
+            ids.push(c.id.clone());
         }
+        let listed: HashSet<&String> = list.iter().map(|c| &c.id).collect();
         let gone: Vec<String> = self
             .entries
             .keys()
-            .filter(|id| !seen.contains(*id))
+            .filter(|id| !listed.contains(id))
             .cloned()
             .collect();
-        for id in gone {
-            self.entries.remove(&id);
-            self.reconcile(&id);
+        for id in &gone {
+            self.entries.remove(id);
         }
+        ids.extend(gone);
+        self.reconcile(ids.iter().map(String::as_str));
         Ok(())
     }
 
+    /// Whether a listed container's readiness must be read from its logs: it
+    /// could be a worker, runs, and nothing else has said that it serves.
+    fn needs_logs(&self, c: &ContainerInfo) -> bool {
+        c.state == "running"
+            && c.health.as_deref() != Some("healthy")
+            && self.entries.get(&c.id).is_none_or(|e| e.ready.is_none())
+            && worker::serving(&c.id).is_none()
+            && matches!(labels::parse(c, self.scope.network.as_deref()), Ok(Ok(_)))
+    }
+
     /// Take a container's current description into its entry, keeping what we
-    /// learned about readiness.
-    /// Callers pass only containers that match the selector (the Engine filters
-    /// the listing; `refresh` checks).
-    fn absorb(&mut self, c: &ContainerInfo, since_secs: i64) {
+    /// learned about readiness; `ready` is what its logs just said, `started_ns`
+    /// when its current run started (0: unknown). Callers pass only containers
+    /// that match the selector and reconcile afterwards.
+    fn absorb(&mut self, c: &ContainerInfo, ready: Option<Ready>, started_ns: i64) {
         let record = match labels::parse(c, self.scope.network.as_deref()) {
             Ok(Ok(r)) => Some(r),
             Ok(Err(Skip::NoAddress)) => None,
             Err(e) => {
                 if self.warned.insert(c.id.clone()) {
-                    self.broadcast(Change::Warning(format!(
+                    self.warnings.push(Change::Warning(format!(
                         "skipping {e}; fix the label (see the wool-docker label schema)"
                     )));
                 }
@@ -306,33 +365,27 @@ impl Tracker {
             }
         };
         let entry = self.entries.entry(c.id.clone()).or_default();
-        let previous = entry.record.take();
-        entry.record = record.map(|mut r| {
-            // Keep what the ready line told us: it is the server's own word.
-            if let Some(p) = &previous {
-                if !p.version.is_empty() {
-                    r.version = p.version.clone();
-                }
-                r.pid = p.pid;
-            }
-            r
-        });
+        entry.record = record;
         entry.running = c.state == "running";
         entry.unhealthy = c.health.as_deref() == Some("unhealthy");
-        if c.health.as_deref() == Some("healthy") {
-            entry.ready = true;
+        if let Some(ready) = ready.or_else(|| worker::serving(&c.id)) {
+            entry.learn(ready);
+        } else if c.health.as_deref() == Some("healthy") && entry.ready.is_none() {
+            entry.learn(Ready {
+                id: c.id.clone(),
+                ..Ready::default()
+            });
         }
         // A watcher whose log stream broke (e.g. with the Engine connection) has
         // finished without an answer: start another.
-        let watching = entry.watcher.as_ref().is_some_and(|w| !w.is_finished());
-        let watch = entry.record.is_some() && entry.running && !entry.ready && !watching;
+        let watch =
+            entry.record.is_some() && entry.running && entry.ready.is_none() && !entry.watching();
         if watch {
-            let handle = self.watch_ready(&c.id, since_secs);
+            let handle = self.watch_ready(&c.id, started_ns);
             if let Some(entry) = self.entries.get_mut(&c.id) {
                 entry.watcher = Some(handle);
             }
         }
-        self.reconcile(&c.id);
     }
 
     fn matches_selector(&self, c: &ContainerInfo) -> bool {
@@ -343,55 +396,33 @@ impl Tracker {
         })
     }
 
-    /// Follow a container's output until its worker prints the ready line.
-    fn watch_ready(&self, id: &str, since_secs: i64) -> AbortHandle {
-        // Timestamps: the Engine's own time of the ready line, for latency reports.
-        let mut logs = self.engine.logs(id, true, since_secs, true);
+    /// Follow a container's output until its worker prints the ready line,
+    /// counting only lines stamped at or after `from_ns` (0: from one second
+    /// before now, for a start just seen).
+    fn watch_ready(&self, id: &str, from_ns: i64) -> AbortHandle {
+        let since_secs = if from_ns > 0 {
+            from_ns / 1_000_000_000
+        } else {
+            // The ready line can be stamped just before the start event.
+            now_nanos() / 1_000_000_000 - 1
+        };
+        let logs = self.engine.logs(id, true, since_secs, true);
         let tx = self.ready_tx.clone();
         let id = id.to_owned();
         tokio::spawn(async move {
-            let mut partial = Vec::new();
-            while let Some(Ok(chunk)) = logs.next().await {
-                let Output::Stdout(bytes) = chunk else {
-                    continue;
-                };
-                partial.extend_from_slice(&bytes);
-                while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = partial.drain(..=pos).collect();
-                    let line = String::from_utf8_lossy(&line);
-                    let (stamp, text) = line.trim_end().split_once(' ').unwrap_or(("", &line));
-                    if let Some(json) = text.strip_prefix(READY_PREFIX) {
-                        let ready: serde_json::Value =
-                            serde_json::from_str(json).unwrap_or_default();
-                        let _ = tx.send(Ready {
-                            id,
-                            at_ns: rfc3339_nanos(stamp).unwrap_or_default(),
-                            version: ready
-                                .get("version")
-                                .and_then(|v| v.as_str())
-                                .map(str::to_owned),
-                            pid: ready.get("pid").and_then(|v| v.as_i64()),
-                        });
-                        return;
-                    }
-                }
+            if let Some(ready) = scan_ready(&id, logs, from_ns).await {
+                let _ = tx.send(ready);
             }
         })
         .abort_handle()
     }
 
     fn on_ready(&mut self, ready: Ready) {
-        self.cause_ns = ready.at_ns;
-        if let Some(entry) = self.entries.get_mut(&ready.id) {
-            entry.ready = true;
-            entry.stop_watching();
-            if let Some(r) = entry.record.as_mut() {
-                if let Some(v) = ready.version.filter(|v| !v.is_empty()) {
-                    r.version = v;
-                }
-                r.pid = ready.pid.unwrap_or(r.pid);
-            }
-            self.reconcile(&ready.id);
+        let id = ready.id.clone();
+        if let Some(entry) = self.entries.get_mut(&id) {
+            self.cause_ns = ready.at_ns;
+            entry.learn(ready);
+            self.reconcile([id.as_str()]);
         }
     }
 
@@ -404,29 +435,26 @@ impl Tracker {
                 // start we already saw through a listing) keeps what we know.
                 if let Some(entry) = self.entries.get_mut(&e.id) {
                     if !entry.running {
-                        entry.ready = false;
+                        entry.ready = None;
                         entry.stop_watching();
                     }
                 }
-                // The ready line can be stamped just before the start event.
-                let since = e.time_nano / 1_000_000_000 - 1;
                 // Container events are label-filtered by the Engine, so this one
                 // matches: follow its output while the inspect runs, not after.
                 let entry = self.entries.entry(e.id.clone()).or_default();
-                let watching = entry.watcher.as_ref().is_some_and(|w| !w.is_finished());
-                if !entry.ready && !watching {
-                    let handle = self.watch_ready(&e.id, since);
+                if entry.ready.is_none() && !entry.watching() {
+                    let handle = self.watch_ready(&e.id, 0);
                     if let Some(entry) = self.entries.get_mut(&e.id) {
                         entry.watcher = Some(handle);
                     }
                 }
-                self.refresh(&e.id, since).await;
+                self.refresh(&e.id).await;
             }
             // Only containers we track: a new container's connect comes while it
             // is starting, when an inspect would wait for the start to finish; its
             // start event follows anyway.
             "connect" | "disconnect" | "rename" if self.entries.contains_key(&e.id) => {
-                self.refresh(&e.id, 0).await;
+                self.refresh(&e.id).await;
             }
             "connect" | "disconnect" | "rename" => {}
             "pause" | "stop" | "die" | "oom" => self.set(&e.id, |entry| entry.running = false),
@@ -434,17 +462,22 @@ impl Tracker {
             "unpause" => self.set(&e.id, |entry| entry.running = true),
             "destroy" => {
                 self.entries.remove(&e.id);
-                self.reconcile(&e.id);
+                self.reconcile([e.id.as_str()]);
             }
             a if a.starts_with("health_status") => {
                 let healthy = a.ends_with(" healthy") || a.ends_with(":healthy");
                 if !self.entries.contains_key(&e.id) {
-                    self.refresh(&e.id, 0).await;
+                    self.refresh(&e.id).await;
                 }
+                let id = e.id.clone();
                 self.set(&e.id, |entry| {
                     entry.unhealthy = !healthy;
-                    if healthy {
-                        entry.ready = true;
+                    if healthy && entry.ready.is_none() {
+                        entry.learn(Ready {
+                            id,
+                            at_ns: e.time_nano,
+                            ..Ready::default()
+                        });
                     }
                 });
             }
@@ -458,79 +491,124 @@ impl Tracker {
             if !entry.running {
                 entry.stop_watching();
             }
-            self.reconcile(id);
+            self.reconcile([id]);
         }
     }
 
     /// Re-inspect one container after an event that may change what it advertises.
-    async fn refresh(&mut self, id: &str, since_secs: i64) {
+    async fn refresh(&mut self, id: &str) {
         match self.engine.inspect(id).await {
-            Ok(Some(c)) if self.matches_selector(&c) => self.absorb(&c, since_secs),
+            Ok(Some(c)) if self.matches_selector(&c) => {
+                let started_ns = c.started_at_ns.unwrap_or_default();
+                self.absorb(&c, None, started_ns);
+            }
             Ok(_) => {
                 self.entries.remove(id);
-                self.reconcile(id);
             }
             // The next sync after reconnect will settle it.
             Err(e) => tracing::warn!(id = %id, error = %e, "inspect failed"),
         }
+        self.reconcile([id]);
     }
 
-    /// Emit the difference between what is announced and what should be.
-    fn reconcile(&mut self, id: &str) {
+    /// Emit, as one batch, the difference between what is announced and what
+    /// should be for these containers (after any pending warnings).
+    fn reconcile<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
         let Some(hub) = self.hub.upgrade() else {
             return;
         };
-        let desired = self.entries.get(id).and_then(Entry::serving).cloned();
+        let mut batch = std::mem::take(&mut self.warnings);
         let mut announced = hub.announced.lock().unwrap_or_else(|p| p.into_inner());
-        let change = match (announced.workers.get(id), desired) {
-            (None, Some(r)) => {
-                announced.workers.insert(id.to_owned(), r.clone());
-                Change::Added(r, self.cause_ns)
-            }
-            (Some(_), None) => match announced.workers.remove(id) {
-                Some(r) => Change::Dropped(r, self.cause_ns),
-                None => return,
-            },
-            (Some(old), Some(r)) if *old != r => {
-                announced.workers.insert(id.to_owned(), r.clone());
-                Change::Updated(r, self.cause_ns)
-            }
-            _ => return,
-        };
-        announced
-            .subscribers
-            .retain(|tx| tx.send(change.clone()).is_ok());
-    }
-
-    fn broadcast(&self, change: Change) {
-        if let Some(hub) = self.hub.upgrade() {
-            let mut announced = hub.announced.lock().unwrap_or_else(|p| p.into_inner());
-            announced
-                .subscribers
-                .retain(|tx| tx.send(change.clone()).is_ok());
+        for id in ids {
+            let desired = self.entries.get(id).and_then(Entry::serving);
+            let change = match (announced.workers.get(id), desired) {
+                (None, Some(r)) => {
+                    announced.workers.insert(id.to_owned(), r.clone());
+                    Change::Added(r, self.cause_ns)
+                }
+                (Some(_), None) => match announced.workers.remove(id) {
+                    Some(r) => Change::Dropped(r, self.cause_ns),
+                    None => continue,
+                },
+                (Some(old), Some(r)) if *old != r => {
+                    announced.workers.insert(id.to_owned(), r.clone());
+                    Change::Updated(r, self.cause_ns)
+                }
+                _ => continue,
+            };
+            batch.push(change);
         }
+        announced.send(batch);
     }
 }
 
-/// `2026-11-29T16:45:01.123456789Z` → Unix nanoseconds (UTC only, as Docker
-/// writes log timestamps).
-fn rfc3339_nanos(stamp: &str) -> Option<i64> {
-    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let digits: String = frac.chars().take(9).collect();
-    let nanos = digits.parse::<i64>().ok()? * 10i64.pow(9 - digits.len() as u32);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + hh) * 60 + mm) * 60 * 1_000_000_000 + ss * 1_000_000_000 + nanos)
+/// Read the logs of containers that already run, all at once and for at most
+/// `LIST_READY_BOUND`: id → (when its run started, what its ready line said).
+/// Containers missing from the answer (the bound passed) are unknown.
+async fn read_ready_all(
+    engine: &Engine,
+    ids: Vec<String>,
+) -> HashMap<String, (i64, Option<Ready>)> {
+    let mut out = HashMap::new();
+    if ids.is_empty() {
+        return out;
+    }
+    let mut reads = futures_util::stream::iter(ids)
+        .map(|id| read_ready(engine.clone(), id))
+        .buffer_unordered(LIST_READY_CONCURRENCY);
+    let deadline = tokio::time::sleep(LIST_READY_BOUND);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            read = reads.next() => match read {
+                Some((id, started_ns, ready)) => {
+                    out.insert(id, (started_ns, ready));
+                }
+                None => break,
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    out
+}
+
+/// One container's current run: when it started, and its ready line if its
+/// output already holds one (a previous run's line does not count).
+async fn read_ready(engine: Engine, id: String) -> (String, i64, Option<Ready>) {
+    let started_ns = match engine.inspect(&id).await {
+        Ok(Some(c)) => c.started_at_ns.unwrap_or_default(),
+        _ => 0,
+    };
+    let logs = engine.logs(&id, false, started_ns / 1_000_000_000, true);
+    let ready = scan_ready(&id, logs, started_ns).await;
+    (id, started_ns, ready)
+}
+
+/// Read timestamped output until a ready line stamped at or after `from_ns`.
+async fn scan_ready(id: &str, mut logs: OutputStream, from_ns: i64) -> Option<Ready> {
+    let mut partial = Vec::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        let Output::Stdout(bytes) = chunk else {
+            continue;
+        };
+        partial.extend_from_slice(&bytes);
+        while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            let (stamp, text) = line.trim_end().split_once(' ').unwrap_or(("", &line));
+            let at_ns = rfc3339_nanos(stamp).unwrap_or_default();
+            if at_ns < from_ns {
+                continue;
+            }
+            if let Some(ready) = Ready::parse(id, at_ns, text) {
+                return Some(ready);
+            }
+        }
+        if partial.len() > MAX_LINE {
+            partial.clear();
+        }
+    }
+    None
 }
 
 /// Whether a `kill` with this signal stops the container (Docker reports numbers).
@@ -544,21 +622,6 @@ fn stops(signal: Option<&str>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_timestamps_parse_to_unix_nanos() {
-        assert_eq!(rfc3339_nanos("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(rfc3339_nanos("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
-        assert_eq!(
-            rfc3339_nanos("2026-11-29T16:45:01.123456789Z"),
-            Some(1_795_970_701_123_456_789)
-        );
-        assert_eq!(
-            rfc3339_nanos("2000-03-01T00:00:00Z"),
-            Some(951_868_800_000_000_000)
-        );
-        assert_eq!(rfc3339_nanos("garbage"), None);
-    }
 
     #[test]
     fn kill_signals_that_stop() {
@@ -589,12 +652,30 @@ mod tests {
         e.record = Some(record);
         e.running = true;
         assert!(e.serving().is_none());
-        e.ready = true;
-        assert!(e.serving().is_some());
+        e.learn(Ready {
+            id: "c".into(),
+            at_ns: 1,
+            version: Some("0.15.8".into()),
+            pid: Some(7),
+        });
+        let served = e.serving().unwrap();
+        assert_eq!((served.version.as_str(), served.pid), ("0.15.8", 7));
         e.unhealthy = true;
         assert!(e.serving().is_none());
         e.unhealthy = false;
         e.running = false;
         assert!(e.serving().is_none());
+    }
+
+    #[test]
+    fn a_ready_line_reports_version_and_pid() {
+        let line = format!(
+            "{}{{\"version\": \"0.15.7\", \"pid\": 12}}",
+            worker::READY_PREFIX
+        );
+        let ready = Ready::parse("c", 5, &line).unwrap();
+        assert_eq!(ready.version.as_deref(), Some("0.15.7"));
+        assert_eq!(ready.pid, Some(12));
+        assert!(Ready::parse("c", 5, "something else").is_none());
     }
 }

@@ -89,6 +89,8 @@ pub struct ContainerInfo {
     pub health: Option<String>,
     /// Network name → endpoint.
     pub networks: BTreeMap<String, Endpoint>,
+    /// When its current run started (Unix nanoseconds); only inspect tells.
+    pub started_at_ns: Option<i64>,
 }
 
 /// One container event from the Engine's stream.
@@ -818,6 +820,7 @@ fn from_summary(c: ContainerSummary) -> ContainerInfo {
         state: c.state.map(|s| s.to_string()).unwrap_or_default(),
         health,
         networks: endpoints(c.network_settings.and_then(|n| n.networks)),
+        started_at_ns: None,
     }
 }
 
@@ -848,7 +851,29 @@ fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
             .map(|s| s.to_string())
             .filter(|s| !s.is_empty() && s != "none"),
         networks: endpoints(c.network_settings.and_then(|n| n.networks)),
+        started_at_ns: state.started_at.as_deref().and_then(rfc3339_nanos),
     }
+}
+
+/// `2026-11-29T16:45:01.123456789Z` → Unix nanoseconds (UTC only, as Docker
+/// writes log timestamps).
+pub fn rfc3339_nanos(stamp: &str) -> Option<i64> {
+    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
+    let digits: String = frac.chars().take(9).collect();
+    let nanos = digits.parse::<i64>().ok()? * 10i64.pow(9 - digits.len() as u32);
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 24 + hh) * 60 + mm) * 60 * 1_000_000_000 + ss * 1_000_000_000 + nanos)
 }
 
 /// `Up 3 minutes (healthy)` → `healthy`; `(health: starting)` → `starting`.
@@ -861,6 +886,21 @@ fn health_from_status(status: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_timestamps_parse_to_unix_nanos() {
+        assert_eq!(rfc3339_nanos("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(rfc3339_nanos("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
+        assert_eq!(
+            rfc3339_nanos("2026-11-29T16:45:01.123456789Z"),
+            Some(1_795_970_701_123_456_789)
+        );
+        assert_eq!(
+            rfc3339_nanos("2000-03-01T00:00:00Z"),
+            Some(951_868_800_000_000_000)
+        );
+        assert_eq!(rfc3339_nanos("garbage"), None);
+    }
 
     #[test]
     fn versioned_uri_adds_the_negotiated_version_once() {

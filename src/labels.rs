@@ -318,6 +318,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            started_at_ns: None,
         }
     }
 

@@ -33,6 +33,86 @@ const TAIL_LINES: usize = 40;
 /// Receives each line a worker container prints: (container name, is stderr, line).
 pub type LogSink = Arc<dyn Fn(&str, bool, &str) + Send + Sync>;
 
+/// What a worker's ready line (or its healthcheck) told about its server.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ready {
+    /// Container id.
+    pub id: String,
+    /// When it was seen, Unix nanoseconds (the Engine's log stamp where known).
+    pub at_ns: i64,
+    /// The wool version the server reported.
+    pub version: Option<String>,
+    /// The server's pid inside the container.
+    pub pid: Option<i64>,
+}
+
+impl Ready {
+    /// Read a ready line's text, if it is one.
+    pub fn parse(id: &str, at_ns: i64, line: &str) -> Option<Ready> {
+        let json = line.strip_prefix(READY_PREFIX)?;
+        let fields: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+        Some(Ready {
+            id: id.to_owned(),
+            at_ns,
+            version: fields
+                .get("version")
+                .and_then(|v| v.as_str())
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
+            pid: fields.get("pid").and_then(|v| v.as_i64()),
+        })
+    }
+}
+
+/// Containers this process started and saw serving. Discovery in this process
+/// takes their readiness from here (it is the server's own word, already read)
+/// instead of reading their logs again, so a pool's first view holds them all.
+struct Serving {
+    ready: std::sync::Mutex<std::collections::HashMap<String, Ready>>,
+    updates: tokio::sync::broadcast::Sender<Ready>,
+}
+
+fn serving_registry() -> &'static Serving {
+    static SERVING: std::sync::OnceLock<Serving> = std::sync::OnceLock::new();
+    SERVING.get_or_init(|| Serving {
+        ready: Default::default(),
+        updates: tokio::sync::broadcast::channel(256).0,
+    })
+}
+
+/// Whether a container of this process is serving, and what it reported.
+pub fn serving(id: &str) -> Option<Ready> {
+    let ready = serving_registry()
+        .ready
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    ready.get(id).cloned()
+}
+
+/// Every container of this process that starts serving from now on.
+pub fn serving_updates() -> tokio::sync::broadcast::Receiver<Ready> {
+    serving_registry().updates.subscribe()
+}
+
+fn mark_serving(ready: Ready) {
+    let registry = serving_registry();
+    registry
+        .ready
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(ready.id.clone(), ready.clone());
+    let _ = registry.updates.send(ready);
+}
+
+fn forget_serving(id: &str) {
+    let registry = serving_registry();
+    registry
+        .ready
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(id);
+}
+
 /// TLS material for a secure worker, PEM text.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Tls {
@@ -301,6 +381,7 @@ async fn bring_up(
     let wait_id = id.to_owned();
     tokio::spawn(async move {
         let code = waiter.wait_exit(&wait_id).await.unwrap_or(-1);
+        forget_serving(&wait_id);
         let _ = exit_tx.send(Some(code));
     });
     engine.start_container(id).await?;
@@ -314,11 +395,8 @@ async fn bring_up(
         tokio::select! {
             line = lines.next_stdout() => match line {
                 Some(line) => {
-                    if let Some(json) = line.strip_prefix(READY_PREFIX) {
-                        break serde_json::from_str::<serde_json::Value>(json).map_err(|e| Error::ContainerExited {
-                            id: cfg.name.clone(), code: None,
-                            log_tail: format!("unreadable ready line ({e}): {line}"),
-                        })?;
+                    if let Some(ready) = Ready::parse(id, now_nanos(), &line) {
+                        break ready;
                     }
                 }
                 None => {
@@ -350,19 +428,13 @@ async fn bring_up(
     let address = address_of(&info, cfg)?;
     clock.lap("inspect address");
     tokio::spawn(lines.pump());
+    mark_serving(ready.clone());
     Ok(Running {
         id: id.to_owned(),
         name: cfg.name.clone(),
         address,
-        version: ready
-            .get("version")
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned(),
-        pid: ready
-            .get("pid")
-            .and_then(|v| v.as_i64())
-            .unwrap_or_default(),
+        version: ready.version.unwrap_or_default(),
+        pid: ready.pid.unwrap_or_default(),
         timings: clock.laps,
         engine: engine.clone(),
         control: Mutex::new(Some(input)),
@@ -438,6 +510,7 @@ async fn shut_down(
     control: Option<InputWriter>,
     grace: Option<f64>,
 ) -> Result<()> {
+    forget_serving(&id);
     // NaN bounds nothing and means nothing: treat it as no grace.
     let grace = grace.filter(|g| !g.is_nan());
     let command = format!("stop {}\n", grace.unwrap_or(0.0));
@@ -469,6 +542,14 @@ async fn shut_down(
         engine.kill(&id, "SIGKILL").await?;
     }
     engine.remove(&id).await
+}
+
+/// The client's clock, Unix nanoseconds.
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or_default()
 }
 
 /// Measures the phases of a start.

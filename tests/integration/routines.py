@@ -9,8 +9,10 @@ every routine here travels to the container as code.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import sys
+import time
 
 import cloudpickle
 import wool
@@ -23,6 +25,18 @@ async def hostname() -> str:
     In a container that is the first 12 hex digits of the container's id.
     """
     return socket.gethostname()
+
+
+@wool.routine
+async def burn(seconds: float) -> str:
+    """Keep one CPU busy for ``seconds``; return ``hostname/pid`` of the server.
+
+    The pid tells `LocalWorker`s apart, which share the host's name.
+    """
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 @wool.routine

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 from typing import Final
+from uuid import uuid4
 
 import pytest
 
@@ -23,6 +24,9 @@ from .modes_harness import destroyed
 
 SCRIPT: Final[Path] = Path(__file__).with_name("pool_script.py")
 """The pool script every case runs."""
+
+SCRIPT_LABEL: Final[str] = "wool.docker.test.script"
+"""Label key naming one run of the script."""
 
 RUNS: Final[int] = 30
 """Fresh interpreters for the plain script (the issue's measure: 30 of 30)."""
@@ -63,14 +67,15 @@ async def run_script(args: dict[str, Any]) -> tuple[int, str, str]:
 
 
 def script_args(case, mode: str, kind: str = "docker", spawn: int = 3) -> dict[str, Any]:
-    """The pool script's arguments for this test's network and labels."""
+    """The pool script's arguments for this test's network and labels; a label
+    of its own keeps scripts that run at once out of each other's pools."""
     return {
         "mode": mode,
         "kind": kind,
         "spawn": spawn,
         "image": case.image,
         "network": case.network,
-        "labels": {"wool.worker": "true", **case.labels},
+        "labels": {"wool.worker": "true", **case.labels, SCRIPT_LABEL: uuid4().hex},
         "name_prefix": case.name_prefix,
     }
 

@@ -32,6 +32,7 @@ import pytest_asyncio
 import wool
 
 from wool_docker import DockerDiscovery
+from wool_docker._native import READY_PREFIX
 
 from . import routines
 from .conftest import CASE_LABEL
@@ -94,6 +95,30 @@ async def _all(*labels: str) -> list[str]:
     for label in labels:
         args += ["--filter", f"label={label}"]
     return (await command(*args)).split()
+
+
+async def _served(container: str) -> None:
+    """Wait until a worker container has printed its ready line."""
+    process = await asyncio.create_subprocess_exec(
+        "docker",
+        "logs",
+        "--follow",
+        container,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(_TIMEOUT):
+            while not (await process.stdout.readline()).startswith(
+                READY_PREFIX.encode()
+            ):
+                if process.stdout.at_eof():
+                    raise AssertionError(f"{container} ended before it served")
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
 
 
 def _xfail_on_known_wool_failure(known: list[str]) -> None:
@@ -355,6 +380,41 @@ class TestEphemeralStandalone:
 
 class TestExternalCompose:
     """Mode 2: workers of a Compose project, scaled while a host pool runs."""
+
+    @pytest.mark.asyncio
+    async def test_first_burst_spreads_over_every_serving_container(
+        self, compose: ComposeProject
+    ):
+        """Test the first gather of a fresh external pool over Compose workers.
+
+        Given:
+            ``examples/compose/docker-compose.yml`` up with 4 workers, every
+            one of them serving (its ready line printed)
+        When:
+            A fresh pool with ``DockerDiscovery(...).subscriber`` gathers 8
+            CPU-bound routines as soon as it is entered, 5 times over
+        Then:
+            Every gather should run on all 4 containers
+        """
+        # Arrange
+        await compose.up("--scale", "worker=4")
+        workers = await compose.workers()
+        assert len(workers) == 4
+        await asyncio.gather(*(_served(w) for w in workers))
+        discovery = DockerDiscovery(
+            network=compose.network,
+            labels={"wool.worker": "true", RUN_LABEL: RUN_ID},
+        )
+        spreads = []
+
+        # Act
+        for _ in range(5):
+            async with wool.WorkerPool(discovery=discovery.subscriber):
+                hosts = await asyncio.gather(*(routines.burn(0.1) for _ in range(8)))
+            spreads.append({host.split("/")[0] for host in hosts})
+
+        # Assert
+        assert spreads == [workers] * 5
 
     @pytest.mark.asyncio
     async def test_subscriber_with_compose_scaling(self, compose: ComposeProject):
