@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import gc
 import json
 import logging
 import socket
@@ -23,8 +25,10 @@ from wool_docker import ImageMismatchError
 from wool_docker import ImageNotFoundError
 from wool_docker import NetworkNotFoundError
 from wool_docker import WorkerStartTimeout
+from wool_docker import _native
 
 from . import routines
+from .modes_harness import destroyed
 
 pytestmark = pytest.mark.integration
 
@@ -393,6 +397,69 @@ class TestDockerWorker:
         # Assert
         assert isinstance(caught.value, TimeoutError)
         assert case.containers() == []
+
+    @pytest.mark.asyncio
+    async def test_start_cancelled_at_every_point_and_handle_dropped(self, case, docker):
+        """Test that no cancelled or dropped worker leaves a container behind.
+
+        Given:
+            31 workers starting at once, each cancelled after its own delay
+            (every 50 ms from 0 to 1.5 s, which spans check, create, start
+            and readiness), and one started worker dropped without `stop`
+        When:
+            The cancellations land and the dropped worker is collected
+        Then:
+            Every container any of them created should be removed within a
+            few seconds, and discovery should see none of them
+        """
+        # Arrange
+        since = time.time()
+
+        async def cancelled_after(delay: float) -> None:
+            starting = asyncio.create_task(case.worker(log_output=False).start())
+            await asyncio.sleep(delay)
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+
+        # Act
+        await asyncio.gather(*(cancelled_after(i * 0.05) for i in range(31)))
+        dropped = DockerWorker(
+            image=case.image,
+            network=case.network,
+            labels=case.labels,
+            name_prefix=case.name_prefix,
+            log_output=False,
+        )
+        await dropped.start()
+        del dropped
+        gc.collect()
+        case.workers.clear()
+
+        # Assert
+        await destroyed(
+            case.containers(), f"label={case.label}", since=since, timeout=15
+        )
+        history = await docker.arun(
+            "events",
+            "--since",
+            f"{since - 1:.3f}",
+            "--until",
+            f"{time.time():.3f}",
+            "--filter",
+            "type=container",
+            "--filter",
+            f"label={case.label}",
+            "--format",
+            "{{.Action}} {{.ID}}",
+        )
+        actions = [line.split() for line in history.splitlines() if line]
+        created = {id for action, id in actions if action == "create"}
+        removed = {id for action, id in actions if action == "destroy"}
+        assert created, "no worker got as far as creating its container"
+        assert created <= removed
+        assert case.containers() == []
+        assert await _native.list_workers(case.labels) == []
 
     @pytest.mark.asyncio
     async def test_start_when_cancelled(self, case, docker):
