@@ -6,7 +6,10 @@ registers itself with cloudpickle for pickling by value.
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
+import time
 
 import cloudpickle
 import wool
@@ -16,6 +19,15 @@ import wool
 async def echo(value: int) -> int:
     """Return ``value``: the cheapest round trip a routine can make."""
     return value
+
+
+@wool.routine
+async def burn(seconds: float) -> str:
+    """Keep one CPU busy for ``seconds``; return ``hostname/pid`` of the server."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    return f"{socket.gethostname()}/{os.getpid()}"
 
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

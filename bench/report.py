@@ -241,6 +241,39 @@ def dispatch_table(d: dict[str, Any]) -> str:
     )
 
 
+def burst_table(b: dict[str, Any], targets: list[dict[str, Any]]) -> str:
+    rows = []
+    for n in b["sizes"]:
+        local = b["stats"]["local"][str(n)]
+        docker = b["stats"]["docker"][str(n)]
+        ratio = docker["wall"]["p50"] / local["wall"]["p50"]
+        for kind, s in (("LocalWorker", local), ("DockerWorker", docker)):
+            rows.append(
+                [
+                    kind,
+                    n,
+                    2 * n,
+                    spread(s["wall"]),
+                    f"{s['all_used']}/{b['repeats']}",
+                    s["min_used"],
+                ]
+            )
+        ok = docker["all_used"] == b["repeats"] and ratio <= 1.15
+        targets.append(
+            {
+                "target": f"burst x{n}: every worker used, wall <= 1.15x LocalWorker",
+                "value": f"{docker['all_used']}/{b['repeats']} repeats, {ratio:.2f}x",
+                "ok": ok,
+            }
+        )
+    return table(
+        f"PARALLEL BURST (fresh pool per repeat; 2N routines of {b['seconds']} s CPU "
+        "gathered at entry, wool's default quorum)",
+        ["workers", "N", "routines", "wall s", "all N used", "fewest used"],
+        rows,
+    )
+
+
 IMPL_NAMES = {
     "native": "native Subscription.next",
     "public": "DockerDiscovery.subscriber",

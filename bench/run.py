@@ -1,7 +1,8 @@
 """wool-docker benchmarks: start latency, dispatch, discovery latency and scale.
 
 Run with ``scripts/bench.sh [--quick] [--repeats N] [--only SECTION[,SECTION]]``.
-Sections: start, dispatch, discovery-latency, discovery-scale, baseline (the
+Sections: start, burst (2N CPU-bound routines gathered at a fresh pool's entry),
+dispatch, discovery-latency, discovery-scale, baseline (the
 aiodocker subscriber, run on the workloads of discovery-latency and
 discovery-scale side by side with wool-docker's). Prints a table, writes the raw
 numbers to ``bench/results/<timestamp>.json`` and the start-latency chart to
@@ -36,11 +37,13 @@ import workers
 MAX_HEALTH_CHECKS_PER_SECOND = 10
 """Default bound on the scale containers' healthchecks, all together."""
 
-SECTIONS = ["start", "dispatch", "discovery-latency", "discovery-scale", "baseline"]
+SECTIONS = ["start", "burst", "dispatch", "discovery-latency", "discovery-scale", "baseline"]
 
 FULL = {
     "start_sizes": [1, 4, 8],
     "start_repeats": 5,
+    "burst_sizes": [4, 8],
+    "burst_repeats": 5,
     "dispatch_pool": 4,
     "dispatch_sequential": 500,
     "dispatch_total": 2000,
@@ -56,6 +59,8 @@ FULL = {
 QUICK = {
     "start_sizes": [1, 8],
     "start_repeats": 1,
+    "burst_sizes": [4, 8],
+    "burst_repeats": 2,
     "dispatch_pool": 4,
     "dispatch_sequential": 100,
     "dispatch_total": 400,
@@ -166,6 +171,12 @@ async def bench(args: argparse.Namespace, run_id: str, out: dict[str, Any]) -> N
             out["start"] = await workers.section_start(
                 run_id, network, plan["start_sizes"], plan["start_repeats"], progress
             )
+        if "burst" in only:
+            progress("section burst")
+            out["loadavg_before"]["burst"] = os.getloadavg()
+            out["burst"] = await workers.section_burst(
+                run_id, network, plan["burst_sizes"], plan["burst_repeats"], progress
+            )
         if "dispatch" in only:
             progress("section dispatch")
             out["loadavg_before"]["dispatch"] = os.getloadavg()
@@ -219,6 +230,8 @@ def render(out: dict[str, Any]) -> str:
     ]
     if "start" in out:
         parts.append(report.start_tables(out["start"], targets))
+    if "burst" in out:
+        parts.append(report.burst_table(out["burst"], targets))
     if "dispatch" in out:
         parts.append(report.dispatch_table(out["dispatch"]))
     if "discovery_latency" in out:

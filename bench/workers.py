@@ -1,4 +1,5 @@
-"""Sections 1 (start) and 2 (dispatch): DockerWorker against wool's LocalWorker."""
+"""Sections 1 (start), 2 (dispatch) and the parallel burst: DockerWorker against
+wool's LocalWorker."""
 
 from __future__ import annotations
 
@@ -308,3 +309,63 @@ async def section_dispatch(
             f"{percentile(latencies, 50) * 1e3:.2f} ms, {total / elapsed:.0f} calls/s"
         )
     return result
+
+
+BURN_SECONDS = 0.3
+"""CPU seconds of each routine of a burst."""
+
+
+async def measure_burst(kind: Kind, n: int) -> dict[str, Any]:
+    """Enter a fresh pool of ``n``, gather ``2n`` CPU-bound routines at once."""
+    async with asyncio.timeout(POOL_TIMEOUT):
+        async with kind.pool(n):
+            t0 = time.perf_counter()
+            hosts = await asyncio.gather(
+                *(bench_routines.burn(BURN_SECONDS) for _ in range(2 * n))
+            )
+            wall = time.perf_counter() - t0
+    return {"wall": wall, "workers_used": len(set(hosts))}
+
+
+async def section_burst(
+    run_id: str,
+    network: str,
+    sizes: list[int],
+    repeats: int,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Parallel burst: a fresh pool of N per repeat, 2N routines gathered at entry,
+    both kinds interleaved; wall time of the gather and workers it used."""
+    kinds = [Kind("local", run_id, None), Kind("docker", run_id, network)]
+    raw: dict[str, dict[str, list[dict[str, Any]]]] = {
+        k.name: {str(n): [] for n in sizes} for k in kinds
+    }
+    for r in range(repeats):
+        for n in sizes:
+            for kind in kinds:
+                m = await measure_burst(kind, n)
+                raw[kind.name][str(n)].append(m)
+                progress(
+                    f"burst r{r + 1}/{repeats} {kind.name}x{n}: "
+                    f"{m['wall']:.2f}s on {m['workers_used']} of {n}"
+                )
+    stats = {
+        kind.name: {
+            str(n): {
+                "wall": summary(m["wall"] for m in raw[kind.name][str(n)]),
+                "all_used": sum(
+                    m["workers_used"] == n for m in raw[kind.name][str(n)]
+                ),
+                "min_used": min(m["workers_used"] for m in raw[kind.name][str(n)]),
+            }
+            for n in sizes
+        }
+        for kind in kinds
+    }
+    return {
+        "sizes": sizes,
+        "repeats": repeats,
+        "seconds": BURN_SECONDS,
+        "raw": raw,
+        "stats": stats,
+    }

@@ -165,6 +165,15 @@ pub struct WorkerConfig {
     /// How the container reaches the Engine for nested routines.
     #[serde(default)]
     pub engine_access: EngineAccess,
+    /// wool's server-side `WorkerOptions` fields, JSON text.
+    #[serde(default)]
+    pub server_options: Option<String>,
+    /// Seconds the server keeps an idle proxy (wool's `proxy_pool_ttl`).
+    #[serde(default)]
+    pub proxy_pool_ttl: Option<f64>,
+    /// The admission hook, cloudpickled and base64-encoded.
+    #[serde(default)]
+    pub backpressure: Option<String>,
 }
 
 /// How a worker container reaches the Docker Engine (its discovery subscriber
@@ -333,6 +342,15 @@ fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
     }
     if let Some(grace) = cfg.shutdown_grace {
         env.insert("WOOL_SHUTDOWN_GRACE".to_owned(), grace.to_string());
+    }
+    if let Some(options) = &cfg.server_options {
+        env.insert("WOOL_SERVER_OPTIONS".to_owned(), options.clone());
+    }
+    if let Some(ttl) = cfg.proxy_pool_ttl {
+        env.insert("WOOL_PROXY_POOL_TTL".to_owned(), ttl.to_string());
+    }
+    if let Some(hook) = &cfg.backpressure {
+        env.insert("WOOL_BACKPRESSURE".to_owned(), hook.clone());
     }
     if let Some(tls) = &cfg.tls {
         // Paths only: the material itself is copied into the container's own layer.

@@ -23,6 +23,7 @@ from wool import protocol
 from wool.runtime.worker.auth import WorkerCredentials
 from wool.runtime.worker.base import ChannelOptions
 
+from wool_docker import _logging
 from wool_docker import worker as worker_module
 from wool_docker._convert import options_from_json
 from wool_docker.worker import DockerWorker
@@ -1026,7 +1027,7 @@ class TestDockerWorker:
         When:
             It is started
         Then:
-            It should pass no log callback
+            It should ask the native core not to forward its output
         """
         # Arrange
         worker = DockerWorker(image=IMAGE, log_output=False)
@@ -1035,33 +1036,57 @@ class TestDockerWorker:
         await worker.start()
 
         # Assert
-        assert start_worker.await_args.args[2] is None
+        assert start_worker.await_args.args[2] is False
 
     @pytest.mark.asyncio
-    async def test_start_with_log_output(self, start_worker, caplog):
-        """Test forwarding the container's output.
+    async def test_start_with_log_output(self, start_worker):
+        """Test forwarding the container's output by default.
 
         Given:
-            A started worker with the default ``log_output``
+            A worker with the default ``log_output``
         When:
-            The native core reports a line of the container's output
+            It is started
         Then:
-            It should log it at INFO on ``wool_docker.worker``, prefixed with
-            the container's name
+            It should ask the native core to forward its output
         """
         # Arrange
         worker = DockerWorker(image=IMAGE)
-        await worker.start()
-        log = start_worker.await_args.args[2]
 
         # Act
-        with caplog.at_level(logging.INFO, logger="wool_docker.worker"):
-            log("wool-worker-0123456789ab", False, "serving")
+        await worker.start()
+
+        # Assert
+        assert start_worker.await_args.args[2] is True
+
+    def test_emit_container_line(self, caplog):
+        """Test how a batch of native log records enters Python logging.
+
+        Given:
+            A native batch with one line of container output and one
+            diagnostic of the core
+        When:
+            It is emitted
+        Then:
+            It should log the line at INFO on ``wool_docker.worker`` with the
+            container's name and stream as record attributes, and the
+            diagnostic at its level on its logger
+        """
+        # Arrange
+        batch = [
+            ("wool_docker.worker", logging.INFO, "[w-1] serving", ("w-1", True)),
+            ("wool_docker.discovery", logging.WARNING, "stream broke", None),
+        ]
+
+        # Act
+        with caplog.at_level(logging.INFO, logger="wool_docker"):
+            _logging.emit(batch)
 
         # Assert
         assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
-            ("wool_docker.worker", logging.INFO, "[wool-worker-0123456789ab] serving")
+            ("wool_docker.worker", logging.INFO, "[w-1] serving"),
+            ("wool_docker.discovery", logging.WARNING, "stream broke"),
         ]
+        assert (caplog.records[0].container, caplog.records[0].stderr) == ("w-1", True)
 
     @pytest.mark.asyncio
     async def test_start_with_serving_container(self, start_worker, handle):

@@ -18,6 +18,12 @@ Environment variables:
 - ``WOOL_OPTIONS`` -- JSON object of `wool.runtime.worker.base.ChannelOptions`
   fields; ``compression`` may be an int or a `grpc.Compression` member name.
   Default ``{}`` (wool's defaults).
+- ``WOOL_SERVER_OPTIONS`` -- JSON object of the server-side fields of
+  `wool.runtime.worker.base.WorkerOptions` (every field but ``channel``).
+- ``WOOL_PROXY_POOL_TTL`` -- positive float, seconds the worker keeps an idle
+  proxy for nested routines. Default: wool's.
+- ``WOOL_BACKPRESSURE`` -- base64 of a cloudpickled admission hook (wool's
+  ``backpressure``), as `DockerWorker` ships it.
 - ``WOOL_IDENTITY`` -- workload identity to advertise; requires TLS.
 - ``WOOL_TLS_CA``, ``WOOL_TLS_CERT``, ``WOOL_TLS_KEY`` -- PEM file paths; all
   three or none. With none the worker serves plaintext.
@@ -68,6 +74,7 @@ imports wool or grpc, so it stays fast.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import json
@@ -200,6 +207,9 @@ class _Config:
     shutdown_grace: float
     stdin_control: bool
     deregister_delay: float = DEFAULT_DEREGISTER_DELAY
+    server_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    proxy_pool_ttl: float | None = None
+    backpressure: bytes | None = None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,6 +394,21 @@ def _load_config(environ: Mapping[str, str]) -> _Config:
         raise _ConfigError(
             "WOOL_DEREGISTER_DELAY", f"must be a non-negative number: {raw_delay}"
         )
+    server_options = _json_object(environ, "WOOL_SERVER_OPTIONS")
+    raw_ttl = environ.get("WOOL_PROXY_POOL_TTL", "").strip()
+    try:
+        ttl = float(raw_ttl) if raw_ttl else None
+    except ValueError:
+        raise _ConfigError("WOOL_PROXY_POOL_TTL", f"not a number: {raw_ttl!r}") from None
+    if ttl is not None and not (math.isfinite(ttl) and ttl > 0):
+        raise _ConfigError(
+            "WOOL_PROXY_POOL_TTL", f"must be a positive number of seconds: {raw_ttl}"
+        )
+    raw_hook = environ.get("WOOL_BACKPRESSURE", "").strip()
+    try:
+        backpressure = base64.b64decode(raw_hook, validate=True) if raw_hook else None
+    except ValueError:
+        raise _ConfigError("WOOL_BACKPRESSURE", "not base64 text") from None
     return _Config(
         host=host,
         port=port,
@@ -397,6 +422,9 @@ def _load_config(environ: Mapping[str, str]) -> _Config:
         shutdown_grace=grace,
         stdin_control=stdin_control,
         deregister_delay=delay,
+        server_options=server_options,
+        proxy_pool_ttl=ttl,
+        backpressure=backpressure,
     )
 
 
@@ -509,7 +537,17 @@ def _serve(config: _Config) -> int:
     from wool.runtime.worker import process as wool_process
     from wool.runtime.worker.auth import WorkerCredentials
 
-    options = _worker_options(config.options)
+    options = _worker_options(config.options, config.server_options)
+    backpressure = None
+    if config.backpressure is not None:
+        import cloudpickle
+
+        try:
+            backpressure = cloudpickle.loads(config.backpressure)
+        except Exception as e:
+            raise _ConfigError(
+                "WOOL_BACKPRESSURE", f"cannot unpickle the admission hook: {e}"
+            ) from None
     credentials = None
     if config.tls is not None:
         ca, cert, key = config.tls
@@ -535,6 +573,12 @@ def _serve(config: _Config) -> int:
         tags=config.tags,
         extra=config.extra,
         identity=config.identity,
+        backpressure=backpressure,
+        **(
+            {}
+            if config.proxy_pool_ttl is None
+            else {"proxy_pool_ttl": config.proxy_pool_ttl}
+        ),
     )
     announcer = threading.Thread(
         target=_announce_ready,
@@ -570,11 +614,14 @@ def _serve(config: _Config) -> int:
     return EXIT_OK
 
 
-def _worker_options(raw: dict[str, Any]) -> Any:
-    """Build wool's `WorkerOptions` from the ``WOOL_OPTIONS`` object.
+def _worker_options(raw: dict[str, Any], server: dict[str, Any] | None = None) -> Any:
+    """Build wool's `WorkerOptions` from ``WOOL_OPTIONS`` and ``WOOL_SERVER_OPTIONS``.
 
     :param raw:
         The decoded ``WOOL_OPTIONS`` object of `ChannelOptions` fields.
+    :param server:
+        The decoded ``WOOL_SERVER_OPTIONS`` object of the other `WorkerOptions`
+        fields.
     :returns:
         A `wool.runtime.worker.base.WorkerOptions`.
     :raises _ConfigError:
@@ -605,8 +652,21 @@ def _worker_options(raw: dict[str, Any]) -> Any:
             )
         else:
             channel[name] = value
+    server = dict(server or {})
+    known = {f.name for f in dataclasses.fields(WorkerOptions)} - {"channel"}
+    if unknown := sorted(set(server) - known):
+        raise _ConfigError(
+            "WOOL_SERVER_OPTIONS",
+            f"unknown option {unknown[0]!r}; "
+            f"expected some of {', '.join(sorted(known))}",
+        )
+    for name, value in server.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise _ConfigError(
+                "WOOL_SERVER_OPTIONS", f"{name} must be an integer or null"
+            )
     try:
-        return WorkerOptions(channel=ChannelOptions(**channel))
+        return WorkerOptions(channel=ChannelOptions(**channel), **server)
     except ValueError as e:
         raise _ConfigError("WOOL_OPTIONS", str(e)) from None
 

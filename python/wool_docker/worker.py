@@ -6,6 +6,8 @@ the native core; this module converts wool's arguments and results.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import json
 import math
 import re
@@ -13,21 +15,27 @@ import sys
 from collections.abc import Mapping
 from collections.abc import Sequence
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import Final
 from typing import Literal
 
+import cloudpickle
 from wool import protocol
 from wool.runtime.worker.auth import WorkerCredentials
 from wool.runtime.worker.auth import WorkerCredentialsProvider
 from wool.runtime.worker.auth import normalize_peer
 from wool.runtime.worker.base import ChannelOptions
 from wool.runtime.worker.base import Worker
+from wool.runtime.worker.base import WorkerOptions
 from wool.runtime.worker.metadata import WorkerMetadata
 
 from wool_docker import _native
 from wool_docker._convert import extra_to_json
 from wool_docker._convert import options_to_json
+
+if TYPE_CHECKING:
+    from wool.runtime.worker.service import BackpressureLike
 
 DEFAULT_PORT: Final[int] = 50051
 """Port the worker image serves on inside the container (the image's
@@ -112,11 +120,27 @@ class DockerWorker(Worker):
     :param gpus:
         GPUs to request: a count, or ``"all"``.
     :param options:
-        gRPC channel options the worker advertises.
+        wool's `WorkerOptions`, as for `LocalWorker`: the server in the
+        container is configured with them and advertises their ``channel``. A
+        bare `ChannelOptions` is taken as ``WorkerOptions(channel=...)``.
     :param start_timeout:
         Seconds ``start()`` waits when called without a timeout.
     :param shutdown_grace_period:
         The server's own bound on a drain after its owner is gone.
+    :param proxy_pool_ttl:
+        Seconds the server keeps an idle proxy for nested routines, as for
+        `LocalWorker`.
+    :param backpressure:
+        Admission hook, as for `LocalWorker`: called by the worker with a
+        ``BackpressureContext`` for each task, ``True`` rejects it. It is
+        pickled by value (cloudpickle, like a routine) and runs in the
+        container, so it must not depend on this process's state.
+    :param daemon:
+        Accepted for `LocalWorker` compatibility; both of its meanings
+        already hold for a container: its server is not a multiprocessing
+        child, so it may always start child processes (what ``False`` allows
+        a `LocalWorker`), and it always stops with its owner (what ``True``
+        guarantees).
     :param docker_host:
         Docker Engine address (``unix://``, ``tcp://``, ``https://``);
         ``None`` follows ``DOCKER_HOST`` like the docker CLI.
@@ -149,6 +173,9 @@ class DockerWorker(Worker):
     _memory: Final[int | None]
     _gpus: Final[int | None]
     _options: Final[ChannelOptions]
+    _server_options: Final[str]
+    _proxy_pool_ttl: Final[float]
+    _backpressure: Final[str | None]
     _start_timeout: Final[float]
     _shutdown_grace: Final[float]
     _docker_host: Final[str | None]
@@ -172,9 +199,12 @@ class DockerWorker(Worker):
         cpus: float | None = None,
         mem_limit: int | str | None = None,
         gpus: int | str | None = None,
-        options: ChannelOptions | None = None,
+        options: WorkerOptions | ChannelOptions | None = None,
         start_timeout: float = _DEFAULT_START_TIMEOUT,
         shutdown_grace_period: float = 60.0,
+        proxy_pool_ttl: float = 60.0,
+        backpressure: BackpressureLike | None = None,
+        daemon: bool | None = None,
         docker_host: str | None = None,
         engine_access: Literal["proxy", "socket", "none"] = "proxy",
         log_output: bool = True,
@@ -201,6 +231,15 @@ class DockerWorker(Worker):
             raise ValueError(
                 "shutdown_grace_period must be a positive number of seconds"
             )
+        if not proxy_pool_ttl > 0 or not math.isfinite(proxy_pool_ttl):
+            raise ValueError("proxy_pool_ttl must be a positive number of seconds")
+        if backpressure is not None and not callable(backpressure):
+            raise TypeError(
+                f"backpressure must be a callable taking a BackpressureContext, "
+                f"got {backpressure!r}"
+            )
+        if daemon is not None and not isinstance(daemon, bool):
+            raise TypeError(f"daemon must be a bool or None, got {daemon!r}")
         if engine_access not in ("proxy", "socket", "none"):
             raise ValueError(
                 "engine_access must be 'proxy', 'socket' or 'none', "
@@ -226,7 +265,23 @@ class DockerWorker(Worker):
         self._nano_cpus = nano_cpus
         self._memory = _memory(mem_limit)
         self._gpus = _gpus(gpus)
-        self._options = options or ChannelOptions()
+        if options is None:
+            options = WorkerOptions()
+        elif isinstance(options, ChannelOptions):
+            options = WorkerOptions(channel=options)
+        elif not isinstance(options, WorkerOptions):
+            raise TypeError(
+                f"options must be WorkerOptions or ChannelOptions, got {options!r}"
+            )
+        self._options = options.channel
+        self._server_options = _server_options_json(options)
+        self._proxy_pool_ttl = proxy_pool_ttl
+        # Pickled now: a hook that cannot travel fails here, not at start.
+        self._backpressure = (
+            None
+            if backpressure is None
+            else base64.b64encode(cloudpickle.dumps(backpressure)).decode()
+        )
         self._start_timeout = start_timeout
         self._shutdown_grace = shutdown_grace_period
         self._docker_host = docker_host
@@ -297,6 +352,9 @@ class DockerWorker(Worker):
             "wool_version": protocol.__version__,
             "tls": tls,
             "shutdown_grace": self._shutdown_grace,
+            "server_options": self._server_options,
+            "proxy_pool_ttl": self._proxy_pool_ttl,
+            "backpressure": self._backpressure,
             "engine_access": self._engine_access,
         }
         self._handle = await _native.start_worker(
@@ -331,6 +389,16 @@ class DockerWorker(Worker):
         handle, self._handle = self._handle, None
         if handle is not None:
             await handle.stop(grace)
+
+
+def _server_options_json(options: WorkerOptions) -> str:
+    """The server-side fields of `WorkerOptions` (all but ``channel``), as JSON."""
+    fields = {
+        f.name: getattr(options, f.name)
+        for f in dataclasses.fields(options)
+        if f.name != "channel"
+    }
+    return json.dumps(fields, separators=(",", ":"), sort_keys=True)
 
 
 def _binds(volumes: Sequence[str] | Mapping[str, Mapping[str, str]] | None) -> list[str]:

@@ -51,4 +51,14 @@ async def nap(token: str, seconds: float) -> str:
     return token
 
 
+def reject_all(context: object) -> bool:
+    """A backpressure hook that rejects every task (``True`` rejects)."""
+    return True
+
+
+def accept_all(context: object) -> bool:
+    """A backpressure hook that accepts every task."""
+    return False
+
+
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

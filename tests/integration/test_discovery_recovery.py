@@ -294,7 +294,7 @@ class TestDockerDiscoveryRecovery:
 
     @pytest.mark.asyncio
     async def test___aiter___with_severed_engine_connection(
-        self, engine, network, selector, run
+        self, engine, network, selector, run, caplog
     ):
         """Test that a subscriber emits exactly the difference after a cut.
 
@@ -308,9 +308,11 @@ class TestDockerDiscoveryRecovery:
         Then:
             It should yield exactly worker-dropped for A and worker-added for
             C, in either order, and nothing more once its event stream is
-            back: B is neither dropped nor added again.
+            back: B is neither dropped nor added again. The native core's
+            warning about the broken stream should reach Python logging.
         """
         # Arrange
+        caplog.set_level(logging.WARNING, logger="wool_docker")
         discovery = DockerDiscovery(
             network=network, labels=selector, docker_host=engine.url
         )
@@ -353,6 +355,12 @@ class TestDockerDiscoveryRecovery:
             ("worker-added", _uid(c)),
         }
         assert extra is None, f"unexpected {extra.type} for {extra.metadata.uid}"
+        assert any(
+            r.name == "wool_docker.discovery"
+            and r.levelno == logging.WARNING
+            and "docker event stream" in r.getMessage()
+            for r in caplog.records
+        ), [(r.name, r.getMessage()) for r in caplog.records]
 
     @pytest.mark.asyncio
     async def test___aiter___with_severed_engine_connection_and_no_change(

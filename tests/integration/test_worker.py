@@ -13,13 +13,18 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import pytest
 import wool
+from wool.runtime.worker.base import ChannelOptions
+from wool.runtime.worker.base import WorkerOptions
 from wool.runtime.worker.connection import WorkerConnection
+from wool.runtime.worker.local import LocalWorker
 
 from wool_docker import ContainerFailedError
+from wool_docker import DockerDiscovery
 from wool_docker import DockerWorker
 from wool_docker import ImageMismatchError
 from wool_docker import ImageNotFoundError
@@ -832,4 +837,87 @@ class TestDockerWorker:
 
         # Assert
         assert call.cancelled()
+        assert case.containers() == []
+
+
+def _keyword_pool(case, kind: str, **keywords: Any) -> wool.WorkerPool:
+    """A pool of one worker of ``kind`` built with LocalWorker's ``keywords``."""
+    if kind == "local":
+        return wool.WorkerPool(
+            spawn=1, worker=lambda *tags, **kw: LocalWorker(*tags, **keywords, **kw)
+        )
+    return wool.WorkerPool(
+        spawn=1,
+        worker=lambda *tags, **kw: case.worker(
+            *tags, log_output=False, **keywords, **kw
+        ),
+        discovery=DockerDiscovery(network=case.network, labels=case.labels),
+    )
+
+
+class TestLocalWorkerKeywords:
+    """Every keyword `LocalWorker` takes means the same on `DockerWorker`."""
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("kind", ["docker", "local"])
+    async def test_backpressure_that_rejects_every_task(self, case, kind):
+        """Test an admission hook that rejects everything, on both kinds.
+
+        Given:
+            A pool of one worker whose ``backpressure`` hook rejects every task
+        When:
+            A routine is dispatched
+        Then:
+            It should fail the same way on both kinds: no worker accepts it
+        """
+        # Arrange
+        async with _keyword_pool(case, kind, backpressure=routines.reject_all):
+            # Act
+            with pytest.raises(Exception) as caught:
+                async with asyncio.timeout(TIMEOUT):
+                    await routines.hostname()
+
+        # Assert
+        assert type(caught.value).__name__ == "NoWorkersAvailable"
+        assert case.containers() == []
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("kind", ["docker", "local"])
+    async def test_backpressure_that_accepts_and_other_keywords(self, case, kind):
+        """Test the rest of LocalWorker's keywords, on both kinds.
+
+        Given:
+            A pool of one worker with an accepting ``backpressure`` hook,
+            ``options=WorkerOptions(...)`` with custom channel and server
+            fields, ``proxy_pool_ttl=5`` and ``daemon=False``
+        When:
+            A routine is dispatched
+        Then:
+            It should run, and the worker should advertise the options'
+            channel
+        """
+        # Arrange
+        channel = ChannelOptions(max_concurrent_streams=7)
+        options = WorkerOptions(channel=channel, max_ping_strikes=5)
+        keywords = {
+            "backpressure": routines.accept_all,
+            "options": options,
+            "proxy_pool_ttl": 5.0,
+            "daemon": False,
+        }
+        discovery = DockerDiscovery(network=case.network, labels=case.labels)
+
+        # Act
+        async with _keyword_pool(case, kind, **keywords):
+            async with asyncio.timeout(TIMEOUT):
+                host = await routines.hostname()
+            if kind == "docker":
+                it = aiter(discovery.subscriber)
+                event = await anext(it)
+                await it.aclose()
+
+        # Assert
+        assert host
+        if kind == "docker":
+            assert event.metadata.options == channel
         assert case.containers() == []
