@@ -37,7 +37,14 @@ import workers
 MAX_HEALTH_CHECKS_PER_SECOND = 10
 """Default bound on the scale containers' healthchecks, all together."""
 
-SECTIONS = ["start", "burst", "dispatch", "discovery-latency", "discovery-scale", "baseline"]
+SECTIONS = [
+    "start",
+    "burst",
+    "dispatch",
+    "discovery-latency",
+    "discovery-scale",
+    "baseline",
+]
 
 FULL = {
     "start_sizes": [1, 4, 8],

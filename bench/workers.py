@@ -353,9 +353,7 @@ async def section_burst(
         kind.name: {
             str(n): {
                 "wall": summary(m["wall"] for m in raw[kind.name][str(n)]),
-                "all_used": sum(
-                    m["workers_used"] == n for m in raw[kind.name][str(n)]
-                ),
+                "all_used": sum(m["workers_used"] == n for m in raw[kind.name][str(n)]),
                 "min_used": min(m["workers_used"] for m in raw[kind.name][str(n)]),
             }
             for n in sizes

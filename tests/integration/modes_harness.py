@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from typing import Final
 
+from wool_docker._native import READY_PREFIX
+
 ROOT: Final[Path] = Path(__file__).resolve().parents[2]
 """The repository."""
 
@@ -254,6 +256,38 @@ async def command(
             f"{' '.join(args)} exited {process.returncode}: {stderr.decode().strip()}"
         )
     return stdout.decode()
+
+
+async def serving(container: str, timeout: float = 60.0) -> None:
+    """Wait until a worker container has printed its ready line (read with the
+    docker CLI, from the container's whole output).
+
+    :raises AssertionError:
+        If it stops, or prints no ready line within ``timeout`` seconds.
+    """
+    process = await asyncio.create_subprocess_exec(
+        "docker",
+        "logs",
+        "--follow",
+        container,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(timeout):
+            async for line in process.stdout:
+                if line.startswith(READY_PREFIX.encode()):
+                    return
+        raise AssertionError(f"{container} stopped without printing its ready line")
+    except TimeoutError:
+        raise AssertionError(
+            f"{container} printed no ready line within {timeout:.0f} s"
+        ) from None
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
 
 
 async def destroyed(

@@ -35,6 +35,7 @@ from wool_docker import EngineUnavailableError
 
 from .conftest import RUN_ID
 from .conftest import RUN_LABEL
+from .modes_harness import serving
 from .test_discovery import _next
 from .test_discovery import _subscription
 
@@ -47,7 +48,6 @@ _LATE = 8
 _AWAY = 6.0
 _RUN = uuid.uuid4().hex[:8]
 _ENGINE_SOCKET: Final[str] = "/var/run/docker.sock"
-_READY_LINE: Final[bytes] = b"wool-docker ready "
 _REQUEST_LINE: Final[re.Pattern[bytes]] = re.compile(
     rb"(GET|HEAD|POST|PUT|DELETE) (/\S*) HTTP/1\.[01]\r\n"
 )
@@ -217,33 +217,6 @@ async def _adocker(*args: str) -> str:
     return stdout.decode().strip()
 
 
-async def _serving(container: str) -> None:
-    """Wait until a container prints its ready line (read with the docker CLI)."""
-    process = await asyncio.create_subprocess_exec(
-        "docker",
-        "logs",
-        "--follow",
-        container,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    try:
-        async with asyncio.timeout(_TIMEOUT):
-            async for line in process.stdout:
-                if line.startswith(_READY_LINE):
-                    return
-        raise AssertionError(f"{container} stopped without printing its ready line")
-    except TimeoutError:
-        raise AssertionError(
-            f"{container} printed no ready line within {_TIMEOUT} s"
-        ) from None
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-
-
 def _uid(container: str) -> uuid.UUID:
     """The worker uid a container gets by default."""
     return uuid.UUID(hex=container[:32])
@@ -329,7 +302,7 @@ class TestDockerDiscoveryRecovery:
             await _adocker("kill", a)
             await _adocker("rm", a)
             c = await run(network)
-            await _serving(c)
+            await serving(c, timeout=_TIMEOUT)
             await engine.restore()
             restored = time.monotonic()
             recovered = []
@@ -418,7 +391,7 @@ class TestDockerDiscoveryRecovery:
         """
         # Arrange
         container = await run(network)
-        await _serving(container)
+        await serving(container, timeout=_TIMEOUT)
         await engine.sever()
         discovery = DockerDiscovery(
             network=network, labels=selector, docker_host=engine.url
@@ -472,7 +445,7 @@ class TestDockerDiscoveryRecovery:
 
             # Act
             await engine.sever()
-            await _serving(late)
+            await serving(late, timeout=_TIMEOUT)
             await engine.restore()
             restored = time.monotonic()
             added = await _next(events, "worker-added for the late container")

@@ -32,7 +32,6 @@ import pytest_asyncio
 import wool
 
 from wool_docker import DockerDiscovery
-from wool_docker._native import READY_PREFIX
 
 from . import routines
 from .conftest import CASE_LABEL
@@ -47,6 +46,7 @@ from .modes_harness import RoundLog
 from .modes_harness import command
 from .modes_harness import destroyed
 from .modes_harness import dispatch_rounds
+from .modes_harness import serving
 
 pytestmark = pytest.mark.integration
 
@@ -95,30 +95,6 @@ async def _all(*labels: str) -> list[str]:
     for label in labels:
         args += ["--filter", f"label={label}"]
     return (await command(*args)).split()
-
-
-async def _served(container: str) -> None:
-    """Wait until a worker container has printed its ready line."""
-    process = await asyncio.create_subprocess_exec(
-        "docker",
-        "logs",
-        "--follow",
-        container,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    try:
-        async with asyncio.timeout(_TIMEOUT):
-            while not (await process.stdout.readline()).startswith(
-                READY_PREFIX.encode()
-            ):
-                if process.stdout.at_eof():
-                    raise AssertionError(f"{container} ended before it served")
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
 
 
 def _xfail_on_known_wool_failure(known: list[str]) -> None:
@@ -400,7 +376,7 @@ class TestExternalCompose:
         await compose.up("--scale", "worker=4")
         workers = await compose.workers()
         assert len(workers) == 4
-        await asyncio.gather(*(_served(w) for w in workers))
+        await asyncio.gather(*(serving(w) for w in workers))
         discovery = DockerDiscovery(
             network=compose.network,
             labels={"wool.worker": "true", RUN_LABEL: RUN_ID},
