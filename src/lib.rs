@@ -35,7 +35,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // atexit runs before the interpreter finalizes: the last moment runtime
     // threads may still enter Python (see `runtime`).
     let shutdown = wrap_pyfunction!(runtime::shutdown, m)?;
-    m.add("_shutdown", &shutdown)?;
     m.py()
         .import("atexit")?
         .call_method1("register", (shutdown,))?;

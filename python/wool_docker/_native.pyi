@@ -33,10 +33,6 @@ observed_ns (Engine time of the observation behind an event; 0 from a listing),
 identity, options (JSON text or None), pid, container_id, container_name,
 network."""
 
-def _shutdown() -> None:
-    """The exit hook (registered with atexit on import): flush native log records,
-    stop every native task and shut the runtime down."""
-
 def engine_info(host: str | None = None) -> Awaitable[dict[str, str]]:
     """Connect (or reuse the connection): ``{"host": ..., "api_version": ...}``."""
 
