@@ -435,7 +435,7 @@ class TestDockerDiscoveryRecovery:
             "sh",
             command=("-c", f"sleep {_LATE}; exec python3 -m wool_docker._entrypoint"),
         )
-        serving = await run(network)
+        prompt = await run(network)
         discovery = DockerDiscovery(
             network=network, labels=selector, docker_host=engine.url
         )
@@ -452,6 +452,6 @@ class TestDockerDiscoveryRecovery:
             _log.info("worker-added %.3f s after restore", time.monotonic() - restored)
 
         # Assert
-        assert first.metadata.uid == _uid(serving)
+        assert first.metadata.uid == _uid(prompt)
         assert added.type == "worker-added"
         assert added.metadata.uid == _uid(late)
