@@ -246,7 +246,7 @@ def burst_table(b: dict[str, Any], targets: list[dict[str, Any]]) -> str:
     for n in b["sizes"]:
         local = b["stats"]["local"][str(n)]
         docker = b["stats"]["docker"][str(n)]
-        ratio = docker["wall"]["p50"] / local["wall"]["p50"]
+        ratio = docker["wall"]["median"] / local["wall"]["median"]
         for kind, s in (("LocalWorker", local), ("DockerWorker", docker)):
             rows.append(
                 [

@@ -153,6 +153,7 @@ async def bench(args: argparse.Namespace, run_id: str, out: dict[str, Any]) -> N
     plan = dict(QUICK if args.quick else FULL)
     if args.repeats is not None:
         plan["start_repeats"] = plan["scale_repeats"] = args.repeats
+        plan["burst_repeats"] = args.repeats
     # A `true` healthcheck costs the Engine ~20 ms of CPU (measured here: 20
     # containers checking every second kept 0.4 of a core busy), so 200
     # containers at 1 s would saturate a 2-core machine. Bound the total rate.
