@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::engine::ContainerInfo;
 use crate::error::{Error, Result};
 
-/// Default selector: `wool.worker=true`.
+/// Default selector: `wool.worker=true` (key; the value is [`SELECTOR_VALUE`]).
 pub const SELECTOR: &str = "wool.worker";
+/// The default selector's value.
+pub const SELECTOR_VALUE: &str = "true";
 /// Worker uid (a UUID). Default: derived from the container id.
 pub const UID: &str = "wool.uid";
 /// gRPC port inside the container. Default: the image's, else [`DEFAULT_PORT`].

@@ -184,3 +184,26 @@ def test_main_with_usage_error(argv, capsys):
         main(argv)
     assert raised.value.code == 2
     assert "usage: wool-docker" in capsys.readouterr().err
+
+
+def test_main_with_version(capsys):
+    """Test ``wool-docker --version``.
+
+    Given:
+        The installed package
+    When:
+        ``wool-docker --version`` runs
+    Then:
+        It should print wool-docker's and wool's versions and exit 0
+    """
+    # Arrange
+    from importlib import metadata
+
+    # Act
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+
+    # Assert
+    assert caught.value.code == 0
+    ours, wool = metadata.version("wool-docker"), metadata.version("wool")
+    assert capsys.readouterr().out.strip() == f"wool-docker {ours} (wool {wool})"

@@ -46,22 +46,47 @@ def options_from_json(text: str | None) -> ChannelOptions:
     raw = json.loads(text)
     if not isinstance(raw, dict):
         raise ValueError(f"channel options must be a JSON object, got {text!r}")
+    return channel_options(raw)
+
+
+def channel_options(raw: Mapping[str, Any], *, strict: bool = False) -> ChannelOptions:
+    """Build `ChannelOptions` from decoded JSON fields: the one parser of them,
+    for labels (``wool.options``) and the worker image's ``WOOL_OPTIONS`` alike.
+
+    :param raw:
+        Field names to values; ``compression`` is grpc's integer value or a
+        member name (any case).
+    :param strict:
+        Reject a field `ChannelOptions` does not have (a configuration we
+        wrote ourselves) instead of ignoring it (a label a newer writer may
+        have written).
+    :returns:
+        The channel options.
+    :raises ValueError:
+        For a value of the wrong type, an unknown field when ``strict``, or
+        options wool rejects.
+    """
     defaults = ChannelOptions()
+    names = [f.name for f in dataclasses.fields(ChannelOptions)]
+    if strict and (unknown := [k for k in raw if k not in names]):
+        raise ValueError(
+            f"unknown option {unknown[0]!r}; expected some of {', '.join(names)}"
+        )
     fields: dict[str, Any] = {}
-    for f in dataclasses.fields(ChannelOptions):
-        if f.name not in raw:
+    for name in names:
+        if name not in raw:
             continue
-        value = raw[f.name]
-        if f.name == "compression":
-            fields[f.name] = _compression(value)
+        value = raw[name]
+        if name == "compression":
+            fields[name] = _compression(value)
             continue
-        expected = type(getattr(defaults, f.name))
+        expected = type(getattr(defaults, name))
         # bool is an int in Python; keep the two apart as the label's author meant.
         if type(value) is not expected:
             raise ValueError(
-                f"channel option {f.name} must be {expected.__name__}, got {value!r}"
+                f"channel option {name} must be {expected.__name__}, got {value!r}"
             )
-        fields[f.name] = value
+        fields[name] = value
     return ChannelOptions(**fields)
 
 

@@ -94,18 +94,20 @@ from typing import TYPE_CHECKING
 from typing import Any
 from typing import Final
 
+from wool_docker import _native
+
 if TYPE_CHECKING:
     from wool.runtime.worker.service import WorkerService
 
 logger = logging.getLogger("wool_docker.entrypoint")
 
-READY_PREFIX: Final[str] = "wool-docker ready "
+READY_PREFIX: Final[str] = _native.READY_PREFIX
 """Start of the single stdout line announcing that the server is bound.
 
 Followed by a compact JSON object; the owning process matches on it, so it is
-part of the image's contract and must not change."""
+part of the image's contract (defined once, in the native core)."""
 
-DEFAULT_PORT: Final[int] = 50051
+DEFAULT_PORT: Final[int] = _native.DEFAULT_PORT
 """Port bound when ``WOOL_PORT`` is unset; gRPC's customary port."""
 
 DEFAULT_BIND_HOST: Final[str] = "0.0.0.0"
@@ -628,30 +630,15 @@ def _worker_options(raw: dict[str, Any], server: dict[str, Any] | None = None) -
         For an unknown field, a value of the wrong type, or options wool
         rejects.
     """
-    import grpc
-    from wool.runtime.worker.base import ChannelOptions
+    # Imports wool and grpc: only once the server is about to be built.
     from wool.runtime.worker.base import WorkerOptions
 
-    defaults = {f.name: f.default for f in dataclasses.fields(ChannelOptions)}
-    channel: dict[str, Any] = {}
-    for name, value in raw.items():
-        if name not in defaults:
-            raise _ConfigError(
-                "WOOL_OPTIONS",
-                f"unknown option {name!r}; expected some of {', '.join(defaults)}",
-            )
-        if name == "compression":
-            channel[name] = _compression(grpc.Compression, value)
-        elif type(value) is not type(defaults[name]):
-            # Exact type: bool is an int subclass, and neither may stand for
-            # the other here.
-            raise _ConfigError(
-                "WOOL_OPTIONS",
-                f"{name} must be {type(defaults[name]).__name__}, "
-                f"not {type(value).__name__}",
-            )
-        else:
-            channel[name] = value
+    from wool_docker._convert import channel_options
+
+    try:
+        channel = channel_options(raw, strict=True)
+    except ValueError as e:
+        raise _ConfigError("WOOL_OPTIONS", str(e)) from None
     server = dict(server or {})
     known = {f.name for f in dataclasses.fields(WorkerOptions)} - {"channel"}
     if unknown := sorted(set(server) - known):
@@ -666,35 +653,9 @@ def _worker_options(raw: dict[str, Any], server: dict[str, Any] | None = None) -
                 "WOOL_SERVER_OPTIONS", f"{name} must be an integer or null"
             )
     try:
-        return WorkerOptions(channel=ChannelOptions(**channel), **server)
+        return WorkerOptions(channel=channel, **server)
     except ValueError as e:
-        raise _ConfigError("WOOL_OPTIONS", str(e)) from None
-
-
-def _compression(enum: Any, value: Any) -> Any:
-    """Resolve a ``compression`` option to a `grpc.Compression` member.
-
-    :param enum:
-        The `grpc.Compression` enum, passed in to keep grpc out of module
-        scope.
-    :param value:
-        An int value or a member name.
-    :returns:
-        The member.
-    :raises _ConfigError:
-        If the value names no member.
-    """
-    try:
-        if isinstance(value, str):
-            return enum[value]
-        if isinstance(value, int) and not isinstance(value, bool):
-            return enum(value)
-    except (KeyError, ValueError):
-        pass
-    names = ", ".join(m.name for m in enum)
-    raise _ConfigError(
-        "WOOL_OPTIONS", f"compression must be one of {names} or its int value"
-    )
+        raise _ConfigError("WOOL_SERVER_OPTIONS", str(e)) from None
 
 
 def _announce_ready(connection: Any) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 from typing import final
 
 __all__ = [
+    "DEFAULT_PORT",
+    "DEFAULT_SELECTOR",
     "READY_PREFIX",
     "Subscription",
     "WorkerHandle",
@@ -26,6 +28,11 @@ __all__ = [
 
 __version__: str
 READY_PREFIX: str
+"""Start of the line the worker image prints once its server is bound."""
+DEFAULT_PORT: int
+"""Port the worker image serves on inside the container."""
+DEFAULT_SELECTOR: tuple[str, str]
+"""The label every DockerWorker container carries and discovery's default filter."""
 
 Record = dict[str, Any]
 """A worker record: uid, address, version, tags, extra (JSON text), secure,

@@ -20,6 +20,7 @@ from typing import Any
 from typing import Final
 from typing import TextIO
 
+from wool_docker import _native
 from wool_docker import image
 from wool_docker.exceptions import ImageBuildError
 from wool_docker.exceptions import WoolDockerError
@@ -29,7 +30,7 @@ _log = logging.getLogger(__name__)
 _PROGRAM: Final[str] = "wool-docker"
 """The program name in usage and error messages."""
 
-_DEFAULT_PORT: Final[int] = 50051
+_DEFAULT_PORT: Final[int] = _native.DEFAULT_PORT
 """The worker's port inside the container unless ``--port`` says otherwise."""
 
 
@@ -96,9 +97,7 @@ async def _cmd_ps(args: argparse.Namespace) -> int:
     :returns:
         The exit status.
     """
-    from wool_docker import _native
-
-    selector = dict(args.label) or {"wool.worker": "true"}
+    selector = dict(args.label) or dict([_native.DEFAULT_SELECTOR])
     rows = await _native.list_workers(selector, args.network, args.host)
     print(
         f"{'UID':<36}  {'ADDRESS':<21}  {'VERSION':<8}  {'HEALTH':<9}  CONTAINER  TAGS"
@@ -120,8 +119,6 @@ async def _cmd_prune(args: argparse.Namespace) -> int:
     :returns:
         The exit status.
     """
-    from wool_docker import _native
-
     labels = [f"{key}={value}" for key, value in args.label]
     for name in await _native.prune(args.all, args.host, labels):
         print(name)
@@ -137,6 +134,16 @@ _commands: Final[dict[str, Callable[[argparse.Namespace], Coroutine[Any, Any, in
 subparser names its key with ``set_defaults(command=...)``."""
 
 
+def _wool_version() -> str:
+    """The installed wool's version, without importing wool (and grpc)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("wool")
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def _parser() -> argparse.ArgumentParser:
     """Build the argument parser with a subparser per command.
 
@@ -145,6 +152,11 @@ def _parser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog=_PROGRAM, description="Run wool workers as Docker containers."
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"{_PROGRAM} {_native.__version__} (wool {_wool_version()})",
     )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument(

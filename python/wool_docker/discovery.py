@@ -33,7 +33,9 @@ from wool_docker._convert import metadata_from_record
 from wool_docker.exceptions import MalformedLabelsWarning
 from wool_docker.exceptions import NotPublishedError
 
-DEFAULT_LABELS: Final[Mapping[str, str]] = MappingProxyType({"wool.worker": "true"})
+DEFAULT_LABELS: Final[Mapping[str, str]] = MappingProxyType(
+    dict([_native.DEFAULT_SELECTOR])
+)
 """The label `DockerWorker` puts on every container it creates."""
 
 

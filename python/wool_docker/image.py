@@ -41,6 +41,7 @@ from typing import Final
 
 import wool.protocol
 
+from wool_docker import _native
 from wool_docker.exceptions import ImageBuildError
 from wool_docker.exceptions import ImageMismatchError
 from wool_docker.exceptions import WoolDockerError
@@ -415,7 +416,7 @@ async def build_image(
     packages: Iterable[str | os.PathLike[str]] = (),
     wool_docker_wheel: str | os.PathLike[str] | None = None,
     host: str | None = None,
-    port: int = 50051,
+    port: int = _native.DEFAULT_PORT,
     labels: Mapping[str, str] | None = None,
 ) -> str:
     """Build a wool worker image on the Docker Engine.

@@ -37,11 +37,11 @@ from wool_docker._convert import options_to_json
 if TYPE_CHECKING:
     from wool.runtime.worker.service import BackpressureLike
 
-DEFAULT_PORT: Final[int] = 50051
+DEFAULT_PORT: Final[int] = _native.DEFAULT_PORT
 """Port the worker image serves on inside the container (the image's
 ``wool.port`` label)."""
 
-SELECTOR: Final[Mapping[str, str]] = MappingProxyType({"wool.worker": "true"})
+SELECTOR: Final[Mapping[str, str]] = MappingProxyType(dict([_native.DEFAULT_SELECTOR]))
 """Label every `DockerWorker` container carries, and `DockerDiscovery`'s default
 filter."""
 
