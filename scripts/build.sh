@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build everything a fresh machine needs, offline from image registries:
 #   1. a venv (.venv) with maturin and the test tools,
-#   2. the wool-docker wheel (release) installed into it,
+#   2. the wool-docker wheel (release, manylinux2014: glibc 2.17, through zig) checked
+#      and installed into it,
 #   3. the Python base image (debootstrap; cached),
 #   4. the worker image from that wheel (cached by wheel hash).
 # Usage: scripts/build.sh [--no-image]
@@ -17,12 +18,15 @@ if [ ! -x .venv/bin/python ]; then
 fi
 . .venv/bin/activate
 python -m pip install -q --upgrade pip >/dev/null
-python -m pip install -q "maturin>=1.7,<2" "pytest>=8" "pytest-asyncio>=0.24" \
-  "pytest-mock>=3.14" "hypothesis>=6" "ruff>=0.6" "mypy>=1.11"
+# Build tools pinned: maturin links with zig (from PyPI, no system toolchain) so the
+# wheel runs on glibc 2.17 and newer, not only on this machine's glibc.
+python -m pip install -q "maturin==1.16.0" "ziglang==0.15.2" "pytest>=8" \
+  "pytest-asyncio>=0.24" "pytest-mock>=3.14" "hypothesis>=6" "ruff>=0.6" "mypy>=1.11"
 
 rm -f dist/wool_docker-*.whl
-maturin build --release --strip -o dist >/dev/null
+maturin build --release --strip --zig --compatibility manylinux2014 -o dist >/dev/null
 wheel=$(ls dist/wool_docker-*.whl)
+python scripts/check-wheel.py "$wheel"
 python -m pip install -q --force-reinstall "$wheel"
 echo "installed $wheel" >&2
 

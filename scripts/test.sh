@@ -14,8 +14,8 @@ cargo clippy --all-targets -- -D warnings
 cargo test
 
 echo "== python: ruff" >&2
-ruff check python tests examples bench
-ruff format --check python tests examples bench
+ruff check python tests examples bench scripts
+ruff format --check python tests examples bench scripts
 
 echo "== python: stub and types" >&2
 # Run from outside the checkout: python/wool would shadow the installed wool.
