@@ -143,16 +143,27 @@ pub fn subscribe(engine: &Engine, scope: Scope) -> Subscription {
     Subscription { rx, _hub: hub }
 }
 
+/// The scoped network's exact name, resolved by the Engine like the docker CLI
+/// resolves it (a name, a full id, or a unique id prefix). Resolved again at every
+/// listing: a network re-created under the same name gets a new id.
+async fn resolve_network(engine: &Engine, scope: &Scope) -> Result<Option<String>> {
+    match &scope.network {
+        Some(reference) => Ok(Some(engine.network(reference).await?.name)),
+        None => Ok(None),
+    }
+}
+
 /// One-shot listing with the subscriber's label and address rules (for
 /// `wool-docker ps`): every running matching container with a record, and its
 /// health, whether or not it serves yet.
 pub async fn list(engine: &Engine, scope: &Scope) -> Result<Vec<(WorkerRecord, Option<String>)>> {
+    let network = resolve_network(engine, scope).await?;
     let containers = engine
         .list(&labels::filter_terms(&scope.selector), false)
         .await?;
     let mut out = Vec::new();
     for c in containers {
-        if let Ok(Ok(record)) = labels::parse(&c, scope.network.as_deref()) {
+        if let Ok(Ok(record)) = labels::parse(&c, network.as_deref()) {
             out.push((record, c.health.clone()));
         }
     }
@@ -216,17 +227,29 @@ struct Tracker {
     engine: Engine,
     scope: Scope,
     hub: Weak<Hub>,
+    /// The scoped network's exact name, as of the last listing.
+    network: Option<String>,
     entries: HashMap<String, Entry>,
     warned: HashSet<String>,
     /// Warnings raised while absorbing, sent ahead of the next batch.
     warnings: Vec<Change>,
+    /// Containers already warned about for sharing another's uid.
+    duplicates: HashSet<String>,
     ready_tx: mpsc::UnboundedSender<Ready>,
+    /// Containers whose inspect failed, to inspect again: (id, attempt).
+    retry_tx: mpsc::UnboundedSender<(String, u32)>,
     /// Engine time of the observation being handled (0: a listing).
     cause_ns: i64,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Default period of the anti-entropy re-list (`WOOL_DOCKER_RESYNC_INTERVAL`).
+const RESYNC_DEFAULT: Duration = Duration::from_secs(30);
+/// Inspects of one container after a failed one, before the next re-list decides.
+const INSPECT_RETRIES: u32 = 3;
+/// How long an event stream must stay up before the reconnect backoff resets.
+const HEALTHY_FOR: Duration = Duration::from_secs(10);
 /// How long a listing waits for the logs of the containers it found, so their
 /// readiness arrives in the listing's batch; those still unknown are followed.
 const LIST_READY_BOUND: Duration = Duration::from_secs(2);
@@ -237,16 +260,21 @@ const MAX_LINE: usize = 64 * 1024;
 
 async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot::Receiver<()>) {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel();
+    let resync_every = resync_interval();
     // Containers of this process's DockerWorkers, the moment they serve.
     let mut own_ready = worker::serving_updates();
     let mut t = Tracker {
         engine,
         scope,
         hub,
+        network: None,
         entries: HashMap::new(),
         warned: HashSet::new(),
         warnings: Vec::new(),
+        duplicates: HashSet::new(),
         ready_tx,
+        retry_tx,
         cause_ns: 0,
     };
     let mut backoff = BACKOFF_START;
@@ -254,38 +282,48 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         // Take the time before listing so nothing falls between list and stream.
         let since = now_nanos();
         match t.sync().await {
-            Ok(()) => {
-                backoff = BACKOFF_START;
+            Ok(_) => {
+                let connected = tokio::time::Instant::now();
                 let terms = labels::filter_terms(&t.scope.selector);
-                let containers = t.engine.container_events(&terms, Some(since));
+                let mut containers = t.engine.container_events(&terms, Some(since));
                 // Network events move addresses: leaving the scoped network drops a
                 // worker; joining one may change an unscoped worker's address.
-                let networks = t
-                    .engine
-                    .network_events(t.scope.network.as_deref(), Some(since));
-                let mut events = futures_util::stream::select(containers, networks);
+                let mut networks = t.engine.network_events(t.network.as_deref(), Some(since));
+                // The end or failure of either stream is a gap: re-list.
+                let mut resync = tokio::time::interval_at(
+                    tokio::time::Instant::now() + resync_every,
+                    resync_every,
+                );
                 loop {
-                    tokio::select! {
+                    let gap = tokio::select! {
                         _ = &mut shutdown => return,
-                        event = events.next() => match event {
-                            Some(Ok(event)) => t.on_event(event).await,
-                            Some(Err(e)) => {
-                                tracing::warn!(error = %e, "docker event stream broke; reconnecting");
-                                break;
-                            }
-                            None => {
-                                tracing::warn!("docker event stream ended; reconnecting");
-                                break;
-                            }
-                        },
-                        Some(ready) = ready_rx.recv() => t.on_ready(ready),
+                        _ = resync.tick() => t.anti_entropy().await,
+                        Some((id, attempt)) = retry_rx.recv() => {
+                            t.refresh_attempt(&id, attempt).await;
+                            false
+                        }
+                        event = containers.next() => t.on_stream("container", event).await,
+                        event = networks.next() => t.on_stream("network", event).await,
+                        Some(ready) = ready_rx.recv() => {
+                            t.on_ready(ready);
+                            false
+                        }
                         own = own_ready.recv() => {
                             // A lagging receiver lost some: the log watchers still report them.
                             if let Ok(ready) = own {
                                 t.on_ready(ready);
                             }
+                            false
                         }
+                    };
+                    if gap {
+                        break;
                     }
+                }
+                // Only a stream that stayed up earns a quick reconnect: one that
+                // fails at once must not make the hub re-list ten times a second.
+                if connected.elapsed() >= HEALTHY_FOR {
+                    backoff = BACKOFF_START;
                 }
             }
             Err(e) => {
@@ -300,12 +338,67 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
     }
 }
 
+/// The anti-entropy period: `WOOL_DOCKER_RESYNC_INTERVAL` seconds, else 30 s.
+fn resync_interval() -> Duration {
+    std::env::var("WOOL_DOCKER_RESYNC_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(RESYNC_DEFAULT)
+}
+
 impl Tracker {
+    /// Re-list on a period while the stream runs, and emit the exact difference.
+    /// With a healthy stream there is none: any drift it corrects is a missed
+    /// event (or a bug) and is logged. `true` if the listing failed (a gap).
+    async fn anti_entropy(&mut self) -> bool {
+        match self.sync().await {
+            Ok(0) => false,
+            Ok(drift) => {
+                tracing::warn!(
+                    drift,
+                    "periodic re-list corrected changes the event stream missed"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "periodic re-list failed; reconnecting");
+                true
+            }
+        }
+    }
+
+    /// Handle one item of an event stream; `true` when the stream broke or ended.
+    async fn on_stream(
+        &mut self,
+        stream: &'static str,
+        item: Option<Result<ContainerEvent>>,
+    ) -> bool {
+        match item {
+            Some(Ok(event)) => {
+                self.on_event(event).await;
+                false
+            }
+            Some(Err(e)) => {
+                tracing::warn!(stream, error = %e, "docker event stream broke; reconnecting");
+                true
+            }
+            None => {
+                tracing::warn!(stream, "docker event stream ended; reconnecting");
+                true
+            }
+        }
+    }
+
     /// Re-list and reconcile every container: the truth after any gap. The
     /// readiness of listed containers not yet known to serve is resolved for all
     /// of them together (one bounded step), and the whole difference is one batch.
-    async fn sync(&mut self) -> Result<()> {
+    /// Returns the drift: how many changes (or containers appearing or vanishing)
+    /// the event stream had not delivered.
+    async fn sync(&mut self) -> Result<usize> {
         self.cause_ns = 0;
+        self.network = resolve_network(&self.engine, &self.scope).await?;
         let list = self
             .engine
             .list(&labels::filter_terms(&self.scope.selector), false)
@@ -316,6 +409,12 @@ impl Tracker {
             .map(|c| c.id.clone())
             .collect();
         let mut learned = read_ready_all(&self.engine, unknown).await;
+        // Containers the listing shows that no event had told of, and below
+        // the ones it no longer shows: what a healthy stream leaves at 0.
+        let mut untold = list
+            .iter()
+            .filter(|c| !self.entries.contains_key(&c.id))
+            .count();
         let mut ids = Vec::with_capacity(list.len());
         for c in &list {
             let (started_ns, ready) = learned.remove(&c.id).unwrap_or_default();
@@ -331,10 +430,13 @@ impl Tracker {
             .collect();
         for id in &gone {
             self.entries.remove(id);
+            self.warned.remove(id);
+            self.duplicates.remove(id);
         }
+        untold += gone.len();
         ids.extend(gone);
-        self.reconcile(ids.iter().map(String::as_str));
-        Ok(())
+        let changes = self.reconcile(ids.iter().map(String::as_str));
+        Ok(changes.max(untold))
     }
 
     /// Whether a listed container's readiness must be read from its logs: it
@@ -344,7 +446,7 @@ impl Tracker {
             && c.health.as_deref() != Some("healthy")
             && self.entries.get(&c.id).is_none_or(|e| e.ready.is_none())
             && worker::serving(&c.id).is_none()
-            && matches!(labels::parse(c, self.scope.network.as_deref()), Ok(Ok(_)))
+            && matches!(labels::parse(c, self.network.as_deref()), Ok(Ok(_)))
     }
 
     /// Take a container's current description into its entry, keeping what we
@@ -352,7 +454,7 @@ impl Tracker {
     /// when its current run started (0: unknown). Callers pass only containers
     /// that match the selector and reconcile afterwards.
     fn absorb(&mut self, c: &ContainerInfo, ready: Option<Ready>, started_ns: i64) {
-        let record = match labels::parse(c, self.scope.network.as_deref()) {
+        let record = match labels::parse(c, self.network.as_deref()) {
             Ok(Ok(r)) => Some(r),
             Ok(Err(Skip::NoAddress)) => None,
             Err(e) => {
@@ -462,6 +564,8 @@ impl Tracker {
             "unpause" => self.set(&e.id, |entry| entry.running = true),
             "destroy" => {
                 self.entries.remove(&e.id);
+                self.warned.remove(&e.id);
+                self.duplicates.remove(&e.id);
                 self.reconcile([e.id.as_str()]);
             }
             a if a.starts_with("health_status") => {
@@ -497,6 +601,11 @@ impl Tracker {
 
     /// Re-inspect one container after an event that may change what it advertises.
     async fn refresh(&mut self, id: &str) {
+        self.refresh_attempt(id, 0).await;
+    }
+
+    /// Inspect, retried with backoff after a failure (`attempt` so far).
+    async fn refresh_attempt(&mut self, id: &str, attempt: u32) {
         match self.engine.inspect(id).await {
             Ok(Some(c)) if self.matches_selector(&c) => {
                 let started_ns = c.started_at_ns.unwrap_or_default();
@@ -505,22 +614,66 @@ impl Tracker {
             Ok(_) => {
                 self.entries.remove(id);
             }
-            // The next sync after reconnect will settle it.
+            Err(e) if attempt < INSPECT_RETRIES => {
+                tracing::debug!(id = %id, attempt, error = %e, "inspect failed; retrying");
+                let (tx, id) = (self.retry_tx.clone(), id.to_owned());
+                tokio::spawn(async move {
+                    tokio::time::sleep(BACKOFF_START * 2u32.pow(attempt)).await;
+                    let _ = tx.send((id, attempt + 1));
+                });
+            }
+            // The periodic re-list (or the next gap's) settles it.
             Err(e) => tracing::warn!(id = %id, error = %e, "inspect failed"),
         }
         self.reconcile([id]);
     }
 
+    /// wool keys workers by uid, so two live containers announced with one uid
+    /// (a Compose service with a fixed `wool.uid`, scaled) would hide each other.
+    /// The container announced first keeps the uid; any other gets the uid derived
+    /// from its container id, with one warning naming both.
+    fn distinct_uid(
+        &mut self,
+        id: &str,
+        mut record: WorkerRecord,
+        announced: &BTreeMap<String, WorkerRecord>,
+        batch: &mut Vec<Change>,
+    ) -> WorkerRecord {
+        let holder = announced
+            .iter()
+            .find(|(other, r)| other.as_str() != id && r.uid == record.uid);
+        if let Some((_, held)) = holder {
+            if let Some(derived) = labels::uid_from_container_id(id) {
+                if self.duplicates.insert(id.to_owned()) {
+                    batch.push(Change::Warning(format!(
+                        "containers {} and {} both carry wool.uid={}; {} is announced as {derived} \
+                         (from its container id). Give each replica its own uid, or leave \
+                         wool.uid unset so each gets one from its container id",
+                        held.container_name, record.container_name, record.uid,
+                        record.container_name
+                    )));
+                }
+                record.uid = derived;
+            }
+        }
+        record
+    }
+
     /// Emit, as one batch, the difference between what is announced and what
     /// should be for these containers (after any pending warnings).
-    fn reconcile<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) {
+    fn reconcile<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) -> usize {
         let Some(hub) = self.hub.upgrade() else {
-            return;
+            return 0;
         };
         let mut batch = std::mem::take(&mut self.warnings);
+        let mut changes = 0;
         let mut announced = hub.announced.lock().unwrap_or_else(|p| p.into_inner());
         for id in ids {
-            let desired = self.entries.get(id).and_then(Entry::serving);
+            let desired = self
+                .entries
+                .get(id)
+                .and_then(Entry::serving)
+                .map(|r| self.distinct_uid(id, r, &announced.workers, &mut batch));
             let change = match (announced.workers.get(id), desired) {
                 (None, Some(r)) => {
                     announced.workers.insert(id.to_owned(), r.clone());
@@ -537,8 +690,10 @@ impl Tracker {
                 _ => continue,
             };
             batch.push(change);
+            changes += 1;
         }
         announced.send(batch);
+        changes
     }
 }
 

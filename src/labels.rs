@@ -222,17 +222,20 @@ pub fn parse(
     }))
 }
 
-/// The container's endpoint on the network named (by name or id prefix), or, with
+/// The container's endpoint on the network named (by exact name or full id), or, with
 /// none named, the one [`pick_network`] chooses.
 pub fn endpoint<'a>(
     c: &'a ContainerInfo,
     network: Option<&str>,
 ) -> Option<(&'a String, &'a crate::engine::Endpoint)> {
     match network {
-        Some(name) => c.networks.get_key_value(name).or_else(|| {
+        // Exactly that name, or exactly that full id: never an id prefix, which
+        // could name some other network (resolve a user's reference against
+        // the Engine first, as the docker CLI does).
+        Some(wanted) => c.networks.get_key_value(wanted).or_else(|| {
             c.networks
                 .iter()
-                .find(|(_, ep)| !ep.network_id.is_empty() && ep.network_id.starts_with(name))
+                .find(|(_, ep)| !ep.network_id.is_empty() && ep.network_id == wanted)
         }),
         None => pick_network(c),
     }

@@ -23,7 +23,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // The schema's constants are defined once, here in the core; Python reads them.
     m.add("READY_PREFIX", worker::READY_PREFIX)?;
     m.add("DEFAULT_PORT", labels::DEFAULT_PORT)?;
-    m.add("DEFAULT_SELECTOR", (labels::SELECTOR, labels::SELECTOR_VALUE))?;
+    m.add(
+        "DEFAULT_SELECTOR",
+        (labels::SELECTOR, labels::SELECTOR_VALUE),
+    )?;
     m.add_class::<bindings::WorkerHandle>()?;
     m.add_class::<bindings::Subscription>()?;
     m.add_function(wrap_pyfunction!(bindings::engine_info, m)?)?;

@@ -240,7 +240,7 @@ pub async fn start(
 
 async fn start_owned(
     engine: Engine,
-    cfg: WorkerConfig,
+    mut cfg: WorkerConfig,
     timeout: Duration,
     sink: Option<LogSink>,
     mut cancelled: oneshot::Receiver<()>,
@@ -254,6 +254,9 @@ async fn start_owned(
                 network: network.clone(),
             });
         }
+        // The Engine resolved the reference (name, id or id prefix); from here on
+        // the network is its exact name.
+        cfg.network = Some(info.name);
     }
     clock.lap("check");
     let mut spec = create_spec(&cfg);

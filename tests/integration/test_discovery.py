@@ -543,3 +543,87 @@ class TestDockerDiscoveryInContainers:
 def _label(selector: dict[str, str]) -> str:
     key, value = next(iter(selector.items()))
     return f"{key}={value}"
+
+
+class TestDockerDiscoveryIdentity:
+    """Which containers a scope names, and which uid each worker gets."""
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_two_containers_sharing_a_uid(
+        self, network, selector, run
+    ):
+        """Test two live containers labelled with the same ``wool.uid``.
+
+        Given:
+            Two serving worker containers that both carry one ``wool.uid``
+            (a Compose service with a fixed uid, scaled to 2)
+        When:
+            A subscriber discovers them
+        Then:
+            It should yield two workers with distinct uids, one of them the
+            label's and the other derived from its container id, with one
+            `MalformedLabelsWarning` naming both containers
+        """
+        # Arrange
+        shared = uuid.uuid4()
+        a = run(network, f"wool.uid={shared}")
+        b = run(network, f"wool.uid={shared}")
+        discovery = DockerDiscovery(network=network, labels=selector)
+
+        # Act
+        with pytest.warns(MalformedLabelsWarning, match="both carry wool.uid") as warned:
+            async with _subscription(discovery) as events:
+                found = [await _next(events, "worker-added") for _ in range(2)]
+
+        # Assert
+        uids = {event.metadata.uid for event in found}
+        derived = {uuid.UUID(hex=a[:32]), uuid.UUID(hex=b[:32])}
+        assert len(uids) == 2
+        assert shared in uids
+        assert (uids - {shared}) <= derived
+        assert len([w for w in warned if "both carry" in str(w.message)]) == 1
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_network_named_like_another_networks_id(
+        self, network, selector, run
+    ):
+        """Test a scope whose name is also a prefix of another network's id.
+
+        Given:
+            The test's network X, a network Y named after the first 12 hex
+            digits of X's id, and a worker container on each
+        When:
+            Discovery and ``list_workers`` are scoped to ``network=<Y>``
+        Then:
+            They should see only Y's container: a name is matched exactly,
+            never as an id prefix
+        """
+        # Arrange
+        from wool_docker import _native
+
+        x_id = _docker("network", "inspect", "--format", "{{.Id}}", network)
+        y = x_id[:12]
+        _docker("network", "create", "--label", f"{RUN_LABEL}={RUN_ID}", y)
+        on_y = None
+        try:
+            run(network)
+            on_y = run(y)
+            discovery = DockerDiscovery(network=y, labels=selector)
+
+            # Act
+            async with _subscription(discovery) as events:
+                first = await _next(events, "worker-added for Y's container")
+                try:
+                    extra = await asyncio.wait_for(anext(events), 3.0)
+                except TimeoutError:
+                    extra = None
+            listed = await _native.list_workers(selector, y)
+        finally:
+            if on_y is not None:
+                subprocess.run(["docker", "rm", "-f", on_y], capture_output=True)
+            _docker("network", "rm", y)
+
+        # Assert
+        assert first.metadata.uid == uuid.UUID(hex=on_y[:32])
+        assert extra is None, f"also saw {extra.metadata.address}"
+        assert [record["container_id"] for record, _ in listed] == [on_y]

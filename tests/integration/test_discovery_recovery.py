@@ -17,6 +17,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from collections.abc import Awaitable
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 from typing import Final
 
 import pytest
@@ -78,6 +80,16 @@ class _SeverableEngine:
         self._generation = 0
         self._connections: set[asyncio.Task[None]] = set()
         self._request_seen = asyncio.Event()
+        # Open connections: their first request line, the Engine-to-client
+        # pipe and the client's writer (see `end_streams`).
+        self._streams: dict[asyncio.Task[None], list[Any]] = {}
+        #: Requests matching this are not forwarded: their connection is
+        #: reset at once (an Engine whose event stream fails immediately).
+        self.refuse: re.Pattern[str] | None = None
+        #: Responses to requests matching this lose everything after their
+        #: first read from the Engine (the head): an event stream that stays
+        #: open and says nothing, as if its events were lost.
+        self.mute: re.Pattern[str] | None = None
 
     @property
     def url(self) -> str:
@@ -111,22 +123,53 @@ class _SeverableEngine:
         if server is not None:
             await server.wait_closed()
 
-    async def request(self, pattern: str, *, after: float) -> float:
-        """Wait for a request to the Engine whose line matches ``pattern``.
+    async def end_streams(self, pattern: str) -> int:
+        """End, cleanly, every open response whose request line matches.
+
+        Sends the last chunk of a chunked body (``0\\r\\n\\r\\n``) and closes the
+        connection, as an Engine ending a stream properly would. Call it only
+        while those streams are idle (no event in flight), so the last chunk
+        cannot land inside another.
+
+        :param pattern:
+            Regular expression searched in the URL-decoded request line.
+        :returns:
+            How many responses it ended.
+        """
+        ended = 0
+        for task, (line, pipe, writer) in list(self._streams.items()):
+            if line is None or not re.search(pattern, urllib.parse.unquote(line)):
+                continue
+            pipe.cancel()
+            await asyncio.gather(pipe, return_exceptions=True)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            task.cancel()
+            ended += 1
+        return ended
+
+    async def request(self, pattern: str, *, after: float, nth: int = 1) -> float:
+        """Wait for the ``nth`` request to the Engine whose line matches ``pattern``.
 
         :param pattern:
             Regular expression searched in ``"METHOD /path?query"``.
         :param after:
-            `time.monotonic` time the request may not precede.
+            `time.monotonic` time the requests may not precede.
+        :param nth:
+            Which matching request to wait for.
         :returns:
-            When the request passed the proxy.
+            When that request passed the proxy.
         """
         try:
             async with asyncio.timeout(_TIMEOUT):
                 while True:
-                    for at, line in self.requests:
-                        if at >= after and re.search(pattern, line):
-                            return at
+                    seen = [
+                        at
+                        for at, line in self.requests
+                        if at >= after and re.search(pattern, line)
+                    ]
+                    if len(seen) >= nth:
+                        return seen[nth - 1]
                     self._request_seen.clear()
                     await self._request_seen.wait()
         except TimeoutError:
@@ -151,10 +194,15 @@ class _SeverableEngine:
             if generation != self._generation:
                 return  # accepted just before the cut
             engine_reader, upstream = await asyncio.open_unix_connection(_ENGINE_SOCKET)
+            stream: list[Any] = [None, None, writer]
             pipes = [
-                asyncio.create_task(self._pipe(reader, upstream, record=True)),
-                asyncio.create_task(self._pipe(engine_reader, writer)),
+                asyncio.create_task(
+                    self._pipe(reader, upstream, record=True, stream=stream)
+                ),
+                asyncio.create_task(self._pipe(engine_reader, writer, stream=stream)),
             ]
+            stream[1] = pipes[1]
+            self._streams[task] = stream
             await asyncio.wait(pipes, return_when=asyncio.FIRST_EXCEPTION)
         except OSError:
             pass  # the Engine socket refused; the client sees its end closed
@@ -166,6 +214,7 @@ class _SeverableEngine:
                 upstream.transport.abort()
             await asyncio.gather(*pipes, return_exceptions=True)
             self._connections.discard(task)
+            self._streams.pop(task, None)
 
     async def _pipe(
         self,
@@ -173,14 +222,31 @@ class _SeverableEngine:
         sink: asyncio.StreamWriter,
         *,
         record: bool = False,
+        stream: list[Any] | None = None,
     ) -> None:
         """Copy ``source`` to ``sink`` until end of stream, then half-close."""
+        reads = 0
         while data := await source.read(65536):
+            reads += 1
+            muted = (
+                not record
+                and reads > 1
+                and self.mute is not None
+                and stream is not None
+                and stream[0] is not None
+                and self.mute.search(stream[0])
+            )
+            if muted:
+                continue
             if record:
                 for match in _REQUEST_LINE.finditer(data):
                     line = f"{match[1].decode()} {match[2].decode()}"
                     self.requests.append((time.monotonic(), line))
                     self._request_seen.set()
+                    if stream is not None:
+                        stream[0] = line
+                    if self.refuse is not None and self.refuse.search(line):
+                        raise ConnectionResetError(f"refused {line}")
             sink.write(data)
             await sink.drain()
         if sink.can_write_eof():
@@ -334,6 +400,115 @@ class TestDockerDiscoveryRecovery:
             and "docker event stream" in r.getMessage()
             for r in caplog.records
         ), [(r.name, r.getMessage()) for r in caplog.records]
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_container_event_stream_ended(
+        self, engine, network, selector, run
+    ):
+        """Test a container-event stream that the Engine ends cleanly.
+
+        Given:
+            A subscriber that discovered a serving worker container, whose
+            network-event stream stays open
+        When:
+            Only its container-event stream ends (a proper end of the chunked
+            body), and then another worker container starts serving
+        Then:
+            It should re-list, and yield worker-added for the new container
+        """
+        # Arrange
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+        async with _subscription(discovery) as events:
+            first = await run(network)
+            added = await _next(events, "worker-added for the first container")
+
+            # Act
+            ended_at = time.monotonic()
+            ended = await engine.end_streams(r'/events\?.*"type":\["container"\]')
+            await engine.request(r"^GET /v[\d.]+/containers/json", after=ended_at)
+            second = await run(network)
+            later = await _next(events, "worker-added after the stream ended")
+
+        # Assert
+        assert added.metadata.uid == _uid(first)
+        assert ended == 1
+        assert (later.type, later.metadata.uid) == ("worker-added", _uid(second))
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_event_stream_failing_at_once(
+        self, engine, network, selector
+    ):
+        """Test an Engine whose event stream fails as soon as it is opened.
+
+        Given:
+            A subscriber through a proxy that resets every events request at
+            once, while listings still succeed
+        When:
+            The subscriber keeps reconnecting
+        Then:
+            Its re-lists should back off (100 ms doubling): the sixth listing
+            comes no sooner than 2.5 s after the first, not ten a second
+        """
+        # Arrange
+        engine.refuse = re.compile(r"/events\?")
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+        start = time.monotonic()
+        lists = r"^GET /v[\d.]+/containers/json"
+
+        # Act
+        async with _subscription(discovery) as events:
+            pending = asyncio.ensure_future(anext(events))
+            try:
+                first = await engine.request(lists, after=start)
+                sixth = await engine.request(lists, after=start, nth=6)
+            finally:
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+        # Assert
+        assert sixth - first >= 2.5, f"six listings in {sixth - first:.2f} s"
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_events_lost(
+        self, engine, network, selector, run, monkeypatch, caplog
+    ):
+        """Test the periodic re-list against events that never arrive.
+
+        Given:
+            A subscriber with a 2 s anti-entropy period
+            (``WOOL_DOCKER_RESYNC_INTERVAL``) that discovered a worker, whose
+            event stream then stays open but delivers nothing
+        When:
+            Another worker container starts serving
+        Then:
+            The periodic re-list should yield worker-added for it, and log
+            the drift it corrected
+        """
+        # Arrange
+        monkeypatch.setenv("WOOL_DOCKER_RESYNC_INTERVAL", "2")
+        caplog.set_level(logging.WARNING, logger="wool_docker")
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+        async with _subscription(discovery) as events:
+            first = await run(network)
+            added = await _next(events, "worker-added for the first container")
+
+            # Act
+            engine.mute = re.compile(r"/events\?")
+            second = await run(network)
+            later = await _next(events, "worker-added from the periodic re-list")
+
+        # Assert
+        assert added.metadata.uid == _uid(first)
+        assert (later.type, later.metadata.uid) == ("worker-added", _uid(second))
+        assert any(
+            "periodic re-list corrected" in r.getMessage() for r in caplog.records
+        ), [r.getMessage() for r in caplog.records]
 
     @pytest.mark.asyncio
     async def test___aiter___with_severed_engine_connection_and_no_change(
