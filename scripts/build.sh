@@ -4,13 +4,22 @@
 #   2. the wool-docker wheel (release, manylinux2014: glibc 2.17, through zig) checked
 #      and installed into it,
 #   3. the Python base image (debootstrap; cached),
-#   4. the worker image from that wheel (cached by wheel hash).
+#   4. the worker image from that wheel (cached by wheel hash);
+# and Debian's faketime for the tests.
 # Usage: scripts/build.sh [--no-image]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_image=1
 [ "${1:-}" = "--no-image" ] && want_image=0
+
+# Debian test tools: libfaketime, for the test of a client clock ahead of the Engine's.
+if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
+  echo "installing faketime" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq faketime >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq faketime >/dev/null; }
+fi
 
 py=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

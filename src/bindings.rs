@@ -8,6 +8,7 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use crate::context;
 use crate::discovery::{self, Change, Scope};
 use crate::engine::Engine;
 use crate::error::Error;
@@ -19,12 +20,15 @@ use crate::worker::{self, LogSink, Running, WorkerConfig};
 /// of this process (clones share the connection pool).
 async fn engine(host: Option<String>) -> Result<Engine, Error> {
     static ENGINES: OnceLock<tokio::sync::Mutex<HashMap<String, Engine>>> = OnceLock::new();
-    let key = host.clone().unwrap_or_default();
+    // Keyed by the Engine chosen, not by the argument: the environment (or the
+    // current docker context) may choose another one later.
+    let endpoint = context::resolve(host.as_deref(), &context::ProcessEnvironment)?;
+    let key = endpoint.host.clone();
     let mut engines = ENGINES.get_or_init(Default::default).lock().await;
     if let Some(engine) = engines.get(&key) {
         return Ok(engine.clone());
     }
-    let engine = Engine::connect(host.as_deref()).await?;
+    let engine = Engine::connect_to(&endpoint).await?;
     engines.insert(key, engine.clone());
     Ok(engine)
 }

@@ -279,8 +279,16 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
     };
     let mut backoff = BACKOFF_START;
     loop {
-        // Take the time before listing so nothing falls between list and stream.
-        let since = now_nanos();
+        // Take the time before listing so nothing falls between list and stream:
+        // the Engine's time, since the Engine filters the replay by its clock.
+        let since = match t.engine.now_ns().await {
+            Ok(Some(ns)) => ns,
+            Ok(None) => now_nanos(),
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read the Engine's clock; using ours");
+                now_nanos()
+            }
+        };
         match t.sync().await {
             Ok(_) => {
                 let connected = tokio::time::Instant::now();
@@ -483,7 +491,7 @@ impl Tracker {
         let watch =
             entry.record.is_some() && entry.running && entry.ready.is_none() && !entry.watching();
         if watch {
-            let handle = self.watch_ready(&c.id, started_ns);
+            let handle = self.watch_ready(&c.id, started_ns, started_ns);
             if let Some(entry) = self.entries.get_mut(&c.id) {
                 entry.watcher = Some(handle);
             }
@@ -498,17 +506,13 @@ impl Tracker {
         })
     }
 
-    /// Follow a container's output until its worker prints the ready line,
-    /// counting only lines stamped at or after `from_ns` (0: from one second
-    /// before now, for a start just seen).
-    fn watch_ready(&self, id: &str, from_ns: i64) -> AbortHandle {
-        let since_secs = if from_ns > 0 {
-            from_ns / 1_000_000_000
-        } else {
-            // The ready line can be stamped just before the start event.
-            now_nanos() / 1_000_000_000 - 1
-        };
-        let logs = self.engine.logs(id, true, since_secs, true);
+    /// Follow a container's output from `since_ns` (the Engine's clock, Unix
+    /// nanoseconds; 0: its whole output) until its worker prints a ready line
+    /// stamped at or after `from_ns`.
+    fn watch_ready(&self, id: &str, since_ns: i64, from_ns: i64) -> AbortHandle {
+        let logs = self
+            .engine
+            .logs(id, true, since_ns.max(0) / 1_000_000_000, true);
         let tx = self.ready_tx.clone();
         let id = id.to_owned();
         tokio::spawn(async move {
@@ -545,7 +549,11 @@ impl Tracker {
                 // matches: follow its output while the inspect runs, not after.
                 let entry = self.entries.entry(e.id.clone()).or_default();
                 if entry.ready.is_none() && !entry.watching() {
-                    let handle = self.watch_ready(&e.id, 0);
+                    // The Engine's own time (never ours, which may differ), and a
+                    // second early: the ready line can be stamped just before the
+                    // start event.
+                    let since = e.time_nano - 1_000_000_000;
+                    let handle = self.watch_ready(&e.id, since, 0);
                     if let Some(entry) = self.entries.get_mut(&e.id) {
                         entry.watcher = Some(handle);
                     }

@@ -3,7 +3,6 @@
 //! this file alone, and every Engine model field is treated as optional.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -23,12 +22,12 @@ use bollard::Docker;
 use futures_util::{Stream, StreamExt};
 use tokio::io::AsyncWrite;
 
+use crate::context;
 use crate::error::{Error, Result};
 
 /// Deadline for one request (not for streams, whose headers arrive at once).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// The docker CLI's default socket.
-const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 const USER_AGENT: &str = concat!("wool-docker/", env!("CARGO_PKG_VERSION"));
 
 /// A connected, version-negotiated Docker Engine client. Cheap to clone.
@@ -153,18 +152,17 @@ pub type OutputStream = Pin<Box<dyn Stream<Item = Result<Output>> + Send>>;
 pub type InputWriter = Pin<Box<dyn AsyncWrite + Send>>;
 
 impl Engine {
-    /// Connect the way the docker CLI does: `host`, else `DOCKER_HOST`, else the
-    /// default socket; TLS from `DOCKER_TLS_VERIFY` / `DOCKER_CERT_PATH`. Then
-    /// negotiate the API version with the daemon (never pinned).
+    /// Connect the way the docker CLI does (see `context`): `host`, else
+    /// `DOCKER_HOST`, else the selected docker context, else the default socket.
+    /// Then negotiate the API version with the daemon (never pinned).
     pub async fn connect(host: Option<&str>) -> Result<Engine> {
-        let host = match host {
-            Some(h) if !h.is_empty() => h.to_owned(),
-            _ => std::env::var("DOCKER_HOST")
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| DEFAULT_HOST.to_owned()),
-        };
-        let docker = open(&host)?;
+        Engine::connect_to(&context::resolve(host, &context::ProcessEnvironment)?).await
+    }
+
+    /// Connect to a resolved endpoint and negotiate the API version.
+    pub async fn connect_to(endpoint: &context::Endpoint) -> Result<Engine> {
+        let host = endpoint.host.clone();
+        let docker = open(endpoint)?;
         let version: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
         let prefix = version.clone();
         // bollard 0.21 joins the request path with a leading slash, which drops its
@@ -207,6 +205,18 @@ impl Engine {
 
     fn err(&self, op: &'static str, e: bollard::errors::Error) -> Error {
         Error::engine(op, &self.host, e)
+    }
+
+    /// The Engine's own clock, Unix nanoseconds (`None` if it does not say).
+    /// Event filters (`since`) are applied by that clock, which may differ from
+    /// ours (Docker Desktop's VM, a remote Engine).
+    pub async fn now_ns(&self) -> Result<Option<i64>> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| self.err("read the Engine's system information", e))?;
+        Ok(info.system_time.as_deref().and_then(rfc3339_nanos))
     }
 
     /// Check that the daemon answers.
@@ -701,26 +711,13 @@ impl Engine {
     }
 }
 
-fn open(host: &str) -> Result<Docker> {
+fn open(endpoint: &context::Endpoint) -> Result<Docker> {
     let timeout = REQUEST_TIMEOUT_SECS;
     let version = bollard::API_DEFAULT_VERSION;
-    let tls_verify = std::env::var("DOCKER_TLS_VERIFY")
-        .map(|v| !v.is_empty() && v != "0")
-        .unwrap_or(false);
+    let host = endpoint.host.as_str();
     let result = if let Some(path) = host.strip_prefix("unix://") {
         Docker::connect_with_unix(path, timeout, version)
-    } else if host.starts_with("https://") || (tls_verify && host.starts_with("tcp://")) {
-        let dir = std::env::var("DOCKER_CERT_PATH")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .map(std::path::PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))
-            .ok_or_else(|| {
-                Error::InvalidArgument(
-                    "TLS to the Docker Engine needs DOCKER_CERT_PATH (with ca.pem, cert.pem, key.pem)"
-                        .to_owned(),
-                )
-            })?;
+    } else if let Some(dir) = &endpoint.tls_dir {
         Docker::connect_with_ssl(
             host,
             &dir.join("key.pem"),
@@ -858,7 +855,25 @@ fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
 /// `2026-11-29T16:45:01.123456789Z` → Unix nanoseconds (UTC only, as Docker
 /// writes log timestamps).
 pub fn rfc3339_nanos(stamp: &str) -> Option<i64> {
-    let (date, time) = stamp.strip_suffix('Z')?.split_once('T')?;
+    // `Z`, or a `+HH:MM` / `-HH:MM` offset (the Engine's SystemTime is local).
+    let (stamp, offset_secs) = match stamp.strip_suffix('Z') {
+        Some(utc) => (utc, 0),
+        None => {
+            let at = stamp.len().checked_sub(6)?;
+            let (rest, zone) = (stamp.get(..at)?, stamp.get(at..)?);
+            let sign = match zone.as_bytes().first()? {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let (h, m) = zone.get(1..)?.split_once(':')?;
+            (
+                rest,
+                sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60),
+            )
+        }
+    };
+    let (date, time) = stamp.split_once('T')?;
     let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
     let (y, m, day) = (d.next()??, d.next()??, d.next()??);
     let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
@@ -873,7 +888,8 @@ pub fn rfc3339_nanos(stamp: &str) -> Option<i64> {
     let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
-    Some(((days * 24 + hh) * 60 + mm) * 60 * 1_000_000_000 + ss * 1_000_000_000 + nanos)
+    let secs = ((days * 24 + hh) * 60 + mm) * 60 + ss - offset_secs;
+    Some(secs * 1_000_000_000 + nanos)
 }
 
 /// `Up 3 minutes (healthy)` → `healthy`; `(health: starting)` → `starting`.
@@ -900,6 +916,11 @@ mod tests {
             Some(951_868_800_000_000_000)
         );
         assert_eq!(rfc3339_nanos("garbage"), None);
+        assert_eq!(
+            rfc3339_nanos("1970-01-01T01:00:00.5+01:00"),
+            Some(500_000_000)
+        );
+        assert_eq!(rfc3339_nanos("1969-12-31T23:30:00-00:30"), Some(0));
     }
 
     #[test]

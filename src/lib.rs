@@ -5,6 +5,7 @@
 //! to Python logging.
 
 pub mod bindings;
+pub mod context;
 pub mod discovery;
 pub mod engine;
 pub mod error;

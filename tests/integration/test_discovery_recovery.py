@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import re
 import subprocess
+import sys
 import time
 import urllib.parse
 import uuid
@@ -56,6 +58,29 @@ _REQUEST_LINE: Final[re.Pattern[bytes]] = re.compile(
 
 _log = logging.getLogger(__name__)
 
+_FAKETIME: Final[str] = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"
+"""libfaketime (Debian's ``faketime``; ``scripts/build.sh`` installs it)."""
+
+_CLOCK_CLIENT: Final[str] = """
+import asyncio, json, sys, time
+from wool_docker import _native
+
+async def main():
+    selector, network, host, now = json.loads(sys.argv[1])
+    # How far ahead this process's clock is (the test checks the fake took).
+    print(time.time() - now, flush=True)
+    subscription = await _native.subscribe(selector, network, host)
+    while (batch := await subscription.next()) is not None:
+        for kind, record in batch:
+            if kind == "worker-added":
+                print(record["uid"], flush=True)
+                subscription.close()
+                return
+
+asyncio.run(main())
+"""
+"""A subscriber that prints its clock's lead, then the uid of the first worker."""
+
 Run = Callable[..., Awaitable[str]]
 
 
@@ -90,6 +115,9 @@ class _SeverableEngine:
         #: first read from the Engine (the head): an event stream that stays
         #: open and says nothing, as if its events were lost.
         self.mute: re.Pattern[str] | None = None
+        #: Requests matching this wait at the proxy until `released` is set.
+        self.hold: re.Pattern[str] | None = None
+        self.released = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -247,6 +275,8 @@ class _SeverableEngine:
                         stream[0] = line
                     if self.refuse is not None and self.refuse.search(line):
                         raise ConnectionResetError(f"refused {line}")
+                    if self.hold is not None and self.hold.search(line):
+                        await self.released.wait()
             sink.write(data)
             await sink.drain()
         if sink.can_write_eof():
@@ -511,6 +541,108 @@ class TestDockerDiscoveryRecovery:
         ), [r.getMessage() for r in caplog.records]
 
     @pytest.mark.asyncio
+    async def test___aiter___with_client_clock_ahead_of_the_engine(
+        self, engine, network, selector, run
+    ):
+        """Test a subscriber whose clock runs an hour ahead of the Engine's.
+
+        Given:
+            A subscriber in a process whose wall clock is 1 h ahead
+            (libfaketime), as with a remote Engine or Docker Desktop's VM, that
+            has listed the containers and whose event-stream request is held
+            at the proxy
+        When:
+            A worker container starts serving in that gap, and then the
+            event-stream request goes through
+        Then:
+            It should yield worker-added for it: the Engine replays the gap's
+            events from a ``since`` taken by the Engine's clock, where one
+            taken by the client's would lie an hour in the future
+        """
+        # Arrange
+        environment = {
+            **os.environ,
+            "LD_PRELOAD": _FAKETIME,
+            "FAKETIME": "+1h",
+            "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+            # Only the event stream may tell of the container within the test.
+            "WOOL_DOCKER_RESYNC_INTERVAL": "600",
+        }
+        engine.hold = re.compile(r"/events\?")
+        started = time.monotonic()
+        client = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _CLOCK_CLIENT,
+            json.dumps([selector, network, engine.url, time.time()]),
+            env=environment,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert client.stdout is not None
+        try:
+            async with asyncio.timeout(_TIMEOUT):
+                skew = float((await client.stdout.readline()).decode() or "nan")
+            await engine.request(r"^GET /v[\d.]+/events\?", after=started)
+
+            # Act
+            # No healthcheck: its first report would be a live event.
+            container = await run(network, "--no-healthcheck")
+            await serving(container, timeout=_TIMEOUT)
+            engine.released.set()
+            async with asyncio.timeout(_TIMEOUT):
+                announced = (await client.stdout.readline()).decode().strip()
+        finally:
+            engine.released.set()
+            if client.returncode is None:
+                client.kill()
+            _, stderr = await client.communicate()
+
+        # Assert
+        assert skew > 3000, f"the client's clock is not ahead: {stderr.decode()}"
+        assert announced == str(_uid(container)), stderr.decode()
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_restarted_container_not_serving_yet(
+        self, network, selector, run
+    ):
+        """Test a listing of a restarted container whose new server is not up.
+
+        Given:
+            A worker container (no healthcheck) that served once, printing its
+            ready line, and was restarted into a run that takes a minute to
+            serve again
+        When:
+            A new subscriber lists it
+        Then:
+            It should not announce it: the previous run's ready line proves
+            nothing about the new server, only lines stamped at or after
+            the run's ``StartedAt`` count
+        """
+        # Arrange
+        slow_second_run = (
+            "if [ -e /tmp/ran ]; then sleep 60; fi; touch /tmp/ran; "
+            "exec python3 -m wool_docker._entrypoint"
+        )
+        container = await run(
+            network,
+            "--no-healthcheck",
+            "--entrypoint",
+            "sh",
+            command=("-c", slow_second_run),
+        )
+        await serving(container, timeout=_TIMEOUT)
+        await _adocker("restart", "--time", "0", container)
+        discovery = DockerDiscovery(network=network, labels=selector)
+
+        # Act
+        async with _subscription(discovery) as events:
+            announced = await _silence(events)
+
+        # Assert
+        assert announced is None, f"announced {announced.type} for a server not up"
+
+    @pytest.mark.asyncio
     async def test___aiter___with_severed_engine_connection_and_no_change(
         self, engine, network, selector, run
     ):
@@ -630,3 +762,65 @@ class TestDockerDiscoveryRecovery:
         assert first.metadata.uid == _uid(prompt)
         assert added.type == "worker-added"
         assert added.metadata.uid == _uid(late)
+
+
+class TestEngineSelection:
+    """The Engine is chosen the way the docker CLI chooses it."""
+
+    @pytest.mark.asyncio
+    async def test_engine_chosen_by_docker_context(
+        self, engine, network, selector, run, tmp_path, monkeypatch
+    ):
+        """Test selecting the Engine with docker contexts.
+
+        Given:
+            A docker context (``docker context create``, in a config
+            directory of this test) whose Engine is a proxy to the real one,
+            and no ``DOCKER_HOST``
+        When:
+            It is selected by ``DOCKER_CONTEXT``, then as the CLI's current
+            context (``docker context use``), then ``default`` is used again
+        Then:
+            wool-docker should connect to the context's Engine in the first
+            two cases, and discover a worker through it, and to the default
+            socket in the last
+        """
+        # Arrange
+        from wool_docker import _native
+
+        config = tmp_path / "docker-config"
+        name = f"wdt-{uuid.uuid4().hex[:8]}"
+        cli_env = {**os.environ, "DOCKER_CONFIG": str(config)}
+        cli_env.pop("DOCKER_HOST", None)
+        cli_env.pop("DOCKER_CONTEXT", None)
+
+        def cli(*args: str) -> None:
+            subprocess.run(
+                ["docker", *args], env=cli_env, check=True, capture_output=True
+            )
+
+        cli("context", "create", name, "--docker", f"host={engine.url}")
+        monkeypatch.setenv("DOCKER_CONFIG", str(config))
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+        container = await run(network)
+
+        # Act
+        monkeypatch.setenv("DOCKER_CONTEXT", name)
+        by_variable = (await _native.engine_info())["host"]
+        started = time.monotonic()
+        async with _subscription(
+            DockerDiscovery(network=network, labels=selector)
+        ) as events:
+            found = await _next(events, "worker-added through the context's Engine")
+        monkeypatch.delenv("DOCKER_CONTEXT")
+        cli("context", "use", name)
+        by_current = (await _native.engine_info())["host"]
+        cli("context", "use", "default")
+        by_default = (await _native.engine_info())["host"]
+
+        # Assert
+        assert by_variable == engine.url
+        assert found.metadata.uid == _uid(container)
+        await engine.request(r"^GET /v[\d.]+/containers/json", after=started)
+        assert by_current == engine.url
+        assert by_default == "unix:///var/run/docker.sock"
