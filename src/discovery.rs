@@ -255,6 +255,8 @@ const HEALTHY_FOR: Duration = Duration::from_secs(10);
 const LIST_READY_BOUND: Duration = Duration::from_secs(2);
 /// Containers whose logs a listing reads at once.
 const LIST_READY_CONCURRENCY: usize = 32;
+/// How long a container's output is followed for its ready line.
+const READY_WATCH_MAX: Duration = Duration::from_secs(600);
 /// Longest output line a ready-line reader keeps; longer lines cannot be one.
 const MAX_LINE: usize = 64 * 1024;
 
@@ -516,8 +518,17 @@ impl Tracker {
         let tx = self.ready_tx.clone();
         let id = id.to_owned();
         tokio::spawn(async move {
-            if let Some(ready) = scan_ready(&id, logs, from_ns).await {
-                let _ = tx.send(ready);
+            match tokio::time::timeout(READY_WATCH_MAX, scan_ready(&id, logs, from_ns)).await {
+                Ok(Some(ready)) => {
+                    let _ = tx.send(ready);
+                }
+                Ok(None) => {}
+                // A container that never prints the ready line (a custom image)
+                // must not hold a log follower for its whole life.
+                Err(_) => tracing::info!(
+                    id = %id,
+                    "no ready line after 10 minutes; only a healthcheck can announce this container now"
+                ),
             }
         })
         .abort_handle()

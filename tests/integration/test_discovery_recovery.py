@@ -115,6 +115,8 @@ class _SeverableEngine:
         #: first read from the Engine (the head): an event stream that stays
         #: open and says nothing, as if its events were lost.
         self.mute: re.Pattern[str] | None = None
+        #: With `refuse`: refuse only the first matching request, then forward.
+        self.refuse_once = False
         #: Requests matching this wait at the proxy until `released` is set.
         self.hold: re.Pattern[str] | None = None
         self.released = asyncio.Event()
@@ -274,6 +276,8 @@ class _SeverableEngine:
                     if stream is not None:
                         stream[0] = line
                     if self.refuse is not None and self.refuse.search(line):
+                        if self.refuse_once:
+                            self.refuse = None
                         raise ConnectionResetError(f"refused {line}")
                     if self.hold is not None and self.hold.search(line):
                         await self.released.wait()
@@ -641,6 +645,45 @@ class TestDockerDiscoveryRecovery:
 
         # Assert
         assert announced is None, f"announced {announced.type} for a server not up"
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_inspect_failing_once(
+        self, engine, network, selector, run, monkeypatch
+    ):
+        """Test a container whose inspect after its start event fails once.
+
+        Given:
+            A subscriber (periodic re-list out of the picture) through a proxy
+            that resets the first container inspect
+        When:
+            A worker container starts serving
+        Then:
+            It should still yield worker-added for it: the failed inspect is
+            retried, not left to the next gap
+        """
+        # Arrange
+        monkeypatch.setenv("WOOL_DOCKER_RESYNC_INTERVAL", "600")
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+        started = time.monotonic()
+        async with _subscription(discovery) as events:
+            pending = asyncio.ensure_future(anext(events))
+            await engine.request(r"^GET /v[\d.]+/events\?", after=started)
+            engine.refuse = re.compile(r"^GET /v[\d.]+/containers/[0-9a-f]{64}/json")
+            engine.refuse_once = True
+
+            # Act
+            container = await run(network, "--no-healthcheck")
+            try:
+                async with asyncio.timeout(_TIMEOUT):
+                    added = await pending
+            finally:
+                pending.cancel()
+
+        # Assert
+        assert engine.refuse is None, "no inspect was refused"
+        assert (added.type, added.metadata.uid) == ("worker-added", _uid(container))
 
     @pytest.mark.asyncio
     async def test___aiter___with_severed_engine_connection_and_no_change(
