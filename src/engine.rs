@@ -27,6 +27,8 @@ use crate::error::{Error, Result};
 
 /// Deadline for one request (not for streams, whose headers arrive at once).
 const REQUEST_TIMEOUT_SECS: u64 = 120;
+/// Removals retried after a conflict other than a removal in progress.
+const REMOVE_RETRIES: u32 = 6;
 /// The docker CLI's default socket.
 const USER_AGENT: &str = concat!("wool-docker/", env!("CARGO_PKG_VERSION"));
 
@@ -520,12 +522,30 @@ impl Engine {
             .force(true)
             .v(true)
             .build();
-        match self.docker.remove_container(id, Some(options)).await {
-            Ok(()) => Ok(()),
-            Err(e) if status_of(&e) == Some(404) => Ok(()),
-            Err(e) if status_of(&e) == Some(409) => self.wait_removed(id).await,
-            Err(e) => Err(self.err("remove container", e)),
+        let mut delay = Duration::from_millis(50);
+        for attempt in 0.. {
+            match self
+                .docker
+                .remove_container(id, Some(options.clone()))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(e) if status_of(&e) == Some(404) => return Ok(()),
+                // Someone (auto-remove) is removing it already: wait for that.
+                Err(e) if status_of(&e) == Some(409) && message_of(&e).contains("in progress") => {
+                    return self.wait_removed(id).await
+                }
+                // Any other conflict (e.g. a start still under way, as when a
+                // start is cancelled) passes: try again, a few times.
+                Err(e) if status_of(&e) == Some(409) && attempt < REMOVE_RETRIES => {
+                    tracing::debug!(id = %id, attempt, error = %e, "remove conflicted; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(e) => return Err(self.err("remove container", e)),
+            }
         }
+        Ok(())
     }
 
     /// Pause a container (tests use it; discovery treats paused as not serving).

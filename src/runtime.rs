@@ -13,6 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -80,6 +81,25 @@ pub fn open() -> bool {
     *GATE.read().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Whether a release of dropped Python references is already on its way.
+static RELEASING: AtomicBool = AtomicBool::new(false);
+
+/// pyo3-async-runtimes' tasks drop their last references to the asyncio future
+/// (which holds the result, e.g. a `WorkerHandle`) and to the event loop on an
+/// async thread without the GIL, so PyO3 defers those decrefs until some thread
+/// next attaches. Were none to, a result nobody awaits any more — a started
+/// worker's handle, whose drop stops its container — would live on. Attach once,
+/// off the async threads, to release them now; requests coalesce.
+fn release_dropped() {
+    if RELEASING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    handle().spawn_blocking(|| {
+        RELEASING.store(false, Ordering::Release);
+        let _ = attach(|_| Ok(()));
+    });
+}
+
 /// pyo3-async-runtimes' view of our runtime.
 pub struct Rt;
 
@@ -114,11 +134,16 @@ impl Runtime for Rt {
     type JoinError = TaskError;
     type JoinHandle = Joined;
 
+    /// The task ends by releasing the Python references it dropped (see
+    /// `release_dropped`).
     fn spawn<F>(fut: F) -> Self::JoinHandle
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        Joined(handle().spawn(fut))
+        Joined(handle().spawn(async move {
+            fut.await;
+            release_dropped();
+        }))
     }
 
     /// pyo3-async-runtimes sets each asyncio future's result here, with the GIL:

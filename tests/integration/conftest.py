@@ -28,7 +28,10 @@ from uuid import uuid4
 
 import pytest
 import pytest_asyncio
+import wool
+from wool.runtime.worker.local import LocalWorker
 
+from wool_docker import DockerDiscovery
 from wool_docker import DockerWorker
 
 RUN_ID: Final[str] = uuid4().hex[:8]
@@ -228,6 +231,26 @@ class Case:
         worker = DockerWorker(*tags, **(defaults | options))
         self.workers.append(worker)
         return worker
+
+    def pool(self, kind: str, spawn: int = 1, **keywords: Any) -> wool.WorkerPool:
+        """A pool of ``spawn`` workers of one kind, built with ``keywords``.
+
+        The same scenario on both kinds: ``"docker"`` is `DockerWorker`s of
+        this test with a `DockerDiscovery` of its labels, ``"local"`` wool's
+        own `LocalWorker`s; both with wool's default quorum.
+        """
+        if kind == "local":
+            return wool.WorkerPool(
+                spawn=spawn,
+                worker=lambda *tags, **kw: LocalWorker(*tags, **keywords, **kw),
+            )
+        return wool.WorkerPool(
+            spawn=spawn,
+            worker=lambda *tags, **kw: self.worker(
+                *tags, log_output=False, **keywords, **kw
+            ),
+            discovery=DockerDiscovery(network=self.network, labels=self.labels),
+        )
 
     def containers(self) -> list[str]:
         """Ids of this test's containers, running or not."""

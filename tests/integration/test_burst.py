@@ -13,9 +13,6 @@ import asyncio
 from typing import Final
 
 import pytest
-import wool
-
-from wool_docker import DockerDiscovery
 
 from . import routines
 
@@ -26,17 +23,6 @@ POOLS: Final[int] = 10
 
 SPAWN: Final[int] = 4
 """Workers per pool."""
-
-
-def _pool(case, kind: str) -> wool.WorkerPool:
-    """A pool of `SPAWN` workers of one kind, with wool's default quorum."""
-    if kind == "local":
-        return wool.WorkerPool(spawn=SPAWN)
-    return wool.WorkerPool(
-        spawn=SPAWN,
-        worker=lambda *tags, **kw: case.worker(*tags, log_output=False, **kw),
-        discovery=DockerDiscovery(network=case.network, labels=case.labels),
-    )
 
 
 class TestBurst:
@@ -59,7 +45,7 @@ class TestBurst:
 
         # Act
         for _ in range(POOLS):
-            async with _pool(case, kind):
+            async with case.pool(kind, SPAWN):
                 hosts = await asyncio.gather(
                     *(routines.burn(0.1) for _ in range(2 * SPAWN))
                 )

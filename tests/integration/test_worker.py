@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -21,7 +20,6 @@ import wool
 from wool.runtime.worker.base import ChannelOptions
 from wool.runtime.worker.base import WorkerOptions
 from wool.runtime.worker.connection import WorkerConnection
-from wool.runtime.worker.local import LocalWorker
 
 from wool_docker import ContainerFailedError
 from wool_docker import DockerDiscovery
@@ -410,18 +408,27 @@ class TestDockerWorker:
         Given:
             31 workers starting at once, each cancelled after its own delay
             (every 50 ms from 0 to 1.5 s, which spans check, create, start
-            and readiness), and one started worker dropped without `stop`
+            and readiness; a start that wins the race is simply dropped), and
+            one started worker dropped without `stop`
         When:
-            The cancellations land and the dropped worker is collected
+            The cancellations land and the workers are collected
         Then:
             Every container any of them created should be removed within a
             few seconds, and discovery should see none of them
         """
         # Arrange
         since = time.time()
+        options = {
+            "image": case.image,
+            "network": case.network,
+            "labels": case.labels,
+            "name_prefix": case.name_prefix,
+            "log_output": False,
+        }
 
         async def cancelled_after(delay: float) -> None:
-            starting = asyncio.create_task(case.worker(log_output=False).start())
+            # Not `case.worker`: the test holds no reference once this returns.
+            starting = asyncio.create_task(DockerWorker(**options).start())
             await asyncio.sleep(delay)
             starting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -429,17 +436,10 @@ class TestDockerWorker:
 
         # Act
         await asyncio.gather(*(cancelled_after(i * 0.05) for i in range(31)))
-        dropped = DockerWorker(
-            image=case.image,
-            network=case.network,
-            labels=case.labels,
-            name_prefix=case.name_prefix,
-            log_output=False,
-        )
+        dropped = DockerWorker(**options)
         await dropped.start()
         del dropped
         gc.collect()
-        case.workers.clear()
 
         # Assert
         await destroyed(
@@ -840,21 +840,6 @@ class TestDockerWorker:
         assert case.containers() == []
 
 
-def _keyword_pool(case, kind: str, **keywords: Any) -> wool.WorkerPool:
-    """A pool of one worker of ``kind`` built with LocalWorker's ``keywords``."""
-    if kind == "local":
-        return wool.WorkerPool(
-            spawn=1, worker=lambda *tags, **kw: LocalWorker(*tags, **keywords, **kw)
-        )
-    return wool.WorkerPool(
-        spawn=1,
-        worker=lambda *tags, **kw: case.worker(
-            *tags, log_output=False, **keywords, **kw
-        ),
-        discovery=DockerDiscovery(network=case.network, labels=case.labels),
-    )
-
-
 class TestLocalWorkerKeywords:
     """Every keyword `LocalWorker` takes means the same on `DockerWorker`."""
 
@@ -871,7 +856,7 @@ class TestLocalWorkerKeywords:
             It should fail the same way on both kinds: no worker accepts it
         """
         # Arrange
-        async with _keyword_pool(case, kind, backpressure=routines.reject_all):
+        async with case.pool(kind, backpressure=routines.reject_all):
             # Act
             with pytest.raises(Exception) as caught:
                 async with asyncio.timeout(TIMEOUT):
@@ -908,7 +893,7 @@ class TestLocalWorkerKeywords:
         discovery = DockerDiscovery(network=case.network, labels=case.labels)
 
         # Act
-        async with _keyword_pool(case, kind, **keywords):
+        async with case.pool(kind, **keywords):
             async with asyncio.timeout(TIMEOUT):
                 host = await routines.hostname()
             if kind == "docker":
