@@ -248,6 +248,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const RESYNC_DEFAULT: Duration = Duration::from_secs(30);
 /// Inspects of one container after a failed one, before the next re-list decides.
 const INSPECT_RETRIES: u32 = 3;
+/// How far before the Engine's clock reading an event stream resumes.
+const SINCE_MARGIN_NS: i64 = 2_000_000_000;
 /// How long an event stream must stay up before the reconnect backoff resets.
 const HEALTHY_FOR: Duration = Duration::from_secs(10);
 /// How long a listing waits for the logs of the containers it found, so their
@@ -281,17 +283,23 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
     };
     let mut backoff = BACKOFF_START;
     loop {
-        // Take the time before listing so nothing falls between list and stream:
-        // the Engine's time, since the Engine filters the replay by its clock.
-        let since = match t.engine.now_ns().await {
-            Ok(Some(ns)) => ns,
-            Ok(None) => now_nanos(),
+        // Where the event stream resumes: the Engine's time (it filters the replay
+        // by its own clock, which may differ from ours), read while the listing
+        // runs so the first batch does not wait for it, less a margin that covers
+        // the listing. Events replayed from inside the margin are applied
+        // idempotently.
+        let before = now_nanos();
+        let engine = t.engine.clone();
+        let (engine_now, synced) = tokio::join!(engine.now_ns(), t.sync());
+        let since = match engine_now {
+            Ok(Some(ns)) => ns - SINCE_MARGIN_NS,
+            Ok(None) => before,
             Err(e) => {
                 tracing::debug!(error = %e, "cannot read the Engine's clock; using ours");
-                now_nanos()
+                before
             }
         };
-        match t.sync().await {
+        match synced {
             Ok(_) => {
                 let connected = tokio::time::Instant::now();
                 let terms = labels::filter_terms(&t.scope.selector);
@@ -548,25 +556,25 @@ impl Tracker {
         let action = e.action.as_str();
         match action {
             "start" => {
-                // A restart must print its ready line again; a first start (or a
-                // start we already saw through a listing) keeps what we know.
-                if let Some(entry) = self.entries.get_mut(&e.id) {
-                    if !entry.running {
+                match self.entries.get_mut(&e.id) {
+                    // A restart must print its ready line again, and only lines of
+                    // the new run count: `refresh` reads its StartedAt and follows
+                    // from there. (A start we already saw through a listing keeps
+                    // what we know.)
+                    Some(entry) if !entry.running => {
                         entry.ready = None;
                         entry.stop_watching();
                     }
-                }
-                // Container events are label-filtered by the Engine, so this one
-                // matches: follow its output while the inspect runs, not after.
-                let entry = self.entries.entry(e.id.clone()).or_default();
-                if entry.ready.is_none() && !entry.watching() {
-                    // The Engine's own time (never ours, which may differ), and a
-                    // second early: the ready line can be stamped just before the
-                    // start event.
-                    let since = e.time_nano - 1_000_000_000;
-                    let handle = self.watch_ready(&e.id, since, 0);
-                    if let Some(entry) = self.entries.get_mut(&e.id) {
-                        entry.watcher = Some(handle);
+                    Some(_) => {}
+                    // A new container: follow its output while the inspect runs,
+                    // not after. Container events are label-filtered by the Engine,
+                    // so this one matches. From the Engine's own time (never
+                    // ours), a second early: the ready line can be stamped just
+                    // before the start event.
+                    None => {
+                        let since = e.time_nano - 1_000_000_000;
+                        let handle = self.watch_ready(&e.id, since, 0);
+                        self.entries.entry(e.id.clone()).or_default().watcher = Some(handle);
                     }
                 }
                 self.refresh(&e.id).await;
