@@ -416,11 +416,13 @@ impl Tracker {
     /// the event stream had not delivered.
     async fn sync(&mut self) -> Result<usize> {
         self.cause_ns = 0;
-        self.network = resolve_network(&self.engine, &self.scope).await?;
-        let list = self
-            .engine
-            .list(&labels::filter_terms(&self.scope.selector), false)
-            .await?;
+        let terms = labels::filter_terms(&self.scope.selector);
+        let (network, list) = tokio::join!(
+            resolve_network(&self.engine, &self.scope),
+            self.engine.list(&terms, false)
+        );
+        self.network = network?;
+        let list = list?;
         let unknown: Vec<String> = list
             .iter()
             .filter(|c| self.needs_logs(c))
