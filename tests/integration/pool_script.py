@@ -4,7 +4,7 @@
 ``local``), ``spawn``, ``image``, ``network``, ``labels``, ``name_prefix``. It
 enters a pool, gathers ``2 * spawn`` CPU-bound routines, prints one JSON line
 ``{"hosts": [...]}`` naming the process that served each, and returns from
-`asyncio.run` — nothing else: no ``os._exit``, no extra cleanup. Modes add
+`asyncio.run` — nothing else: no forced exit, no extra cleanup. Modes add
 what a real program leaves behind at exit:
 
 - ``plain``: nothing.
