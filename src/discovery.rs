@@ -21,10 +21,12 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 
-use crate::engine::{rfc3339_nanos, ContainerEvent, ContainerInfo, Engine, Output, OutputStream};
+use crate::engine::{
+    now_nanos, rfc3339_nanos, ContainerEvent, ContainerInfo, Engine, Output, OutputStream,
+};
 use crate::error::Result;
 use crate::labels::{self, Skip, WorkerRecord};
-use crate::worker::{self, now_nanos, Ready};
+use crate::worker::{self, Ready};
 
 /// What a subscription receives. The `i64` is the Engine's time (Unix
 /// nanoseconds) of the observation behind the change — the event, or the log line

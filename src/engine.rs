@@ -218,15 +218,15 @@ impl Engine {
     /// ms), so it is read once per connection and kept as an offset to ours.
     pub async fn now_ns(&self) -> Result<Option<i64>> {
         if let Some(offset) = self.clock_offset.get() {
-            return Ok(Some(local_nanos() + offset));
+            return Ok(Some(now_nanos() + offset));
         }
-        let asked = local_nanos();
+        let asked = now_nanos();
         let info = self
             .docker
             .info()
             .await
             .map_err(|e| self.err("read the Engine's system information", e))?;
-        let answered = local_nanos();
+        let answered = now_nanos();
         let Some(engine) = info.system_time.as_deref().and_then(rfc3339_nanos) else {
             return Ok(None);
         };
@@ -773,7 +773,7 @@ fn open(endpoint: &context::Endpoint) -> Result<Docker> {
 }
 
 /// Our clock, Unix nanoseconds.
-fn local_nanos() -> i64 {
+pub fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

@@ -15,7 +15,9 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{oneshot, watch, Mutex};
 
-use crate::engine::{ContainerInfo, CreateSpec, Engine, InputWriter, Output, OutputStream};
+use crate::engine::{
+    now_nanos, ContainerInfo, CreateSpec, Engine, InputWriter, Output, OutputStream,
+};
 use crate::error::{Error, Result};
 use crate::labels::{self, Publication};
 
@@ -563,14 +565,6 @@ async fn shut_down(
         engine.kill(&id, "SIGKILL").await?;
     }
     engine.remove(&id).await
-}
-
-/// The client's clock, Unix nanoseconds.
-pub fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
 }
 
 /// Measures the phases of a start.
