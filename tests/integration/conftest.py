@@ -214,6 +214,18 @@ class Case:
         """The container name prefix of this run."""
         return NAME_PREFIX
 
+    def options(self, **overrides: Any) -> dict[str, Any]:
+        """`DockerWorker` keywords for this test's image, network, labels and
+        names, with ``overrides``: for workers the test must not keep (see
+        `worker`)."""
+        return {
+            "image": self.image,
+            "network": self.network,
+            "labels": self.labels,
+            "name_prefix": self.name_prefix,
+            **overrides,
+        }
+
     def worker(self, *tags: str, **options: Any) -> DockerWorker:
         """A new, unstarted worker of this test.
 
@@ -222,13 +234,7 @@ class Case:
         :param options:
             `DockerWorker` keywords overriding this test's defaults.
         """
-        defaults: dict[str, Any] = {
-            "image": self.image,
-            "network": self.network,
-            "labels": self.labels,
-            "name_prefix": self.name_prefix,
-        }
-        worker = DockerWorker(*tags, **(defaults | options))
+        worker = DockerWorker(*tags, **self.options(**options))
         self.workers.append(worker)
         return worker
 

@@ -418,13 +418,7 @@ class TestDockerWorker:
         """
         # Arrange
         since = time.time()
-        options = {
-            "image": case.image,
-            "network": case.network,
-            "labels": case.labels,
-            "name_prefix": case.name_prefix,
-            "log_output": False,
-        }
+        options = case.options(log_output=False)
 
         async def cancelled_after(delay: float) -> None:
             # Not `case.worker`: the test holds no reference once this returns.
@@ -517,13 +511,7 @@ class TestDockerWorker:
             It should have the container removed within 15 seconds
         """
         # Arrange
-        options = {
-            "image": case.image,
-            "network": case.network,
-            "labels": case.labels,
-            "name_prefix": case.name_prefix,
-            "log_output": False,
-        }
+        options = case.options(log_output=False)
         owner = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
