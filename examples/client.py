@@ -146,8 +146,8 @@ async def main() -> None:
 
         def burst(*tags, **kw):
             # engine_access="none": this client runs in a container, so the
-            # read-only Engine proxy it would serve lives in this container's
-            # /tmp, which the Engine cannot bind-mount into the burst workers.
+            # worker feed it would serve lives in this container's file
+            # system, which the Engine cannot bind-mount into the burst workers.
             # Routines here do not nest, so the workers need no Engine access.
             return DockerWorker(
                 *tags,

@@ -12,6 +12,7 @@ use crate::context;
 use crate::discovery::{self, Change, Scope};
 use crate::engine::Engine;
 use crate::error::Error;
+use crate::feed;
 use crate::labels::WorkerRecord;
 use crate::runtime::{self, future_into_py};
 use crate::worker::{self, LogSink, Running, WorkerConfig};
@@ -241,16 +242,25 @@ pub fn subscribe(
     host: Option<String>,
 ) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
+        let scope = Scope { selector, network };
+        // Inside an owner's container the owner's feed is the only discovery
+        // there is (the Engine is out of reach by design).
+        if let Some(path) = feed::from_env() {
+            let client = feed::subscribe(&path, &scope).await?;
+            return Ok(Subscription::new(Source::Feed(client)));
+        }
         let engine = engine(host).await?;
         // Subscribing starts the listing; check the network meanwhile. A missing
         // network fails now, clearly (dropping `sub` stops its stream), rather
         // than retrying a scope that can never match.
-        let check = network.clone();
-        let sub = discovery::subscribe(&engine, Scope { selector, network });
+        let check = scope.network.clone();
+        let sub = discovery::subscribe(&engine, scope.clone());
         if let Some(n) = &check {
             engine.network(n).await?;
         }
-        Ok(Subscription::new(sub))
+        // This process's containers may ask for what it subscribes to.
+        feed::allow(&engine, &scope);
+        Ok(Subscription::new(Source::Hub(sub)))
     })
 }
 
@@ -276,15 +286,33 @@ pub fn list_workers(
     })
 }
 
+/// Where a subscription's changes come from.
+enum Source {
+    /// This process's own discovery of the Engine.
+    Hub(discovery::Subscription),
+    /// The owner's feed, inside one of its containers.
+    Feed(feed::Client),
+}
+
+impl Source {
+    /// The next batch; empty when the source has ended.
+    async fn next_batch(&mut self, max: usize) -> Result<Vec<Change>, Error> {
+        match self {
+            Source::Hub(sub) => Ok(sub.next_batch(max).await),
+            Source::Feed(client) => client.next_batch().await,
+        }
+    }
+}
+
 /// A stream of discovery changes for one iteration.
 #[pyclass(frozen, module = "wool_docker._native")]
 pub struct Subscription {
-    inner: Arc<tokio::sync::Mutex<Option<discovery::Subscription>>>,
+    inner: Arc<tokio::sync::Mutex<Option<Source>>>,
     closed: tokio::sync::watch::Sender<bool>,
 }
 
 impl Subscription {
-    fn new(sub: discovery::Subscription) -> Self {
+    fn new(sub: Source) -> Self {
         Subscription {
             inner: Arc::new(tokio::sync::Mutex::new(Some(sub))),
             closed: tokio::sync::watch::channel(false).0,
@@ -312,7 +340,7 @@ impl Subscription {
                 return Ok(None);
             };
             let changes = tokio::select! {
-                changes = sub.next_batch(BATCH) => changes,
+                changes = sub.next_batch(BATCH) => changes?,
                 _ = closed.wait_for(|c| *c) => {
                     guard.take();
                     return Ok(None);

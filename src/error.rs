@@ -138,6 +138,18 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// The owner's worker feed, inside one of its containers, refused or failed.
+    #[error(
+        "the worker feed at {path} failed: {reason} (it serves nested routines the \
+         scopes of their owner's DockerDiscovery)"
+    )]
+    Feed {
+        /// The feed socket.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// Any other refusal from the Engine, named by operation.
     #[error("Docker Engine request '{op}' failed: {source}")]
     Engine {
@@ -218,6 +230,7 @@ pyo3::import_exception!(wool_docker.exceptions, ContainerFailedError);
 pyo3::import_exception!(wool_docker.exceptions, WorkerStartTimeout);
 pyo3::import_exception!(wool_docker.exceptions, WoolDockerError);
 pyo3::import_exception!(wool_docker.exceptions, EngineError);
+pyo3::import_exception!(wool_docker.exceptions, WorkerFeedError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
@@ -247,6 +260,7 @@ impl From<Error> for PyErr {
             Error::InvalidLabel { .. } => WoolDockerError::new_err(message),
             Error::InvalidArgument(_) => PyValueError::new_err(message),
             Error::Engine { .. } => EngineError::new_err(message),
+            Error::Feed { path, .. } => WorkerFeedError::new_err((message, path)),
         }
     }
 }

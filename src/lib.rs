@@ -9,9 +9,9 @@ pub mod context;
 pub mod discovery;
 pub mod engine;
 pub mod error;
+pub mod feed;
 pub mod labels;
 pub mod logging;
-pub mod proxy;
 pub mod runtime;
 pub mod worker;
 

@@ -190,7 +190,7 @@ where
 
 /// The exit hook, registered with `atexit` when the module loads: hand queued log
 /// records to Python, close the gate, stop every task (discovery streams,
-/// container output pumps, the Engine proxy) and shut the runtime down.
+/// container output pumps, the worker feed) and shut the runtime down.
 ///
 /// Containers of `DockerWorker`s that were never stopped lose their owner's
 /// stdin when the process exits and remove themselves, as after a crash.
@@ -205,5 +205,5 @@ pub fn shutdown(py: Python<'_>) {
             runtime.shutdown_timeout(SHUTDOWN_BOUND);
         }
     });
-    crate::proxy::remove_own_dirs();
+    crate::feed::remove_own_dirs();
 }

@@ -178,23 +178,20 @@ pub struct WorkerConfig {
     pub backpressure: Option<String>,
 }
 
-/// How a worker container reaches the Docker Engine (its discovery subscriber
-/// needs it when a routine awaits another routine).
+/// What a worker container reaches of discovery (its subscriber needs it when a
+/// routine awaits another routine).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineAccess {
-    /// The owner's read-only proxy socket (list, inspect, logs, events only).
+    /// The owner's worker feed: records of the owner's scopes, no Engine API.
     #[default]
-    Proxy,
+    #[serde(alias = "proxy")]
+    Feed,
     /// The Engine socket itself: full control of the host's Docker.
     Socket,
     /// No Engine access: nested routines cannot discover workers.
     None,
 }
-
-/// Where containers find the Engine: `DOCKER_HOST` inside, and the bind that
-/// puts it there.
-const ENGINE_DIR_IN_CONTAINER: &str = "/run/wool-docker/engine";
 
 /// A serving worker container.
 pub struct Running {
@@ -263,13 +260,25 @@ async fn start_owned(
     clock.lap("check");
     let mut spec = create_spec(&cfg);
     match cfg.engine_access {
-        EngineAccess::Proxy => {
-            let dir = crate::proxy::ensure(engine.host()).await?;
-            spec.binds
-                .push(format!("{}:{ENGINE_DIR_IN_CONTAINER}:ro", dir.display()));
+        EngineAccess::Feed => {
+            if !engine.host().starts_with("unix://") {
+                return Err(Error::InvalidArgument(format!(
+                    "the worker feed is bind-mounted from this machine, so it needs an \
+                     Engine on this machine (unix://), not {}; pass engine_access=\"none\"",
+                    engine.host()
+                )));
+            }
+            let socket = crate::feed::ensure().await?;
+            // The socket file alone: nothing else of the owner's directory.
+            spec.binds.push(format!(
+                "{}:{}:ro",
+                socket.display(),
+                crate::feed::CONTAINER_PATH
+            ));
             spec.env.push(format!(
-                "DOCKER_HOST=unix://{ENGINE_DIR_IN_CONTAINER}/{}",
-                crate::proxy::SOCKET_NAME
+                "{}={}",
+                crate::feed::ENV,
+                crate::feed::CONTAINER_PATH
             ));
         }
         EngineAccess::Socket => {
@@ -292,6 +301,8 @@ async fn start_owned(
             .retain(|kv| !kv.starts_with("DOCKER_HOST=") || *kv == user);
     }
     let id = engine.create_container(&spec).await?;
+    // Before it starts: its routines may use the feed from their first moment.
+    crate::feed::admit(&id);
     clock.lap("create");
     let result = tokio::select! {
         r = bring_up(&engine, &id, &cfg, timeout, sink, clock) => r,
@@ -299,6 +310,7 @@ async fn start_owned(
     };
     if result.is_err() {
         // Whatever went wrong, leave nothing behind.
+        crate::feed::revoke(&id);
         if let Err(e) = engine.remove(&id).await {
             tracing::warn!(id = %id, error = %e, "could not remove a worker container that failed to start");
         }
@@ -405,6 +417,7 @@ async fn bring_up(
     tokio::spawn(async move {
         let code = waiter.wait_exit(&wait_id).await.unwrap_or(-1);
         forget_serving(&wait_id);
+        crate::feed::revoke(&wait_id);
         let _ = exit_tx.send(Some(code));
     });
     engine.start_container(id).await?;

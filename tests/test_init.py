@@ -27,6 +27,7 @@ PUBLIC_NAMES = {
     "NotPublishedError": "wool_docker.exceptions",
     "WoolDockerError": "wool_docker.exceptions",
     "WoolDockerWarning": "wool_docker.exceptions",
+    "WorkerFeedError": "wool_docker.exceptions",
     "WorkerStartTimeout": "wool_docker.exceptions",
 }
 """Each public name the package exports lazily, and the module defining it."""

@@ -198,8 +198,8 @@ class TestDockerWorker:
         """Test constructing a worker with an unknown Engine access mode.
 
         Given:
-            An ``engine_access`` other than ``"proxy"``, ``"socket"`` or
-            ``"none"``
+            An ``engine_access`` other than ``"feed"``, ``"socket"``,
+            ``"none"`` or ``"proxy"``
         When:
             `DockerWorker` is constructed
         Then:
@@ -208,6 +208,23 @@ class TestDockerWorker:
         # Act & assert
         with pytest.raises(ValueError, match="engine_access"):
             DockerWorker(image=IMAGE, engine_access=engine_access)
+
+    def test___init___with_engine_access_proxy(self):
+        """Test the first version's name for the worker feed.
+
+        Given:
+            ``engine_access="proxy"``
+        When:
+            `DockerWorker` is constructed
+        Then:
+            It should warn with `DeprecationWarning` and use the feed
+        """
+        # Act
+        with pytest.warns(DeprecationWarning, match="feed"):
+            worker = DockerWorker(image=IMAGE, engine_access="proxy")
+
+        # Assert
+        assert worker._engine_access == "feed"
 
     def test___init___with_identity_without_credentials(self):
         """Test constructing a worker that claims an identity it cannot prove.
@@ -497,7 +514,7 @@ class TestDockerWorker:
         assert config["memory"] is None
         assert config["gpus"] is None
         assert config["tls"] is None
-        assert config["engine_access"] == "proxy"
+        assert config["engine_access"] == "feed"
         assert config["shutdown_grace"] == 60.0
         assert config["python"] == "{}.{}".format(*sys.version_info[:2])
         assert config["wool_version"] == protocol.__version__
@@ -861,7 +878,7 @@ class TestDockerWorker:
         assert _config(start_worker)["gpus"] == requested
 
     @pytest.mark.asyncio
-    @pytest.mark.parametrize("engine_access", ["proxy", "socket", "none"])
+    @pytest.mark.parametrize("engine_access", ["feed", "socket", "none"])
     async def test_start_with_engine_access(self, start_worker, engine_access):
         """Test how the container reaches the Engine.
 

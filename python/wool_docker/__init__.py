@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from wool_docker.exceptions import NotPublishedError
     from wool_docker.exceptions import WoolDockerError
     from wool_docker.exceptions import WoolDockerWarning
+    from wool_docker.exceptions import WorkerFeedError
     from wool_docker.exceptions import WorkerStartTimeout
     from wool_docker.image import build_image
     from wool_docker.worker import DockerWorker
@@ -59,6 +60,7 @@ _LAZY: dict[str, str] = {
     "NotPublishedError": "wool_docker.exceptions",
     "WoolDockerError": "wool_docker.exceptions",
     "WoolDockerWarning": "wool_docker.exceptions",
+    "WorkerFeedError": "wool_docker.exceptions",
     "WorkerStartTimeout": "wool_docker.exceptions",
 }
 
@@ -76,6 +78,7 @@ __all__ = [
     "NotPublishedError",
     "WoolDockerError",
     "WoolDockerWarning",
+    "WorkerFeedError",
     "WorkerStartTimeout",
     "__version__",
     "build_image",

@@ -273,9 +273,10 @@ class DockerDiscovery(Discovery):
         Each iteration first yields every serving container as
         ``worker-added``, then deltas. Iterations are independent and
         cancellation safe; equal subscribers share one Engine event stream.
-        Subscribers pickle by their arguments and reconnect to the Engine
-        wherever they are unpickled, e.g. inside a worker container running a
-        nested routine.
+        Subscribers pickle by their arguments and reconnect wherever they are
+        unpickled: to the Engine, or, inside a `DockerWorker` container running
+        a nested routine, to the owner's worker feed (``WOOL_DOCKER_FEED``),
+        which serves the scopes the owner subscribes to and nothing else.
 
         A matching container whose labels cannot be parsed is skipped with one
         `MalformedLabelsWarning` naming it and the label.
@@ -290,6 +291,9 @@ class DockerDiscovery(Discovery):
             On iteration, if ``network`` does not exist.
         :raises EngineUnavailableError:
             On iteration, if the Engine cannot be reached at all.
+        :raises WorkerFeedError:
+            On iteration inside a `DockerWorker` container, if the owner's
+            feed refuses the scope (it is not one the owner subscribes to).
         """
 
         _labels: Final[tuple[tuple[str, str], ...]]

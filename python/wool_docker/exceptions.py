@@ -172,6 +172,25 @@ class EngineError(WoolDockerError):
 
 
 # public
+class WorkerFeedError(WoolDockerError):
+    """Raised inside a worker container when its owner's worker feed fails.
+
+    Routines in a `DockerWorker` container discover workers through the feed
+    its owning process serves (``engine_access="feed"``). The feed serves only
+    the scopes the owner subscribes to, so a nested routine sees the pool's
+    own `DockerDiscovery`; any other scope is refused. The message names the
+    feed and the reason.
+
+    :param path:
+        The feed socket inside the container.
+    """
+
+    def __init__(self, message: str, path: str | None = None):
+        super().__init__(message)
+        self.path = path
+
+
+# public
 class WoolDockerWarning(WoolWarning):
     """Emitted when wool-docker works around something the user should fix."""
 

@@ -12,6 +12,7 @@ import json
 import math
 import re
 import sys
+import warnings
 from collections.abc import Mapping
 from collections.abc import Sequence
 from types import MappingProxyType
@@ -145,12 +146,14 @@ class DockerWorker(Worker):
         Docker Engine address (``unix://``, ``tcp://``, ``https://``);
         ``None`` follows ``DOCKER_HOST`` like the docker CLI.
     :param engine_access:
-        How the container reaches the Engine, which its discovery subscriber
-        needs when a routine awaits another routine. ``"proxy"`` (default):
-        a read-only socket served by this process (container list, inspect,
-        logs, events; everything else is refused). ``"socket"``: the Engine
-        socket itself, i.e. full control of the host's Docker. ``"none"``:
-        no access; nested routines find no workers.
+        What the container may reach of discovery, which its subscriber needs
+        when a routine awaits another routine. ``"feed"`` (default): the
+        worker records of the scopes this process subscribes to, served by
+        this process on a socket only its own containers may use; the Engine
+        itself stays out of reach. ``"socket"``: the Engine socket itself, i.e.
+        full control of the host's Docker (trusted routines only). ``"none"``:
+        nothing; nested routines find no workers. ``"proxy"``, the first
+        version's name, means ``"feed"`` (deprecated).
     :param log_output:
         Forward the container's output to the ``wool_docker.worker`` logger.
     :param extra:
@@ -206,7 +209,7 @@ class DockerWorker(Worker):
         backpressure: BackpressureLike | None = None,
         daemon: bool | None = None,
         docker_host: str | None = None,
-        engine_access: Literal["proxy", "socket", "none"] = "proxy",
+        engine_access: Literal["feed", "socket", "none", "proxy"] = "feed",
         log_output: bool = True,
         **extra: Any,
     ):
@@ -240,9 +243,17 @@ class DockerWorker(Worker):
             )
         if daemon is not None and not isinstance(daemon, bool):
             raise TypeError(f"daemon must be a bool or None, got {daemon!r}")
-        if engine_access not in ("proxy", "socket", "none"):
+        if engine_access == "proxy":
+            warnings.warn(
+                "engine_access='proxy' is now called 'feed': containers get worker "
+                "records from this process, not a view of the Engine",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            engine_access = "feed"
+        if engine_access not in ("feed", "socket", "none"):
             raise ValueError(
-                "engine_access must be 'proxy', 'socket' or 'none', "
+                "engine_access must be 'feed', 'socket' or 'none', "
                 f"got {engine_access!r}"
             )
         # Rounded like `docker run --cpus`: 2.01 is 2_010_000_000, not one less.

@@ -1,0 +1,134 @@
+"""Routines that attack what a worker container can reach, from inside it.
+
+They run as any submitted routine would: in a `DockerWorker` container, as the
+container's user, in its cgroup. Registered for pickling by value: the
+containers do not have this test tree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+import time
+
+import cloudpickle
+import wool
+
+FEED: str = "/run/wool-docker/feed.sock"
+"""Where `DockerWorker` mounts its owner's worker feed."""
+
+
+def _exchange(payload: bytes, *, pace: float = 0.0, wait: float = 15.0) -> bytes:
+    """Send ``payload`` to the feed (byte by byte every ``pace`` s if given) and
+    return everything it answers until it hangs up or ``wait`` s pass."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(wait)
+        s.connect(FEED)
+        try:
+            if pace:
+                for byte in payload:
+                    s.sendall(bytes([byte]))
+                    time.sleep(pace)
+            else:
+                s.sendall(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        reply = b""
+        try:
+            while chunk := s.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            # The owner hung up with our bytes unread: a hang-up too.
+            pass
+        except TimeoutError:
+            reply += b"<no hang-up>"
+        return reply
+
+
+@wool.routine
+async def send(payload: bytes, pace: float = 0.0) -> bytes:
+    """What the feed answers to one raw write of ``payload``."""
+    return await asyncio.to_thread(_exchange, payload, pace=pace)
+
+
+@wool.routine
+async def lines(request: bytes, n: int) -> list[bytes]:
+    """The feed's first ``n`` lines in answer to ``request`` (a valid one
+    streams on), fewer if it hangs up first."""
+
+    def read() -> list[bytes]:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(15)
+            s.connect(FEED)
+            s.sendall(request)
+            buffer = b""
+            while buffer.count(b"\n") < n:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+            return buffer.splitlines(keepends=True)[:n]
+
+    return await asyncio.to_thread(read)
+
+
+@wool.routine
+async def subscribe_elsewhere(labels: dict[str, str]) -> str:
+    """Iterate a `DockerDiscovery` of another scope than the pool's."""
+    from wool_docker import DockerDiscovery
+
+    try:
+        async with asyncio.timeout(15):
+            async for _ in DockerDiscovery(labels=labels).subscriber:
+                return "an event"
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return "the iteration ended"
+
+
+@wool.routine
+async def flood(n: int) -> list[bytes]:
+    """Hold ``n`` connections open at once, sending nothing, and return what
+    each got before the owner hung up (or ``<no hang-up>``)."""
+
+    def run() -> list[bytes]:
+        sockets = []
+        try:
+            for _ in range(n):
+                s = socket.socket(socket.AF_UNIX)
+                sockets.append(s)
+                s.connect(FEED)
+            replies = []
+            deadline = time.monotonic() + 30
+            for s in sockets:
+                s.settimeout(max(0.1, deadline - time.monotonic()))
+                reply = b""
+                try:
+                    while chunk := s.recv(65536):
+                        reply += chunk
+                except ConnectionResetError:
+                    pass
+                except TimeoutError:
+                    reply += b"<no hang-up>"
+                replies.append(reply)
+            return replies
+        finally:
+            for s in sockets:
+                s.close()
+
+    return await asyncio.to_thread(run)
+
+
+@wool.routine
+async def surroundings() -> dict[str, object]:
+    """What a routine can see of the Engine from its container."""
+    return {
+        "env": dict(os.environ),
+        "docker_sock": os.path.exists("/var/run/docker.sock"),
+        "mounts": open("/proc/self/mountinfo").read(),
+    }
+
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])

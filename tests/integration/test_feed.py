@@ -1,0 +1,463 @@
+"""Attacks on what a routine in a `DockerWorker` container can reach.
+
+Routines are untrusted code. With the default ``engine_access="feed"`` the
+only thing of the host a worker container reaches is its owner's worker feed:
+a socket serving the worker records of the owner's own discovery scopes. Each
+test here runs an attack as a routine inside a worker container, as a routine
+submitted by anyone would, and checks what the attacker got and that nothing
+on the Engine changed: no container created, started, killed or entered.
+
+The HTTP attacks are the ones that turned the first version's read-only
+Engine proxy into root on the host; the feed speaks no HTTP, so each must be
+refused before anything reaches the Engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration import attack
+from tests.integration.conftest import NAME_PREFIX
+from tests.integration.conftest import RUN_ID
+from tests.integration.conftest import RUN_LABEL
+from tests.integration.conftest import Case
+from tests.integration.conftest import DockerCli
+
+SMUGGLED = f"{NAME_PREFIX}-smuggled"
+"""The container every smuggling payload tries to create."""
+
+
+def _create(image: str) -> bytes:
+    """The body of a request creating a privileged container that mounts the
+    host's ``/`` (labelled for this run, so the leak check would catch it)."""
+    return json.dumps(
+        {
+            "Image": image,
+            "Cmd": ["true"],
+            "Labels": {RUN_LABEL: RUN_ID},
+            "HostConfig": {"Privileged": True, "Binds": ["/:/host"]},
+        }
+    ).encode()
+
+
+def _post(image: str, eol: bytes) -> bytes:
+    body = _create(image)
+    return eol.join(
+        [
+            f"POST /v1.41/containers/create?name={SMUGGLED} HTTP/1.1".encode(),
+            b"Host: x",
+            b"Content-Type: application/json",
+            f"Content-Length: {len(body)}".encode(),
+            b"",
+            body,
+        ]
+    )
+
+
+def _attacks(image: str) -> dict[str, bytes]:
+    """Every malformed, ambiguous or smuggling request tried, by name."""
+    post = _post(image, b"\r\n")
+    return {
+        "bare-LF smuggling": b"GET /_ping HTTP/1.1\nHost: x\n\n"
+        + _post(image, b"\n")
+        + b"\r\n\r\n",
+        "CRLF pipelining": b"GET /_ping HTTP/1.1\r\nHost: x\r\n\r\n" + post,
+        "obs-fold": b"GET /_ping HTTP/1.1\r\nHost: x\r\nX-A: a\r\n " + post,
+        "absolute-form": b"GET http://docker/v1.41/containers/json HTTP/1.1\r\n"
+        b"Host: x\r\n\r\n",
+        "authority-form": b"CONNECT docker:80 HTTP/1.1\r\nHost: docker:80\r\n\r\n",
+        "%2e%2e in the path": b"GET /v1.41/containers/%2e%2e/containers/create"
+        b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        "%2f in the path": b"GET /v1.41/containers%2fjson HTTP/1.1\r\nHost: x\r\n\r\n",
+        "double encoding": b"GET /v1.41/containers/%252e%252e/secrets HTTP/1.1\r\n"
+        b"Host: x\r\n\r\n",
+        "body on GET": b"GET /_ping HTTP/1.1\r\nHost: x\r\n"
+        + f"Content-Length: {len(post)}\r\n\r\n".encode()
+        + post,
+        "body on HEAD": b"HEAD /_ping HTTP/1.1\r\nHost: x\r\n"
+        + f"Content-Length: {len(post)}\r\n\r\n".encode()
+        + post,
+        "chunked body on GET": b"GET /_ping HTTP/1.1\r\nHost: x\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
+        + f"{len(post):x}\r\n".encode()
+        + post
+        + b"\r\n0\r\n\r\n",
+        "conflicting lengths": b"GET /_ping HTTP/1.1\r\nHost: x\r\nContent-Length: 0"
+        b"\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n" + post,
+        "upgrade": b"GET /v1.41/containers/x/attach/ws HTTP/1.1\r\nHost: x\r\n"
+        b"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        "NUL in the target": b"GET /_ping\x00/../containers/create HTTP/1.1\r\n\r\n",
+        "oversized head": b"GET /_ping HTTP/1.1\r\nX-Pad: " + b"a" * (1 << 20),
+        "feed request then HTTP": b'{"selector": {"wool.worker": "true"}, '
+        b'"network": null}\n' + post,
+        "feed request with an Engine path": b'{"selector": {"wool.worker": "true"}, '
+        b'"network": null, "path": "/containers/create"}\n',
+        "feed request for another scope": b'{"selector": '
+        b'{"com.docker.compose.project": ""}, "network": null}\n',
+    }
+
+
+def _engine_changes(docker: DockerCli, since: float) -> list[dict[str, Any]]:
+    """What happened on the Engine since ``since`` (Unix time) to objects of
+    this run: every attack here aims at them (the smuggled container carries
+    this run's label and name), and other runs on a shared Engine make noise
+    of their own."""
+    until = time.time() + 0.5
+    listing = docker.run(
+        "events",
+        "--since",
+        f"{since:.3f}",
+        "--until",
+        f"{until:.3f}",
+        "--format",
+        "{{json .}}",
+    )
+    events = [json.loads(line) for line in listing.stdout.splitlines() if line]
+
+    def ours(event: dict[str, Any]) -> bool:
+        attributes = event.get("Actor", {}).get("Attributes", {})
+        return attributes.get(RUN_LABEL) == RUN_ID or attributes.get(
+            "name", ""
+        ).startswith(NAME_PREFIX)
+
+    return [e for e in events if ours(e)]
+
+
+def _smuggled(docker: DockerCli) -> list[str]:
+    """Containers a smuggled request may have created."""
+    listing = docker.run("ps", "-aq", "--filter", f"name={SMUGGLED}")
+    return listing.stdout.split()
+
+
+def _refused(reply: bytes) -> bool:
+    """Whether the feed answered with one error line and hung up."""
+    lines = reply.splitlines()
+    return len(lines) == 1 and "error" in json.loads(lines[0])
+
+
+async def _feed_source(case: Case, docker: DockerCli) -> str:
+    """The host path of the feed socket mounted into the test's worker."""
+    (container,) = case.containers()
+    document = await docker.inspect(container)
+    for mount in document["Mounts"]:
+        if mount["Destination"] == attack.FEED:
+            return mount["Source"]
+    pytest.fail(f"no feed is mounted into {container}: {document['Mounts']}")
+
+
+@pytest.fixture
+def foreign(docker: DockerCli, image: str) -> Iterator[Any]:
+    """Starts containers that are not the owner's; removes them afterwards."""
+    names: list[str] = []
+
+    def start(suffix: str, *args: str) -> subprocess.CompletedProcess[str]:
+        name = f"{NAME_PREFIX}-{suffix}"
+        names.append(name)
+        return docker.run(
+            "run", "--name", name, "--label", f"{RUN_LABEL}={RUN_ID}", *args
+        )
+
+    try:
+        yield start
+    finally:
+        docker.remove_containers(*names)
+
+
+class TestWorkerFeedAttacks:
+    """Requests a routine can send to the only socket it reaches."""
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("name", list(_attacks("image")))
+    async def test_feed_with_http_and_malformed_requests(self, case, docker, name):
+        """Test each request smuggling and parsing attack against the feed.
+
+        Given:
+            A pool of one DockerWorker with the default engine access
+        When:
+            A routine writes the attack's bytes to the socket it can reach
+        Then:
+            It should get one error line and a hang-up, and nothing on the
+            Engine should change (no container created, started or killed)
+        """
+        # Arrange
+        payload = _attacks(case.image)[name]
+        async with case.pool("docker", spawn=1):
+            since = time.time()
+
+            # Act
+            reply = await attack.send(payload)
+
+            changes = _engine_changes(docker, since)
+
+        # Assert
+        assert _refused(reply), reply[:300]
+        assert not changes
+        assert not _smuggled(docker)
+
+    @pytest.mark.asyncio
+    async def test_feed_with_a_slow_request(self, case, docker):
+        """Test a request sent a byte every half second.
+
+        Given:
+            A pool of one DockerWorker
+        When:
+            A routine sends a request slower than the feed's 5 s allowance
+        Then:
+            The feed should give up on it with an error, not wait for ever
+        """
+        # Arrange
+        async with case.pool("docker", spawn=1):
+            # Act
+            reply = await attack.send(b'{"selector": {"wool.worker": "true"}}\n', 0.5)
+
+        # Assert
+        assert _refused(reply), reply
+        assert b"no request within" in reply
+
+    @pytest.mark.asyncio
+    async def test_feed_with_500_connections(self, case, docker):
+        """Test 500 connections held open at once by one routine.
+
+        Given:
+            A pool of one DockerWorker
+        When:
+            A routine opens 500 connections to the feed and sends nothing
+        Then:
+            Every connection should be refused or timed out by the owner, and
+            a real subscription should still be served afterwards
+        """
+        # Arrange
+        request = json.dumps({"selector": case.labels, "network": case.network})
+        async with case.pool("docker", spawn=1):
+            since = time.time()
+
+            # Act
+            replies = await attack.flood(500)
+            after = await attack.lines(request.encode() + b"\n", 2)
+
+            changes = _engine_changes(docker, since)
+
+        # Assert
+        assert all(_refused(reply) for reply in replies), {
+            r for r in replies if not _refused(r)
+        }
+        assert sum(b"connections open already" in r for r in replies) >= 400
+        assert json.loads(after[0]) == {"ok": True}
+        assert json.loads(after[1])["changes"][0]["kind"] == "added"
+        assert not changes
+
+
+class TestWorkerFeedData:
+    """What a routine can learn through the feed, and what not."""
+
+    @pytest.mark.asyncio
+    async def test_feed_with_the_pools_scope(self, case, docker):
+        """Test the one request the feed serves: the owner's own scope.
+
+        Given:
+            A pool of one DockerWorker discovered with DockerDiscovery
+        When:
+            A routine asks the feed for the pool's scope
+        Then:
+            It should receive the worker's record and nothing but the record's
+            fields: no environment, mounts or host configuration
+        """
+        # Arrange
+        request = json.dumps({"selector": case.labels, "network": case.network})
+        async with case.pool("docker", spawn=1):
+            (container,) = case.containers()
+
+            # Act
+            ok, batch = await attack.lines(request.encode() + b"\n", 2)
+
+        # Assert
+        assert json.loads(ok) == {"ok": True}
+        (change,) = json.loads(batch)["changes"]
+        assert change["kind"] == "added"
+        assert set(change["record"]) == {
+            "uid",
+            "address",
+            "version",
+            "tags",
+            "extra",
+            "secure",
+            "identity",
+            "options",
+            "pid",
+            "container_id",
+            "container_name",
+            "network",
+        }
+        assert change["record"]["container_id"] == container
+
+    @pytest.mark.asyncio
+    async def test_feed_with_another_containers_secrets(self, case, docker, foreign):
+        """Test reading an unrelated container's environment and logs.
+
+        Given:
+            An unrelated container on the host whose environment and output
+            hold a secret, and a pool of one DockerWorker
+        When:
+            A routine tries the Engine's inspect and logs paths and a feed
+            scope selecting that container, and looks at its own surroundings
+        Then:
+            The secret should appear nowhere; the routine should have no
+            Engine socket, no ``DOCKER_HOST`` and no mount of the Engine
+        """
+        # Arrange
+        secret = f"wdt-secret-{RUN_ID}"
+        foreign(
+            "secret",
+            "-d",
+            "-e",
+            f"WDT_SECRET={secret}",
+            "--entrypoint",
+            "sh",
+            case.image,
+            "-c",
+            f"echo {secret}; exec sleep 600",
+        )
+        name = f"{NAME_PREFIX}-secret"
+        probes = [
+            f"GET /v1.41/containers/{name}/json HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+            f"GET /v1.41/containers/{name}/logs?stdout=1 HTTP/1.1\r\n\r\n".encode(),
+            json.dumps({"selector": {RUN_LABEL: RUN_ID}, "network": None}).encode()
+            + b"\n",
+        ]
+        async with case.pool("docker", spawn=1):
+            # Act
+            replies = [await attack.send(probe) for probe in probes]
+            seen = await attack.surroundings()
+
+        # Assert
+        assert all(_refused(reply) for reply in replies), replies
+        assert not any(secret.encode() in reply for reply in replies)
+        assert secret not in json.dumps(seen)
+        assert "DOCKER_HOST" not in seen["env"]
+        assert seen["env"]["WOOL_DOCKER_FEED"] == attack.FEED
+        assert seen["docker_sock"] is False
+        assert "docker.sock" not in seen["mounts"]
+
+    @pytest.mark.asyncio
+    async def test_subscriber_with_another_scope_in_a_container(self, case):
+        """Test a nested DockerDiscovery of a scope the owner does not serve.
+
+        Given:
+            A pool of one DockerWorker
+        When:
+            A routine iterates a DockerDiscovery of other labels
+        Then:
+            It should fail with WorkerFeedError naming the refused scope
+        """
+        # Arrange
+        async with case.pool("docker", spawn=1):
+            # Act
+            outcome = await attack.subscribe_elsewhere({"wdt.other": RUN_ID})
+
+        # Assert
+        assert outcome.startswith("WorkerFeedError:"), outcome
+        assert f"wdt.other={RUN_ID}" in outcome
+
+
+class TestWorkerFeedAccess:
+    """Who can reach the feed at all."""
+
+    @pytest.mark.asyncio
+    async def test_feed_from_a_container_of_another_owner(self, case, docker, foreign):
+        """Test a container that is not the owner's with the socket mounted.
+
+        Given:
+            A pool of one DockerWorker, and another container that mounts the
+            owner's feed socket
+        When:
+            That container sends the pool's own scope
+        Then:
+            The owner should refuse it: it did not start that container
+        """
+        # Arrange
+        request = json.dumps({"selector": case.labels, "network": case.network})
+        probe = (
+            "import socket\n"
+            "s = socket.socket(socket.AF_UNIX); s.settimeout(15)\n"
+            "s.connect('/feed.sock')\n"
+            "try:\n"
+            f"    s.sendall({request!r}.encode() + b'\\n')\n"
+            "except BrokenPipeError:\n"
+            "    pass  # refused before the request was read\n"
+            "print(s.recv(65536).decode())\n"
+        )
+        async with case.pool("docker", spawn=1):
+            source = await _feed_source(case, docker)
+
+            # Act
+            result = foreign(
+                "intruder",
+                "--rm",
+                "-v",
+                f"{source}:/feed.sock",
+                "--entrypoint",
+                "python3",
+                case.image,
+                "-c",
+                probe,
+            )
+
+        # Assert
+        assert "was not started by this owner" in result.stdout, result.stdout
+
+    @pytest.mark.asyncio
+    async def test_feed_from_another_local_user(self, case, docker):
+        """Test another user of the host connecting to the feed socket.
+
+        Given:
+            A pool of one DockerWorker, and a local user created for the test
+        When:
+            That user connects to the feed's socket on the host
+        Then:
+            The connection should be refused by the file system: the socket's
+            directory is only its owner's (0700)
+        """
+        # Arrange
+        user = f"wdt{RUN_ID}"
+        subprocess.run(
+            ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+            check=True,
+            capture_output=True,
+        )
+        try:
+            async with case.pool("docker", spawn=1):
+                source = await _feed_source(case, docker)
+                directory = os.stat(os.path.dirname(source))
+                probe = (
+                    "import socket\n"
+                    "try:\n"
+                    f"    socket.socket(socket.AF_UNIX).connect({source!r})\n"
+                    "    print('connected')\n"
+                    "except OSError as e:\n"
+                    "    print(type(e).__name__)\n"
+                )
+
+                # Act
+                result = subprocess.run(
+                    ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"]
+                    + ["python3", "-c", probe],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                    check=True,
+                )
+        finally:
+            subprocess.run(["userdel", user], check=True, capture_output=True)
+
+        # Assert
+        assert result.stdout.strip() == "PermissionError"
+        assert stat.S_IMODE(directory.st_mode) == 0o700
+        assert directory.st_uid == os.getuid()
