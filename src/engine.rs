@@ -96,6 +96,95 @@ pub struct ContainerInfo {
     pub started_at_ns: Option<i64>,
 }
 
+/// This Engine's place in a Swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwarmRole {
+    /// Not in a Swarm.
+    Standalone,
+    /// A worker node: it knows only its own tasks.
+    Worker {
+        /// This node's id.
+        node_id: String,
+    },
+    /// A manager: it lists every task of the Swarm.
+    Manager {
+        /// This node's id.
+        node_id: String,
+    },
+}
+
+/// A Swarm task as a manager lists it; every field may be missing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskInfo {
+    /// Task id.
+    pub id: String,
+    /// Its service's id.
+    pub service_id: String,
+    /// The node it is scheduled on.
+    pub node_id: String,
+    /// Replica slot (replicated services); `None` for global ones.
+    pub slot: Option<i64>,
+    /// `running`, `starting`, `shutdown`, `failed`, …
+    pub state: String,
+    /// What the Swarm wants it to be: `running`, `shutdown`, …
+    pub desired_state: String,
+    /// Its container, once it has one.
+    pub container_id: Option<String>,
+    /// The image its container runs.
+    pub image: String,
+    /// The container-spec labels (Swarm adds its own to the container).
+    pub labels: BTreeMap<String, String>,
+    /// Network name → the task's address on it.
+    pub networks: BTreeMap<String, Endpoint>,
+}
+
+impl TaskInfo {
+    /// Read one entry of `GET /tasks`, tolerating any missing field.
+    pub fn from_json(v: &serde_json::Value) -> TaskInfo {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let spec = &v["Spec"]["ContainerSpec"];
+        let labels = spec["Labels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut networks = BTreeMap::new();
+        for attachment in v["NetworksAttachments"].as_array().into_iter().flatten() {
+            let name = text(&attachment["Network"]["Spec"]["Name"]);
+            let ip = attachment["Addresses"]
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|a| a.as_str())
+                .and_then(|a| a.split('/').next())
+                .unwrap_or_default()
+                .to_owned();
+            if !name.is_empty() {
+                let network_id = text(&attachment["Network"]["ID"]);
+                networks.insert(name, Endpoint { network_id, ip });
+            }
+        }
+        TaskInfo {
+            id: text(&v["ID"]),
+            service_id: text(&v["ServiceID"]),
+            node_id: text(&v["NodeID"]),
+            slot: v["Slot"].as_i64(),
+            state: text(&v["Status"]["State"]),
+            desired_state: text(&v["DesiredState"]),
+            container_id: v["Status"]["ContainerStatus"]["ContainerID"]
+                .as_str()
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned),
+            // Swarm pins images by digest: `name:tag@sha256:…`.
+            image: text(&spec["Image"]),
+            labels,
+            networks,
+        }
+    }
+}
+
 /// One container event from the Engine's stream.
 #[derive(Debug, Clone)]
 pub struct ContainerEvent {
@@ -693,6 +782,89 @@ impl Engine {
         )
     }
 
+    /// Service and node events, which a Swarm manager sends (tasks have none
+    /// on Engine 20.10): a sign to re-read the task list. `id` is the service's
+    /// or node's.
+    pub fn swarm_events(&self, since_nanos: Option<i64>) -> EventStream {
+        let filters = HashMap::from([(
+            "type".to_owned(),
+            vec!["service".to_owned(), "node".to_owned()],
+        )]);
+        self.events(filters, since_nanos)
+    }
+
+    /// This Engine's place in a Swarm (`GET /info`).
+    pub async fn swarm_role(&self) -> Result<SwarmRole> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|e| self.err("read the Engine's system information", e))?;
+        let Some(swarm) = info.swarm else {
+            return Ok(SwarmRole::Standalone);
+        };
+        let active = swarm.local_node_state.map(|s| s.to_string()).as_deref() == Some("active");
+        let node_id = swarm.node_id.unwrap_or_default();
+        Ok(match (active, swarm.control_available) {
+            (false, _) => SwarmRole::Standalone,
+            (true, Some(true)) => SwarmRole::Manager { node_id },
+            (true, _) => SwarmRole::Worker { node_id },
+        })
+    }
+
+    /// Every task the Swarm wants running, on every node (a manager only).
+    /// Read raw: bollard's `Task` model has no `NetworksAttachments`, which is
+    /// where a task's addresses are.
+    pub async fn tasks(&self) -> Result<Vec<TaskInfo>> {
+        let filters = r#"{"desired-state":["running"]}"#;
+        let path = format!(
+            "/v{}/tasks?filters={}",
+            self.api_version,
+            percent_encode(filters)
+        );
+        let body = raw::get(&self.host, &path)
+            .await
+            .map_err(|e| Error::SwarmUnreadable {
+                host: self.host.to_string(),
+                reason: e,
+            })?;
+        let tasks: Vec<serde_json::Value> =
+            serde_json::from_slice(&body).map_err(|e| Error::SwarmUnreadable {
+                host: self.host.to_string(),
+                reason: format!("unreadable task list: {e}"),
+            })?;
+        Ok(tasks.iter().map(TaskInfo::from_json).collect())
+    }
+
+    /// Service id → name (a manager only).
+    pub async fn services(&self) -> Result<HashMap<String, String>> {
+        let services = self
+            .docker
+            .list_services(None::<bollard::query_parameters::ListServicesOptions>)
+            .await
+            .map_err(|e| self.err("list services", e))?;
+        Ok(services
+            .into_iter()
+            .filter_map(|s| Some((s.id?, s.spec?.name?)))
+            .collect())
+    }
+
+    /// Node id → whether it is up (`ready`), for every node (a manager only).
+    pub async fn nodes(&self) -> Result<HashMap<String, bool>> {
+        let nodes = self
+            .docker
+            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+            .await
+            .map_err(|e| self.err("list nodes", e))?;
+        Ok(nodes
+            .into_iter()
+            .filter_map(|n| {
+                let ready = n.status?.state.map(|s| s.to_string()).as_deref() == Some("ready");
+                Some((n.id?, ready))
+            })
+            .collect())
+    }
+
     /// Create a network (tests and the demo).
     pub async fn create_network(
         &self,
@@ -770,6 +942,85 @@ fn open(endpoint: &context::Endpoint) -> Result<Docker> {
         )));
     };
     result.map_err(|e| Error::engine("connect", host, e))
+}
+
+/// Percent-encode a query value (everything but unreserved characters).
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A plain HTTP/1.0 GET, for the one answer bollard's models cannot carry.
+mod raw {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    /// Largest answer read: a task list of thousands of tasks fits.
+    const MAX_BODY: u64 = 64 * 1024 * 1024;
+    const TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// GET `path` from the Engine at `host` (`unix://` or `tcp://`/`http://`)
+    /// and return the body of a 200 answer. HTTP/1.0: the Engine answers without
+    /// chunking and closes at the end.
+    pub async fn get(host: &str, path: &str) -> Result<Vec<u8>, String> {
+        let request = format!(
+            "GET {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: {}\r\n\r\n",
+            super::USER_AGENT
+        );
+        let exchange = async {
+            if let Some(socket) = host.strip_prefix("unix://") {
+                let stream = tokio::net::UnixStream::connect(socket).await?;
+                exchange(stream, &request).await
+            } else if let Some(addr) = host
+                .strip_prefix("tcp://")
+                .or_else(|| host.strip_prefix("http://"))
+            {
+                let stream = tokio::net::TcpStream::connect(addr.trim_end_matches('/')).await?;
+                exchange(stream, &request).await
+            } else {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "only unix:// and tcp:// Engines are read this way (not TLS)",
+                ))
+            }
+        };
+        let answer = tokio::time::timeout(TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("no answer within {} s", TIMEOUT.as_secs()))?
+            .map_err(|e| e.to_string())?;
+        let end = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .ok_or("an answer without a head")?;
+        let head = String::from_utf8_lossy(&answer[..end]);
+        let status = head.split(' ').nth(1).unwrap_or_default();
+        let body = answer[end + 4..].to_vec();
+        if status != "200" {
+            return Err(format!(
+                "the Engine answered {status}: {}",
+                String::from_utf8_lossy(&body).trim()
+            ));
+        }
+        Ok(body)
+    }
+
+    async fn exchange(
+        mut stream: impl AsyncRead + AsyncWrite + Unpin,
+        request: &str,
+    ) -> std::io::Result<Vec<u8>> {
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        stream.take(MAX_BODY).read_to_end(&mut answer).await?;
+        Ok(answer)
+    }
 }
 
 /// Our clock, Unix nanoseconds.

@@ -150,6 +150,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A Swarm manager's task list could not be read.
+    #[error("cannot read the Swarm's tasks from the Engine at {host}: {reason}")]
+    SwarmUnreadable {
+        /// The manager's address.
+        host: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// Any other refusal from the Engine, named by operation.
     #[error("Docker Engine request '{op}' failed: {source}")]
     Engine {
@@ -261,6 +270,7 @@ impl From<Error> for PyErr {
             Error::InvalidArgument(_) => PyValueError::new_err(message),
             Error::Engine { .. } => EngineError::new_err(message),
             Error::Feed { path, .. } => WorkerFeedError::new_err((message, path)),
+            Error::SwarmUnreadable { .. } => EngineError::new_err(message),
         }
     }
 }
