@@ -28,6 +28,10 @@ use crate::error::Result;
 use crate::labels::{self, Skip, WorkerRecord};
 use crate::worker::{self, Ready};
 
+mod state;
+
+use state::{Book, Delta, Event, Health, Logs, Observation, Run, Seen, Served, State};
+
 /// What a subscription receives. The `i64` is the Engine's time (Unix
 /// nanoseconds) of the observation behind the change — the event, or the log line
 /// of the ready announcement — or 0 when it came from a listing.
@@ -172,58 +176,6 @@ pub async fn list(engine: &Engine, scope: &Scope) -> Result<Vec<(WorkerRecord, O
     Ok(out)
 }
 
-#[derive(Default)]
-struct Entry {
-    record: Option<WorkerRecord>,
-    /// What the server said when it became ready (`None`: not known to serve).
-    ready: Option<Ready>,
-    running: bool,
-    unhealthy: bool,
-    watcher: Option<AbortHandle>,
-}
-
-impl Entry {
-    /// The record to announce, if the container serves: its labels, with the
-    /// version and pid its server reported.
-    fn serving(&self) -> Option<WorkerRecord> {
-        let (record, ready) = (self.record.as_ref()?, self.ready.as_ref()?);
-        if !self.running || self.unhealthy {
-            return None;
-        }
-        let mut record = record.clone();
-        if let Some(version) = &ready.version {
-            record.version = version.clone();
-        }
-        if let Some(pid) = ready.pid {
-            record.pid = pid;
-        }
-        Some(record)
-    }
-
-    /// Take the server's word that it serves; no need to watch for it any more.
-    fn learn(&mut self, ready: Ready) {
-        self.ready = Some(ready);
-        self.stop_watching();
-    }
-
-    /// Abort the ready-line watcher, if any (dropping its handle would not).
-    fn stop_watching(&mut self) {
-        if let Some(w) = self.watcher.take() {
-            w.abort();
-        }
-    }
-
-    fn watching(&self) -> bool {
-        self.watcher.as_ref().is_some_and(|w| !w.is_finished())
-    }
-}
-
-impl Drop for Entry {
-    fn drop(&mut self) {
-        self.stop_watching();
-    }
-}
-
 /// The stream task's state.
 struct Tracker {
     engine: Engine,
@@ -231,7 +183,10 @@ struct Tracker {
     hub: Weak<Hub>,
     /// The scoped network's exact name, as of the last listing.
     network: Option<String>,
-    entries: HashMap<String, Entry>,
+    /// Every tracked container's state.
+    book: Book,
+    /// Ready-line watchers, of containers whose phase awaits one.
+    watchers: HashMap<String, AbortHandle>,
     warned: HashSet<String>,
     /// Warnings raised while absorbing, sent ahead of the next batch.
     warnings: Vec<Change>,
@@ -275,7 +230,8 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         scope,
         hub,
         network: None,
-        entries: HashMap::new(),
+        book: Book::default(),
+        watchers: HashMap::new(),
         warned: HashSet::new(),
         warnings: Vec::new(),
         duplicates: HashSet::new(),
@@ -433,49 +389,55 @@ impl Tracker {
         let mut learned = read_ready_all(&self.engine, unknown).await;
         // Containers the listing shows that no event had told of, and below
         // the ones it no longer shows: what a healthy stream leaves at 0.
-        let mut untold = list
-            .iter()
-            .filter(|c| !self.entries.contains_key(&c.id))
-            .count();
-        let mut ids = Vec::with_capacity(list.len());
+        let mut untold = list.iter().filter(|c| !self.book.contains(&c.id)).count();
+        let mut listing = Vec::with_capacity(list.len());
+        let mut started = HashMap::with_capacity(list.len());
         for c in &list {
-            let (started_ns, ready) = learned.remove(&c.id).unwrap_or_default();
-            self.absorb(c, ready, started_ns);
-            ids.push(c.id.clone());
+            // Logs not read in time (or not read at all) leave readiness as known.
+            let (started_ns, logs) = match learned.remove(&c.id) {
+                Some((started_ns, Some(ready))) => (started_ns, Logs::Ready(Served::from(&ready))),
+                Some((started_ns, None)) => (started_ns, Logs::NoReadyLine),
+                None => (0, Logs::Unread),
+            };
+            listing.push((c.id.clone(), self.seen(c, logs)));
+            started.insert(c.id.as_str(), started_ns);
         }
-        let listed: HashSet<&String> = list.iter().map(|c| &c.id).collect();
-        let gone: Vec<String> = self
-            .entries
-            .keys()
-            .filter(|id| !listed.contains(id))
-            .cloned()
-            .collect();
-        for id in &gone {
-            self.entries.remove(id);
-            self.warned.remove(id);
-            self.duplicates.remove(id);
+        let mut deltas = self.book.relist(&listing);
+        untold += deltas.len() - listing.len();
+        for (id, delta) in &mut deltas {
+            self.tend(id, started.get(id.as_str()).copied());
+            // A listing's diff is exact: an unchanged serving container is
+            // announced again, so a uid its duplicate's holder freed returns to
+            // it (the publisher sends nothing when its record is the same).
+            if *delta == Delta::None {
+                if let Some(record) = self.book.get(id).and_then(State::announce) {
+                    *delta = Delta::Updated(record);
+                }
+            }
         }
-        untold += gone.len();
-        ids.extend(gone);
-        let changes = self.reconcile(ids.iter().map(String::as_str));
+        let changes = self.publish(deltas);
         Ok(changes.max(untold))
     }
 
     /// Whether a listed container's readiness must be read from its logs: it
-    /// could be a worker, runs, and nothing else has said that it serves.
+    /// could be a worker, runs, and nothing else has said that its current run
+    /// serves.
     fn needs_logs(&self, c: &ContainerInfo) -> bool {
         c.state == "running"
             && c.health.as_deref() != Some("healthy")
-            && self.entries.get(&c.id).is_none_or(|e| e.ready.is_none())
+            && self
+                .book
+                .get(&c.id)
+                .is_none_or(|s| s.phase.served().is_none())
             && worker::serving(&c.id).is_none()
             && matches!(labels::parse(c, self.network.as_deref()), Ok(Ok(_)))
     }
 
-    /// Take a container's current description into its entry, keeping what we
-    /// learned about readiness; `ready` is what its logs just said, `started_ns`
-    /// when its current run started (0: unknown). Callers pass only containers
-    /// that match the selector and reconcile afterwards.
-    fn absorb(&mut self, c: &ContainerInfo, ready: Option<Ready>, started_ns: i64) {
+    /// A listed or inspected container as an observation: its record (a
+    /// malformed label is warned about once), run state, health, and what its
+    /// logs said (`logs`), unless a `DockerWorker` of this process knows better.
+    /// Callers pass only containers that match the selector.
+    fn seen(&mut self, c: &ContainerInfo, logs: Logs) -> Seen {
         let record = match labels::parse(c, self.network.as_deref()) {
             Ok(Ok(r)) => Some(r),
             Ok(Err(Skip::NoAddress)) => None,
@@ -488,27 +450,63 @@ impl Tracker {
                 None
             }
         };
-        let entry = self.entries.entry(c.id.clone()).or_default();
-        entry.record = record;
-        entry.running = c.state == "running";
-        entry.unhealthy = c.health.as_deref() == Some("unhealthy");
-        if let Some(ready) = ready.or_else(|| worker::serving(&c.id)) {
-            entry.learn(ready);
-        } else if c.health.as_deref() == Some("healthy") && entry.ready.is_none() {
-            entry.learn(Ready {
-                id: c.id.clone(),
-                ..Ready::default()
-            });
+        let logs = match (logs, worker::serving(&c.id)) {
+            (Logs::Ready(served), _) => Logs::Ready(served),
+            (_, Some(ready)) => Logs::Ready(Served::from(&ready)),
+            (logs, None) => logs,
+        };
+        Seen {
+            record,
+            run: Run::of(&c.state),
+            health: Health::of(c.health.as_deref()),
+            logs,
         }
-        // A watcher whose log stream broke (e.g. with the Engine connection) has
-        // finished without an answer: start another.
-        let watch =
-            entry.record.is_some() && entry.running && entry.ready.is_none() && !entry.watching();
-        if watch {
-            let handle = self.watch_ready(&c.id, started_ns, started_ns);
-            if let Some(entry) = self.entries.get_mut(&c.id) {
-                entry.watcher = Some(handle);
+    }
+
+    /// Step one container, then bring its watcher in line with its new state.
+    fn observe(&mut self, id: &str, obs: &Observation) -> Delta {
+        let delta = self.book.observe(id, obs);
+        self.tend(id, None);
+        delta
+    }
+
+    /// Keep a container's ready-line watcher only while it runs without a word
+    /// from its server. After a listing or inspect (`seen_started_ns`: when its
+    /// run started) start one where it is missing: a watcher whose log stream
+    /// broke (e.g. with the Engine connection) finished without an answer. Other
+    /// steps start none (a new container's start event starts its own, earlier).
+    fn tend(&mut self, id: &str, seen_started_ns: Option<i64>) {
+        let Some(state) = self.book.get(id) else {
+            // Forgotten: so are its watcher and warnings.
+            self.stop_watching(id);
+            self.warned.remove(id);
+            self.duplicates.remove(id);
+            return;
+        };
+        if !state.phase.awaits_ready() {
+            self.stop_watching(id);
+        } else if let Some(started_ns) = seen_started_ns {
+            if state.record.is_some() && !self.watching(id) {
+                let handle = self.watch_ready(id, started_ns, started_ns);
+                self.set_watcher(id, handle);
             }
+        }
+    }
+
+    fn watching(&self, id: &str) -> bool {
+        self.watchers.get(id).is_some_and(|w| !w.is_finished())
+    }
+
+    /// Abort a watcher (dropping its handle would not).
+    fn stop_watching(&mut self, id: &str) {
+        if let Some(w) = self.watchers.remove(id) {
+            w.abort();
+        }
+    }
+
+    fn set_watcher(&mut self, id: &str, handle: AbortHandle) {
+        if let Some(old) = self.watchers.insert(id.to_owned(), handle) {
+            old.abort();
         }
     }
 
@@ -547,87 +545,54 @@ impl Tracker {
     }
 
     fn on_ready(&mut self, ready: Ready) {
-        let id = ready.id.clone();
-        if let Some(entry) = self.entries.get_mut(&id) {
+        if self.book.contains(&ready.id) {
             self.cause_ns = ready.at_ns;
-            entry.learn(ready);
-            self.reconcile([id.as_str()]);
+            let delta = self.observe(&ready.id, &Observation::Ready(Served::from(&ready)));
+            self.publish(vec![(ready.id, delta)]);
         }
     }
 
     async fn on_event(&mut self, e: ContainerEvent) {
+        let Some(obs) = Event::parse(&e.action, e.signal.as_deref()) else {
+            return;
+        };
         self.cause_ns = e.time_nano;
-        let action = e.action.as_str();
-        match action {
-            "start" => {
-                match self.entries.get_mut(&e.id) {
-                    // A restart must print its ready line again, and only lines of
-                    // the new run count: `refresh` reads its StartedAt and follows
-                    // from there. (A start we already saw through a listing keeps
-                    // what we know.)
-                    Some(entry) if !entry.running => {
-                        entry.ready = None;
-                        entry.stop_watching();
-                    }
-                    Some(_) => {}
-                    // A new container: follow its output while the inspect runs,
-                    // not after. Container events are label-filtered by the Engine,
-                    // so this one matches. From the Engine's own time (never
-                    // ours), a second early: the ready line can be stamped just
-                    // before the start event.
-                    None => {
-                        let since = e.time_nano - 1_000_000_000;
-                        let handle = self.watch_ready(&e.id, since, 0);
-                        self.entries.entry(e.id.clone()).or_default().watcher = Some(handle);
-                    }
+        let id = e.id.as_str();
+        let tracked = self.book.contains(id);
+        match obs {
+            Observation::Event(Event::Start) => {
+                // A new container: follow its output while the inspect runs, not
+                // after. Container events are label-filtered by the Engine, so
+                // this one matches. From the Engine's own time (never ours), a
+                // second early: the ready line can be stamped just before the
+                // start event. (A restart's watcher follows from its StartedAt,
+                // once `refresh` read it.)
+                if !tracked {
+                    let handle = self.watch_ready(id, e.time_nano - 1_000_000_000, 0);
+                    self.set_watcher(id, handle);
                 }
-                self.refresh(&e.id).await;
+                self.apply(id, &obs);
+                self.refresh(id).await;
             }
             // Only containers we track: a new container's connect comes while it
             // is starting, when an inspect would wait for the start to finish; its
             // start event follows anyway.
-            "connect" | "disconnect" | "rename" if self.entries.contains_key(&e.id) => {
-                self.refresh(&e.id).await;
-            }
-            "connect" | "disconnect" | "rename" => {}
-            "pause" | "stop" | "die" | "oom" => self.set(&e.id, |entry| entry.running = false),
-            "kill" if stops(e.signal.as_deref()) => self.set(&e.id, |entry| entry.running = false),
-            "unpause" => self.set(&e.id, |entry| entry.running = true),
-            "destroy" => {
-                self.entries.remove(&e.id);
-                self.warned.remove(&e.id);
-                self.duplicates.remove(&e.id);
-                self.reconcile([e.id.as_str()]);
-            }
-            a if a.starts_with("health_status") => {
-                let healthy = a.ends_with(" healthy") || a.ends_with(":healthy");
-                if !self.entries.contains_key(&e.id) {
-                    self.refresh(&e.id).await;
+            Observation::Event(Event::Moved) if tracked => self.refresh(id).await,
+            Observation::Event(Event::Moved) => {}
+            Observation::Event(Event::Health { .. }) => {
+                if !tracked {
+                    self.refresh(id).await;
                 }
-                let id = e.id.clone();
-                self.set(&e.id, |entry| {
-                    entry.unhealthy = !healthy;
-                    if healthy && entry.ready.is_none() {
-                        entry.learn(Ready {
-                            id,
-                            at_ns: e.time_nano,
-                            ..Ready::default()
-                        });
-                    }
-                });
+                self.apply(id, &obs);
             }
-            _ => {}
+            _ => self.apply(id, &obs),
         }
     }
 
-    fn set(&mut self, id: &str, f: impl FnOnce(&mut Entry)) {
-        if let Some(entry) = self.entries.get_mut(id) {
-            f(entry);
-            if !entry.running {
-                entry.stop_watching();
-            }
-            self.reconcile([id]);
-        }
+    /// Observe and announce at once.
+    fn apply(&mut self, id: &str, obs: &Observation) {
+        let delta = self.observe(id, obs);
+        self.publish(vec![(id.to_owned(), delta)]);
     }
 
     /// Re-inspect one container after an event that may change what it advertises.
@@ -637,26 +602,30 @@ impl Tracker {
 
     /// Inspect, retried with backoff after a failure (`attempt` so far).
     async fn refresh_attempt(&mut self, id: &str, attempt: u32) {
-        match self.engine.inspect(id).await {
+        let delta = match self.engine.inspect(id).await {
             Ok(Some(c)) if self.matches_selector(&c) => {
-                let started_ns = c.started_at_ns.unwrap_or_default();
-                self.absorb(&c, None, started_ns);
+                let seen = self.seen(&c, Logs::Unread);
+                let delta = self.book.observe(id, &Observation::Seen(seen));
+                self.tend(id, Some(c.started_at_ns.unwrap_or_default()));
+                delta
             }
-            Ok(_) => {
-                self.entries.remove(id);
+            Ok(_) => self.observe(id, &Observation::Gone),
+            Err(e) => {
+                if attempt < INSPECT_RETRIES {
+                    tracing::debug!(id = %id, attempt, error = %e, "inspect failed; retrying");
+                    let (tx, id) = (self.retry_tx.clone(), id.to_owned());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(BACKOFF_START * 2u32.pow(attempt)).await;
+                        let _ = tx.send((id, attempt + 1));
+                    });
+                } else {
+                    // The periodic re-list (or the next gap's) settles it.
+                    tracing::warn!(id = %id, error = %e, "inspect failed");
+                }
+                Delta::None
             }
-            Err(e) if attempt < INSPECT_RETRIES => {
-                tracing::debug!(id = %id, attempt, error = %e, "inspect failed; retrying");
-                let (tx, id) = (self.retry_tx.clone(), id.to_owned());
-                tokio::spawn(async move {
-                    tokio::time::sleep(BACKOFF_START * 2u32.pow(attempt)).await;
-                    let _ = tx.send((id, attempt + 1));
-                });
-            }
-            // The periodic re-list (or the next gap's) settles it.
-            Err(e) => tracing::warn!(id = %id, error = %e, "inspect failed"),
-        }
-        self.reconcile([id]);
+        };
+        self.publish(vec![(id.to_owned(), delta)]);
     }
 
     /// wool keys workers by uid, so two live containers announced with one uid
@@ -690,41 +659,44 @@ impl Tracker {
         record
     }
 
-    /// Emit, as one batch, the difference between what is announced and what
-    /// should be for these containers (after any pending warnings).
-    fn reconcile<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>) -> usize {
+    /// Send these containers' deltas as one batch (after any pending warnings),
+    /// each through the uid rule; returns how many changes it held.
+    fn publish(&mut self, deltas: Vec<(String, Delta)>) -> usize {
         let Some(hub) = self.hub.upgrade() else {
             return 0;
         };
         let mut batch = std::mem::take(&mut self.warnings);
         let mut changes = 0;
         let mut announced = hub.announced.lock().unwrap_or_else(|p| p.into_inner());
-        for id in ids {
-            let desired = self
-                .entries
-                .get(id)
-                .and_then(Entry::serving)
-                .map(|r| self.distinct_uid(id, r, &announced.workers, &mut batch));
-            let change = match (announced.workers.get(id), desired) {
-                (None, Some(r)) => {
-                    announced.workers.insert(id.to_owned(), r.clone());
-                    Change::Added(r, self.cause_ns)
+        for (id, delta) in deltas {
+            let change = match delta {
+                Delta::None => continue,
+                Delta::Added(r) | Delta::Updated(r) => {
+                    let r = self.distinct_uid(&id, r, &announced.workers, &mut batch);
+                    match announced.workers.insert(id, r.clone()) {
+                        None => Change::Added(r, self.cause_ns),
+                        Some(old) if old != r => Change::Updated(r, self.cause_ns),
+                        Some(_) => continue,
+                    }
                 }
-                (Some(_), None) => match announced.workers.remove(id) {
+                Delta::Dropped(_) => match announced.workers.remove(&id) {
                     Some(r) => Change::Dropped(r, self.cause_ns),
                     None => continue,
                 },
-                (Some(old), Some(r)) if *old != r => {
-                    announced.workers.insert(id.to_owned(), r.clone());
-                    Change::Updated(r, self.cause_ns)
-                }
-                _ => continue,
             };
             batch.push(change);
             changes += 1;
         }
         announced.send(batch);
         changes
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        for (_, w) in self.watchers.drain() {
+            w.abort();
+        }
     }
 }
 
@@ -797,61 +769,9 @@ async fn scan_ready(id: &str, mut logs: OutputStream, from_ns: i64) -> Option<Re
     None
 }
 
-/// Whether a `kill` with this signal stops the container (Docker reports numbers).
-fn stops(signal: Option<&str>) -> bool {
-    matches!(
-        signal,
-        None | Some("2" | "9" | "15" | "SIGINT" | "SIGKILL" | "SIGTERM" | "INT" | "KILL" | "TERM")
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn kill_signals_that_stop() {
-        assert!(stops(Some("15")));
-        assert!(stops(Some("9")));
-        assert!(stops(None));
-        assert!(!stops(Some("1")));
-        assert!(!stops(Some("10")));
-    }
-
-    #[test]
-    fn an_entry_serves_only_when_ready_running_and_healthy() {
-        let record = WorkerRecord {
-            uid: "u".into(),
-            address: "a:1".into(),
-            version: "0.15.7".into(),
-            tags: vec![],
-            extra: "{}".into(),
-            secure: false,
-            identity: None,
-            options: None,
-            container_id: "c".into(),
-            container_name: "n".into(),
-            network: "w".into(),
-            pid: 0,
-        };
-        let mut e = Entry::default();
-        e.record = Some(record);
-        e.running = true;
-        assert!(e.serving().is_none());
-        e.learn(Ready {
-            id: "c".into(),
-            at_ns: 1,
-            version: Some("0.15.8".into()),
-            pid: Some(7),
-        });
-        let served = e.serving().unwrap();
-        assert_eq!((served.version.as_str(), served.pid), ("0.15.8", 7));
-        e.unhealthy = true;
-        assert!(e.serving().is_none());
-        e.unhealthy = false;
-        e.running = false;
-        assert!(e.serving().is_none());
-    }
 
     #[test]
     fn a_ready_line_reports_version_and_pid() {

@@ -1,0 +1,718 @@
+//! Each container's discovery state, and the one pure function that moves it.
+//!
+//! The tracker turns everything it learns about a container (a listing or
+//! inspect, a ready line, an Engine event, a re-list that no longer shows it)
+//! into an [`Observation`], and [`step`] gives the container's next [`State`] and
+//! the [`Delta`] to announce. Nothing here talks to the Engine: the tracker reads
+//! the new state to decide which log watchers to start or stop and what to
+//! inspect.
+
+use std::collections::BTreeMap;
+
+use crate::labels::WorkerRecord;
+use crate::worker::Ready;
+
+/// What a container's server said when it became ready.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Served {
+    /// The wool version it reported (`None`: the label's stands).
+    pub version: Option<String>,
+    /// Its pid inside the container.
+    pub pid: Option<i64>,
+}
+
+impl From<&Ready> for Served {
+    fn from(ready: &Ready) -> Self {
+        Served {
+            version: ready.version.clone(),
+            pid: ready.pid,
+        }
+    }
+}
+
+/// Where a container is in its life, as far as serving goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Running; its server has not said that it serves (its output is watched).
+    Starting,
+    /// Running, and its server said it serves (or its healthcheck passed).
+    Serving(Served),
+    /// Running, but its healthcheck fails; kept: what it said if it had served,
+    /// so a passing check brings it back without a new ready line.
+    Unhealthy(Option<Served>),
+    /// Frozen by `docker pause`; unpausing resumes the same server, so what it
+    /// had said (and its health) is kept for then.
+    Paused {
+        served: Option<Served>,
+        unhealthy: bool,
+    },
+    /// Not running: created, being stopped, or exited. What a run said does not
+    /// count for the next one, so nothing is kept.
+    Stopped,
+}
+
+impl Phase {
+    /// The phase of a running container that said `served` and whose healthcheck
+    /// fails or not.
+    fn awake(served: Option<Served>, unhealthy: bool) -> Phase {
+        match (served, unhealthy) {
+            (served, true) => Phase::Unhealthy(served),
+            (Some(served), false) => Phase::Serving(served),
+            (None, false) => Phase::Starting,
+        }
+    }
+
+    /// A running or paused container's (served, unhealthy); `None` when stopped.
+    fn parts(&self) -> Option<(Option<&Served>, bool)> {
+        match self {
+            Phase::Starting => Some((None, false)),
+            Phase::Serving(s) => Some((Some(s), false)),
+            Phase::Unhealthy(s) => Some((s.as_ref(), true)),
+            Phase::Paused { served, unhealthy } => Some((served.as_ref(), *unhealthy)),
+            Phase::Stopped => None,
+        }
+    }
+
+    /// What its current run's server said, if it said it.
+    pub fn served(&self) -> Option<&Served> {
+        self.parts().and_then(|(served, _)| served)
+    }
+
+    /// Running without a word from its server yet: the one phase whose output
+    /// is worth following for a ready line.
+    pub fn awaits_ready(&self) -> bool {
+        matches!(self, Phase::Starting | Phase::Unhealthy(None))
+    }
+
+    /// The same phase with `f` applied to (served, unhealthy) of a running or
+    /// paused container; a stopped one hears nothing until it starts again.
+    fn with(&self, f: impl FnOnce(Option<Served>, bool) -> (Option<Served>, bool)) -> Phase {
+        let Some((served, unhealthy)) = self.parts() else {
+            return Phase::Stopped;
+        };
+        let (served, unhealthy) = f(served.cloned(), unhealthy);
+        match self {
+            Phase::Paused { .. } => Phase::Paused { served, unhealthy },
+            _ => Phase::awake(served, unhealthy),
+        }
+    }
+}
+
+/// One tracked container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    /// Its labels' record; `None` until inspected after a start, or when it
+    /// has no address on the scoped network or its labels are malformed.
+    pub record: Option<WorkerRecord>,
+    pub phase: Phase,
+}
+
+impl State {
+    /// The record to announce, if the container serves: its labels, with the
+    /// version and pid its server reported.
+    pub fn announce(&self) -> Option<WorkerRecord> {
+        let (Some(record), Phase::Serving(served)) = (&self.record, &self.phase) else {
+            return None;
+        };
+        let mut record = record.clone();
+        if let Some(version) = &served.version {
+            record.version = version.clone();
+        }
+        if let Some(pid) = served.pid {
+            record.pid = pid;
+        }
+        Some(record)
+    }
+}
+
+/// A container's run state as a listing or inspect reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    Running,
+    Paused,
+    /// `created`, `restarting`, `exited`, `dead`, …
+    Stopped,
+}
+
+impl Run {
+    pub fn of(state: &str) -> Run {
+        match state {
+            "running" => Run::Running,
+            "paused" => Run::Paused,
+            _ => Run::Stopped,
+        }
+    }
+}
+
+/// Its healthcheck as reported (`starting` tells nothing yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Unreported,
+    Healthy,
+    Unhealthy,
+}
+
+impl Health {
+    pub fn of(health: Option<&str>) -> Health {
+        match health {
+            Some("healthy") => Health::Healthy,
+            Some("unhealthy") => Health::Unhealthy,
+            _ => Health::Unreported,
+        }
+    }
+}
+
+/// What the current run's output says, as far as it was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Logs {
+    /// Not read (the tracker reads only containers not known to serve, and an
+    /// inspect reads none): keep what is known.
+    Unread,
+    /// Read: this run printed no ready line (yet).
+    NoReadyLine,
+    /// This run's ready line, or the word of a `DockerWorker` of this process.
+    Ready(Served),
+}
+
+/// A listing's or inspect's description of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    /// Its record, if its labels parse and it has an address in scope.
+    pub record: Option<WorkerRecord>,
+    pub run: Run,
+    pub health: Health,
+    pub logs: Logs,
+}
+
+/// An Engine event, as far as discovery cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// `start`.
+    Start,
+    /// `pause`.
+    Pause,
+    /// `unpause`.
+    Unpause,
+    /// `stop`, `die`, `oom`, or a `kill` with a signal that stops it.
+    Stop,
+    /// `health_status: healthy` / `unhealthy`.
+    Health { healthy: bool },
+    /// `connect`, `disconnect` or `rename`: its record may have changed; only
+    /// an inspect tells how, so the state stays until that arrives.
+    Moved,
+}
+
+impl Event {
+    /// Read an event's action (and a `kill`'s signal); `None`: not one that
+    /// matters, and `destroy` is [`Observation::Gone`].
+    pub fn parse(action: &str, signal: Option<&str>) -> Option<Observation> {
+        let event = match action {
+            "start" => Event::Start,
+            "pause" => Event::Pause,
+            "unpause" => Event::Unpause,
+            "stop" | "die" | "oom" => Event::Stop,
+            "kill" if stops(signal) => Event::Stop,
+            "connect" | "disconnect" | "rename" => Event::Moved,
+            "destroy" => return Some(Observation::Gone),
+            a if a.starts_with("health_status") => Event::Health {
+                healthy: a.ends_with(" healthy") || a.ends_with(":healthy"),
+            },
+            _ => return None,
+        };
+        Some(Observation::Event(event))
+    }
+}
+
+/// Whether a `kill` with this signal stops the container (Docker reports numbers).
+fn stops(signal: Option<&str>) -> bool {
+    matches!(
+        signal,
+        None | Some("2" | "9" | "15" | "SIGINT" | "SIGKILL" | "SIGTERM" | "INT" | "KILL" | "TERM")
+    )
+}
+
+/// Everything the tracker can learn about one container.
+// One observation lives for one step: boxing `Seen` would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// A listing or inspect described it.
+    Seen(Seen),
+    /// Its server said it serves: a ready line, or a `DockerWorker` of this process.
+    Ready(Served),
+    Event(Event),
+    /// `destroy`, or a listing or inspect that no longer shows it.
+    Gone,
+}
+
+/// What to announce after a step, in the container's own terms (the tracker
+/// still applies the one rule that spans containers: distinct uids).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delta {
+    None,
+    Added(WorkerRecord),
+    Updated(WorkerRecord),
+    Dropped(WorkerRecord),
+}
+
+impl Delta {
+    fn between(before: Option<WorkerRecord>, after: Option<WorkerRecord>) -> Delta {
+        match (before, after) {
+            (None, Some(r)) => Delta::Added(r),
+            (Some(r), None) => Delta::Dropped(r),
+            (Some(old), Some(r)) if old != r => Delta::Updated(r),
+            _ => Delta::None,
+        }
+    }
+}
+
+/// The transition: a container's next state (`None`: forgotten) and what to
+/// announce, from its state (`None`: unknown) and an observation.
+pub fn step(state: Option<&State>, obs: &Observation) -> (Option<State>, Delta) {
+    let next = next(state, obs);
+    let delta = Delta::between(
+        state.and_then(State::announce),
+        next.as_ref().and_then(State::announce),
+    );
+    (next, delta)
+}
+
+fn next(state: Option<&State>, obs: &Observation) -> Option<State> {
+    match obs {
+        Observation::Gone => None,
+        Observation::Seen(seen) => Some(from_seen(state, seen)),
+        Observation::Event(Event::Start) => match state {
+            // A start we already saw through a listing keeps what we know.
+            Some(s) if !matches!(s.phase, Phase::Stopped | Phase::Paused { .. }) => Some(s.clone()),
+            // A new run: its address is not known until inspected (it can change
+            // across a restart), and it must print its ready line again.
+            _ => Some(State {
+                record: None,
+                phase: Phase::Starting,
+            }),
+        },
+        // Nothing else creates a state: only containers we track matter (a new
+        // one's start event, or a listing, comes first).
+        Observation::Ready(served) => {
+            let state = state?;
+            let phase = state
+                .phase
+                .with(|_, unhealthy| (Some(served.clone()), unhealthy));
+            Some(State {
+                record: state.record.clone(),
+                phase,
+            })
+        }
+        Observation::Event(event) => {
+            let state = state?;
+            let phase = match (event, &state.phase) {
+                (Event::Pause, Phase::Starting | Phase::Serving(_) | Phase::Unhealthy(_)) => {
+                    Phase::Paused {
+                        served: state.phase.served().cloned(),
+                        unhealthy: matches!(state.phase, Phase::Unhealthy(_)),
+                    }
+                }
+                (Event::Unpause, Phase::Paused { served, unhealthy }) => {
+                    Phase::awake(served.clone(), *unhealthy)
+                }
+                (Event::Stop, _) => Phase::Stopped,
+                // A passing check proves the server up even without a ready line.
+                (Event::Health { healthy }, phase) => phase.with(|served, _| {
+                    let served = match healthy {
+                        true => Some(served.unwrap_or_default()),
+                        false => served,
+                    };
+                    (served, !healthy)
+                }),
+                (_, phase) => phase.clone(),
+            };
+            Some(State {
+                record: state.record.clone(),
+                phase,
+            })
+        }
+    }
+}
+
+/// A listing or inspect is the truth about what it shows; readiness that it
+/// did not read is kept from what the container's current run already said.
+fn from_seen(state: Option<&State>, seen: &Seen) -> State {
+    let served = match &seen.logs {
+        Logs::Ready(served) => Some(served.clone()),
+        Logs::NoReadyLine => None,
+        Logs::Unread => state.and_then(|s| s.phase.served()).cloned(),
+    };
+    let served = match seen.health {
+        Health::Healthy => Some(served.unwrap_or_default()),
+        _ => served,
+    };
+    let unhealthy = seen.health == Health::Unhealthy;
+    let phase = match seen.run {
+        Run::Running => Phase::awake(served, unhealthy),
+        Run::Paused => Phase::Paused { served, unhealthy },
+        Run::Stopped => Phase::Stopped,
+    };
+    State {
+        record: seen.record.clone(),
+        phase,
+    }
+}
+
+/// Every tracked container's state.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Book {
+    states: BTreeMap<String, State>,
+}
+
+impl Book {
+    pub fn get(&self, id: &str) -> Option<&State> {
+        self.states.get(id)
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.states.contains_key(id)
+    }
+
+    /// Apply one observation of one container.
+    pub fn observe(&mut self, id: &str, obs: &Observation) -> Delta {
+        let (next, delta) = step(self.states.get(id), obs);
+        match next {
+            Some(state) => self.states.insert(id.to_owned(), state),
+            None => self.states.remove(id),
+        };
+        delta
+    }
+
+    /// Apply a full listing: each listed container is `Seen`, every other one
+    /// `Gone`. The deltas are the listed ones' in order, then the vanished ones'.
+    pub fn relist(&mut self, listing: &[(String, Seen)]) -> Vec<(String, Delta)> {
+        let mut deltas = Vec::with_capacity(listing.len());
+        for (id, seen) in listing {
+            deltas.push((
+                id.clone(),
+                self.observe(id, &Observation::Seen(seen.clone())),
+            ));
+        }
+        let listed: std::collections::HashSet<&String> = listing.iter().map(|(id, _)| id).collect();
+        let gone: Vec<String> = self
+            .states
+            .keys()
+            .filter(|id| !listed.contains(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            let delta = self.observe(&id, &Observation::Gone);
+            deltas.push((id, delta));
+        }
+        deltas
+    }
+
+    /// Every container that serves, with the record to announce.
+    #[cfg(test)]
+    pub fn announced(&self) -> BTreeMap<String, WorkerRecord> {
+        self.states
+            .iter()
+            .filter_map(|(id, s)| Some((id.clone(), s.announce()?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record(address: &str) -> WorkerRecord {
+        WorkerRecord {
+            uid: "u".into(),
+            address: address.into(),
+            version: "0.15.7".into(),
+            tags: vec![],
+            extra: "{}".into(),
+            secure: false,
+            identity: None,
+            options: None,
+            container_id: "c".into(),
+            container_name: "n".into(),
+            network: "w".into(),
+            pid: 0,
+        }
+    }
+
+    fn said(pid: i64) -> Served {
+        Served {
+            version: Some(format!("0.16.{pid}")),
+            pid: Some(pid),
+        }
+    }
+
+    /// `record` as announced after its server said `said(pid)`.
+    fn serving(address: &str, pid: i64) -> WorkerRecord {
+        WorkerRecord {
+            version: format!("0.16.{pid}"),
+            pid,
+            ..record(address)
+        }
+    }
+
+    fn st(address: Option<&str>, phase: Phase) -> Option<State> {
+        Some(State {
+            record: address.map(record),
+            phase,
+        })
+    }
+
+    fn seen(address: Option<&str>, run: Run, health: Health, logs: Logs) -> Observation {
+        Observation::Seen(Seen {
+            record: address.map(record),
+            run,
+            health,
+            logs,
+        })
+    }
+
+    fn ev(event: Event) -> Observation {
+        Observation::Event(event)
+    }
+
+    #[test]
+    fn transitions() {
+        use Health::{Healthy, Unhealthy as Failing, Unreported};
+        use Phase::*;
+        use Run::{Paused as Frozen, Running, Stopped as Exited};
+        let a = Some("a:1");
+        let ok = |pid| Serving(said(pid));
+        let paused = |served: Option<Served>, unhealthy| Paused { served, unhealthy };
+        #[rustfmt::skip]
+        let rows: Vec<(Option<State>, Observation, Option<State>, Delta)> = vec![
+            // Unknown containers: a start or a listing makes them known.
+            (None, ev(Event::Start), st(None, Starting), Delta::None),
+            (None, seen(a, Running, Unreported, Logs::Unread), st(a, Starting), Delta::None),
+            (None, seen(a, Running, Unreported, Logs::NoReadyLine), st(a, Starting), Delta::None),
+            (None, seen(a, Running, Unreported, Logs::Ready(said(7))), st(a, ok(7)), Delta::Added(serving("a:1", 7))),
+            (None, seen(a, Running, Healthy, Logs::Unread), st(a, Serving(Served::default())), Delta::Added(record("a:1"))),
+            (None, seen(a, Running, Failing, Logs::Ready(said(7))), st(a, Unhealthy(Some(said(7)))), Delta::None),
+            (None, seen(a, Frozen, Unreported, Logs::Ready(said(7))), st(a, paused(Some(said(7)), false)), Delta::None),
+            (None, seen(a, Exited, Healthy, Logs::Ready(said(7))), st(a, Stopped), Delta::None),
+            (None, seen(None, Running, Unreported, Logs::Ready(said(7))), st(None, ok(7)), Delta::None),
+            (None, Observation::Ready(said(7)), None, Delta::None),
+            (None, ev(Event::Stop), None, Delta::None),
+            (None, ev(Event::Health { healthy: true }), None, Delta::None),
+            (None, ev(Event::Moved), None, Delta::None),
+            (None, Observation::Gone, None, Delta::None),
+            // Starting: a ready line or a passing check announces it.
+            (st(a, Starting), Observation::Ready(said(7)), st(a, ok(7)), Delta::Added(serving("a:1", 7))),
+            (st(None, Starting), Observation::Ready(said(7)), st(None, ok(7)), Delta::None),
+            (st(a, Starting), ev(Event::Health { healthy: true }), st(a, Serving(Served::default())), Delta::Added(record("a:1"))),
+            (st(a, Starting), ev(Event::Health { healthy: false }), st(a, Unhealthy(None)), Delta::None),
+            (st(a, Starting), ev(Event::Pause), st(a, paused(None, false)), Delta::None),
+            (st(a, Starting), ev(Event::Start), st(a, Starting), Delta::None),
+            // Serving: anything that stops it serving drops it.
+            (st(a, ok(7)), Observation::Ready(said(8)), st(a, ok(8)), Delta::Updated(serving("a:1", 8))),
+            (st(a, ok(7)), Observation::Ready(said(7)), st(a, ok(7)), Delta::None),
+            (st(a, ok(7)), ev(Event::Start), st(a, ok(7)), Delta::None),
+            (st(a, ok(7)), ev(Event::Moved), st(a, ok(7)), Delta::None),
+            (st(a, ok(7)), ev(Event::Pause), st(a, paused(Some(said(7)), false)), Delta::Dropped(serving("a:1", 7))),
+            (st(a, ok(7)), ev(Event::Stop), st(a, Stopped), Delta::Dropped(serving("a:1", 7))),
+            (st(a, ok(7)), ev(Event::Health { healthy: false }), st(a, Unhealthy(Some(said(7)))), Delta::Dropped(serving("a:1", 7))),
+            (st(a, ok(7)), ev(Event::Health { healthy: true }), st(a, ok(7)), Delta::None),
+            (st(a, ok(7)), Observation::Gone, None, Delta::Dropped(serving("a:1", 7))),
+            // A listing is the truth about what it shows; unread logs keep what
+            // the run said.
+            (st(a, ok(7)), seen(Some("b:1"), Running, Unreported, Logs::Unread), st(Some("b:1"), ok(7)), Delta::Updated(serving("b:1", 7))),
+            (st(a, ok(7)), seen(None, Running, Unreported, Logs::Unread), st(None, ok(7)), Delta::Dropped(serving("a:1", 7))),
+            (st(a, ok(7)), seen(a, Running, Failing, Logs::Unread), st(a, Unhealthy(Some(said(7)))), Delta::Dropped(serving("a:1", 7))),
+            (st(a, ok(7)), seen(a, Running, Unreported, Logs::NoReadyLine), st(a, Starting), Delta::Dropped(serving("a:1", 7))),
+            (st(a, ok(7)), seen(a, Frozen, Unreported, Logs::Unread), st(a, paused(Some(said(7)), false)), Delta::Dropped(serving("a:1", 7))),
+            (st(a, ok(7)), seen(a, Exited, Unreported, Logs::Unread), st(a, Stopped), Delta::Dropped(serving("a:1", 7))),
+            // Unhealthy: a passing check brings back what it said, or proves it up.
+            (st(a, Unhealthy(Some(said(7)))), ev(Event::Health { healthy: true }), st(a, ok(7)), Delta::Added(serving("a:1", 7))),
+            (st(a, Unhealthy(None)), ev(Event::Health { healthy: true }), st(a, Serving(Served::default())), Delta::Added(record("a:1"))),
+            (st(a, Unhealthy(None)), Observation::Ready(said(7)), st(a, Unhealthy(Some(said(7)))), Delta::None),
+            (st(a, Unhealthy(Some(said(7)))), ev(Event::Stop), st(a, Stopped), Delta::None),
+            // Paused: the same server resumes, with what it said and its health.
+            (st(a, paused(Some(said(7)), false)), ev(Event::Unpause), st(a, ok(7)), Delta::Added(serving("a:1", 7))),
+            (st(a, paused(None, false)), ev(Event::Unpause), st(a, Starting), Delta::None),
+            (st(a, paused(Some(said(7)), true)), ev(Event::Unpause), st(a, Unhealthy(Some(said(7)))), Delta::None),
+            (st(a, paused(Some(said(7)), false)), ev(Event::Health { healthy: false }), st(a, paused(Some(said(7)), true)), Delta::None),
+            (st(a, paused(None, false)), Observation::Ready(said(7)), st(a, paused(Some(said(7)), false)), Delta::None),
+            (st(a, paused(Some(said(7)), false)), ev(Event::Pause), st(a, paused(Some(said(7)), false)), Delta::None),
+            (st(a, paused(Some(said(7)), false)), ev(Event::Start), st(None, Starting), Delta::None),
+            // Stopped: a run's word does not carry over; a start is a new run
+            // whose address an inspect must tell.
+            (st(a, Stopped), ev(Event::Start), st(None, Starting), Delta::None),
+            (st(a, Stopped), Observation::Ready(said(7)), st(a, Stopped), Delta::None),
+            (st(a, Stopped), ev(Event::Health { healthy: true }), st(a, Stopped), Delta::None),
+            (st(a, Stopped), ev(Event::Unpause), st(a, Stopped), Delta::None),
+            (st(a, Stopped), seen(a, Running, Unreported, Logs::Unread), st(a, Starting), Delta::None),
+            (st(a, Stopped), Observation::Gone, None, Delta::None),
+        ];
+        for (i, (state, obs, want_state, want_delta)) in rows.into_iter().enumerate() {
+            let (got_state, got_delta) = step(state.as_ref(), &obs);
+            assert_eq!(
+                (&got_state, &got_delta),
+                (&want_state, &want_delta),
+                "row {i}: {state:?} + {obs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn events_read_from_actions() {
+        let parse = |a, s| Event::parse(a, s);
+        assert_eq!(parse("start", None), Some(ev(Event::Start)));
+        assert_eq!(parse("die", None), Some(ev(Event::Stop)));
+        assert_eq!(parse("oom", None), Some(ev(Event::Stop)));
+        assert_eq!(parse("kill", Some("15")), Some(ev(Event::Stop)));
+        assert_eq!(parse("kill", Some("9")), Some(ev(Event::Stop)));
+        assert_eq!(parse("kill", None), Some(ev(Event::Stop)));
+        assert_eq!(parse("kill", Some("1")), None);
+        assert_eq!(parse("kill", Some("10")), None);
+        assert_eq!(parse("destroy", None), Some(Observation::Gone));
+        assert_eq!(parse("disconnect", None), Some(ev(Event::Moved)));
+        let healthy = |h| Some(ev(Event::Health { healthy: h }));
+        assert_eq!(parse("health_status: healthy", None), healthy(true));
+        assert_eq!(parse("health_status:healthy", None), healthy(true));
+        assert_eq!(parse("health_status: unhealthy", None), healthy(false));
+        assert_eq!(parse("exec_start: sh", None), None);
+    }
+
+    #[test]
+    fn a_record_is_announced_only_while_serving() {
+        let mut state = State {
+            record: Some(record("a:1")),
+            phase: Phase::Serving(said(7)),
+        };
+        let announced = state.announce().map(|r| (r.version, r.pid));
+        assert_eq!(announced, Some(("0.16.7".into(), 7)));
+        // A server that reported nothing leaves the label's version.
+        state.phase = Phase::Serving(Served::default());
+        assert_eq!(state.announce(), Some(record("a:1")));
+        for phase in [
+            Phase::Starting,
+            Phase::Unhealthy(Some(said(7))),
+            Phase::Paused {
+                served: Some(said(7)),
+                unhealthy: false,
+            },
+            Phase::Stopped,
+        ] {
+            state.phase = phase;
+            assert_eq!(state.announce(), None, "{:?}", state.phase);
+        }
+    }
+
+    const IDS: [&str; 3] = ["c0", "c1", "c2"];
+
+    fn any_served() -> impl Strategy<Value = Served> {
+        prop_oneof![Just(Served::default()), Just(said(7)), Just(said(8))]
+    }
+
+    fn any_record() -> impl Strategy<Value = Option<WorkerRecord>> {
+        prop_oneof![
+            Just(None),
+            Just(Some(record("a:1"))),
+            Just(Some(record("b:1")))
+        ]
+    }
+
+    /// What a listing can say of a container; `read`: whether its logs were read.
+    fn any_seen(read: bool) -> impl Strategy<Value = Seen> {
+        let logs = prop_oneof![
+            Just(Logs::NoReadyLine),
+            any_served().prop_map(Logs::Ready),
+            Just(Logs::Unread),
+        ];
+        let logs = logs.prop_filter("logs read", move |l| !read || *l != Logs::Unread);
+        let run = prop_oneof![Just(Run::Running), Just(Run::Paused), Just(Run::Stopped)];
+        let health = prop_oneof![
+            Just(Health::Unreported),
+            Just(Health::Healthy),
+            Just(Health::Unhealthy)
+        ];
+        (any_record(), run, health, logs).prop_map(|(record, run, health, logs)| Seen {
+            record,
+            run,
+            health,
+            logs,
+        })
+    }
+
+    fn any_observation() -> impl Strategy<Value = Observation> {
+        let event = prop_oneof![
+            Just(Event::Start),
+            Just(Event::Pause),
+            Just(Event::Unpause),
+            Just(Event::Stop),
+            any::<bool>().prop_map(|healthy| Event::Health { healthy }),
+            Just(Event::Moved),
+        ];
+        prop_oneof![
+            any_seen(false).prop_map(Observation::Seen),
+            any_served().prop_map(Observation::Ready),
+            event.prop_map(Observation::Event),
+            Just(Observation::Gone),
+        ]
+    }
+
+    /// What subscribers were told, kept from the deltas alone; panics on a delta
+    /// that contradicts what came before.
+    fn tell(told: &mut BTreeMap<String, WorkerRecord>, id: &str, delta: Delta) {
+        match delta {
+            Delta::None => {}
+            Delta::Added(r) => {
+                let before = told.insert(id.to_owned(), r);
+                assert!(before.is_none(), "{id} added twice");
+            }
+            Delta::Updated(r) => {
+                let before = told.insert(id.to_owned(), r.clone());
+                assert!(
+                    before.is_some_and(|b| b != r),
+                    "{id} updated unannounced or unchanged"
+                );
+            }
+            Delta::Dropped(r) => {
+                let before = told.remove(id);
+                assert_eq!(before, Some(r), "{id} dropped unannounced");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever the tracker saw before (events in any order, missed ones,
+        /// stale listings), a re-list that reads the listed containers' logs
+        /// leaves it where a fresh tracker given only that listing would be; and
+        /// at every step the deltas sent so far add up to what it announces.
+        #[test]
+        fn a_relist_converges(
+            history in proptest::collection::vec((0..IDS.len(), any_observation()), 0..40),
+            listing in proptest::collection::vec(proptest::option::of(any_seen(true)), IDS.len()),
+        ) {
+            let mut book = Book::default();
+            let mut told = BTreeMap::new();
+            for (i, obs) in &history {
+                let delta = book.observe(IDS[*i], obs);
+                tell(&mut told, IDS[*i], delta);
+                prop_assert_eq!(&told, &book.announced());
+            }
+            let listing: Vec<(String, Seen)> = IDS
+                .iter()
+                .zip(listing)
+                .filter_map(|(id, seen)| Some((id.to_string(), seen?)))
+                .collect();
+            for (id, delta) in book.relist(&listing) {
+                tell(&mut told, &id, delta);
+            }
+            let mut fresh = Book::default();
+            let mut fresh_told = BTreeMap::new();
+            for (id, delta) in fresh.relist(&listing) {
+                tell(&mut fresh_told, &id, delta);
+            }
+            prop_assert_eq!(&book, &fresh);
+            prop_assert_eq!(&told, &fresh_told);
+            prop_assert_eq!(&told, &book.announced());
+        }
+    }
+}
