@@ -23,9 +23,11 @@ use tokio::task::AbortHandle;
 
 use crate::engine::{
     now_nanos, rfc3339_nanos, ContainerEvent, ContainerInfo, Engine, Output, OutputStream,
+    SwarmRole,
 };
 use crate::error::Result;
 use crate::labels::{self, Skip, WorkerRecord};
+use crate::swarm;
 use crate::worker::{self, Ready};
 
 mod state;
@@ -197,6 +199,8 @@ struct Tracker {
     retry_tx: mpsc::UnboundedSender<(String, u32)>,
     /// Engine time of the observation being handled (0: a listing).
     cause_ns: i64,
+    /// Tasks on other Swarm nodes announced, by container id (see `swarm`).
+    remote: HashMap<String, WorkerRecord>,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -238,7 +242,15 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         ready_tx,
         retry_tx,
         cause_ns: 0,
+        remote: HashMap::new(),
     };
+    // On a Swarm manager, the tasks of other nodes; aborted with this task.
+    let (remote_tx, mut remote_rx) = mpsc::channel(4);
+    let _remote = AbortOnDrop(tokio::spawn(watch_swarm(
+        t.engine.clone(),
+        t.scope.clone(),
+        remote_tx,
+    )));
     let mut backoff = BACKOFF_START;
     loop {
         // Where the event stream resumes: the Engine's time (it filters the replay
@@ -278,6 +290,10 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
                             t.refresh_attempt(&id, attempt).await;
                             false
                         }
+                        Some(remote) = remote_rx.recv() => {
+                            t.on_remote(remote);
+                            false
+                        }
                         event = containers.next() => t.on_stream("container", event).await,
                         event = networks.next() => t.on_stream("network", event).await,
                         Some(ready) = ready_rx.recv() => {
@@ -311,6 +327,111 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
             _ = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How long remote tasks may stay unreachable before the hub says why.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
+
+/// Follow the tasks of other Swarm nodes through a manager and send each poll's
+/// serving ones (as containers). Returns at once on an Engine that is not a
+/// manager; a worker node's is said once, with the fix.
+async fn watch_swarm(engine: Engine, scope: Scope, tx: mpsc::Sender<Vec<ContainerInfo>>) {
+    let node = match engine.swarm_role().await {
+        Ok(SwarmRole::Manager { node_id }) => node_id,
+        Ok(SwarmRole::Worker { .. }) => {
+            static SAID: OnceLock<()> = OnceLock::new();
+            if SAID.set(()).is_ok() {
+                tracing::warn!(
+                    host = %engine.host(),
+                    "this Docker Engine is a Swarm worker node: discovery sees only this \
+                     node's tasks. Run the pool on a manager node, or pass docker_host= \
+                     a manager's Engine, to discover every task of the Swarm"
+                );
+            }
+            return;
+        }
+        Ok(SwarmRole::Standalone) => return,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot tell whether the Engine is a Swarm manager");
+            return;
+        }
+    };
+    let every = swarm::interval();
+    let mut poller = swarm::Poller::default();
+    let mut network = None;
+    let mut failing = false;
+    let mut unreachable_since: Option<tokio::time::Instant> = None;
+    let mut said_unreachable = false;
+    let mut events = engine.swarm_events(None);
+    loop {
+        if network.is_none() {
+            network = match resolve_network(&engine, &scope).await {
+                Ok(n) => Some(n),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot resolve the scoped network for Swarm tasks");
+                    None
+                }
+            };
+        }
+        if let Some(net) = network.clone() {
+            match poller
+                .poll(&engine, &scope.selector, net.as_deref(), &node)
+                .await
+            {
+                Ok(found) => {
+                    failing = false;
+                    if tx.send(found).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        tracing::warn!(error = %e, "reading the Swarm's tasks failed; retrying");
+                    }
+                    failing = true;
+                    network = None;
+                }
+            }
+            if poller.unreachable() == 0 {
+                unreachable_since = None;
+            } else if unreachable_since
+                .get_or_insert_with(tokio::time::Instant::now)
+                .elapsed()
+                >= UNREACHABLE_FOR
+                && !said_unreachable
+            {
+                said_unreachable = true;
+                tracing::warn!(
+                    tasks = poller.unreachable(),
+                    network = net.as_deref().unwrap_or("(none)"),
+                    "Swarm tasks on other nodes do not accept connections from this process at \
+                     their addresses; run the pool where it can reach them, in a container \
+                     attached to their overlay network"
+                );
+            }
+        }
+        // The next poll: at once on a service or node event, else after the period.
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(_)) => poller.services_changed(),
+                // The stream ended or failed: polls go on, the stream is reopened.
+                _ => {
+                    tokio::time::sleep(every).await;
+                    events = engine.swarm_events(None);
+                }
+            },
+            _ = tokio::time::sleep(every) => {}
+        }
     }
 }
 
@@ -657,6 +778,32 @@ impl Tracker {
             }
         }
         record
+    }
+
+    /// A poll's serving remote tasks: announce exactly the difference.
+    fn on_remote(&mut self, found: Vec<ContainerInfo>) {
+        self.cause_ns = 0;
+        let mut desired = HashMap::with_capacity(found.len());
+        for c in &found {
+            if let Ok(Ok(record)) = labels::parse(c, self.network.as_deref()) {
+                desired.insert(c.id.clone(), record);
+            }
+        }
+        let mut deltas = Vec::new();
+        for (id, old) in &self.remote {
+            if !desired.contains_key(id) {
+                deltas.push((id.clone(), Delta::Dropped(old.clone())));
+            }
+        }
+        for (id, record) in &desired {
+            match self.remote.get(id) {
+                Some(old) if old == record => {}
+                Some(_) => deltas.push((id.clone(), Delta::Updated(record.clone()))),
+                None => deltas.push((id.clone(), Delta::Added(record.clone()))),
+            }
+        }
+        self.remote = desired;
+        self.publish(deltas);
     }
 
     /// Send these containers' deltas as one batch (after any pending warnings),

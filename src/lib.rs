@@ -13,6 +13,7 @@ pub mod feed;
 pub mod labels;
 pub mod logging;
 pub mod runtime;
+pub mod swarm;
 pub mod worker;
 
 use pyo3::prelude::*;

@@ -1,0 +1,298 @@
+//! Swarm tasks on other nodes, seen through a manager.
+//!
+//! An Engine lists and reports events only for its own node's containers, so
+//! on a Swarm of several nodes the container path sees one node. A manager also
+//! lists every task of the Swarm (`GET /tasks`), with its node, state,
+//! container id, container-spec labels and its addresses on each network; it
+//! sends no task events (Engine 20.10), only service and node events. So the
+//! tasks of other nodes are polled: on every service or node event and on a
+//! period ([`interval`]), and the difference is announced exactly, as for
+//! containers. The local node's tasks stay on the event-driven container path.
+//!
+//! A remote task is described as the container Swarm created for it (the
+//! container-spec labels, the labels Swarm adds, the image's labels), so the
+//! selector, the address rule and the uid are the container path's: a task
+//! is one worker whichever path sees it. It is announced once its gRPC port
+//! accepts a connection from this process (the Engine says nothing about a
+//! remote server being bound: its state is `running` from the container's
+//! start), and dropped as soon as the Swarm no longer wants it running, it
+//! leaves `running`, or its node is not `ready`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use futures_util::{stream, StreamExt};
+
+use crate::engine::{ContainerInfo, Engine, TaskInfo};
+use crate::error::Result;
+use crate::labels;
+
+/// Default period of the task poll (`WOOL_DOCKER_SWARM_INTERVAL`).
+pub const INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
+/// How long a probe of a task's port may take.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// Probes run at once.
+const PROBE_CONCURRENCY: usize = 32;
+
+/// The task poll period: `WOOL_DOCKER_SWARM_INTERVAL` seconds, else 1 s.
+pub fn interval() -> Duration {
+    std::env::var("WOOL_DOCKER_SWARM_INTERVAL")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .unwrap_or(INTERVAL_DEFAULT)
+}
+
+/// The container a task's Swarm created, as a listing would describe it: the
+/// image's labels, then the container-spec labels, then Swarm's own.
+pub fn as_container(
+    task: &TaskInfo,
+    container_id: &str,
+    service: &str,
+    image_labels: &BTreeMap<String, String>,
+) -> ContainerInfo {
+    // Swarm names a task's container `<service>.<slot>.<task>` (a global
+    // service's: `<service>.<node>.<task>`).
+    let slot = task
+        .slot
+        .filter(|s| *s > 0)
+        .map_or_else(|| task.node_id.clone(), |s| s.to_string());
+    let name = format!("{service}.{slot}.{}", task.id);
+    let mut labels = image_labels.clone();
+    labels.extend(task.labels.clone());
+    for (key, value) in [
+        ("com.docker.swarm.node.id", task.node_id.as_str()),
+        ("com.docker.swarm.service.id", task.service_id.as_str()),
+        ("com.docker.swarm.service.name", service),
+        ("com.docker.swarm.task", ""),
+        ("com.docker.swarm.task.id", task.id.as_str()),
+        ("com.docker.swarm.task.name", name.as_str()),
+    ] {
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    ContainerInfo {
+        id: container_id.to_owned(),
+        name,
+        image: task.image.clone(),
+        labels,
+        state: "running".to_owned(),
+        health: None,
+        networks: task.networks.clone(),
+        started_at_ns: None,
+    }
+}
+
+/// Whether `labels` carry the selector (an empty value matches any value).
+pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| labels.get(k).is_some_and(|have| v.is_empty() || have == v))
+}
+
+/// What a poll keeps between polls.
+#[derive(Default)]
+pub struct Poller {
+    /// Service id → name; read again when a task names an unknown service.
+    services: HashMap<String, String>,
+    /// Image reference → its labels (`None`: not on this Engine).
+    images: HashMap<String, Option<BTreeMap<String, String>>>,
+    /// Containers whose port accepted a connection.
+    serving: HashSet<String>,
+    /// Containers whose port did not, yet.
+    unreachable: HashSet<String>,
+}
+
+impl Poller {
+    /// Forget what the services are called (a service event).
+    pub fn services_changed(&mut self) {
+        self.services.clear();
+    }
+
+    /// Remote tasks that match `selector` and serve: each as its container,
+    /// with the address on `network` (the scoped network's exact name).
+    pub async fn poll(
+        &mut self,
+        engine: &Engine,
+        selector: &BTreeMap<String, String>,
+        network: Option<&str>,
+        local_node: &str,
+    ) -> Result<Vec<ContainerInfo>> {
+        let (tasks, nodes) = tokio::join!(engine.tasks(), engine.nodes());
+        let (tasks, nodes) = (tasks?, nodes?);
+        let wanted: Vec<&TaskInfo> = tasks
+            .iter()
+            .filter(|t| {
+                t.node_id != local_node
+                    && t.state == "running"
+                    && t.desired_state == "running"
+                    && nodes.get(&t.node_id).copied().unwrap_or(false)
+                    && t.container_id.is_some()
+            })
+            .collect();
+        if wanted
+            .iter()
+            .any(|t| !self.services.contains_key(&t.service_id))
+        {
+            self.services = engine.services().await?;
+        }
+        let mut found = Vec::new();
+        for task in wanted {
+            let (Some(id), Some(service)) = (
+                task.container_id.as_deref(),
+                self.services.get(&task.service_id).cloned(),
+            ) else {
+                continue;
+            };
+            let image_labels = self.image_labels(engine, &task.image).await;
+            let container = as_container(task, id, &service, &image_labels);
+            if selects(selector, &container.labels) {
+                found.push(container);
+            }
+        }
+        // Probe those not yet known to serve, all at once.
+        let unknown: Vec<(String, String)> = found
+            .iter()
+            .filter(|c| !self.serving.contains(&c.id))
+            .filter_map(|c| match labels::parse(c, network) {
+                Ok(Ok(record)) => Some((c.id.clone(), record.address)),
+                _ => None,
+            })
+            .collect();
+        let probed: Vec<(String, bool)> = stream::iter(unknown)
+            .map(|(id, address)| async move { (id, accepts(&address).await) })
+            .buffer_unordered(PROBE_CONCURRENCY)
+            .collect()
+            .await;
+        for (id, accepted) in probed {
+            if accepted {
+                self.unreachable.remove(&id);
+                self.serving.insert(id);
+            } else if self.unreachable.insert(id.clone()) {
+                tracing::debug!(container = %id, "a remote task does not accept connections yet");
+            }
+        }
+        let present: HashSet<&str> = found.iter().map(|c| c.id.as_str()).collect();
+        self.serving.retain(|id| present.contains(id.as_str()));
+        self.unreachable.retain(|id| present.contains(id.as_str()));
+        found.retain(|c| self.serving.contains(&c.id));
+        Ok(found)
+    }
+
+    /// Remote tasks seen but never reachable from this process.
+    pub fn unreachable(&self) -> usize {
+        self.unreachable.len()
+    }
+
+    async fn image_labels(&mut self, engine: &Engine, image: &str) -> BTreeMap<String, String> {
+        if let Some(known) = self.images.get(image) {
+            return known.clone().unwrap_or_default();
+        }
+        // Swarm pins `name:tag@sha256:…`; the manager may hold the image by
+        // either part.
+        let mut labels = None;
+        let untagged = image.split('@').next().unwrap_or(image);
+        for reference in [image, untagged] {
+            if let Ok(info) = engine.image(reference).await {
+                labels = Some(info.labels);
+                break;
+            }
+        }
+        self.images.insert(image.to_owned(), labels.clone());
+        labels.unwrap_or_default()
+    }
+}
+
+/// Whether `address` (`ip:port`) accepts a TCP connection.
+async fn accepts(address: &str) -> bool {
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(address)).await,
+        Ok(Ok(_))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Endpoint;
+
+    fn task() -> TaskInfo {
+        TaskInfo {
+            id: "t1".to_owned(),
+            service_id: "s1".to_owned(),
+            node_id: "n2".to_owned(),
+            slot: Some(3),
+            state: "running".to_owned(),
+            desired_state: "running".to_owned(),
+            container_id: Some("ab".repeat(32)),
+            image: "wool-worker:dev@sha256:00".to_owned(),
+            labels: BTreeMap::from([("wool.worker".to_owned(), "true".to_owned())]),
+            networks: BTreeMap::from([(
+                "wool".to_owned(),
+                Endpoint {
+                    network_id: "netid".to_owned(),
+                    ip: "10.0.1.7".to_owned(),
+                },
+            )]),
+        }
+    }
+
+    #[test]
+    fn a_task_reads_as_the_container_swarm_made_for_it() {
+        let image = BTreeMap::from([
+            ("wool.port".to_owned(), "50051".to_owned()),
+            ("wool.worker".to_owned(), "image".to_owned()),
+        ]);
+        let c = as_container(&task(), &"ab".repeat(32), "svc", &image);
+        assert_eq!(c.name, "svc.3.t1");
+        // Container-spec labels win over the image's; Swarm's are added.
+        assert_eq!(c.labels["wool.worker"], "true");
+        assert_eq!(c.labels["com.docker.swarm.service.name"], "svc");
+        assert_eq!(c.labels["com.docker.swarm.task.name"], "svc.3.t1");
+        let record = labels::parse(&c, Some("wool")).ok().and_then(Result::ok);
+        let record = record.map(|r| (r.uid, r.address));
+        // The uid a local listing of that container would give it.
+        let uid = labels::uid_from_container_id(&"ab".repeat(32));
+        assert_eq!(
+            record,
+            Some((uid.unwrap_or_default(), "10.0.1.7:50051".to_owned()))
+        );
+    }
+
+    #[test]
+    fn selectors_match_like_label_filters() {
+        let labels = BTreeMap::from([("a".to_owned(), "1".to_owned())]);
+        let select = |pairs: &[(&str, &str)]| {
+            let s: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            selects(&s, &labels)
+        };
+        assert!(select(&[("a", "1")]));
+        assert!(select(&[("a", "")]));
+        assert!(!select(&[("a", "2")]));
+        assert!(!select(&[("a", "1"), ("b", "")]));
+    }
+
+    #[test]
+    fn task_json_tolerates_missing_fields() {
+        let full = serde_json::json!({
+            "ID": "t1", "ServiceID": "s1", "NodeID": "n2", "Slot": 3,
+            "Status": {"State": "running", "ContainerStatus": {"ContainerID": "c1"}},
+            "DesiredState": "running",
+            "Spec": {"ContainerSpec": {"Image": "img", "Labels": {"k": "v"}}},
+            "NetworksAttachments": [
+                {"Network": {"ID": "nid", "Spec": {"Name": "wool"}}, "Addresses": ["10.0.1.7/24"]}
+            ]
+        });
+        let t = TaskInfo::from_json(&full);
+        assert_eq!(t.container_id.as_deref(), Some("c1"));
+        assert_eq!(t.networks["wool"].ip, "10.0.1.7");
+        assert_eq!(t.labels["k"], "v");
+        assert_eq!(
+            TaskInfo::from_json(&serde_json::json!({})),
+            TaskInfo::default()
+        );
+    }
+}
