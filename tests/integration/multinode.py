@@ -140,7 +140,7 @@ def _command(*args: str, check: bool = True, **kwargs: Any) -> str:
     return result.stdout
 
 
-class _UnixConnection(http.client.HTTPConnection):
+class UnixConnection(http.client.HTTPConnection):
     """HTTP over the Engine's unix socket."""
 
     def __init__(self, path: str, timeout: float):
@@ -199,7 +199,7 @@ class Engine:
         :param path:
             The path with its query, e.g. ``/tasks``.
         """
-        connection = _UnixConnection(self.socket, timeout)
+        connection = UnixConnection(self.socket, timeout)
         try:
             connection.request(method, path)
             response = connection.getresponse()
