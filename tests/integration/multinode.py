@@ -39,7 +39,7 @@ Outside pytest (a benchmark), use the context manager directly::
 
     with two_node_swarm("wool-docker-worker:dev") as swarm:
         service = swarm.create_service(4, "--replicas-max-per-node", "3")
-        tasks = swarm.manager.get(f"/tasks?filters=...")
+        tasks = swarm.manager.tasks(service=service)
 """
 
 from __future__ import annotations

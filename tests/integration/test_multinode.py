@@ -30,7 +30,7 @@ _TIMEOUT = 60.0
 
 _DOWN_TIMEOUT = 60.0
 """Seconds the manager may take to mark a stopped node ``down`` (measured
-here: about 10 s, the dispatcher's heartbeat period times its grace factor)."""
+here: 12.7-15.1 s after SIGTERM, the Engine exiting after about 3 s)."""
 
 
 def _running_tasks(swarm: Swarm, service: str, replicas: int) -> list[dict[str, Any]]:
