@@ -34,6 +34,9 @@ from wool.runtime.worker.local import LocalWorker
 from wool_docker import DockerDiscovery
 from wool_docker import DockerWorker
 
+from .multinode import Swarm
+from .multinode import two_node_swarm
+
 RUN_ID: Final[str] = uuid4().hex[:8]
 """This session's id; in every label and name the tests create."""
 
@@ -412,3 +415,24 @@ async def output() -> AsyncIterator[ContainerOutput]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+@pytest.fixture(scope="module")
+def two_nodes(image: str) -> Iterator[Swarm]:
+    """A real two-node Swarm of this machine's Engine and a second one.
+
+    See `multinode`: the machine's Engine is the manager, a second Engine in a
+    network namespace the worker, both with the image under test, and an
+    attachable overlay spans them. Module scope: built once for a module and
+    taken down (swarm left, second Engine stopped, namespace and data
+    removed) when the module ends. The single-node ``swarm`` fixture of
+    `test_modes` initialises a swarm of its own for its module and leaves it
+    at its end, so in one session the two run one after the other, never at
+    once; a module must not use both. Fails at setup if the machine's Engine
+    is in a swarm already. Its services and task containers carry this run's
+    label, its overlay this run's name prefix.
+    """
+    with two_node_swarm(
+        image, name_prefix=NAME_PREFIX, labels={RUN_LABEL: RUN_ID}
+    ) as swarm:
+        yield swarm
