@@ -372,8 +372,9 @@ async fn watch_swarm(engine: Engine, scope: Scope, tx: mpsc::Sender<Vec<Containe
     let mut failing = false;
     let mut unreachable_since: Option<tokio::time::Instant> = None;
     let mut said_unreachable = false;
-    let mut events = engine.swarm_events(None);
+    let mut events: Option<crate::engine::EventStream> = None;
     loop {
+        let events = events.get_or_insert_with(|| engine.swarm_events(None));
         if network.is_none() {
             network = match resolve_network(&engine, &scope).await {
                 Ok(n) => Some(n),
@@ -388,9 +389,9 @@ async fn watch_swarm(engine: Engine, scope: Scope, tx: mpsc::Sender<Vec<Containe
                 .poll(&engine, &scope.selector, net.as_deref(), &node)
                 .await
             {
-                Ok(found) => {
+                Ok(()) => {
                     failing = false;
-                    if tx.send(found).await.is_err() {
+                    if tx.send(poller.serving()).await.is_err() {
                         return;
                     }
                 }
@@ -420,17 +421,40 @@ async fn watch_swarm(engine: Engine, scope: Scope, tx: mpsc::Sender<Vec<Containe
                 );
             }
         }
-        // The next poll: at once on a service or node event, else after the period.
-        tokio::select! {
-            event = events.next() => match event {
-                Some(Ok(_)) => poller.services_changed(),
-                // The stream ended or failed: polls go on, the stream is reopened.
-                _ => {
-                    tokio::time::sleep(every).await;
-                    events = engine.swarm_events(None);
+        // Until the next poll (the period, or at once on a service or node
+        // event), tasks that do not serve yet are probed on a short period.
+        let next = tokio::time::Instant::now() + every;
+        loop {
+            let now = tokio::time::Instant::now();
+            if now >= next {
+                break;
+            }
+            let wait = if poller.pending() {
+                swarm::PENDING_PROBE.min(next - now)
+            } else {
+                next - now
+            };
+            tokio::select! {
+                event = events.next() => {
+                    match event {
+                        Some(Ok(_)) => poller.services_changed(),
+                        // Ended or failed: reopened at the next poll, which
+                        // comes after the period as without events.
+                        _ => {
+                            tokio::time::sleep_until(next).await;
+                            *events = engine.swarm_events(None);
+                        }
+                    }
+                    break;
                 }
-            },
-            _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(wait) => {
+                    if poller.pending() && poller.probe_pending().await
+                        && tx.send(poller.serving()).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
         }
     }
 }

@@ -13,10 +13,13 @@
 //! container-spec labels, the labels Swarm adds, the image's labels), so the
 //! selector, the address rule and the uid are the container path's: a task
 //! is one worker whichever path sees it. It is announced once its gRPC port
-//! accepts a connection from this process (the Engine says nothing about a
-//! remote server being bound: its state is `running` from the container's
-//! start), and dropped as soon as the Swarm no longer wants it running, it
-//! leaves `running`, or its node is not `ready`.
+//! accepts a connection from this process: the Engine says nothing about a
+//! remote server being bound (a task turns `running` only once the image's
+//! healthcheck passes, seconds after the server serves), and a pool that
+//! cannot connect cannot use it anyway. Started tasks not serving yet are
+//! probed every [`PENDING_PROBE`]. A task is dropped as soon as the Swarm no
+//! longer wants it running, it leaves `starting`/`running`, its node is not
+//! `ready`, or its port refuses two probes in a row.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -33,6 +36,8 @@ pub const INTERVAL_DEFAULT: Duration = Duration::from_secs(1);
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// Probes run at once.
 const PROBE_CONCURRENCY: usize = 32;
+/// How often tasks that do not serve yet are probed between polls.
+pub const PENDING_PROBE: Duration = Duration::from_millis(100);
 
 /// The task poll period: `WOOL_DOCKER_SWARM_INTERVAL` seconds, else 1 s.
 pub fn interval() -> Duration {
@@ -95,13 +100,21 @@ pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, St
 pub struct Poller {
     /// Service id → name; read again when a task names an unknown service.
     services: HashMap<String, String>,
-    /// Image reference → its labels (`None`: not on this Engine).
-    images: HashMap<String, Option<BTreeMap<String, String>>>,
-    /// Containers whose port accepted a connection.
+    /// Image reference → its labels (empty: not on this Engine).
+    images: HashMap<String, BTreeMap<String, String>>,
+    /// The last poll's matching remote tasks, as containers, with the address
+    /// each is probed at.
+    candidates: Vec<(ContainerInfo, String)>,
+    /// Candidates whose port accepted a connection.
     serving: HashSet<String>,
-    /// Containers whose port did not, yet.
-    unreachable: HashSet<String>,
+    /// Serving candidates' failed probes in a row.
+    misses: HashMap<String, u32>,
 }
+
+/// Failed probes in a row that drop a serving task: its node may be gone
+/// long before the Swarm says so (a stopped Engine is marked down after
+/// 13–15 s).
+const MISSES_TO_DROP: u32 = 2;
 
 impl Poller {
     /// Forget what the services are called (a service event).
@@ -109,22 +122,25 @@ impl Poller {
         self.services.clear();
     }
 
-    /// Remote tasks that match `selector` and serve: each as its container,
-    /// with the address on `network` (the scoped network's exact name).
+    /// Read the remote tasks that match `selector` from the manager, then probe
+    /// them all. `network` is the scoped network's exact name.
     pub async fn poll(
         &mut self,
         engine: &Engine,
         selector: &BTreeMap<String, String>,
         network: Option<&str>,
         local_node: &str,
-    ) -> Result<Vec<ContainerInfo>> {
+    ) -> Result<()> {
         let (tasks, nodes) = tokio::join!(engine.tasks(), engine.nodes());
         let (tasks, nodes) = (tasks?, nodes?);
+        // `running` waits for the image's healthcheck (10 s for the worker
+        // image), while its server serves 0.2 s after the start: a started
+        // task is a candidate, and the probe decides.
         let wanted: Vec<&TaskInfo> = tasks
             .iter()
             .filter(|t| {
                 t.node_id != local_node
-                    && t.state == "running"
+                    && matches!(t.state.as_str(), "starting" | "running")
                     && t.desired_state == "running"
                     && nodes.get(&t.node_id).copied().unwrap_or(false)
                     && t.container_id.is_some()
@@ -136,7 +152,7 @@ impl Poller {
         {
             self.services = engine.services().await?;
         }
-        let mut found = Vec::new();
+        let mut candidates = Vec::new();
         for task in wanted {
             let (Some(id), Some(service)) = (
                 task.container_id.as_deref(),
@@ -146,60 +162,96 @@ impl Poller {
             };
             let image_labels = self.image_labels(engine, &task.image).await;
             let container = as_container(task, id, &service, &image_labels);
-            if selects(selector, &container.labels) {
-                found.push(container);
+            if !selects(selector, &container.labels) {
+                continue;
+            }
+            if let Ok(Ok(record)) = labels::parse(&container, network) {
+                candidates.push((container, record.address));
             }
         }
-        // Probe those not yet known to serve, all at once.
-        let unknown: Vec<(String, String)> = found
+        let present: HashSet<&str> = candidates.iter().map(|(c, _)| c.id.as_str()).collect();
+        self.serving.retain(|id| present.contains(id.as_str()));
+        self.misses.retain(|id, _| present.contains(id.as_str()));
+        self.candidates = candidates;
+        self.probe(false).await;
+        Ok(())
+    }
+
+    /// Probe the candidates not yet serving again; `true` if one now serves.
+    pub async fn probe_pending(&mut self) -> bool {
+        self.probe(true).await
+    }
+
+    /// Whether some candidate does not serve yet.
+    pub fn pending(&self) -> bool {
+        self.candidates
             .iter()
-            .filter(|c| !self.serving.contains(&c.id))
-            .filter_map(|c| match labels::parse(c, network) {
-                Ok(Ok(record)) => Some((c.id.clone(), record.address)),
-                _ => None,
-            })
+            .any(|(c, _)| !self.serving.contains(&c.id))
+    }
+
+    /// The candidates that serve, as containers.
+    pub fn serving(&self) -> Vec<ContainerInfo> {
+        self.candidates
+            .iter()
+            .filter(|(c, _)| self.serving.contains(&c.id))
+            .map(|(c, _)| c.clone())
+            .collect()
+    }
+
+    /// How many candidates never accepted a connection from this process.
+    pub fn unreachable(&self) -> usize {
+        self.candidates
+            .iter()
+            .filter(|(c, _)| !self.serving.contains(&c.id))
+            .count()
+    }
+
+    async fn probe(&mut self, pending_only: bool) -> bool {
+        let targets: Vec<(String, String)> = self
+            .candidates
+            .iter()
+            .filter(|(c, _)| !pending_only || !self.serving.contains(&c.id))
+            .map(|(c, address)| (c.id.clone(), address.clone()))
             .collect();
-        let probed: Vec<(String, bool)> = stream::iter(unknown)
+        let probed: Vec<(String, bool)> = stream::iter(targets)
             .map(|(id, address)| async move { (id, accepts(&address).await) })
             .buffer_unordered(PROBE_CONCURRENCY)
             .collect()
             .await;
+        let mut added = false;
         for (id, accepted) in probed {
             if accepted {
-                self.unreachable.remove(&id);
-                self.serving.insert(id);
-            } else if self.unreachable.insert(id.clone()) {
-                tracing::debug!(container = %id, "a remote task does not accept connections yet");
+                self.misses.remove(&id);
+                added |= self.serving.insert(id);
+            } else if self.serving.contains(&id) {
+                let misses = self.misses.entry(id.clone()).or_default();
+                *misses += 1;
+                if *misses >= MISSES_TO_DROP {
+                    tracing::info!(container = %id, "a remote task stopped accepting connections; dropped");
+                    self.serving.remove(&id);
+                    self.misses.remove(&id);
+                }
             }
         }
-        let present: HashSet<&str> = found.iter().map(|c| c.id.as_str()).collect();
-        self.serving.retain(|id| present.contains(id.as_str()));
-        self.unreachable.retain(|id| present.contains(id.as_str()));
-        found.retain(|c| self.serving.contains(&c.id));
-        Ok(found)
-    }
-
-    /// Remote tasks seen but never reachable from this process.
-    pub fn unreachable(&self) -> usize {
-        self.unreachable.len()
+        added
     }
 
     async fn image_labels(&mut self, engine: &Engine, image: &str) -> BTreeMap<String, String> {
         if let Some(known) = self.images.get(image) {
-            return known.clone().unwrap_or_default();
+            return known.clone();
         }
         // Swarm pins `name:tag@sha256:…`; the manager may hold the image by
         // either part.
-        let mut labels = None;
+        let mut labels = BTreeMap::new();
         let untagged = image.split('@').next().unwrap_or(image);
         for reference in [image, untagged] {
             if let Ok(info) = engine.image(reference).await {
-                labels = Some(info.labels);
+                labels = info.labels;
                 break;
             }
         }
         self.images.insert(image.to_owned(), labels.clone());
-        labels.unwrap_or_default()
+        labels
     }
 }
 

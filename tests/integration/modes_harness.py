@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from typing import Final
 
+import pytest
+
 from wool_docker._native import READY_PREFIX
 
 ROOT: Final[Path] = Path(__file__).resolve().parents[2]
@@ -57,6 +59,19 @@ LEAVE_MARGIN: Final[float] = 1.0
 """Seconds around a removal in which a round may meet a leaving worker: a
 round takes well under a second, and discovery drops a worker within
 milliseconds of its kill event."""
+
+
+def xfail_on_known_wool_failure(known: list[str]) -> None:
+    """Mark the test xfailed if only wool's known give-up failed calls.
+
+    Called after every other assertion passed. The failure is intermittent, so
+    it cannot be a strict ``xfail`` marker; see `KNOWN_WOOL_FAILURE`.
+    """
+    if known:
+        pytest.xfail(
+            "wool 0.15.7's round-robin retry raised NoWorkersAvailable while "
+            f"healthy workers remained, as a worker left: {known}"
+        )
 
 
 @dataclass(frozen=True)

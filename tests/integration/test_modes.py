@@ -47,6 +47,7 @@ from .modes_harness import command
 from .modes_harness import destroyed
 from .modes_harness import dispatch_rounds
 from .modes_harness import serving
+from .modes_harness import xfail_on_known_wool_failure
 
 pytestmark = pytest.mark.integration
 
@@ -95,20 +96,6 @@ async def _all(*labels: str) -> list[str]:
     for label in labels:
         args += ["--filter", f"label={label}"]
     return (await command(*args)).split()
-
-
-def _xfail_on_known_wool_failure(known: list[str]) -> None:
-    """Mark the test xfailed if only wool's known give-up failed calls.
-
-    Called after every other assertion passed. The failure is intermittent, so
-    it cannot be a strict ``xfail`` marker; see
-    `modes_harness.KNOWN_WOOL_FAILURE`.
-    """
-    if known:
-        pytest.xfail(
-            "wool 0.15.7's round-robin retry raised NoWorkersAvailable while "
-            f"healthy workers remained, as a worker left: {known}"
-        )
 
 
 class ComposeProject:
@@ -473,7 +460,7 @@ class TestExternalCompose:
         assert late == [], f"removed workers {removed} still got work"
         unexpected, known = log.failures([(shrinking_at, shrunk_at)])
         assert unexpected == [], log.tail(len(log.rounds))
-        _xfail_on_known_wool_failure(known)
+        xfail_on_known_wool_failure(known)
 
 
 class TestExternalSwarm:
@@ -543,7 +530,7 @@ class TestExternalSwarm:
         assert late == [], f"the killed task {victim} still got work"
         unexpected, known = pool.log.failures([(killed_at, killed)])
         assert unexpected == [], pool.log.tail(len(pool.log.rounds))
-        _xfail_on_known_wool_failure(known)
+        xfail_on_known_wool_failure(known)
 
 
 class TestHybridSwarm:

@@ -1,0 +1,474 @@
+"""Discovery across the nodes of a real two-node Swarm.
+
+The machine's Engine is the manager, a second Engine in a network namespace the
+other node (`multinode`). The pool runs as ``examples/client.py`` in a container
+on the overlay on the manager, with the manager's Engine: the way a pool that
+uses a multi-node Swarm is run. Hosts in a round are task containers' hostnames
+(the first 12 hex digits of their ids), as the manager's ``GET /tasks`` names
+them, wherever they run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from collections.abc import Awaitable
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from .conftest import NAME_PREFIX
+from .conftest import RUN_ID
+from .conftest import RUN_LABEL
+from .modes_harness import ROOT
+from .modes_harness import ClientContainer
+from .modes_harness import xfail_on_known_wool_failure
+from .multinode import Swarm
+from .multinode import wait_for
+
+pytestmark = pytest.mark.integration
+
+SERVICE_LABEL = "com.docker.swarm.service.name"
+"""The label Swarm puts on every task container of a service."""
+
+_START = 120.0
+"""Seconds a task may take to serve: tasks on the second Engine spend 15-22 s
+preparing on its vfs storage, and turn ``running`` after the image's 10 s
+healthcheck."""
+
+_DROP = 5.0
+"""Seconds after which a departed task gets no more work: the manager shows a
+killed remote task failed in 0.2-0.4 s, and discovery polls every second and
+drops a task whose port refuses two probes in a row."""
+
+_TIMEOUT = 60.0
+"""Seconds a change already under way may take to show in the rounds."""
+
+WATCHER = ROOT / "tests" / "integration" / "watch_script.py"
+
+
+def _tasks(swarm: Swarm, service: str) -> dict[str, dict[str, str]]:
+    """The service's running tasks by hostname: their node and container id."""
+    tasks = swarm.manager.tasks(service=service, desired_state="running")
+    found = {}
+    for task in tasks:
+        container = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
+        if task.get("Status", {}).get("State") == "running" and container:
+            found[container[:12]] = {"node": task["NodeID"], "container": container}
+    return found
+
+
+def _serving(swarm: Swarm, service: str, count: int, **where: Any) -> dict[str, Any]:
+    """Wait until ``count`` tasks of ``service`` run (and match ``where``)."""
+
+    def ready() -> dict[str, Any] | None:
+        tasks = _tasks(swarm, service)
+        if "without" in where:
+            tasks = {h: t for h, t in tasks.items() if h not in where["without"]}
+        return tasks if len(tasks) == count else None
+
+    return wait_for(ready, timeout=_START, what=f"{count} running tasks of {service}")
+
+
+def _on(tasks: dict[str, Any], node: str) -> set[str]:
+    return {host for host, task in tasks.items() if task["node"] == node}
+
+
+@pytest_asyncio.fixture
+async def client(
+    two_nodes: Swarm, image: str
+) -> AsyncIterator[Callable[..., Awaitable[ClientContainer]]]:
+    """Starts ``examples/client.py`` in containers on the overlay on the manager."""
+    clients: list[ClientContainer] = []
+
+    async def start(*arguments: str) -> ClientContainer:
+        client = ClientContainer(
+            image,
+            two_nodes.overlay,
+            f"{NAME_PREFIX}-mn-client{len(clients)}",
+            {RUN_LABEL: RUN_ID},
+            [
+                "--network",
+                two_nodes.overlay,
+                "--calls",
+                "12",
+                "--concurrency",
+                "1",
+                "--interval",
+                "0.1",
+                *arguments,
+            ],
+        )
+        clients.append(client)
+        await client.start()
+        return client
+
+    yield start
+    for client in clients:
+        await client.remove()
+
+
+@pytest.fixture
+def service(two_nodes: Swarm) -> Any:
+    """Creates services of the worker image on the overlay; removes them after."""
+    names: list[str] = []
+
+    def create(replicas: int, *args: str) -> str:
+        name = two_nodes.create_service(replicas, *args)
+        names.append(name)
+        return name
+
+    yield create
+    for name in names:
+        two_nodes.remove_service(name)
+
+
+class TestExternalAcrossNodes:
+    """A client pool over a service whose tasks run on both nodes."""
+
+    @pytest.mark.asyncio
+    async def test_subscriber_with_tasks_on_both_nodes(self, two_nodes, service, client):
+        """Test every task used, a remote task killed and the service scaled.
+
+        Given:
+            A service of 4 tasks spread 2 + 2 over the two nodes, and a client
+            pool on the manager with ``DockerDiscovery(network=<overlay>,
+            labels={"com.docker.swarm.service.name": <service>}).subscriber``
+        When:
+            A task on the other node is killed, then the service is scaled to
+            6 and back to 2
+        Then:
+            A round should reach all 4 tasks; no round started 5 s after the
+            kill should reach the killed task, and one should reach the 4 then
+            running (the replacement included); after scaling, rounds should
+            reach all 6, then only the 2 left
+        """
+        # Arrange
+        name = service(4, "--replicas-max-per-node", "2")
+        tasks = _serving(two_nodes, name, 4)
+        assert _on(tasks, two_nodes.worker.node_id), tasks
+        pool = await client("--label", f"{SERVICE_LABEL}={name}")
+        first = await pool.log.wait_for(
+            lambda r: r.hosts.keys() == tasks.keys(),
+            what="a round on all 4 tasks of both nodes",
+            timeout=_START,
+        )
+
+        # Act: kill a task of the other node.
+        victim = min(_on(tasks, two_nodes.worker.node_id))
+        killed_at = time.time()
+        two_nodes.worker.run("kill", tasks[victim]["container"])
+        killed = time.time()
+        replaced = _serving(two_nodes, name, 4, without={victim})
+        after_kill = await pool.log.wait_for(
+            lambda r: r.hosts.keys() == replaced.keys(),
+            what="a round on the 4 tasks running after the kill",
+            timeout=_START,
+            since=killed_at + _DROP,
+        )
+
+        # Act: scale up and down.
+        two_nodes.manager.run(
+            "service",
+            "update",
+            "--detach",
+            "--replicas-max-per-node",
+            "3",
+            "--replicas",
+            "6",
+            name,
+        )
+        grown = _serving(two_nodes, name, 6)
+        scaled = await pool.log.wait_for(
+            lambda r: r.hosts.keys() == grown.keys(),
+            what="a round on all 6 tasks after scaling up",
+            timeout=_START,
+        )
+        shrinking_at = time.time()
+        two_nodes.manager.run("service", "scale", "--detach", f"{name}=2")
+        left = _serving(two_nodes, name, 2)
+        shrunk = time.time()
+        await pool.log.wait_for(
+            lambda r: r.number > 0 and set(r.hosts) <= left.keys(),
+            what="a round on the 2 tasks left",
+            timeout=_TIMEOUT,
+            since=shrunk + _DROP,
+        )
+        await pool.stop(timeout=_TIMEOUT)
+
+        # Assert
+        assert first.hosts.keys() == tasks.keys()
+        assert after_kill.hosts.keys() == replaced.keys()
+        late = [str(r) for r in pool.log.since(killed_at + _DROP) if victim in r.hosts]
+        assert late == [], f"the killed task {victim} still got work"
+        assert scaled.hosts.keys() == grown.keys()
+        gone = grown.keys() - left.keys()
+        late = [str(r) for r in pool.log.since(shrunk + _DROP) if gone & r.hosts.keys()]
+        assert late == [], f"removed tasks {gone} still got work"
+        unexpected, known = pool.log.failures(
+            [(killed_at, killed), (shrinking_at, shrunk)]
+        )
+        assert unexpected == [], pool.log.tail(len(pool.log.rounds))
+        xfail_on_known_wool_failure(known)
+
+    @pytest.mark.asyncio
+    async def test_subscriber_with_the_other_node_drained(
+        self, two_nodes, service, client
+    ):
+        """Test draining the other node.
+
+        Given:
+            A service of 4 tasks spread over both nodes, and a client pool
+        When:
+            The other node is drained (``docker node update --availability
+            drain``), which moves its tasks to the manager
+        Then:
+            No round started 5 s after the drain should reach the drained
+            node's tasks, and a round should reach the 4 tasks then running
+        """
+        # Arrange
+        name = service(4, "--replicas-max-per-node", "2")
+        tasks = _serving(two_nodes, name, 4)
+        drained = _on(tasks, two_nodes.worker.node_id)
+        pool = await client("--label", f"{SERVICE_LABEL}={name}")
+        await pool.log.wait_for(
+            lambda r: r.hosts.keys() == tasks.keys(),
+            what="a round on all 4 tasks",
+            timeout=_START,
+        )
+
+        # Act
+        drained_at = time.time()
+        two_nodes.manager.run(
+            "node", "update", "--availability", "drain", two_nodes.worker.node_id
+        )
+        try:
+            drained_done = time.time()
+            # The service is capped at 2 per node: update the cap so the
+            # manager can take all 4.
+            two_nodes.manager.run(
+                "service", "update", "--detach", "--replicas-max-per-node", "4", name
+            )
+            moved = _serving(two_nodes, name, 4, without=drained)
+            await pool.log.wait_for(
+                lambda r: r.hosts.keys() == moved.keys(),
+                what="a round on the 4 tasks on the manager",
+                timeout=_START,
+                since=drained_at + _DROP,
+            )
+            await pool.stop(timeout=_TIMEOUT)
+        finally:
+            two_nodes.manager.run(
+                "node", "update", "--availability", "active", two_nodes.worker.node_id
+            )
+
+        # Assert
+        assert _on(moved, two_nodes.worker.node_id) == set()
+        late = [
+            str(r)
+            for r in pool.log.since(drained_at + _DROP)
+            if drained & r.hosts.keys()
+        ]
+        assert late == [], f"tasks of the drained node {drained} still got work"
+        unexpected, known = pool.log.failures([(drained_at, drained_done + _DROP)])
+        assert unexpected == [], pool.log.tail(len(pool.log.rounds))
+        xfail_on_known_wool_failure(known)
+
+    @pytest.mark.asyncio
+    async def test_subscriber_with_the_other_nodes_engine_stopped(
+        self, two_nodes, service, client
+    ):
+        """Test the other node's Engine stopping (its node going down).
+
+        Given:
+            A service of 4 tasks spread over both nodes, and a client pool
+        When:
+            The other node's Engine is stopped (its tasks die with it; the
+            manager marks the node down only 13-15 s later)
+        Then:
+            No round started 10 s after the stop should reach that node's
+            tasks, and rounds should go on on the manager's
+        """
+        # Arrange
+        name = service(4, "--replicas-max-per-node", "2")
+        tasks = _serving(two_nodes, name, 4)
+        remote = _on(tasks, two_nodes.worker.node_id)
+        local = _on(tasks, two_nodes.manager.node_id)
+        pool = await client("--label", f"{SERVICE_LABEL}={name}")
+        await pool.log.wait_for(
+            lambda r: r.hosts.keys() == tasks.keys(),
+            what="a round on all 4 tasks",
+            timeout=_START,
+        )
+
+        # Act
+        stopped_at = time.time()
+        two_nodes.worker.stop()
+        try:
+            stopped = time.time()
+            after = await pool.log.wait_for(
+                lambda r: r.number > 0 and not r.errors and set(r.hosts) >= local,
+                what="a round on the manager's tasks after the stop",
+                timeout=_TIMEOUT,
+                since=stopped + 10.0,
+            )
+            await pool.stop(timeout=_TIMEOUT)
+        finally:
+            two_nodes.worker.start()
+            two_nodes.wait_ready()
+
+        # Assert
+        assert not remote & after.hosts.keys()
+        late = [
+            str(r) for r in pool.log.since(stopped + 10.0) if remote & r.hosts.keys()
+        ]
+        assert late == [], f"tasks of the stopped node {remote} still got work"
+        unexpected, known = pool.log.failures([(stopped_at, stopped + 10.0)])
+        assert unexpected == [], pool.log.tail(len(pool.log.rounds))
+        xfail_on_known_wool_failure(known)
+
+
+class TestHybridAcrossNodes:
+    """A service on both nodes plus the client's own burst workers."""
+
+    @pytest.mark.asyncio
+    async def test_worker_pool_with_service_on_both_nodes_and_bursts(
+        self, two_nodes, service, client, image
+    ):
+        """Test the seed's hybrid mode across nodes.
+
+        Given:
+            A service of 4 tasks over both nodes labelled ``wool.worker=true``
+            (and this run's label), and a client on the manager running
+            ``WorkerPool(spawn=2, worker=<DockerWorker on the overlay>,
+            discovery=DockerDiscovery(network=<overlay>, labels=<those>))``
+        When:
+            It dispatches rounds, then leaves its pool
+        Then:
+            A round should reach all 4 tasks and both burst workers; on exit
+            the burst containers should be gone and the 4 tasks still running
+        """
+        # Arrange
+        name = service(4, "--replicas-max-per-node", "2")
+        tasks = _serving(two_nodes, name, 4)
+        burst = f"wool.docker.test.burst={RUN_ID}"
+        pool = await client(
+            "--label",
+            "wool.worker=true",
+            "--label",
+            f"{RUN_LABEL}={RUN_ID}",
+            "--spawn",
+            "2",
+            "--image",
+            image,
+            "--worker-label",
+            f"{RUN_LABEL}={RUN_ID}",
+            "--worker-label",
+            burst,
+        )
+
+        # Act
+        everyone = await pool.log.wait_for(
+            lambda r: len(r.hosts) == 6 and tasks.keys() <= r.hosts.keys(),
+            what="a round on the 4 tasks and the 2 burst workers",
+            timeout=_START,
+        )
+        bursts = everyone.hosts.keys() - tasks.keys()
+        await pool.stop(timeout=_TIMEOUT)
+
+        # Assert
+        assert len(bursts) == 2
+        left = two_nodes.manager.out("ps", "-aq", "--filter", f"label={burst}").split()
+        assert left == []
+        assert _tasks(two_nodes, name).keys() == tasks.keys()
+        unexpected, _ = pool.log.failures([])
+        assert unexpected == [], pool.log.tail(len(pool.log.rounds))
+
+
+class TestIdentityAcrossNodes:
+    """Each task is one worker, whichever path sees it."""
+
+    @pytest.mark.asyncio
+    async def test_subscriber_announces_each_task_once(self, two_nodes, service, image):
+        """Test that local tasks (containers and tasks at once) are not doubled.
+
+        Given:
+            A service of 4 tasks over both nodes: the manager's own tasks are
+            both containers of its Engine and tasks of its Swarm
+        When:
+            A subscriber on the manager follows the service
+        Then:
+            It should add exactly the 4 tasks' addresses, each once, under 4
+            distinct uids, and drop none
+        """
+        # Arrange
+        name = service(4, "--replicas-max-per-node", "2")
+        tasks = _serving(two_nodes, name, 4)
+        addresses = set()
+        for task in two_nodes.manager.tasks(service=name, desired_state="running"):
+            for attachment in task.get("NetworksAttachments", []):
+                if attachment["Network"]["Spec"]["Name"] == two_nodes.overlay:
+                    addresses.add(attachment["Addresses"][0].split("/")[0] + ":50051")
+        watcher = await asyncio.create_subprocess_exec(
+            "docker",
+            "run",
+            "--rm",
+            "-i",
+            "--name",
+            f"{NAME_PREFIX}-mn-watch",
+            "--label",
+            f"{RUN_LABEL}={RUN_ID}",
+            "--network",
+            two_nodes.overlay,
+            "-v",
+            f"{WATCHER}:/watch.py:ro",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "--entrypoint",
+            "python3",
+            image,
+            "/watch.py",
+            two_nodes.overlay,
+            f"{SERVICE_LABEL}={name}",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        events: list[dict[str, str]] = []
+        try:
+            # Act
+            assert watcher.stdout is not None
+            async with asyncio.timeout(_START):
+                while {
+                    e["address"] for e in events if e["type"] == "worker-added"
+                } != addresses:
+                    line = await watcher.stdout.readline()
+                    assert line, "the watcher ended early"
+                    events.append(json.loads(line))
+            # Every change of a subscription's first seconds would have come by
+            # the time a full poll and its probes are done twice over.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(3.0):
+                    while line := await watcher.stdout.readline():
+                        events.append(json.loads(line))
+        finally:
+            if watcher.stdin is not None:
+                watcher.stdin.close()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(30):
+                    await watcher.wait()
+            if watcher.returncode is None:
+                watcher.kill()
+                await watcher.wait()
+
+        # Assert
+        added = [e for e in events if e["type"] == "worker-added"]
+        assert sorted(e["address"] for e in added) == sorted(addresses), events
+        assert len({e["uid"] for e in added}) == 4
+        assert [e for e in events if e["type"] == "worker-dropped"] == []
+        assert len(tasks) == 4
