@@ -252,6 +252,8 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         remote_tx,
     )));
     let mut backoff = BACKOFF_START;
+    // Listings so far: after the first, the Engine's clock is read again.
+    let mut listings = 0u32;
     loop {
         // Where the event stream resumes: the Engine's time (it filters the replay
         // by its own clock, which may differ from ours), read while the listing
@@ -260,7 +262,8 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         // idempotently.
         let before = now_nanos();
         let engine = t.engine.clone();
-        let (engine_now, synced) = tokio::join!(engine.now_ns(), t.sync());
+        let (engine_now, synced) = tokio::join!(engine.now_ns(listings > 0), t.sync());
+        listings = listings.saturating_add(1);
         let since = match engine_now {
             Ok(Some(ns)) => ns - SINCE_MARGIN_NS,
             Ok(None) => before,

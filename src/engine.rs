@@ -38,8 +38,9 @@ pub struct Engine {
     docker: Docker,
     host: Arc<str>,
     api_version: Arc<str>,
-    /// The Engine's clock minus ours, in nanoseconds, once read.
-    clock_offset: Arc<OnceLock<i64>>,
+    /// The Engine's clock minus ours, in nanoseconds, once read
+    /// (`i64::MIN`: not yet).
+    clock_offset: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// What we need to know about an image.
@@ -283,7 +284,7 @@ impl Engine {
             docker,
             host: host.into(),
             api_version: negotiated.into(),
-            clock_offset: Arc::default(),
+            clock_offset: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
         })
     }
 
@@ -304,9 +305,12 @@ impl Engine {
     /// The Engine's own clock, Unix nanoseconds (`None` if it does not say).
     /// Event filters (`since`) are applied by that clock, which may differ from
     /// ours (Docker Desktop's VM, a remote Engine). `GET /info` is slow (tens of
-    /// ms), so it is read once per connection and kept as an offset to ours.
-    pub async fn now_ns(&self) -> Result<Option<i64>> {
-        if let Some(offset) = self.clock_offset.get() {
+    /// ms), so it is kept as an offset to ours and read again only when `fresh`
+    /// (after a gap: the daemon may have restarted, or either clock jumped).
+    pub async fn now_ns(&self, fresh: bool) -> Result<Option<i64>> {
+        use std::sync::atomic::Ordering;
+        let offset = self.clock_offset.load(Ordering::Relaxed);
+        if offset != i64::MIN && !fresh {
             return Ok(Some(now_nanos() + offset));
         }
         let asked = now_nanos();
@@ -322,7 +326,7 @@ impl Engine {
         // The Engine read its clock somewhere between; the midpoint errs by half
         // the round trip at most, well inside the margin callers keep.
         let offset = engine - (asked + (answered - asked) / 2);
-        let _ = self.clock_offset.set(offset);
+        self.clock_offset.store(offset, Ordering::Relaxed);
         Ok(Some(engine))
     }
 
