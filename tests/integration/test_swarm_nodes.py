@@ -472,3 +472,116 @@ class TestIdentityAcrossNodes:
         assert len({e["uid"] for e in added}) == 4
         assert [e for e in events if e["type"] == "worker-dropped"] == []
         assert len(tasks) == 4
+
+
+NESTED = ROOT / "tests" / "integration" / "nested.py"
+NESTED_SCRIPT = ROOT / "tests" / "integration" / "nested_script.py"
+
+
+@pytest_asyncio.fixture
+async def manager_tcp(two_nodes: Swarm) -> AsyncIterator[str]:
+    """The manager's Engine on ``tcp://<manager address>:<port>``, for tasks.
+
+    A forwarder to the Engine's socket on the manager's address inside the
+    test's private veth network, which only the two nodes reach; it stops
+    when the test ends.
+    """
+
+    async def forward(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_unix_connection(
+            "/var/run/docker.sock"
+        )
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError):
+                while chunk := await src.read(65536):
+                    dst.write(chunk)
+                    await dst.drain()
+            with contextlib.suppress(ConnectionError, OSError):
+                dst.close()
+
+        await asyncio.gather(
+            pipe(reader, upstream_writer), pipe(upstream_reader, writer)
+        )
+
+    server = await asyncio.start_server(forward, host=two_nodes.address, port=0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"tcp://{two_nodes.address}:{port}"
+    finally:
+        server.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await server.wait_closed()
+
+
+class TestNestedAcrossNodes:
+    """Routines that dispatch routines, from tasks on either node."""
+
+    @pytest.mark.asyncio
+    async def test_subscriber_in_tasks_given_the_managers_engine(
+        self, two_nodes, service, image, manager_tcp
+    ):
+        """Test nested routines in a service whose tasks get a manager's Engine.
+
+        Given:
+            A service of 4 tasks over both nodes whose containers have
+            ``DOCKER_HOST`` pointing at the manager's Engine, and a client
+            pool on the manager over the service
+        When:
+            Routines run on every task, each dispatching routines of its own
+        Then:
+            Nested calls made from the other node's tasks should reach tasks
+            of both nodes: inside a task, discovery through a manager sees the
+            whole swarm
+        """
+        # Arrange
+        name = service(
+            4, "--replicas-max-per-node", "2", "--env", f"DOCKER_HOST={manager_tcp}"
+        )
+        tasks = _serving(two_nodes, name, 4)
+        remote = _on(tasks, two_nodes.worker.node_id)
+        local = _on(tasks, two_nodes.manager.node_id)
+        command = [
+            "docker",
+            "run",
+            "--rm",
+            "--name",
+            f"{NAME_PREFIX}-mn-nested",
+            "--label",
+            f"{RUN_LABEL}={RUN_ID}",
+            "--network",
+            two_nodes.overlay,
+            "-v",
+            f"{NESTED}:/nested.py:ro",
+            "-v",
+            f"{NESTED_SCRIPT}:/nested_script.py:ro",
+            "-v",
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "--entrypoint",
+            "python3",
+            image,
+            "/nested_script.py",
+            two_nodes.overlay,
+            name,
+            "4",
+            "5",
+        ]
+
+        # Act
+        process = await asyncio.create_subprocess_exec(
+            *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        async with asyncio.timeout(_START):
+            stdout, stderr = await process.communicate()
+
+        # Assert
+        assert process.returncode == 0, stderr.decode()[-3000:]
+        spread = json.loads(stdout)["spread"]
+        from_remote = [set(reached) for host, reached in spread if host in remote]
+        assert from_remote, f"no call ran on the other node's tasks {remote}: {spread}"
+        reached = set().union(*from_remote)
+        assert reached & remote and reached & local, spread
+        assert reached <= tasks.keys()
