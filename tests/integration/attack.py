@@ -35,16 +35,22 @@ def _exchange(payload: bytes, *, pace: float = 0.0, wait: float = 15.0) -> bytes
                 s.sendall(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass
-        reply = b""
-        try:
-            while chunk := s.recv(65536):
-                reply += chunk
-        except ConnectionResetError:
-            # The owner hung up with our bytes unread: a hang-up too.
-            pass
-        except TimeoutError:
-            reply += b"<no hang-up>"
-        return reply
+        return _until_hang_up(s)
+
+
+def _until_hang_up(s: socket.socket) -> bytes:
+    """Everything the feed sends on ``s`` until it hangs up, or ``<no hang-up>``
+    appended if the socket's timeout passes first."""
+    reply = b""
+    try:
+        while chunk := s.recv(65536):
+            reply += chunk
+    except ConnectionResetError:
+        # The owner hung up with our bytes unread: a hang-up too.
+        pass
+    except TimeoutError:
+        reply += b"<no hang-up>"
+    return reply
 
 
 @wool.routine
@@ -104,15 +110,7 @@ async def flood(n: int) -> list[bytes]:
             deadline = time.monotonic() + 30
             for s in sockets:
                 s.settimeout(max(0.1, deadline - time.monotonic()))
-                reply = b""
-                try:
-                    while chunk := s.recv(65536):
-                        reply += chunk
-                except ConnectionResetError:
-                    pass
-                except TimeoutError:
-                    reply += b"<no hang-up>"
-                replies.append(reply)
+                replies.append(_until_hang_up(s))
             return replies
         finally:
             for s in sockets:
