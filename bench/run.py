@@ -4,7 +4,9 @@ Run with ``scripts/bench.sh [--quick] [--repeats N] [--only SECTION[,SECTION]]``
 Sections: start, burst (2N CPU-bound routines gathered at a fresh pool's entry),
 dispatch, discovery-latency, discovery-scale, baseline (the
 aiodocker subscriber, run on the workloads of discovery-latency and
-discovery-scale side by side with wool-docker's). Prints a table, writes the raw
+discovery-scale side by side with wool-docker's), and swarm (discovery of the
+tasks of another node on a real two-node Swarm, `swarm_latency.py`: root, the
+machine's Engine in no swarm; it runs only when named). Prints a table, writes the raw
 numbers to ``bench/results/<timestamp>.json`` and the start-latency chart to
 ``bench/results/start-latency.png``. Everything created is labelled
 ``wool.docker.bench=<run id>`` and removed before exit.
@@ -32,6 +34,7 @@ from typing import Any
 import common
 import discovery_bench
 import report
+import swarm_latency
 import workers
 
 MAX_HEALTH_CHECKS_PER_SECOND = 10
@@ -44,7 +47,12 @@ SECTIONS = [
     "discovery-latency",
     "discovery-scale",
     "baseline",
+    "swarm",
 ]
+
+DEFAULT_SECTIONS = [s for s in SECTIONS if s != "swarm"]
+"""What runs without ``--only``: the swarm section needs root and builds a swarm
+on the machine's Engine, so it runs only when asked for."""
 
 FULL = {
     "start_sizes": [1, 4, 8],
@@ -62,6 +70,11 @@ FULL = {
     "scale_sizes": [50, 100, 200],
     "scale_repeats": 5,
     "idle_seconds": 60.0,
+    "swarm_intervals": [1.0, 5.0],
+    "swarm_kills": [24, 24],
+    "swarm_on_node": 8,
+    "swarm_step": 4,
+    "swarm_idle_seconds": 60.0,
 }
 QUICK = {
     "start_sizes": [1, 8],
@@ -79,6 +92,11 @@ QUICK = {
     "scale_sizes": [20],
     "scale_repeats": 2,
     "idle_seconds": 10.0,
+    "swarm_intervals": [1.0],
+    "swarm_kills": [4],
+    "swarm_on_node": 4,
+    "swarm_step": 2,
+    "swarm_idle_seconds": 10.0,
 }
 
 
@@ -111,8 +129,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         type=lambda s: [x.strip() for x in s.split(",") if x.strip()],
-        default=SECTIONS,
-        help=f"comma-separated sections: {', '.join(SECTIONS)}",
+        default=DEFAULT_SECTIONS,
+        help=f"comma-separated sections: {', '.join(SECTIONS)} (default: all but swarm)",
     )
     parser.add_argument(
         "--health-interval",
@@ -246,6 +264,8 @@ def render(out: dict[str, Any]) -> str:
         parts.append(report.latency_table(out["discovery_latency"], targets))
     if "discovery_scale" in out:
         parts.append(report.scale_tables(out["discovery_scale"], targets))
+    if "swarm" in out:
+        parts.append(swarm_latency.tables(out["swarm"], targets))
     if targets:
         parts.append(report.targets_table(targets))
     out["targets"] = targets
@@ -280,6 +300,21 @@ def main(argv: list[str]) -> int:
     failed: BaseException | None = None
     try:
         asyncio.run(bench(args, run_id, out))
+        if "swarm" in args.only:
+            # Synchronous and outside the event loop, so that Ctrl-C or SIGTERM
+            # unwinds through the two-node swarm's teardown.
+            plan = out["plan"]
+            progress("section swarm")
+            out["loadavg_before"]["swarm"] = os.getloadavg()
+            out["swarm"] = swarm_latency.section(
+                run_id,
+                plan["swarm_intervals"],
+                plan["swarm_kills"],
+                plan["swarm_on_node"],
+                plan["swarm_step"],
+                plan["swarm_idle_seconds"],
+                progress,
+            )
     except BaseException as e:  # noqa: BLE001 - report, clean up, then fail
         failed = e
         out["error"] = f"{type(e).__name__}: {e}"
