@@ -387,6 +387,9 @@ async fn watch_swarm(engine: Engine, scope: Scope, tx: mpsc::Sender<Vec<Containe
                 }
             };
         }
+        // The period counts from the poll's start: probes of unreachable
+        // addresses (a task just killed) take their whole timeout.
+        let next = tokio::time::Instant::now() + every;
         if let Some(net) = network.clone() {
             match poller
                 .poll(&engine, &scope.selector, net.as_deref(), &node)
@@ -426,7 +429,6 @@ async fn watch_swarm(engine: Engine, scope: Scope, tx: mpsc::Sender<Vec<Containe
         }
         // Until the next poll (the period, or at once on a service or node
         // event), tasks that do not serve yet are probed on a short period.
-        let next = tokio::time::Instant::now() + every;
         loop {
             let now = tokio::time::Instant::now();
             if now >= next {
@@ -440,7 +442,7 @@ async fn watch_swarm(engine: Engine, scope: Scope, tx: mpsc::Sender<Vec<Containe
             tokio::select! {
                 event = events.next() => {
                     match event {
-                        Some(Ok(_)) => poller.services_changed(),
+                        Some(Ok(_)) => poller.swarm_changed(),
                         // Ended or failed: reopened at the next poll, which
                         // comes after the period as without events.
                         _ => {

@@ -109,7 +109,15 @@ pub struct Poller {
     serving: HashSet<String>,
     /// Serving candidates' failed probes in a row.
     misses: HashMap<String, u32>,
+    /// Node id → up (`ready`); read again after a swarm event, and every
+    /// [`NODES_EVERY`] polls in case an event was missed.
+    nodes: Option<HashMap<String, bool>>,
+    /// Polls since the nodes were read.
+    nodes_age: u32,
 }
+
+/// Polls between two readings of the node list without a node event.
+const NODES_EVERY: u32 = 10;
 
 /// Failed probes in a row that drop a serving task: its node may be gone
 /// long before the Swarm says so (a stopped Engine is marked down after
@@ -117,9 +125,10 @@ pub struct Poller {
 const MISSES_TO_DROP: u32 = 2;
 
 impl Poller {
-    /// Forget what the services are called (a service event).
-    pub fn services_changed(&mut self) {
+    /// A service or node event: read the services and nodes again.
+    pub fn swarm_changed(&mut self) {
         self.services.clear();
+        self.nodes = None;
     }
 
     /// Read the remote tasks that match `selector` from the manager, then probe
@@ -131,8 +140,20 @@ impl Poller {
         network: Option<&str>,
         local_node: &str,
     ) -> Result<()> {
-        let (tasks, nodes) = tokio::join!(engine.tasks(), engine.nodes());
-        let (tasks, nodes) = (tasks?, nodes?);
+        if self.nodes_age >= NODES_EVERY {
+            self.nodes = None;
+        }
+        let tasks = match &self.nodes {
+            Some(_) => engine.tasks().await?,
+            None => {
+                let (tasks, nodes) = tokio::join!(engine.tasks(), engine.nodes());
+                self.nodes = Some(nodes?);
+                self.nodes_age = 0;
+                tasks?
+            }
+        };
+        self.nodes_age += 1;
+        let nodes = self.nodes.clone().unwrap_or_default();
         // `running` waits for the image's healthcheck (10 s for the worker
         // image), while its server serves 0.2 s after the start: a started
         // task is a candidate, and the probe decides.
