@@ -8,9 +8,12 @@ import functools
 import gc
 import json
 import logging
+import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from uuid import uuid4
@@ -543,6 +546,14 @@ class TestDockerWorker:
             if owner.returncode is None:
                 owner.kill()
             await owner.communicate()
+            # A killed owner cannot remove its feed directory (the next owner
+            # to start removes those of dead processes); this test removes it.
+            for base in (os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir()):
+                if base:
+                    shutil.rmtree(
+                        os.path.join(base, f"wool-docker-feed-{owner.pid}"),
+                        ignore_errors=True,
+                    )
         assert destroyed["Actor"]["ID"] == container
         assert case.containers() == []
 
