@@ -246,9 +246,12 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
     };
     // On a Swarm manager, the tasks of other nodes; aborted with this task.
     let (remote_tx, mut remote_rx) = mpsc::channel(4);
+    let (first_tx, first_rx) = oneshot::channel();
+    let mut first_listing = Some(first_tx);
     let _remote = AbortOnDrop(tokio::spawn(watch_swarm(
         t.engine.clone(),
         t.scope.clone(),
+        first_rx,
         remote_tx,
     )));
     let mut backoff = BACKOFF_START;
@@ -264,6 +267,11 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         let engine = t.engine.clone();
         let (engine_now, synced) = tokio::join!(engine.now_ns(listings > 0), t.sync());
         listings = listings.saturating_add(1);
+        // The Swarm watcher starts once the first listing is out: its own
+        // Engine reads must not slow the first batch.
+        if let Some(tx) = first_listing.take() {
+            let _ = tx.send(());
+        }
         let since = match engine_now {
             Ok(Some(ns)) => ns - SINCE_MARGIN_NS,
             Ok(None) => before,
@@ -348,7 +356,15 @@ const UNREACHABLE_FOR: Duration = Duration::from_secs(10);
 /// Follow the tasks of other Swarm nodes through a manager and send each poll's
 /// serving ones (as containers). Returns at once on an Engine that is not a
 /// manager; a worker node's is said once, with the fix.
-async fn watch_swarm(engine: Engine, scope: Scope, tx: mpsc::Sender<Vec<ContainerInfo>>) {
+async fn watch_swarm(
+    engine: Engine,
+    scope: Scope,
+    first_listing: oneshot::Receiver<()>,
+    tx: mpsc::Sender<Vec<ContainerInfo>>,
+) {
+    if first_listing.await.is_err() {
+        return;
+    }
     let node = match engine.swarm_role().await {
         Ok(SwarmRole::Manager { node_id }) => node_id,
         Ok(SwarmRole::Worker { .. }) => {

@@ -797,23 +797,15 @@ impl Engine {
         self.events(filters, since_nanos)
     }
 
-    /// This Engine's place in a Swarm (`GET /info`).
+    /// This Engine's place in a Swarm. `GET /info` costs tens of ms: callers
+    /// keep it off a listing's path.
     pub async fn swarm_role(&self) -> Result<SwarmRole> {
         let info = self
             .docker
             .info()
             .await
             .map_err(|e| self.err("read the Engine's system information", e))?;
-        let Some(swarm) = info.swarm else {
-            return Ok(SwarmRole::Standalone);
-        };
-        let active = swarm.local_node_state.map(|s| s.to_string()).as_deref() == Some("active");
-        let node_id = swarm.node_id.unwrap_or_default();
-        Ok(match (active, swarm.control_available) {
-            (false, _) => SwarmRole::Standalone,
-            (true, Some(true)) => SwarmRole::Manager { node_id },
-            (true, _) => SwarmRole::Worker { node_id },
-        })
+        Ok(role_of(info.swarm))
     }
 
     /// Every task the Swarm wants running, on every node (a manager only).
@@ -946,6 +938,20 @@ fn open(endpoint: &context::Endpoint) -> Result<Docker> {
         )));
     };
     result.map_err(|e| Error::engine("connect", host, e))
+}
+
+/// A Swarm role from `GET /info`'s `Swarm` part.
+fn role_of(swarm: Option<bollard::models::SwarmInfo>) -> SwarmRole {
+    let Some(swarm) = swarm else {
+        return SwarmRole::Standalone;
+    };
+    let active = swarm.local_node_state.map(|s| s.to_string()).as_deref() == Some("active");
+    let node_id = swarm.node_id.unwrap_or_default();
+    match (active, swarm.control_available) {
+        (false, _) => SwarmRole::Standalone,
+        (true, Some(true)) => SwarmRole::Manager { node_id },
+        (true, _) => SwarmRole::Worker { node_id },
+    }
 }
 
 /// Percent-encode a query value (everything but unreserved characters).
