@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from collections.abc import Awaitable
@@ -21,6 +22,8 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+
+from wool_docker import DockerDiscovery
 
 from .conftest import NAME_PREFIX
 from .conftest import RUN_ID
@@ -585,3 +588,60 @@ class TestNestedAcrossNodes:
         reached = set().union(*from_remote)
         assert reached & remote and reached & local, spread
         assert reached <= tasks.keys()
+
+
+class TestWorkerNodeEngine:
+    """Discovery given a worker node's Engine, which has no Swarm API."""
+
+    @pytest.mark.asyncio
+    async def test_subscriber_on_a_worker_nodes_engine(self, two_nodes, service, caplog):
+        """Test discovery through the Engine of a node that is no manager.
+
+        Given:
+            A service of 2 tasks, one on each node
+        When:
+            Two subscribers of different scopes follow it through the worker
+            node's Engine
+        Then:
+            They should find that node's task only, and one warning should
+            say that discovery sees only that node, and how to see them all
+        """
+        # Arrange
+        caplog.set_level(logging.WARNING, logger="wool_docker")
+        name = service(2, "--replicas-max-per-node", "1")
+        tasks = _serving(two_nodes, name, 2)
+        (own,) = _on(tasks, two_nodes.worker.node_id)
+        scopes = [
+            {SERVICE_LABEL: name},
+            {SERVICE_LABEL: name, "wool.worker": "true"},
+        ]
+
+        # Act
+        found = []
+        for labels in scopes:
+            discovery = DockerDiscovery(labels=labels, docker_host=two_nodes.worker.host)
+            iterator = aiter(discovery.subscriber)
+            try:
+                async with asyncio.timeout(_START):
+                    event = await anext(iterator)
+                found.append(event)
+            finally:
+                await iterator.aclose()
+        warned: list[str] = []
+        async with asyncio.timeout(_TIMEOUT):
+            while not warned:
+                warned = [
+                    r.getMessage()
+                    for r in caplog.records
+                    if r.name == "wool_docker.discovery"
+                    and "worker node" in r.getMessage()
+                ]
+                await asyncio.sleep(0.05)
+
+        # Assert
+        assert [e.type for e in found] == ["worker-added", "worker-added"]
+        assert {str(e.metadata.uid).replace("-", "") for e in found} == {
+            tasks[own]["container"][:32]
+        }
+        assert len(warned) == 1, warned
+        assert "manager" in warned[0]
