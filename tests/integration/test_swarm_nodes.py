@@ -616,27 +616,34 @@ class TestWorkerNodeEngine:
             {SERVICE_LABEL: name, "wool.worker": "true"},
         ]
 
-        # Act
-        found = []
-        for labels in scopes:
-            discovery = DockerDiscovery(labels=labels, docker_host=two_nodes.worker.host)
-            iterator = aiter(discovery.subscriber)
-            try:
-                async with asyncio.timeout(_START):
-                    event = await anext(iterator)
-                found.append(event)
-            finally:
-                await iterator.aclose()
+        # Act: both subscriptions stay open while the warning is awaited (a
+        # closed subscription's hub stops before it reads the Engine's role).
+        iterators = [
+            aiter(
+                DockerDiscovery(
+                    labels=labels, docker_host=two_nodes.worker.host
+                ).subscriber
+            )
+            for labels in scopes
+        ]
         warned: list[str] = []
-        async with asyncio.timeout(_TIMEOUT):
-            while not warned:
-                warned = [
-                    r.getMessage()
-                    for r in caplog.records
-                    if r.name == "wool_docker.discovery"
-                    and "worker node" in r.getMessage()
-                ]
-                await asyncio.sleep(0.05)
+        try:
+            found = []
+            for iterator in iterators:
+                async with asyncio.timeout(_START):
+                    found.append(await anext(iterator))
+            async with asyncio.timeout(_TIMEOUT):
+                while not warned:
+                    warned = [
+                        r.getMessage()
+                        for r in caplog.records
+                        if r.name == "wool_docker.discovery"
+                        and "worker node" in r.getMessage()
+                    ]
+                    await asyncio.sleep(0.05)
+        finally:
+            for iterator in iterators:
+                await iterator.aclose()
 
         # Assert
         assert [e.type for e in found] == ["worker-added", "worker-added"]
