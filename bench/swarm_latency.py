@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Final
-from typing import TypeVar
 
 import common
 import report
@@ -70,8 +69,6 @@ DROP_TIMEOUT: Final[float] = 30.0
 
 TRAEFIK_REFRESH_S: Final[float] = 15.0
 """Traefik's Swarm provider default ``refreshSeconds``."""
-
-T = TypeVar("T")
 
 
 # Inside the container -------------------------------------------------------------
@@ -107,17 +104,6 @@ async def _watch_main(network: str, pairs: list[str]) -> None:
 def uid_of(container_id: str) -> str:
     """The uid discovery gives a container (its id's first 32 hex digits)."""
     return str(uuid.UUID(container_id[:32]))
-
-
-def wait_until(probe: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Watcher:
@@ -608,7 +594,9 @@ def measure_rate(
             states = [t["Status"]["State"] for t in tasks]
             return tasks if states == ["running"] * 4 else None
 
-        tasks = wait_until(running, START_TIMEOUT, "4 running tasks")
+        from multinode import wait_for
+
+        tasks = wait_for(running, timeout=START_TIMEOUT, what="4 running tasks")
         nodes = Counter(t["NodeID"] for t in tasks)
         out["tasks_per_node"] = {
             "manager": nodes[swarm.manager.node_id],
