@@ -482,12 +482,18 @@ async fn watch_swarm(
 
 /// The anti-entropy period: `WOOL_DOCKER_RESYNC_INTERVAL` seconds, else 30 s.
 fn resync_interval() -> Duration {
-    std::env::var("WOOL_DOCKER_RESYNC_INTERVAL")
+    seconds_from_env("WOOL_DOCKER_RESYNC_INTERVAL", RESYNC_DEFAULT)
+}
+
+/// A positive number of seconds from the environment variable `name`, else
+/// `default` (unset, unreadable, zero or negative).
+pub(crate) fn seconds_from_env(name: &str, default: Duration) -> Duration {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.trim().parse::<f64>().ok())
         .filter(|s| s.is_finite() && *s > 0.0)
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .unwrap_or(RESYNC_DEFAULT)
+        .unwrap_or(default)
 }
 
 impl Tracker {
@@ -677,11 +683,7 @@ impl Tracker {
     }
 
     fn matches_selector(&self, c: &ContainerInfo) -> bool {
-        self.scope.selector.iter().all(|(k, v)| {
-            c.labels
-                .get(k)
-                .is_some_and(|have| v.is_empty() || have == v)
-        })
+        swarm::selects(&self.scope.selector, &c.labels)
     }
 
     /// Follow a container's output from `since_ns` (the Engine's clock, Unix

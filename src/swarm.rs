@@ -41,12 +41,7 @@ pub const PENDING_PROBE: Duration = Duration::from_millis(100);
 
 /// The task poll period: `WOOL_DOCKER_SWARM_INTERVAL` seconds, else 1 s.
 pub fn interval() -> Duration {
-    std::env::var("WOOL_DOCKER_SWARM_INTERVAL")
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .unwrap_or(INTERVAL_DEFAULT)
+    crate::discovery::seconds_from_env("WOOL_DOCKER_SWARM_INTERVAL", INTERVAL_DEFAULT)
 }
 
 /// The container a task's Swarm created, as a listing would describe it: the
@@ -88,7 +83,8 @@ pub fn as_container(
     }
 }
 
-/// Whether `labels` carry the selector (an empty value matches any value).
+/// Whether `labels` carry the selector (an empty value matches any value), as
+/// the Engine's label filter decides for containers.
 pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
     selector
         .iter()
