@@ -425,7 +425,7 @@ async fn watch_swarm(
                     network = None;
                 }
             }
-            if poller.unreachable() == 0 {
+            if poller.pending() == 0 {
                 unreachable_since = None;
             } else if unreachable_since
                 .get_or_insert_with(tokio::time::Instant::now)
@@ -435,7 +435,7 @@ async fn watch_swarm(
             {
                 said_unreachable = true;
                 tracing::warn!(
-                    tasks = poller.unreachable(),
+                    tasks = poller.pending(),
                     network = net.as_deref().unwrap_or("(none)"),
                     "Swarm tasks on other nodes do not accept connections from this process at \
                      their addresses; run the pool where it can reach them, in a container \
@@ -450,7 +450,7 @@ async fn watch_swarm(
             if now >= next {
                 break;
             }
-            let wait = if poller.pending() {
+            let wait = if poller.pending() > 0 {
                 swarm::PENDING_PROBE.min(next - now)
             } else {
                 next - now
@@ -469,7 +469,7 @@ async fn watch_swarm(
                     break;
                 }
                 _ = tokio::time::sleep(wait) => {
-                    if poller.pending() && poller.probe_pending().await
+                    if poller.pending() > 0 && poller.probe_pending().await
                         && tx.send(poller.serving()).await.is_err()
                     {
                         return;

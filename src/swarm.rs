@@ -199,13 +199,6 @@ impl Poller {
         self.probe(true).await
     }
 
-    /// Whether some candidate does not serve yet.
-    pub fn pending(&self) -> bool {
-        self.candidates
-            .iter()
-            .any(|(c, _)| !self.serving.contains(&c.id))
-    }
-
     /// The candidates that serve, as containers.
     pub fn serving(&self) -> Vec<ContainerInfo> {
         self.candidates
@@ -215,8 +208,9 @@ impl Poller {
             .collect()
     }
 
-    /// How many candidates never accepted a connection from this process.
-    pub fn unreachable(&self) -> usize {
+    /// How many candidates have not accepted a connection from this process
+    /// (yet): re-probed until they do.
+    pub fn pending(&self) -> usize {
         self.candidates
             .iter()
             .filter(|(c, _)| !self.serving.contains(&c.id))
