@@ -185,7 +185,6 @@ pub struct WorkerConfig {
 pub enum EngineAccess {
     /// The owner's worker feed: records of the owner's scopes, no Engine API.
     #[default]
-    #[serde(alias = "proxy")]
     Feed,
     /// The Engine socket itself: full control of the host's Docker.
     Socket,
