@@ -265,7 +265,7 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         // idempotently.
         let before = now_nanos();
         let engine = t.engine.clone();
-        let (engine_now, synced) = tokio::join!(engine.now_ns(listings > 0), t.sync());
+        let (engine_now, synced) = tokio::join!(engine.now_ns(listings > 0), t.sync(Since::Gap));
         listings = listings.saturating_add(1);
         // The Swarm watcher starts once the first listing is out: its own
         // Engine reads must not slow the first batch.
@@ -339,6 +339,15 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// What a listing follows: a gap (the first listing, or a broken stream),
+/// after which nothing learned before counts as proof of serving; or a healthy
+/// stream (the periodic re-list), whose events told of every restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Since {
+    Gap,
+    Stream,
 }
 
 /// Aborts a task when dropped.
@@ -501,7 +510,7 @@ impl Tracker {
     /// With a healthy stream there is none: any drift it corrects is a missed
     /// event (or a bug) and is logged. `true` if the listing failed (a gap).
     async fn anti_entropy(&mut self) -> bool {
-        match self.sync().await {
+        match self.sync(Since::Stream).await {
             Ok(0) => false,
             Ok(drift) => {
                 tracing::warn!(
@@ -540,11 +549,11 @@ impl Tracker {
     }
 
     /// Re-list and reconcile every container: the truth after any gap. The
-    /// readiness of listed containers not yet known to serve is resolved for all
-    /// of them together (one bounded step), and the whole difference is one batch.
-    /// Returns the drift: how many changes (or containers appearing or vanishing)
-    /// the event stream had not delivered.
-    async fn sync(&mut self) -> Result<usize> {
+    /// readiness of listed containers not known to serve (after a gap: of every
+    /// running one) is resolved for all of them together (one bounded step), and
+    /// the whole difference is one batch. Returns the drift: how many changes
+    /// (or containers appearing or vanishing) the event stream had not delivered.
+    async fn sync(&mut self, since: Since) -> Result<usize> {
         self.cause_ns = 0;
         let terms = labels::filter_terms(&self.scope.selector);
         let (network, list) = tokio::join!(
@@ -555,7 +564,7 @@ impl Tracker {
         let list = list?;
         let unknown: Vec<String> = list
             .iter()
-            .filter(|c| self.needs_logs(c))
+            .filter(|c| self.needs_logs(c, since))
             .map(|c| c.id.clone())
             .collect();
         let mut learned = read_ready_all(&self.engine, unknown).await;
@@ -593,14 +602,17 @@ impl Tracker {
 
     /// Whether a listed container's readiness must be read from its logs: it
     /// could be a worker, runs, and nothing else has said that its current run
-    /// serves.
-    fn needs_logs(&self, c: &ContainerInfo) -> bool {
+    /// serves. After a gap, what a container said before it proves nothing: it
+    /// may have been restarted meanwhile, and the listing cannot tell (it has
+    /// no `StartedAt`).
+    fn needs_logs(&self, c: &ContainerInfo, since: Since) -> bool {
         c.state == "running"
             && c.health.as_deref() != Some("healthy")
-            && self
-                .book
-                .get(&c.id)
-                .is_none_or(|s| s.phase.served().is_none())
+            && (since == Since::Gap
+                || self
+                    .book
+                    .get(&c.id)
+                    .is_none_or(|s| s.phase.served().is_none()))
             && worker::serving(&c.id).is_none()
             && matches!(labels::parse(c, self.network.as_deref()), Ok(Ok(_)))
     }

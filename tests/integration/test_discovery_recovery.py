@@ -647,6 +647,59 @@ class TestDockerDiscoveryRecovery:
         assert announced is None, f"announced {announced.type} for a server not up"
 
     @pytest.mark.asyncio
+    async def test___aiter___with_container_restarted_while_severed(
+        self, engine, network, selector, run
+    ):
+        """Test a worker container restarted while the Engine is cut off.
+
+        Given:
+            A subscriber that announced a serving worker container (no
+            healthcheck) whose next run takes a minute to serve
+        When:
+            The proxy cuts every connection; meanwhile the container is
+            restarted, and the Engine stays away longer than the margin the
+            event stream resumes from; then the proxy listens again
+        Then:
+            It should yield worker-dropped for it: what the previous run
+            said does not prove the new server up, so the listing after the
+            gap reads the new run's output again
+        """
+        # Arrange
+        slow_second_run = (
+            "if [ -e /tmp/ran ]; then sleep 60; fi; touch /tmp/ran; "
+            "exec python3 -m wool_docker._entrypoint"
+        )
+        container = await run(
+            network,
+            "--no-healthcheck",
+            "--entrypoint",
+            "sh",
+            command=("-c", slow_second_run),
+        )
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+        async with _subscription(discovery) as events:
+            added = await _next(events, "worker-added before the cut")
+
+            # Act
+            await engine.sever()
+            await _adocker("restart", "--time", "0", container)
+            # Past the resume margin, so no replayed event tells of the restart.
+            await asyncio.sleep(_AWAY)
+            await engine.restore()
+            dropped = await _next(events, "worker-dropped after the restart")
+            extra = await _silence(events)
+
+        # Assert
+        assert (added.type, added.metadata.uid) == ("worker-added", _uid(container))
+        assert (dropped.type, dropped.metadata.uid) == (
+            "worker-dropped",
+            _uid(container),
+        )
+        assert extra is None, f"unexpected {extra.type} for {extra.metadata.uid}"
+
+    @pytest.mark.asyncio
     async def test___aiter___with_inspect_failing_once(
         self, engine, network, selector, run, monkeypatch
     ):
