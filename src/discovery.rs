@@ -32,7 +32,7 @@ use crate::worker::{self, Ready};
 
 mod state;
 
-use state::{Book, Delta, Event, Health, Logs, Observation, Run, Seen, Served, State};
+use state::{Book, Delta, Event, Health, Logs, Observation, Phase, Run, Seen, Served, State};
 
 /// What a subscription receives. The `i64` is the Engine's time (Unix
 /// nanoseconds) of the observation behind the change — the event, or the log line
@@ -201,6 +201,9 @@ struct Tracker {
     cause_ns: i64,
     /// Tasks on other Swarm nodes announced, by container id (see `swarm`).
     remote: HashMap<String, WorkerRecord>,
+    /// Containers a periodic re-list corrected, until when an event about
+    /// them may still explain it (see `anti_entropy`).
+    suspects: HashMap<String, tokio::time::Instant>,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -222,6 +225,9 @@ const LIST_READY_CONCURRENCY: usize = 32;
 const READY_WATCH_MAX: Duration = Duration::from_secs(600);
 /// Longest output line a ready-line reader keeps; longer lines cannot be one.
 const MAX_LINE: usize = 64 * 1024;
+/// How long after a periodic re-list an event about a container it corrected
+/// still counts as the explanation (it was on its way while the listing ran).
+const IN_FLIGHT: Duration = Duration::from_secs(2);
 
 async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot::Receiver<()>) {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
@@ -243,6 +249,7 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         retry_tx,
         cause_ns: 0,
         remote: HashMap::new(),
+        suspects: HashMap::new(),
     };
     // On a Swarm manager, the tasks of other nodes; aborted with this task.
     let (remote_tx, mut remote_rx) = mpsc::channel(4);
@@ -294,9 +301,15 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
                     resync_every,
                 );
                 loop {
+                    let judge = t.suspects.values().min().copied();
                     let gap = tokio::select! {
                         _ = &mut shutdown => return,
                         _ = resync.tick() => t.anti_entropy().await,
+                        _ = tokio::time::sleep_until(judge.unwrap_or_else(tokio::time::Instant::now)),
+                            if judge.is_some() => {
+                            t.judge_drift();
+                            false
+                        }
                         Some((id, attempt)) = retry_rx.recv() => {
                             t.refresh_attempt(&id, attempt).await;
                             false
@@ -507,22 +520,45 @@ pub(crate) fn seconds_from_env(name: &str, default: Duration) -> Duration {
 
 impl Tracker {
     /// Re-list on a period while the stream runs, and emit the exact difference.
-    /// With a healthy stream there is none: any drift it corrects is a missed
-    /// event (or a bug) and is logged. `true` if the listing failed (a gap).
+    /// With a healthy stream there is none but what was on its way: events
+    /// emitted while the listing ran arrive after it. A correction no event
+    /// about its container explains within `IN_FLIGHT` is drift, a missed event
+    /// (or a bug), and is logged (`judge_drift`). `true` if the listing failed
+    /// (a gap).
     async fn anti_entropy(&mut self) -> bool {
         match self.sync(Since::Stream).await {
-            Ok(0) => false,
-            Ok(drift) => {
-                tracing::warn!(
-                    drift,
-                    "periodic re-list corrected changes the event stream missed"
-                );
+            Ok(corrected) => {
+                let until = tokio::time::Instant::now() + IN_FLIGHT;
+                for id in corrected {
+                    self.suspects.insert(id, until);
+                }
                 false
             }
             Err(e) => {
                 tracing::warn!(error = %e, "periodic re-list failed; reconnecting");
                 true
             }
+        }
+    }
+
+    /// Log the corrections no event came to explain in time.
+    fn judge_drift(&mut self) {
+        let now = tokio::time::Instant::now();
+        let mut drifted: Vec<String> = Vec::new();
+        self.suspects.retain(|id, until| {
+            let expired = *until <= now;
+            if expired {
+                drifted.push(id.chars().take(12).collect());
+            }
+            !expired
+        });
+        if !drifted.is_empty() {
+            drifted.sort();
+            tracing::warn!(
+                drift = drifted.len(),
+                containers = %drifted.join(","),
+                "periodic re-list corrected changes the event stream missed"
+            );
         }
     }
 
@@ -551,9 +587,11 @@ impl Tracker {
     /// Re-list and reconcile every container: the truth after any gap. The
     /// readiness of listed containers not known to serve (after a gap: of every
     /// running one) is resolved for all of them together (one bounded step), and
-    /// the whole difference is one batch. Returns the drift: how many changes
-    /// (or containers appearing or vanishing) the event stream had not delivered.
-    async fn sync(&mut self, since: Since) -> Result<usize> {
+    /// the whole difference is one batch. Returns the containers whose state
+    /// the listing corrected (appeared, vanished or changed), except those whose
+    /// only news is a ready line it read first (the ready-line follower races
+    /// it, not the event stream).
+    async fn sync(&mut self, since: Since) -> Result<Vec<String>> {
         self.cause_ns = 0;
         let terms = labels::filter_terms(&self.scope.selector);
         let (network, list) = tokio::join!(
@@ -568,9 +606,6 @@ impl Tracker {
             .map(|c| c.id.clone())
             .collect();
         let mut learned = read_ready_all(&self.engine, unknown).await;
-        // Containers the listing shows that no event had told of, and below
-        // the ones it no longer shows: what a healthy stream leaves at 0.
-        let mut untold = list.iter().filter(|c| !self.book.contains(&c.id)).count();
         let mut listing = Vec::with_capacity(list.len());
         let mut started = HashMap::with_capacity(list.len());
         for c in &list {
@@ -580,11 +615,40 @@ impl Tracker {
                 Some((started_ns, None)) => (started_ns, Logs::NoReadyLine),
                 None => (0, Logs::Unread),
             };
-            listing.push((c.id.clone(), self.seen(c, logs)));
+            let run_started = Some(started_ns).filter(|ns| *ns > 0);
+            listing.push((c.id.clone(), self.seen(c, logs, run_started)));
             started.insert(c.id.as_str(), started_ns);
         }
+        let mut corrected = Vec::new();
+        for (id, seen) in &listing {
+            let known = self.book.get(id);
+            let read_first = matches!(seen.logs, Logs::Ready(_))
+                && known.is_some_and(|s| s.phase.awaits_ready());
+            let changes = match known {
+                None => seen.run != Run::Stopped,
+                Some(s) => {
+                    state::step(Some(s), &Observation::Seen(seen.clone()))
+                        .0
+                        .as_ref()
+                        != Some(s)
+                }
+            };
+            if changes && !read_first {
+                corrected.push(id.clone());
+            }
+        }
+        // Containers it no longer shows, but for those known to have stopped
+        // (the listing shows running ones only).
+        let listed: HashSet<&str> = listing.iter().map(|(id, _)| id.as_str()).collect();
+        corrected.extend(
+            self.book
+                .iter()
+                .filter(|(id, s)| {
+                    !listed.contains(id.as_str()) && !matches!(s.phase, Phase::Stopped { .. })
+                })
+                .map(|(id, _)| id.clone()),
+        );
         let mut deltas = self.book.relist(&listing);
-        untold += deltas.len() - listing.len();
         for (id, delta) in &mut deltas {
             self.tend(id, started.get(id.as_str()).copied());
             // A listing's diff is exact: an unchanged serving container is
@@ -596,24 +660,24 @@ impl Tracker {
                 }
             }
         }
-        let changes = self.publish(deltas);
-        Ok(changes.max(untold))
+        self.publish(deltas);
+        Ok(corrected)
     }
 
     /// Whether a listed container's readiness must be read from its logs: it
     /// could be a worker, runs, and nothing else has said that its current run
     /// serves. After a gap, what a container said before it proves nothing: it
     /// may have been restarted meanwhile, and the listing cannot tell (it has
-    /// no `StartedAt`).
+    /// no `StartedAt`). A container an event said had stopped needs its run's
+    /// `StartedAt` (read with its logs) to tell a new run from the ended one.
     fn needs_logs(&self, c: &ContainerInfo, since: Since) -> bool {
+        let state = self.book.get(&c.id);
+        let ended = state.is_some_and(|s| s.phase.ended_ns().is_some());
         c.state == "running"
-            && c.health.as_deref() != Some("healthy")
-            && (since == Since::Gap
-                || self
-                    .book
-                    .get(&c.id)
-                    .is_none_or(|s| s.phase.served().is_none()))
-            && worker::serving(&c.id).is_none()
+            && (ended
+                || c.health.as_deref() != Some("healthy")
+                    && (since == Since::Gap || state.is_none_or(|s| s.phase.served().is_none()))
+                    && worker::serving(&c.id).is_none())
             && matches!(labels::parse(c, self.network.as_deref()), Ok(Ok(_)))
     }
 
@@ -621,7 +685,7 @@ impl Tracker {
     /// malformed label is warned about once), run state, health, and what its
     /// logs said (`logs`), unless a `DockerWorker` of this process knows better.
     /// Callers pass only containers that match the selector.
-    fn seen(&mut self, c: &ContainerInfo, logs: Logs) -> Seen {
+    fn seen(&mut self, c: &ContainerInfo, logs: Logs, started_ns: Option<i64>) -> Seen {
         let record = match labels::parse(c, self.network.as_deref()) {
             Ok(Ok(r)) => Some(r),
             Ok(Err(Skip::NoAddress)) => None,
@@ -644,6 +708,7 @@ impl Tracker {
             run: Run::of(&c.state),
             health: Health::of(c.health.as_deref()),
             logs,
+            started_ns,
         }
     }
 
@@ -725,6 +790,7 @@ impl Tracker {
     }
 
     fn on_ready(&mut self, ready: Ready) {
+        self.suspects.remove(&ready.id);
         if self.book.contains(&ready.id) {
             self.cause_ns = ready.at_ns;
             let delta = self.observe(&ready.id, &Observation::Ready(Served::from(&ready)));
@@ -733,11 +799,12 @@ impl Tracker {
     }
 
     async fn on_event(&mut self, e: ContainerEvent) {
-        let Some(obs) = Event::parse(&e.action, e.signal.as_deref()) else {
+        let Some(obs) = Event::parse(&e.action, e.signal.as_deref(), e.time_nano) else {
             return;
         };
         self.cause_ns = e.time_nano;
         let id = e.id.as_str();
+        self.suspects.remove(id);
         let tracked = self.book.contains(id);
         match obs {
             Observation::Event(Event::Start) => {
@@ -784,7 +851,7 @@ impl Tracker {
     async fn refresh_attempt(&mut self, id: &str, attempt: u32) {
         let delta = match self.engine.inspect(id).await {
             Ok(Some(c)) if self.matches_selector(&c) => {
-                let seen = self.seen(&c, Logs::Unread);
+                let seen = self.seen(&c, Logs::Unread, c.started_at_ns);
                 let delta = self.book.observe(id, &Observation::Seen(seen));
                 self.tend(id, Some(c.started_at_ns.unwrap_or_default()));
                 delta

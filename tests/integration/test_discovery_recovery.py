@@ -351,6 +351,20 @@ async def engine(tmp_path: Path) -> AsyncIterator[_SeverableEngine]:
         await proxy.sever()
 
 
+async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> logging.LogRecord:
+    """The first captured record whose message contains ``text``, once it is.
+
+    The native core's records reach Python logging in batches, so this looks
+    again every 50 ms, for at most `_TIMEOUT` seconds.
+    """
+    async with asyncio.timeout(_TIMEOUT):
+        while True:
+            for record in caplog.records:
+                if text in record.getMessage():
+                    return record
+            await asyncio.sleep(0.05)
+
+
 async def _silence(events: AsyncIterator[DiscoveryEvent]) -> DiscoveryEvent | None:
     """The next event if one arrives within `_QUIET` seconds, else ``None``.
 
@@ -536,13 +550,61 @@ class TestDockerDiscoveryRecovery:
             engine.mute = re.compile(r"/events\?")
             second = await run(network)
             later = await _next(events, "worker-added from the periodic re-list")
+            drift = await _logged(caplog, "periodic re-list corrected")
 
         # Assert
         assert added.metadata.uid == _uid(first)
         assert (later.type, later.metadata.uid) == ("worker-added", _uid(second))
-        assert any(
-            "periodic re-list corrected" in r.getMessage() for r in caplog.records
-        ), [r.getMessage() for r in caplog.records]
+        assert second[:12] in drift.getMessage()
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_ready_line_read_first_by_relist(
+        self, engine, network, selector, run, monkeypatch, caplog
+    ):
+        """Test a periodic re-list that reads a ready line before the follower.
+
+        Given:
+            A subscriber with a 1 s anti-entropy period whose log followers
+            are held back at the proxy
+        When:
+            A worker container starts serving; later, with the event stream
+            muted, a second one does
+        Then:
+            The re-list should yield worker-added for the first without
+            calling it drift (no event was missed: the follower was slow),
+            and worker-added for the second, logged as drift naming it
+        """
+        # Arrange
+        monkeypatch.setenv("WOOL_DOCKER_RESYNC_INTERVAL", "1")
+        caplog.set_level(logging.WARNING, logger="wool_docker")
+        engine.hold = re.compile(r"/logs\?.*follow=(1|true)")
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+        try:
+            async with _subscription(discovery) as events:
+                # Act
+                first = await run(network, "--no-healthcheck")
+                added = await _next(events, "worker-added from the periodic re-list")
+                engine.mute = re.compile(r"/events\?")
+                second = await run(network, "--no-healthcheck")
+                later = await _next(events, "worker-added for the second container")
+                # Records arrive in order: any drift logged for the first came
+                # before the second's.
+                await _logged(caplog, second[:12])
+        finally:
+            engine.released.set()
+
+        # Assert
+        assert (added.type, added.metadata.uid) == ("worker-added", _uid(first))
+        assert (later.type, later.metadata.uid) == ("worker-added", _uid(second))
+        drift = [
+            r.getMessage()
+            for r in caplog.records
+            if "periodic re-list corrected" in r.getMessage()
+        ]
+        assert drift, "the second container's drift was not logged"
+        assert all(second[:12] in m and first[:12] not in m for m in drift), drift
 
     @pytest.mark.asyncio
     async def test___aiter___with_client_clock_ahead_of_the_engine(
@@ -698,6 +760,64 @@ class TestDockerDiscoveryRecovery:
             _uid(container),
         )
         assert extra is None, f"unexpected {extra.type} for {extra.metadata.uid}"
+
+    @pytest.mark.asyncio
+    async def test___aiter___with_relists_while_container_stops(
+        self, engine, network, selector, run, monkeypatch
+    ):
+        """Test re-listing while a worker container serves its deregistration delay.
+
+        Given:
+            A subscriber that re-lists every half second, and an announced
+            worker container that keeps serving 4 s after SIGTERM
+            (``WOOL_DEREGISTER_DELAY``)
+        When:
+            It is stopped with ``docker stop``, and re-listed several times
+            while it still runs
+        Then:
+            It should yield worker-dropped once, at the signal, and nothing
+            after: a listing of the signalled run, still running, does not
+            bring it back
+        """
+        # Arrange
+        monkeypatch.setenv("WOOL_DOCKER_RESYNC_INTERVAL", "0.5")
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+        container = await run(network, "--env", "WOOL_DEREGISTER_DELAY=4")
+        async with _subscription(discovery) as events:
+            added = await _next(events, "worker-added before the stop")
+
+            # Act
+            stop = asyncio.ensure_future(_adocker("stop", "--time", "30", container))
+            later: asyncio.Future[DiscoveryEvent] | None = None
+            try:
+                dropped = await _next(events, "worker-dropped at the signal")
+                signalled = time.monotonic()
+                later = asyncio.ensure_future(anext(events))
+                await stop
+                exited = time.monotonic()
+                done, _ = await asyncio.wait({later}, timeout=_QUIET)
+            finally:
+                stop.cancel()
+                if later is not None:
+                    # Unwound before the subscription closes its generator.
+                    later.cancel()
+                    await asyncio.gather(later, return_exceptions=True)
+            relists = [
+                at
+                for at, line in engine.requests
+                if signalled <= at <= exited and "/containers/json" in line
+            ]
+
+        # Assert
+        assert (added.type, added.metadata.uid) == ("worker-added", _uid(container))
+        assert (dropped.type, dropped.metadata.uid) == (
+            "worker-dropped",
+            _uid(container),
+        )
+        assert len(relists) >= 3, f"only {len(relists)} listings while it stopped"
+        assert not done, f"then {later.result().type} for {later.result().metadata.uid}"
 
     @pytest.mark.asyncio
     async def test___aiter___with_inspect_failing_once(
