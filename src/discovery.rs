@@ -363,6 +363,16 @@ enum Since {
     Stream,
 }
 
+/// Whether `tend` may start a missing ready-line follower, and from where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    No,
+    /// From this run start (the Engine's clock, Unix nanoseconds).
+    From(i64),
+    /// From the current run's start, read by an inspect first.
+    Run,
+}
+
 /// Aborts a task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -600,9 +610,20 @@ impl Tracker {
         );
         self.network = network?;
         let list = list?;
+        // The periodic re-list reads only the containers whose start event it
+        // missed: the followers already watch the others for ready lines, and
+        // a restart comes with a start event. With a healthy stream that is
+        // none, and the re-list is one list call.
+        let untold: HashSet<&str> = list
+            .iter()
+            .filter(|c| !self.book.contains(&c.id))
+            .map(|c| c.id.as_str())
+            .collect();
         let unknown: Vec<String> = list
             .iter()
-            .filter(|c| self.needs_logs(c, since))
+            .filter(|c| {
+                (since == Since::Gap || untold.contains(c.id.as_str())) && self.needs_logs(c)
+            })
             .map(|c| c.id.clone())
             .collect();
         let mut learned = read_ready_all(&self.engine, unknown).await;
@@ -617,7 +638,15 @@ impl Tracker {
             };
             let run_started = Some(started_ns).filter(|ns| *ns > 0);
             listing.push((c.id.clone(), self.seen(c, logs, run_started)));
-            started.insert(c.id.as_str(), started_ns);
+            let follow = match (
+                since == Since::Gap || untold.contains(c.id.as_str()),
+                run_started,
+            ) {
+                (false, _) => Follow::No,
+                (true, Some(ns)) => Follow::From(ns),
+                (true, None) => Follow::Run,
+            };
+            started.insert(c.id.as_str(), follow);
         }
         let mut corrected = Vec::new();
         for (id, seen) in &listing {
@@ -650,7 +679,7 @@ impl Tracker {
         );
         let mut deltas = self.book.relist(&listing);
         for (id, delta) in &mut deltas {
-            self.tend(id, started.get(id.as_str()).copied());
+            self.tend(id, started.get(id.as_str()).copied().unwrap_or(Follow::No));
             // A listing's diff is exact: an unchanged serving container is
             // announced again, so a uid its duplicate's holder freed returns to
             // it (the publisher sends nothing when its record is the same).
@@ -664,20 +693,19 @@ impl Tracker {
         Ok(corrected)
     }
 
-    /// Whether a listed container's readiness must be read from its logs: it
-    /// could be a worker, runs, and nothing else has said that its current run
-    /// serves. After a gap, what a container said before it proves nothing: it
+    /// Whether a container listed after a gap must have its readiness read
+    /// from its logs: it could be a worker, runs, and nothing else says that
+    /// its current run serves. What it said before the gap proves nothing: it
     /// may have been restarted meanwhile, and the listing cannot tell (it has
     /// no `StartedAt`). A container an event said had stopped needs its run's
     /// `StartedAt` (read with its logs) to tell a new run from the ended one.
-    fn needs_logs(&self, c: &ContainerInfo, since: Since) -> bool {
-        let state = self.book.get(&c.id);
-        let ended = state.is_some_and(|s| s.phase.ended_ns().is_some());
+    fn needs_logs(&self, c: &ContainerInfo) -> bool {
+        let ended = self
+            .book
+            .get(&c.id)
+            .is_some_and(|s| s.phase.ended_ns().is_some());
         c.state == "running"
-            && (ended
-                || c.health.as_deref() != Some("healthy")
-                    && (since == Since::Gap || state.is_none_or(|s| s.phase.served().is_none()))
-                    && worker::serving(&c.id).is_none())
+            && (ended || c.health.as_deref() != Some("healthy") && worker::serving(&c.id).is_none())
             && matches!(labels::parse(c, self.network.as_deref()), Ok(Ok(_)))
     }
 
@@ -715,16 +743,18 @@ impl Tracker {
     /// Step one container, then bring its watcher in line with its new state.
     fn observe(&mut self, id: &str, obs: &Observation) -> Delta {
         let delta = self.book.observe(id, obs);
-        self.tend(id, None);
+        self.tend(id, Follow::No);
         delta
     }
 
     /// Keep a container's ready-line watcher only while it runs without a word
-    /// from its server. After a listing or inspect (`seen_started_ns`: when its
-    /// run started) start one where it is missing: a watcher whose log stream
-    /// broke (e.g. with the Engine connection) finished without an answer. Other
-    /// steps start none (a new container's start event starts its own, earlier).
-    fn tend(&mut self, id: &str, seen_started_ns: Option<i64>) {
+    /// from its server. After a gap's listing or an inspect (`follow`), start
+    /// one where it is missing: a watcher whose log stream broke (e.g. with the
+    /// Engine connection) finished without an answer. Other steps start none (a
+    /// new container's start event starts its own, earlier; and the periodic
+    /// re-list would otherwise restart the followers of containers that never
+    /// print a ready line, which end after `READY_WATCH_MAX` on purpose).
+    fn tend(&mut self, id: &str, follow: Follow) {
         let Some(state) = self.book.get(id) else {
             // Forgotten: so are its watcher and warnings.
             self.stop_watching(id);
@@ -734,11 +764,13 @@ impl Tracker {
         };
         if !state.phase.awaits_ready() {
             self.stop_watching(id);
-        } else if let Some(started_ns) = seen_started_ns {
-            if state.record.is_some() && !self.watching(id) {
-                let handle = self.watch_ready(id, started_ns, started_ns);
-                self.set_watcher(id, handle);
-            }
+        } else if follow != Follow::No && state.record.is_some() && !self.watching(id) {
+            let window = match follow {
+                Follow::From(started_ns) => Some((started_ns, started_ns)),
+                _ => None,
+            };
+            let handle = self.watch_ready(id, window);
+            self.set_watcher(id, handle);
         }
     }
 
@@ -764,15 +796,25 @@ impl Tracker {
     }
 
     /// Follow a container's output from `since_ns` (the Engine's clock, Unix
-    /// nanoseconds; 0: its whole output) until its worker prints a ready line
-    /// stamped at or after `from_ns`.
-    fn watch_ready(&self, id: &str, since_ns: i64, from_ns: i64) -> AbortHandle {
-        let logs = self
-            .engine
-            .logs(id, true, since_ns.max(0) / 1_000_000_000, true);
+    /// nanoseconds) until its worker prints a ready line stamped at or after
+    /// `from_ns`: `window` is (since_ns, from_ns), or `None` for its current
+    /// run's start (read by an inspect first).
+    fn watch_ready(&self, id: &str, window: Option<(i64, i64)>) -> AbortHandle {
+        let engine = self.engine.clone();
         let tx = self.ready_tx.clone();
         let id = id.to_owned();
         tokio::spawn(async move {
+            let (since_ns, from_ns) = match window {
+                Some(window) => window,
+                None => match engine.inspect(&id).await {
+                    Ok(Some(c)) => {
+                        let started = c.started_at_ns.unwrap_or_default();
+                        (started, started)
+                    }
+                    _ => return,
+                },
+            };
+            let logs = engine.logs(&id, true, since_ns.max(0) / 1_000_000_000, true);
             match tokio::time::timeout(READY_WATCH_MAX, scan_ready(&id, logs, from_ns)).await {
                 Ok(Some(ready)) => {
                     let _ = tx.send(ready);
@@ -815,7 +857,7 @@ impl Tracker {
                 // start event. (A restart's watcher follows from its StartedAt,
                 // once `refresh` read it.)
                 if !tracked {
-                    let handle = self.watch_ready(id, e.time_nano - 1_000_000_000, 0);
+                    let handle = self.watch_ready(id, Some((e.time_nano - 1_000_000_000, 0)));
                     self.set_watcher(id, handle);
                 }
                 self.apply(id, &obs);
@@ -853,7 +895,8 @@ impl Tracker {
             Ok(Some(c)) if self.matches_selector(&c) => {
                 let seen = self.seen(&c, Logs::Unread, c.started_at_ns);
                 let delta = self.book.observe(id, &Observation::Seen(seen));
-                self.tend(id, Some(c.started_at_ns.unwrap_or_default()));
+                let follow = c.started_at_ns.map_or(Follow::Run, Follow::From);
+                self.tend(id, follow);
                 delta
             }
             Ok(_) => self.observe(id, &Observation::Gone),

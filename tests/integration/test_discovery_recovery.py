@@ -558,21 +558,24 @@ class TestDockerDiscoveryRecovery:
         assert second[:12] in drift.getMessage()
 
     @pytest.mark.asyncio
-    async def test___aiter___with_ready_line_read_first_by_relist(
+    async def test___aiter___with_relist_while_a_follower_is_held(
         self, engine, network, selector, run, monkeypatch, caplog
     ):
-        """Test a periodic re-list that reads a ready line before the follower.
+        """Test the periodic re-list beside a ready-line follower that is held back.
 
         Given:
             A subscriber with a 1 s anti-entropy period whose log followers
             are held back at the proxy
         When:
-            A worker container starts serving; later, with the event stream
-            muted, a second one does
+            A worker container starts serving and two periodic re-lists pass;
+            then the followers are let through; then, with the event stream
+            muted, a second worker container starts serving
         Then:
-            The re-list should yield worker-added for the first without
-            calling it drift (no event was missed: the follower was slow),
-            and worker-added for the second, logged as drift naming it
+            The re-lists should be list calls only (no log read) and announce
+            nothing and log no drift for the first: its start event arrived,
+            and only its follower can tell it serves. Once let through, it
+            should yield worker-added for the first; the next re-list should
+            yield worker-added for the second, logged as drift naming it
         """
         # Arrange
         monkeypatch.setenv("WOOL_DOCKER_RESYNC_INTERVAL", "1")
@@ -581,21 +584,40 @@ class TestDockerDiscoveryRecovery:
         discovery = DockerDiscovery(
             network=network, labels=selector, docker_host=engine.url
         )
-        try:
-            async with _subscription(discovery) as events:
+        async with _subscription(discovery) as events:
+            pending = asyncio.ensure_future(anext(events))
+            try:
+                subscribed = time.monotonic()
+                await engine.request(r"^GET /v[\d.]+/events\?", after=subscribed)
+
                 # Act
                 first = await run(network, "--no-healthcheck")
-                added = await _next(events, "worker-added from the periodic re-list")
+                ran = time.monotonic()
+                await engine.request(r"^GET /v[\d.]+/containers/json", after=ran, nth=2)
+                announced_while_held = pending.done()
+                reads = [
+                    line
+                    for at, line in engine.requests
+                    if at >= ran and "/logs?" in line and not engine.hold.search(line)
+                ]
+                engine.released.set()
+                async with asyncio.timeout(_TIMEOUT):
+                    added = await pending
                 engine.mute = re.compile(r"/events\?")
                 second = await run(network, "--no-healthcheck")
                 later = await _next(events, "worker-added for the second container")
                 # Records arrive in order: any drift logged for the first came
                 # before the second's.
                 await _logged(caplog, second[:12])
-        finally:
-            engine.released.set()
+            finally:
+                engine.released.set()
+                # Unwound before the subscription closes its generator.
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
 
         # Assert
+        assert not announced_while_held, "a re-list announced a container on its own"
+        assert reads == [], f"the periodic re-list read logs: {reads}"
         assert (added.type, added.metadata.uid) == ("worker-added", _uid(first))
         assert (later.type, later.metadata.uid) == ("worker-added", _uid(second))
         drift = [
