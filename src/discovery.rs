@@ -188,7 +188,7 @@ struct Tracker {
     /// Every tracked container's state.
     book: Book,
     /// Ready-line watchers, of containers whose phase awaits one.
-    watchers: HashMap<String, AbortHandle>,
+    watchers: HashMap<String, Watcher>,
     warned: HashSet<String>,
     /// Warnings raised while absorbing, sent ahead of the next batch.
     warnings: Vec<Change>,
@@ -197,6 +197,8 @@ struct Tracker {
     ready_tx: mpsc::UnboundedSender<Ready>,
     /// Containers whose inspect failed, to inspect again: (id, attempt).
     retry_tx: mpsc::UnboundedSender<(String, u32)>,
+    /// Runs read after a listing, for containers it could not settle in time.
+    reread_tx: mpsc::UnboundedSender<(ContainerInfo, Option<Ready>)>,
     /// Engine time of the observation being handled (0: a listing).
     cause_ns: i64,
     /// Tasks on other Swarm nodes announced, by container id (see `swarm`).
@@ -232,6 +234,7 @@ const IN_FLIGHT: Duration = Duration::from_secs(2);
 async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot::Receiver<()>) {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel();
+    let (reread_tx, mut reread_rx) = mpsc::unbounded_channel();
     let resync_every = resync_interval();
     // Containers of this process's DockerWorkers, the moment they serve.
     let mut own_ready = worker::serving_updates();
@@ -247,6 +250,7 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         duplicates: HashSet::new(),
         ready_tx,
         retry_tx,
+        reread_tx,
         cause_ns: 0,
         remote: HashMap::new(),
         suspects: HashMap::new(),
@@ -268,8 +272,10 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
         // Where the event stream resumes: the Engine's time (it filters the replay
         // by its own clock, which may differ from ours), read while the listing
         // runs so the first batch does not wait for it, less a margin that covers
-        // the listing. Events replayed from inside the margin are applied
-        // idempotently.
+        // the listing. Events replayed from inside the margin are applied in
+        // order after the listing: most change nothing it did not already
+        // show; a replayed stop of a run before a restart drops the new run
+        // until the replayed start and its ready line bring it back.
         let before = now_nanos();
         let engine = t.engine.clone();
         let (engine_now, synced) = tokio::join!(engine.now_ns(listings > 0), t.sync(Since::Gap));
@@ -314,6 +320,10 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
                             t.refresh_attempt(&id, attempt).await;
                             false
                         }
+                        Some((c, ready)) = reread_rx.recv() => {
+                            t.on_reread(c, ready);
+                            false
+                        }
                         Some(remote) = remote_rx.recv() => {
                             t.on_remote(remote);
                             false
@@ -333,6 +343,9 @@ async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot
                         }
                     };
                     if gap {
+                        // The listing after the gap is the truth; what the
+                        // last re-list corrected is judged no more.
+                        t.suspects.clear();
                         break;
                     }
                 }
@@ -363,10 +376,21 @@ enum Since {
     Stream,
 }
 
+/// A ready-line follower, and when the first one of this run began: a
+/// follower whose log stream broke is replaced, within what is left of
+/// `READY_WATCH_MAX`.
+struct Watcher {
+    handle: AbortHandle,
+    began: tokio::time::Instant,
+}
+
 /// Whether `tend` may start a missing ready-line follower, and from where.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Follow {
     No,
+    /// Only one that ended early (its log stream broke), within its budget;
+    /// from the current run's start.
+    Resume,
     /// From this run start (the Engine's clock, Unix nanoseconds).
     From(i64),
     /// From the current run's start, read by an inspect first.
@@ -531,7 +555,8 @@ pub(crate) fn seconds_from_env(name: &str, default: Duration) -> Duration {
 impl Tracker {
     /// Re-list on a period while the stream runs, and emit the exact difference.
     /// With a healthy stream there is none but what was on its way: events
-    /// emitted while the listing ran arrive after it. A correction no event
+    /// emitted while the listing ran arrive after it (a ready line explains
+    /// nothing: the listing reads none of a container the stream told of). A correction no event
     /// about its container explains within `IN_FLIGHT` is drift, a missed event
     /// (or a bug), and is logged (`judge_drift`). `true` if the listing failed
     /// (a gap).
@@ -594,13 +619,16 @@ impl Tracker {
         }
     }
 
-    /// Re-list and reconcile every container: the truth after any gap. The
-    /// readiness of listed containers not known to serve (after a gap: of every
-    /// running one) is resolved for all of them together (one bounded step), and
-    /// the whole difference is one batch. Returns the containers whose state
-    /// the listing corrected (appeared, vanished or changed), except those whose
-    /// only news is a ready line it read first (the ready-line follower races
-    /// it, not the event stream).
+    /// Re-list and reconcile every container: the truth after any gap. After a
+    /// gap the readiness of every running container is read from its current
+    /// run's output (after a healthy stream: only of containers the stream
+    /// never told of), for all of them together in one bounded step, and the
+    /// whole difference is one batch. What the step could not read, and runs an
+    /// event said had ended that the listing shows running, are read in the
+    /// background (`reread`). Returns the containers whose state the listing
+    /// corrected (appeared, vanished or changed), except those whose only news
+    /// is a ready line read first (the ready-line follower races it, not the
+    /// event stream).
     async fn sync(&mut self, since: Since) -> Result<Vec<String>> {
         self.cause_ns = 0;
         let terms = labels::filter_terms(&self.scope.selector);
@@ -619,14 +647,32 @@ impl Tracker {
             .filter(|c| !self.book.contains(&c.id))
             .map(|c| c.id.as_str())
             .collect();
-        let unknown: Vec<String> = list
+        let wanted: Vec<String> = list
             .iter()
-            .filter(|c| {
-                (since == Since::Gap || untold.contains(c.id.as_str())) && self.needs_logs(c)
-            })
+            .filter(|c| self.needs_logs(c))
             .map(|c| c.id.clone())
             .collect();
+        let unknown: Vec<String> = wanted
+            .iter()
+            .filter(|id| since == Since::Gap || untold.contains(id.as_str()))
+            .cloned()
+            .collect();
         let mut learned = read_ready_all(&self.engine, unknown).await;
+        // What could not be read in time (and, after a healthy stream, the runs
+        // an event said had ended, to tell a later run) is read in the
+        // background, and applied when it arrives.
+        let ended = |id: &str| {
+            self.book
+                .get(id)
+                .is_some_and(|s| s.phase.ended_ns().is_some())
+        };
+        let later: Vec<String> = wanted
+            .into_iter()
+            .filter(|id| {
+                !learned.contains_key(id)
+                    && (since == Since::Gap || untold.contains(id.as_str()) || ended(id))
+            })
+            .collect();
         let mut listing = Vec::with_capacity(list.len());
         let mut started = HashMap::with_capacity(list.len());
         for c in &list {
@@ -642,7 +688,7 @@ impl Tracker {
                 since == Since::Gap || untold.contains(c.id.as_str()),
                 run_started,
             ) {
-                (false, _) => Follow::No,
+                (false, _) => Follow::Resume,
                 (true, Some(ns)) => Follow::From(ns),
                 (true, None) => Follow::Run,
             };
@@ -690,7 +736,27 @@ impl Tracker {
             }
         }
         self.publish(deltas);
+        if !later.is_empty() {
+            tokio::spawn(reread(self.engine.clone(), later, self.reread_tx.clone()));
+        }
         Ok(corrected)
+    }
+
+    /// A run read in the background after a listing: applied as an inspect
+    /// with its logs read (a run an event has ended since stays ended).
+    fn on_reread(&mut self, c: ContainerInfo, ready: Option<Ready>) {
+        if !self.book.contains(&c.id) || !self.matches_selector(&c) {
+            return;
+        }
+        self.cause_ns = 0;
+        let logs = match ready {
+            Some(ready) => Logs::Ready(Served::from(&ready)),
+            None => Logs::NoReadyLine,
+        };
+        let seen = self.seen(&c, logs, c.started_at_ns);
+        let delta = self.book.observe(&c.id, &Observation::Seen(seen));
+        self.tend(&c.id, c.started_at_ns.map_or(Follow::Run, Follow::From));
+        self.publish(vec![(c.id, delta)]);
     }
 
     /// Whether a container listed after a gap must have its readiness read
@@ -748,12 +814,13 @@ impl Tracker {
     }
 
     /// Keep a container's ready-line watcher only while it runs without a word
-    /// from its server. After a gap's listing or an inspect (`follow`), start
-    /// one where it is missing: a watcher whose log stream broke (e.g. with the
-    /// Engine connection) finished without an answer. Other steps start none (a
-    /// new container's start event starts its own, earlier; and the periodic
-    /// re-list would otherwise restart the followers of containers that never
-    /// print a ready line, which end after `READY_WATCH_MAX` on purpose).
+    /// from its server. After a listing or an inspect (`follow`), start one
+    /// where it is missing: a watcher whose log stream broke (e.g. with the
+    /// Engine connection) finished without an answer. The periodic re-list
+    /// only resumes such a watcher within what is left of its run's
+    /// `READY_WATCH_MAX` (a container that never prints a ready line is not
+    /// followed for ever). Events start none (a new container's start event
+    /// starts its own, earlier).
     fn tend(&mut self, id: &str, follow: Follow) {
         let Some(state) = self.book.get(id) else {
             // Forgotten: so are its watcher and warnings.
@@ -764,30 +831,54 @@ impl Tracker {
         };
         if !state.phase.awaits_ready() {
             self.stop_watching(id);
-        } else if follow != Follow::No && state.record.is_some() && !self.watching(id) {
-            let window = match follow {
-                Follow::From(started_ns) => Some((started_ns, started_ns)),
-                _ => None,
-            };
-            let handle = self.watch_ready(id, window);
-            self.set_watcher(id, handle);
+            return;
+        }
+        if follow == Follow::No || state.record.is_none() || self.watching(id) {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        // A follower of this run that ended keeps its budget; one that used it
+        // up stays ended.
+        let began = match (follow, self.watchers.get(id)) {
+            (Follow::Resume, Some(w)) => w.began,
+            _ => now,
+        };
+        let Some(budget) = READY_WATCH_MAX.checked_sub(now - began) else {
+            return;
+        };
+        let window = match follow {
+            Follow::From(started_ns) => Some((started_ns, started_ns)),
+            _ => None,
+        };
+        let handle = self.watch_ready(id, window, budget);
+        if let Some(old) = self
+            .watchers
+            .insert(id.to_owned(), Watcher { handle, began })
+        {
+            old.handle.abort();
         }
     }
 
     fn watching(&self, id: &str) -> bool {
-        self.watchers.get(id).is_some_and(|w| !w.is_finished())
+        self.watchers
+            .get(id)
+            .is_some_and(|w| !w.handle.is_finished())
     }
 
     /// Abort a watcher (dropping its handle would not).
     fn stop_watching(&mut self, id: &str) {
         if let Some(w) = self.watchers.remove(id) {
-            w.abort();
+            w.handle.abort();
         }
     }
 
     fn set_watcher(&mut self, id: &str, handle: AbortHandle) {
-        if let Some(old) = self.watchers.insert(id.to_owned(), handle) {
-            old.abort();
+        let began = tokio::time::Instant::now();
+        if let Some(old) = self
+            .watchers
+            .insert(id.to_owned(), Watcher { handle, began })
+        {
+            old.handle.abort();
         }
     }
 
@@ -799,7 +890,7 @@ impl Tracker {
     /// nanoseconds) until its worker prints a ready line stamped at or after
     /// `from_ns`: `window` is (since_ns, from_ns), or `None` for its current
     /// run's start (read by an inspect first).
-    fn watch_ready(&self, id: &str, window: Option<(i64, i64)>) -> AbortHandle {
+    fn watch_ready(&self, id: &str, window: Option<(i64, i64)>, budget: Duration) -> AbortHandle {
         let engine = self.engine.clone();
         let tx = self.ready_tx.clone();
         let id = id.to_owned();
@@ -815,7 +906,7 @@ impl Tracker {
                 },
             };
             let logs = engine.logs(&id, true, since_ns.max(0) / 1_000_000_000, true);
-            match tokio::time::timeout(READY_WATCH_MAX, scan_ready(&id, logs, from_ns)).await {
+            match tokio::time::timeout(budget, scan_ready(&id, logs, from_ns)).await {
                 Ok(Some(ready)) => {
                     let _ = tx.send(ready);
                 }
@@ -832,7 +923,6 @@ impl Tracker {
     }
 
     fn on_ready(&mut self, ready: Ready) {
-        self.suspects.remove(&ready.id);
         if self.book.contains(&ready.id) {
             self.cause_ns = ready.at_ns;
             let delta = self.observe(&ready.id, &Observation::Ready(Served::from(&ready)));
@@ -857,7 +947,8 @@ impl Tracker {
                 // start event. (A restart's watcher follows from its StartedAt,
                 // once `refresh` read it.)
                 if !tracked {
-                    let handle = self.watch_ready(id, Some((e.time_nano - 1_000_000_000, 0)));
+                    let window = Some((e.time_nano - 1_000_000_000, 0));
+                    let handle = self.watch_ready(id, window, READY_WATCH_MAX);
                     self.set_watcher(id, handle);
                 }
                 self.apply(id, &obs);
@@ -1011,7 +1102,7 @@ impl Tracker {
 impl Drop for Tracker {
     fn drop(&mut self) {
         for (_, w) in self.watchers.drain() {
-            w.abort();
+            w.handle.abort();
         }
     }
 }
@@ -1044,6 +1135,35 @@ async fn read_ready_all(
         }
     }
     out
+}
+
+/// Read these containers' current runs (`read_run`), a few at a time, and send
+/// each as it is read; containers gone meanwhile are left to their events.
+async fn reread(
+    engine: Engine,
+    ids: Vec<String>,
+    tx: mpsc::UnboundedSender<(ContainerInfo, Option<Ready>)>,
+) {
+    let mut reads = futures_util::stream::iter(ids)
+        .map(|id| read_run(engine.clone(), id))
+        .buffer_unordered(LIST_READY_CONCURRENCY);
+    while let Some(read) = reads.next().await {
+        if let Some(read) = read {
+            if tx.send(read).is_err() {
+                return; // the tracker is gone
+            }
+        }
+    }
+}
+
+/// One container as an inspect describes it, and its current run's ready
+/// line if its output already holds one.
+async fn read_run(engine: Engine, id: String) -> Option<(ContainerInfo, Option<Ready>)> {
+    let c = engine.inspect(&id).await.ok().flatten()?;
+    let started_ns = c.started_at_ns.unwrap_or_default();
+    let logs = engine.logs(&id, false, started_ns / 1_000_000_000, true);
+    let ready = scan_ready(&id, logs, started_ns).await;
+    Some((c, ready))
 }
 
 /// One container's current run: when it started, and its ready line if its

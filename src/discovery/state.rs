@@ -185,8 +185,9 @@ impl Health {
 /// What the current run's output says, as far as it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Logs {
-    /// Not read (the tracker reads only containers not known to serve, and an
-    /// inspect reads none): keep what is known.
+    /// Not read (a periodic re-list reads only containers it had not heard
+    /// of, a listing's read can miss its bound, and an inspect reads none):
+    /// keep what is known.
     Unread,
     /// Read: this run printed no ready line (yet).
     NoReadyLine,

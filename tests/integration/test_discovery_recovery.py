@@ -784,6 +784,71 @@ class TestDockerDiscoveryRecovery:
         assert extra is None, f"unexpected {extra.type} for {extra.metadata.uid}"
 
     @pytest.mark.asyncio
+    async def test___aiter___with_container_restarted_and_logs_slow_after_a_gap(
+        self, engine, network, selector, run
+    ):
+        """Test a restart inside a gap whose logs the listing cannot read in time.
+
+        Given:
+            A subscriber that announced a serving worker container (no
+            healthcheck) whose next run takes a minute to serve
+        When:
+            The proxy cuts every connection; meanwhile the container is
+            restarted; then the proxy listens again, but holds log reads back
+            until after the listing that follows the gap
+        Then:
+            It should yield nothing while the reads are held, and
+            worker-dropped once they are let through: a run the listing could
+            not read in time is read afterwards, not taken on its previous
+            run's word
+        """
+        # Arrange
+        slow_second_run = (
+            "if [ -e /tmp/ran ]; then sleep 60; fi; touch /tmp/ran; "
+            "exec python3 -m wool_docker._entrypoint"
+        )
+        container = await run(
+            network,
+            "--no-healthcheck",
+            "--entrypoint",
+            "sh",
+            command=("-c", slow_second_run),
+        )
+        discovery = DockerDiscovery(
+            network=network, labels=selector, docker_host=engine.url
+        )
+        async with _subscription(discovery) as events:
+            added = await _next(events, "worker-added before the cut")
+            pending = asyncio.ensure_future(anext(events))
+            try:
+                # Act
+                await engine.sever()
+                await _adocker("restart", "--time", "0", container)
+                # Past the resume margin, so no replayed event tells of the restart.
+                await asyncio.sleep(_AWAY)
+                engine.hold = re.compile(r"/logs\?.*follow=(0|false)")
+                await engine.restore()
+                restored = time.monotonic()
+                # The event streams open once the listing's bounded read gave up.
+                await engine.request(r"^GET /v[\d.]+/events\?", after=restored)
+                while_held = pending.done()
+                engine.released.set()
+                async with asyncio.timeout(_TIMEOUT):
+                    dropped = await pending
+            finally:
+                engine.released.set()
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+        # Assert
+        assert (added.type, added.metadata.uid) == ("worker-added", _uid(container))
+        assert not while_held, "announced before the new run was read"
+        assert (dropped.type, dropped.metadata.uid) == (
+            "worker-dropped",
+            _uid(container),
+        )
+
+    @pytest.mark.asyncio
     async def test___aiter___with_relists_while_container_stops(
         self, engine, network, selector, run, monkeypatch
     ):
