@@ -351,6 +351,22 @@ async def engine(tmp_path: Path) -> AsyncIterator[_SeverableEngine]:
         await proxy.sever()
 
 
+async def _serving_first_run_only(run: Run, network: str) -> str:
+    """Start a worker container (no healthcheck) whose second run takes a
+    minute to serve: a restart leaves it running without a server."""
+    slow_second_run = (
+        "if [ -e /tmp/ran ]; then sleep 60; fi; touch /tmp/ran; "
+        "exec python3 -m wool_docker._entrypoint"
+    )
+    return await run(
+        network,
+        "--no-healthcheck",
+        "--entrypoint",
+        "sh",
+        command=("-c", slow_second_run),
+    )
+
+
 async def _logged(caplog: pytest.LogCaptureFixture, text: str) -> logging.LogRecord:
     """The first captured record whose message contains ``text``, once it is.
 
@@ -708,17 +724,7 @@ class TestDockerDiscoveryRecovery:
             the run's ``StartedAt`` count
         """
         # Arrange
-        slow_second_run = (
-            "if [ -e /tmp/ran ]; then sleep 60; fi; touch /tmp/ran; "
-            "exec python3 -m wool_docker._entrypoint"
-        )
-        container = await run(
-            network,
-            "--no-healthcheck",
-            "--entrypoint",
-            "sh",
-            command=("-c", slow_second_run),
-        )
+        container = await _serving_first_run_only(run, network)
         await serving(container, timeout=_TIMEOUT)
         await _adocker("restart", "--time", "0", container)
         discovery = DockerDiscovery(network=network, labels=selector)
@@ -749,17 +755,7 @@ class TestDockerDiscoveryRecovery:
             gap reads the new run's output again
         """
         # Arrange
-        slow_second_run = (
-            "if [ -e /tmp/ran ]; then sleep 60; fi; touch /tmp/ran; "
-            "exec python3 -m wool_docker._entrypoint"
-        )
-        container = await run(
-            network,
-            "--no-healthcheck",
-            "--entrypoint",
-            "sh",
-            command=("-c", slow_second_run),
-        )
+        container = await _serving_first_run_only(run, network)
         discovery = DockerDiscovery(
             network=network, labels=selector, docker_host=engine.url
         )
@@ -803,17 +799,7 @@ class TestDockerDiscoveryRecovery:
             run's word
         """
         # Arrange
-        slow_second_run = (
-            "if [ -e /tmp/ran ]; then sleep 60; fi; touch /tmp/ran; "
-            "exec python3 -m wool_docker._entrypoint"
-        )
-        container = await run(
-            network,
-            "--no-healthcheck",
-            "--entrypoint",
-            "sh",
-            command=("-c", slow_second_run),
-        )
+        container = await _serving_first_run_only(run, network)
         discovery = DockerDiscovery(
             network=network, labels=selector, docker_host=engine.url
         )
