@@ -556,10 +556,10 @@ impl Tracker {
     /// Re-list on a period while the stream runs, and emit the exact difference.
     /// With a healthy stream there is none but what was on its way: events
     /// emitted while the listing ran arrive after it (a ready line explains
-    /// nothing: the listing reads none of a container the stream told of). A correction no event
-    /// about its container explains within `IN_FLIGHT` is drift, a missed event
-    /// (or a bug), and is logged (`judge_drift`). `true` if the listing failed
-    /// (a gap).
+    /// nothing: the listing reads none of a container the stream told of). A
+    /// correction no event about its container explains within `IN_FLIGHT` is
+    /// drift, a missed event (or a bug), and is logged (`judge_drift`). `true`
+    /// if the listing failed (a gap).
     async fn anti_entropy(&mut self) -> bool {
         match self.sync(Since::Stream).await {
             Ok(corrected) => {
@@ -647,16 +647,14 @@ impl Tracker {
             .filter(|c| !self.book.contains(&c.id))
             .map(|c| c.id.as_str())
             .collect();
+        // Containers whose run this listing is the first word on.
+        let fresh = |id: &str| since == Since::Gap || untold.contains(id);
         let wanted: Vec<String> = list
             .iter()
             .filter(|c| self.needs_logs(c))
             .map(|c| c.id.clone())
             .collect();
-        let unknown: Vec<String> = wanted
-            .iter()
-            .filter(|id| since == Since::Gap || untold.contains(id.as_str()))
-            .cloned()
-            .collect();
+        let unknown: Vec<String> = wanted.iter().filter(|id| fresh(id)).cloned().collect();
         let mut learned = read_ready_all(&self.engine, unknown).await;
         // What could not be read in time (and, after a healthy stream, the runs
         // an event said had ended, to tell a later run) is read in the
@@ -668,10 +666,7 @@ impl Tracker {
         };
         let later: Vec<String> = wanted
             .into_iter()
-            .filter(|id| {
-                !learned.contains_key(id)
-                    && (since == Since::Gap || untold.contains(id.as_str()) || ended(id))
-            })
+            .filter(|id| !learned.contains_key(id) && (fresh(id) || ended(id)))
             .collect();
         let mut listing = Vec::with_capacity(list.len());
         let mut started = HashMap::with_capacity(list.len());
@@ -684,10 +679,7 @@ impl Tracker {
             };
             let run_started = Some(started_ns).filter(|ns| *ns > 0);
             listing.push((c.id.clone(), self.seen(c, logs, run_started)));
-            let follow = match (
-                since == Since::Gap || untold.contains(c.id.as_str()),
-                run_started,
-            ) {
+            let follow = match (fresh(&c.id), run_started) {
                 (false, _) => Follow::Resume,
                 (true, Some(ns)) => Follow::From(ns),
                 (true, None) => Follow::Run,
@@ -851,12 +843,7 @@ impl Tracker {
             _ => None,
         };
         let handle = self.watch_ready(id, window, budget);
-        if let Some(old) = self
-            .watchers
-            .insert(id.to_owned(), Watcher { handle, began })
-        {
-            old.handle.abort();
-        }
+        self.set_watcher(id, handle, began);
     }
 
     fn watching(&self, id: &str) -> bool {
@@ -872,8 +859,9 @@ impl Tracker {
         }
     }
 
-    fn set_watcher(&mut self, id: &str, handle: AbortHandle) {
-        let began = tokio::time::Instant::now();
+    /// Keep a new follower (`began`: when this run's first one began),
+    /// aborting the one it replaces.
+    fn set_watcher(&mut self, id: &str, handle: AbortHandle, began: tokio::time::Instant) {
         if let Some(old) = self
             .watchers
             .insert(id.to_owned(), Watcher { handle, began })
@@ -949,7 +937,7 @@ impl Tracker {
                 if !tracked {
                     let window = Some((e.time_nano - 1_000_000_000, 0));
                     let handle = self.watch_ready(id, window, READY_WATCH_MAX);
-                    self.set_watcher(id, handle);
+                    self.set_watcher(id, handle, tokio::time::Instant::now());
                 }
                 self.apply(id, &obs);
                 self.refresh(id).await;
@@ -1160,10 +1148,14 @@ async fn reread(
 /// line if its output already holds one.
 async fn read_run(engine: Engine, id: String) -> Option<(ContainerInfo, Option<Ready>)> {
     let c = engine.inspect(&id).await.ok().flatten()?;
-    let started_ns = c.started_at_ns.unwrap_or_default();
-    let logs = engine.logs(&id, false, started_ns / 1_000_000_000, true);
-    let ready = scan_ready(&id, logs, started_ns).await;
+    let ready = ready_since(&engine, &id, c.started_at_ns.unwrap_or_default()).await;
     Some((c, ready))
+}
+
+/// The ready line a container's output holds, stamped at or after `started_ns`.
+async fn ready_since(engine: &Engine, id: &str, started_ns: i64) -> Option<Ready> {
+    let logs = engine.logs(id, false, started_ns / 1_000_000_000, true);
+    scan_ready(id, logs, started_ns).await
 }
 
 /// One container's current run: when it started, and its ready line if its
@@ -1173,8 +1165,7 @@ async fn read_ready(engine: Engine, id: String) -> (String, i64, Option<Ready>) 
         Ok(Some(c)) => c.started_at_ns.unwrap_or_default(),
         _ => 0,
     };
-    let logs = engine.logs(&id, false, started_ns / 1_000_000_000, true);
-    let ready = scan_ready(&id, logs, started_ns).await;
+    let ready = ready_since(&engine, &id, started_ns).await;
     (id, started_ns, ready)
 }
 
