@@ -34,6 +34,7 @@ from typing import Any
 import common
 import discovery_bench
 import report
+import sandbox_bench
 import swarm_latency
 import workers
 
@@ -43,6 +44,7 @@ MAX_HEALTH_CHECKS_PER_SECOND = 10
 SECTIONS = [
     "start",
     "burst",
+    "sandbox",
     "dispatch",
     "discovery-latency",
     "discovery-scale",
@@ -203,6 +205,17 @@ async def bench(args: argparse.Namespace, run_id: str, out: dict[str, Any]) -> N
             out["burst"] = await workers.section_burst(
                 run_id, network, plan["burst_sizes"], plan["burst_repeats"], progress
             )
+        if "sandbox" in only:
+            progress("section sandbox")
+            out["loadavg_before"]["sandbox"] = os.getloadavg()
+            out["sandbox"] = await sandbox_bench.section(
+                run_id,
+                network,
+                [1, 8],
+                4,
+                max(3, plan["start_repeats"]),
+                progress,
+            )
         if "dispatch" in only:
             progress("section dispatch")
             out["loadavg_before"]["dispatch"] = os.getloadavg()
@@ -258,6 +271,8 @@ def render(out: dict[str, Any]) -> str:
         parts.append(report.start_tables(out["start"], targets))
     if "burst" in out:
         parts.append(report.burst_table(out["burst"], targets))
+    if "sandbox" in out:
+        parts.append(sandbox_bench.tables(out["sandbox"], targets))
     if "dispatch" in out:
         parts.append(report.dispatch_table(out["dispatch"]))
     if "discovery_latency" in out:

@@ -10,13 +10,12 @@ use std::time::Duration;
 use bollard::container::LogOutput;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, DeviceRequest,
-    EndpointSettings, HostConfig, NetworkingConfig,
+    EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig, ResourcesUlimits,
 };
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
     EventsOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::{Stream, StreamExt};
@@ -229,6 +228,39 @@ pub struct CreateSpec {
     pub auto_remove: bool,
     /// Keep stdin open for one attached client (the owner).
     pub stdin_once: bool,
+    /// What the container may do (user, capabilities, root filesystem, limits).
+    pub confinement: Confinement,
+}
+
+/// How a container is confined: the process's user and privileges, its root
+/// filesystem, and the limits that keep it from hurting the host. Empty and
+/// `None` fields leave the image's or the daemon's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Confinement {
+    /// `user[:group]` the process runs as; `None` is the image's `USER`.
+    pub user: Option<String>,
+    /// Mount the root filesystem read-only.
+    pub read_only: bool,
+    /// tmpfs mounts: path to mount options (`size=64m,mode=1777`).
+    pub tmpfs: BTreeMap<String, String>,
+    /// Capabilities removed (`ALL` for every one).
+    pub cap_drop: Vec<String>,
+    /// Capabilities added back after `cap_drop`.
+    pub cap_add: Vec<String>,
+    /// `--security-opt` values (`no-new-privileges:true`, seccomp, AppArmor).
+    pub security_opt: Vec<String>,
+    /// Most processes and threads at once; `None` leaves it unlimited.
+    pub pids_limit: Option<i64>,
+    /// The kernel's OOM-kill preference (-1000..1000; higher is killed first).
+    pub oom_score_adj: Option<i64>,
+    /// Resource limits: (name, soft, hard).
+    pub ulimits: Vec<(String, i64, i64)>,
+    /// Log driver and its options; `None` is the daemon's default.
+    pub log: Option<(String, BTreeMap<String, String>)>,
+    /// OCI runtime (`runc`, gVisor's `runsc`, Kata); `None` is the daemon's default.
+    pub runtime: Option<String>,
+    /// Supplementary groups of the process (e.g. the Engine socket's group).
+    pub group_add: Vec<String>,
 }
 
 /// Standard output or error, with the bytes the container wrote.
@@ -452,6 +484,7 @@ impl Engine {
                 ..Default::default()
             }]
         });
+        let c = &spec.confinement;
         let host_config = HostConfig {
             auto_remove: Some(spec.auto_remove),
             network_mode: spec.network.clone(),
@@ -461,6 +494,39 @@ impl Engine {
             device_requests,
             // tini reaps zombies from routines that spawn processes.
             init: Some(true),
+            readonly_rootfs: Some(c.read_only),
+            tmpfs: (!c.tmpfs.is_empty()).then(|| {
+                c.tmpfs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            }),
+            cap_drop: (!c.cap_drop.is_empty()).then(|| c.cap_drop.clone()),
+            cap_add: (!c.cap_add.is_empty()).then(|| c.cap_add.clone()),
+            security_opt: (!c.security_opt.is_empty()).then(|| c.security_opt.clone()),
+            pids_limit: c.pids_limit,
+            oom_score_adj: c.oom_score_adj,
+            ulimits: (!c.ulimits.is_empty()).then(|| {
+                c.ulimits
+                    .iter()
+                    .map(|(name, soft, hard)| ResourcesUlimits {
+                        name: Some(name.clone()),
+                        soft: Some(*soft),
+                        hard: Some(*hard),
+                    })
+                    .collect()
+            }),
+            log_config: c.log.as_ref().map(|(driver, options)| HostConfigLogConfig {
+                typ: Some(driver.clone()),
+                config: Some(
+                    options
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                ),
+            }),
+            runtime: c.runtime.clone(),
+            group_add: (!c.group_add.is_empty()).then(|| c.group_add.clone()),
             ..Default::default()
         };
         let networking_config = spec.network.as_ref().map(|n| NetworkingConfig {
@@ -468,6 +534,7 @@ impl Engine {
         });
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
+            user: c.user.clone(),
             labels: Some(spec.labels.clone().into_iter().collect()),
             env: Some(spec.env.clone()),
             attach_stdin: Some(spec.stdin_once),
@@ -499,17 +566,6 @@ impl Engine {
                 _ => Err(self.err("create container", e)),
             },
         }
-    }
-
-    /// Copy an uncompressed tar archive into a created container at `path`.
-    pub async fn upload(&self, id: &str, path: &str, archive: Vec<u8>) -> Result<()> {
-        let options = UploadToContainerOptionsBuilder::default()
-            .path(path)
-            .build();
-        self.docker
-            .upload_to_container(id, Some(options), bollard::body_full(archive.into()))
-            .await
-            .map_err(|e| self.err("copy files into container", e))
     }
 
     /// Attach to a container's stdio (before start, so no output is missed).

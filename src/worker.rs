@@ -16,15 +16,24 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{oneshot, watch, Mutex};
 
 use crate::engine::{
-    now_nanos, ContainerInfo, CreateSpec, Engine, InputWriter, Output, OutputStream,
+    now_nanos, Confinement, ContainerInfo, CreateSpec, Engine, InputWriter, Output, OutputStream,
 };
 use crate::error::{Error, Result};
 use crate::labels::{self, Publication};
 
 /// The line the worker image prints once its gRPC port is bound.
 pub const READY_PREFIX: &str = "wool-docker ready ";
-/// Where TLS material is copied into the container (never env, labels or layers).
-const TLS_DIR: &str = "/run/wool-docker";
+/// Where TLS material lands in the container: a tmpfs of its own, filled over
+/// stdin (never env, labels, layers or disk).
+const TLS_DIR: &str = "/run/wool-docker/tls";
+/// tmpfs options of the TLS directory (PEM files are a few KiB).
+const TLS_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=1m";
+/// The worker's home directory under a read-only root (the image's `HOME`).
+const HOME: &str = "/home/wool";
+/// tmpfs options of the home directory.
+const HOME_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=64m";
+/// tmpfs options of `/tmp` under a read-only root.
+const TMP_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=256m,mode=1777";
 /// Extra time past the drain grace for the server to exit before it is killed.
 const STOP_MARGIN: Duration = Duration::from_secs(5);
 /// How long a `grace=None` stop (cancel at once) may take before a kill.
@@ -176,6 +185,36 @@ pub struct WorkerConfig {
     /// The admission hook, cloudpickled and base64-encoded.
     #[serde(default)]
     pub backpressure: Option<String>,
+    /// How the container is confined.
+    pub sandbox: Sandbox,
+}
+
+/// The user's confinement choices, each already resolved by the caller (its
+/// default is `DockerWorker`'s keyword default). The tmpfs mounts a read-only
+/// root needs, and the TLS directory, are added by `create_spec`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sandbox {
+    /// `user[:group]`; `None` is the image's `USER`.
+    pub user: Option<String>,
+    /// Read-only root filesystem, with tmpfs for `/tmp` and the home directory.
+    pub read_only: bool,
+    /// The user's own tmpfs mounts: path to options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// Capabilities added back (every one is dropped first).
+    pub cap_add: Vec<String>,
+    /// `--security-opt` values.
+    pub security_opt: Vec<String>,
+    /// Most processes and threads at once; `None` is unlimited.
+    pub pids_limit: Option<i64>,
+    /// OOM-kill preference; positive so the kernel kills a worker before its owner.
+    pub oom_score_adj: Option<i64>,
+    /// Resource limits: name to (soft, hard).
+    pub ulimits: BTreeMap<String, (i64, i64)>,
+    /// Log driver and its options; `None` is the daemon's default.
+    pub log: Option<(String, BTreeMap<String, String>)>,
+    /// OCI runtime; `None` is the daemon's default.
+    pub runtime: Option<String>,
 }
 
 /// What a worker container reaches of discovery (its subscriber needs it when a
@@ -288,6 +327,11 @@ async fn start_owned(
                 ))
             })?;
             spec.binds.push(format!("{path}:/var/run/docker.sock"));
+            // The worker's unprivileged user reaches the socket through its group.
+            if let Ok(meta) = std::fs::metadata(path) {
+                use std::os::unix::fs::MetadataExt;
+                spec.confinement.group_add.push(meta.gid().to_string());
+            }
             spec.env
                 .push("DOCKER_HOST=unix:///var/run/docker.sock".to_owned());
         }
@@ -369,14 +413,20 @@ fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
         env.insert("WOOL_BACKPRESSURE".to_owned(), hook.clone());
     }
     if let Some(tls) = &cfg.tls {
-        // Paths only: the material itself is copied into the container's own layer.
-        env.insert("WOOL_TLS_CA".to_owned(), format!("{TLS_DIR}/tls/ca.pem"));
-        env.insert(
-            "WOOL_TLS_CERT".to_owned(),
-            format!("{TLS_DIR}/tls/cert.pem"),
-        );
-        env.insert("WOOL_TLS_KEY".to_owned(), format!("{TLS_DIR}/tls/key.pem"));
+        // Paths only: the material itself arrives over stdin into a tmpfs.
+        env.insert("WOOL_TLS_CA".to_owned(), format!("{TLS_DIR}/ca.pem"));
+        env.insert("WOOL_TLS_CERT".to_owned(), format!("{TLS_DIR}/cert.pem"));
+        env.insert("WOOL_TLS_KEY".to_owned(), format!("{TLS_DIR}/key.pem"));
         env.insert("WOOL_TLS_MUTUAL".to_owned(), tls.mutual.to_string());
+        env.insert("WOOL_DOCKER_TLS_STDIN".to_owned(), "1".to_owned());
+    }
+    let confinement = confinement(&cfg.sandbox, cfg.tls.is_some());
+    if confinement.tmpfs.contains_key(HOME) {
+        env.insert("HOME".to_owned(), HOME.to_owned());
+    }
+    if cfg.sandbox.user.as_deref().is_some_and(is_root) {
+        // Asked for explicitly: the entry point refuses root otherwise.
+        env.insert("WOOL_ALLOW_ROOT".to_owned(), "1".to_owned());
     }
     env.extend(cfg.env.clone());
     CreateSpec {
@@ -391,7 +441,64 @@ fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
         gpus: cfg.gpus,
         auto_remove: true,
         stdin_once: true,
+        confinement,
     }
+}
+
+/// The container's confinement: the user's choices plus what they imply.
+/// Every capability is dropped; a read-only root gets size-bounded tmpfs for
+/// `/tmp` and the home directory; TLS material gets a tmpfs of its own that
+/// only the worker's user may enter.
+fn confinement(sandbox: &Sandbox, tls: bool) -> Confinement {
+    // tmpfs belongs to root unless told otherwise: give the private ones to the
+    // worker's user when its uid is known (a name is resolved only in the image).
+    let owner = sandbox
+        .user
+        .as_deref()
+        .and_then(numeric_ids)
+        .map(|(uid, gid)| format!(",uid={uid},gid={gid}"));
+    let private = match &owner {
+        Some(ids) => format!("mode=0700{ids}"),
+        None => "mode=1777".to_owned(),
+    };
+    let mut tmpfs = BTreeMap::new();
+    if sandbox.read_only {
+        tmpfs.insert("/tmp".to_owned(), TMP_OPTIONS.to_owned());
+        tmpfs.insert(HOME.to_owned(), format!("{HOME_OPTIONS},{private}"));
+    }
+    if tls {
+        tmpfs.insert(TLS_DIR.to_owned(), format!("{TLS_OPTIONS},{private}"));
+    }
+    tmpfs.extend(sandbox.tmpfs.clone());
+    Confinement {
+        user: sandbox.user.clone(),
+        read_only: sandbox.read_only,
+        tmpfs,
+        cap_drop: vec!["ALL".to_owned()],
+        cap_add: sandbox.cap_add.clone(),
+        security_opt: sandbox.security_opt.clone(),
+        pids_limit: sandbox.pids_limit,
+        oom_score_adj: sandbox.oom_score_adj,
+        ulimits: sandbox
+            .ulimits
+            .iter()
+            .map(|(name, (soft, hard))| (name.clone(), *soft, *hard))
+            .collect(),
+        log: sandbox.log.clone(),
+        runtime: sandbox.runtime.clone(),
+        group_add: Vec::new(),
+    }
+}
+
+/// `uid[:gid]` when both are numbers (gid defaults to uid).
+fn numeric_ids(user: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// Whether `user[:group]` names root.
+fn is_root(user: &str) -> bool {
+    matches!(user.split(':').next(), Some("0" | "root"))
 }
 
 async fn bring_up(
@@ -402,11 +509,7 @@ async fn bring_up(
     sink: Option<LogSink>,
     mut clock: Clock,
 ) -> Result<Running> {
-    if let Some(tls) = &cfg.tls {
-        engine.upload(id, "/", tls_archive(tls)?).await?;
-        clock.lap("copy TLS material");
-    }
-    let (output, input) = engine.attach(id, true).await?;
+    let (output, mut input) = engine.attach(id, true).await?;
     clock.lap("attach");
     // Registered before start so the exit code is seen even though the container
     // removes itself.
@@ -421,6 +524,26 @@ async fn bring_up(
     });
     engine.start_container(id).await?;
     clock.lap("start");
+    if let Some(tls) = &cfg.tls {
+        // The entry point reads this one line before anything else on stdin.
+        let mut line = serde_json::to_vec(&TlsFiles {
+            ca: &tls.ca,
+            cert: &tls.cert,
+            key: &tls.key,
+        })
+        .map_err(|e| Error::InvalidArgument(format!("cannot encode TLS material: {e}")))?;
+        line.push(b'\n');
+        input
+            .write_all(&line)
+            .await
+            .map_err(|e| Error::ContainerExited {
+                id: cfg.name.clone(),
+                code: None,
+                log_tail: format!("could not hand it its TLS material: {e}"),
+            })?;
+        input.flush().await.ok();
+        clock.lap("hand over TLS material");
+    }
 
     let mut lines = Lines::new(cfg.name.clone(), output, sink);
     let mut exit = exit_rx.clone();
@@ -698,25 +821,12 @@ impl Lines {
     }
 }
 
-fn tls_archive(tls: &Tls) -> Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let dir = TLS_DIR.trim_start_matches('/');
-    for (name, text) in [
-        ("ca.pem", &tls.ca),
-        ("cert.pem", &tls.cert),
-        ("key.pem", &tls.key),
-    ] {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(text.len() as u64);
-        header.set_mode(0o400);
-        header.set_cksum();
-        builder
-            .append_data(&mut header, format!("{dir}/tls/{name}"), text.as_bytes())
-            .map_err(|e| Error::InvalidArgument(format!("cannot package TLS material: {e}")))?;
-    }
-    builder
-        .into_inner()
-        .map_err(|e| Error::InvalidArgument(format!("cannot package TLS material: {e}")))
+/// TLS material as the entry point reads it from stdin (one JSON line).
+#[derive(serde::Serialize)]
+struct TlsFiles<'a> {
+    ca: &'a str,
+    cert: &'a str,
+    key: &'a str,
 }
 
 /// This process as `host/pid/start-time`, so `prune` can tell a dead owner from a
@@ -793,29 +903,36 @@ mod tests {
     }
 
     #[test]
-    fn tls_archive_holds_three_private_files() {
-        let tls = Tls {
-            ca: "ca".into(),
-            cert: "cert".into(),
-            key: "key".into(),
-            mutual: true,
+    fn a_default_sandbox_drops_everything_and_mounts_private_tmpfs() {
+        let sandbox = Sandbox {
+            user: Some("65532:65532".into()),
+            read_only: true,
+            ..Default::default()
         };
-        let bytes = tls_archive(&tls).unwrap();
-        let mut archive = tar::Archive::new(bytes.as_slice());
-        let entries: Vec<(String, u32)> = archive
-            .entries()
-            .unwrap()
-            .map(|e| {
-                let e = e.unwrap();
-                (
-                    e.path().unwrap().display().to_string(),
-                    e.header().mode().unwrap(),
-                )
-            })
-            .collect();
-        assert_eq!(entries.len(), 3);
-        assert!(entries
-            .iter()
-            .all(|(p, m)| p.starts_with("run/wool-docker/tls/") && *m == 0o400));
+        let c = confinement(&sandbox, true);
+        assert_eq!(c.cap_drop, ["ALL"]);
+        assert!(c.read_only);
+        assert!(c.tmpfs["/tmp"].contains("size="));
+        assert!(c.tmpfs[HOME].contains("mode=0700,uid=65532,gid=65532"));
+        assert!(c.tmpfs[TLS_DIR].contains("mode=0700,uid=65532,gid=65532"));
+        let open = confinement(&Sandbox::default(), false);
+        assert!(open.tmpfs.is_empty() && !open.read_only);
+        let named = confinement(
+            &Sandbox {
+                user: Some("wool".into()),
+                ..Default::default()
+            },
+            true,
+        );
+        assert!(named.tmpfs[TLS_DIR].ends_with("mode=1777"));
+    }
+
+    #[test]
+    fn root_is_recognised_by_name_and_number() {
+        assert!(is_root("0") && is_root("root:root") && is_root("0:1000"));
+        assert!(!is_root("65532") && !is_root("1000:0") && !is_root("rooty"));
+        assert_eq!(numeric_ids("7"), Some((7, 7)));
+        assert_eq!(numeric_ids("7:8"), Some((7, 8)));
+        assert_eq!(numeric_ids("wool"), None);
     }
 }

@@ -91,6 +91,8 @@ def _environment(port: int, **overrides: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env["WOOL_BIND_HOST"] = "127.0.0.1"
     env["WOOL_PORT"] = str(port)
+    # These tests may run as root (CI does); the image's user is not root.
+    env["WOOL_ALLOW_ROOT"] = "1"
     env.update(overrides)
     return env
 
@@ -930,3 +932,35 @@ def test__parse_control_line_with_invalid_line(line: str):
     # Act & assert
     with pytest.raises(ValueError):
         _entrypoint._parse_control_line(line)
+
+
+@pytest.mark.parametrize(
+    ("euid", "environ", "refused"),
+    [
+        (0, {}, True),
+        (0, {"WOOL_ALLOW_ROOT": "0"}, True),
+        (0, {"WOOL_ALLOW_ROOT": "1"}, False),
+        (65532, {}, False),
+    ],
+)
+def test__refuse_root(mocker, euid, environ, refused):
+    """Test the entry point's refusal to serve routines as root.
+
+    Given:
+        An effective uid and a ``WOOL_ALLOW_ROOT`` setting
+    When:
+        The entry point checks its user
+    Then:
+        It should refuse uid 0 unless ``WOOL_ALLOW_ROOT`` is true, naming
+        the variable, and accept any other uid
+    """
+    # Arrange
+    mocker.patch.object(_entrypoint.os, "geteuid", return_value=euid)
+
+    # Act & assert
+    if refused:
+        with pytest.raises(_entrypoint._ConfigError) as raised:
+            _entrypoint._refuse_root(environ)
+        assert raised.value.variable == "WOOL_ALLOW_ROOT"
+    else:
+        _entrypoint._refuse_root(environ)

@@ -165,7 +165,8 @@ def test_dockerfile_with_typical_arguments(dockerfile_arguments):
         `dockerfile` is called
     Then:
         It should build a venv from the copied wheels with no index in a
-        ``build`` stage and copy only the venv into the final stage
+        ``build`` stage, copy only the venv into the final stage, and run as
+        the unprivileged user 65532 with its home in ``/home/wool``
     """
     # Act
     text = dockerfile(**dockerfile_arguments)
@@ -187,6 +188,9 @@ def test_dockerfile_with_typical_arguments(dockerfile_arguments):
     assert "PYTHONUNBUFFERED=1" in final
     assert "WOOL_PORT=50051" in final
     assert "EXPOSE 50051" in final
+    assert "HOME=/home/wool" in final
+    assert "\nUSER 65532:65532\n" in final
+    assert final.index("USER ") > final.index("chown 65532:65532 /home/wool")
     assert "syntax=" not in text
 
 

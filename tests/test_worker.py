@@ -1264,3 +1264,109 @@ class TestDockerWorker:
 
         # Assert
         assert worker.container is None
+
+
+class TestConfinement:
+    @pytest.mark.asyncio
+    async def test_start_with_default_confinement(self, start_worker):
+        """Test the confinement a worker asks for by default.
+
+        Given:
+            A worker constructed from an image alone
+        When:
+            It is started
+        Then:
+            It should ask for the unprivileged user 65532, a read-only root,
+            no-new-privileges, 512 pids, OOM score 500, 8192 open files, the
+            bounded ``local`` log driver and the daemon's runtime
+        """
+        # Arrange
+        worker = DockerWorker(image=IMAGE)
+
+        # Act
+        await worker.start()
+
+        # Assert
+        assert _config(start_worker)["sandbox"] == {
+            "user": "65532:65532",
+            "read_only": True,
+            "tmpfs": {},
+            "cap_add": [],
+            "security_opt": ["no-new-privileges:true"],
+            "pids_limit": 512,
+            "oom_score_adj": 500,
+            "ulimits": {"nofile": [8192, 8192]},
+            "log": ["local", {"max-size": "10m", "max-file": "3"}],
+            "runtime": None,
+        }
+
+    @pytest.mark.asyncio
+    async def test_start_with_confinement_keywords(self, start_worker):
+        """Test that each confinement keyword reaches the container config.
+
+        Given:
+            A worker with every confinement keyword set
+        When:
+            It is started
+        Then:
+            It should pass each value as given, a single ulimit as soft and
+            hard alike
+        """
+        # Arrange
+        worker = DockerWorker(
+            image=IMAGE,
+            user="1000:1000",
+            read_only=False,
+            tmpfs={"/cache": "size=1g"},
+            cap_add=["NET_BIND_SERVICE"],
+            security_opt=["seccomp=unconfined"],
+            pids_limit=64,
+            oom_score_adj=-10,
+            ulimits={"nofile": 100, "nproc": (10, 20)},
+            log_config={"type": "json-file", "config": {"max-size": "1m"}},
+            runtime="runsc",
+        )
+
+        # Act
+        await worker.start()
+
+        # Assert
+        assert _config(start_worker)["sandbox"] == {
+            "user": "1000:1000",
+            "read_only": False,
+            "tmpfs": {"/cache": "size=1g"},
+            "cap_add": ["NET_BIND_SERVICE"],
+            "security_opt": ["seccomp=unconfined"],
+            "pids_limit": 64,
+            "oom_score_adj": -10,
+            "ulimits": {"nofile": [100, 100], "nproc": [10, 20]},
+            "log": ["json-file", {"max-size": "1m"}],
+            "runtime": "runsc",
+        }
+
+    @pytest.mark.parametrize(
+        "keywords",
+        [
+            {"user": ""},
+            {"cap_add": "NET_RAW"},
+            {"pids_limit": 0},
+            {"oom_score_adj": 1001},
+            {"ulimits": {"nofile": (10, 5)}},
+            {"log_config": {"driver": "json-file"}},
+            {"tmpfs": {"relative": "size=1m"}},
+            {"runtime": ""},
+        ],
+    )
+    def test___init___with_bad_confinement(self, keywords):
+        """Test that a bad confinement keyword fails at construction.
+
+        Given:
+            One malformed confinement keyword
+        When:
+            A `DockerWorker` is constructed
+        Then:
+            It should raise `ValueError` naming the keyword
+        """
+        # Act & assert
+        with pytest.raises(ValueError, match=next(iter(keywords)).split("_")[0]):
+            DockerWorker(image="unused", **keywords)

@@ -35,6 +35,11 @@ Environment variables:
   commands (see below). Default off: stdin is never read.
 - ``WOOL_DEREGISTER_DELAY`` -- non-negative float, seconds a worker keeps
   serving after SIGTERM before it drains. Default ``1``.
+- ``WOOL_DOCKER_TLS_STDIN`` -- boolean; when true, the first line on stdin
+  carries the TLS material, written to the ``WOOL_TLS_*`` paths (mode 0400)
+  before anything else is read (see `wool_docker._handoff`).
+- ``WOOL_ALLOW_ROOT`` -- boolean; the worker refuses to serve as root (uid 0)
+  unless this is true. Default off.
 
 Booleans accept ``1/0``, ``true/false``, ``yes/no`` and ``on/off``.
 
@@ -94,6 +99,7 @@ from typing import TYPE_CHECKING
 from typing import Any
 from typing import Final
 
+from wool_docker import _handoff
 from wool_docker import _native
 
 if TYPE_CHECKING:
@@ -239,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
+        _refuse_root(os.environ)
+        if _boolean(os.environ, "WOOL_DOCKER_TLS_STDIN", default=False):
+            try:
+                _handoff.receive_tls(sys.stdin.fileno() if sys.stdin else 0, os.environ)
+            except _handoff.HandoffError as e:
+                raise _ConfigError("WOOL_DOCKER_TLS_STDIN", str(e)) from None
         config = _load_config(os.environ)
         return _serve(config)
     except _ConfigError as e:
@@ -247,6 +259,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Only reachable before our handlers are installed, i.e. during start-up.
         return 128 + signal.SIGINT
+
+
+def _refuse_root(environ: Mapping[str, str]) -> None:
+    """Refuse to serve routines (untrusted code) as root, unless allowed.
+
+    :param environ:
+        The environment.
+    :raises _ConfigError:
+        If this process runs as uid 0 and ``WOOL_ALLOW_ROOT`` is not true.
+    """
+    if os.geteuid() == 0 and not _boolean(environ, "WOOL_ALLOW_ROOT", default=False):
+        raise _ConfigError(
+            "WOOL_ALLOW_ROOT",
+            "the worker would serve routines as root; run it as an unprivileged "
+            "user (the worker image's USER, DockerWorker's user=, docker run "
+            "--user) or set WOOL_ALLOW_ROOT=1",
+        )
 
 
 def _find_container_id(mountinfo: str, cgroup: str) -> str | None:

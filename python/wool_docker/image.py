@@ -54,6 +54,13 @@ _DISTRIBUTION: Final[str] = "wool-docker"
 _VENV: Final[str] = "/opt/wool"
 """Where the image's virtual environment lives, in both build stages."""
 
+_USER: Final[str] = "65532:65532"
+"""The unprivileged ``uid:gid`` the image runs as (``USER``), the same as
+`DockerWorker`'s default ``user``. No passwd entry is needed."""
+
+_HOME: Final[str] = "/home/wool"
+"""The worker user's home; a tmpfs over it under a read-only root."""
+
 _DEFAULT_PATH: Final[str] = (
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 )
@@ -367,7 +374,13 @@ def dockerfile(
         f"COPY --from=build {_VENV} {_VENV}",
         f"ENV PATH={_VENV}/bin:${{PATH:-{_DEFAULT_PATH}}} \\",
         "    PYTHONUNBUFFERED=1 \\",
+        "    PYTHONDONTWRITEBYTECODE=1 \\",
+        f"    HOME={_HOME} \\",
         f"    WOOL_PORT={port}",
+        # The home exists for `docker run` without a tmpfs over it; nothing else
+        # of the image is the worker's to write.
+        f"RUN mkdir -p {_HOME} && chown {_USER} {_HOME} && chmod 0700 {_HOME}",
+        f"USER {_USER}",
         f"EXPOSE {port}",
     ]
     if label_words:

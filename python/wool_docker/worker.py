@@ -51,6 +51,35 @@ _DEFAULT_START_TIMEOUT: Final[float] = 60.0
 interpreter plus wool's import takes about a second; slow disks and cold caches
 take longer."""
 
+WORKER_USER: Final[str] = "65532:65532"
+"""The unprivileged ``uid:gid`` a worker runs as by default (the worker image's
+``USER``; distroless's ``nonroot``)."""
+
+NO_NEW_PRIVILEGES: Final[tuple[str, ...]] = ("no-new-privileges:true",)
+"""The default ``security_opt``: no process in the container gains privileges
+through setuid binaries or file capabilities."""
+
+PIDS_LIMIT: Final[int] = 512
+"""Default bound on processes and threads in a worker container."""
+
+OOM_SCORE_ADJ: Final[int] = 500
+"""Default OOM-kill preference: the kernel kills a worker before its owner."""
+
+ULIMITS: Final[Mapping[str, int | tuple[int, int]]] = MappingProxyType(
+    {"nofile": (8192, 8192)}
+)
+"""Default resource limits: name to a limit or ``(soft, hard)``."""
+
+LOG_CONFIG: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "type": "local",
+        "config": MappingProxyType({"max-size": "10m", "max-file": "3"}),
+    }
+)
+"""Default log driver: Docker's ``local`` driver (compressed, rotated; ``docker
+logs`` reads it), so what a container prints takes at most 30 MB of the host's
+disk, whatever the daemon's own default."""
+
 _MEMORY_UNITS: Final[Mapping[str, int]] = MappingProxyType(
     {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 )
@@ -156,6 +185,38 @@ class DockerWorker(Worker):
         version's name, means ``"feed"`` (deprecated).
     :param log_output:
         Forward the container's output to the ``wool_docker.worker`` logger.
+    :param user:
+        ``user[:group]`` the worker runs as; default `WORKER_USER`, an
+        unprivileged uid. ``None`` takes the image's ``USER``. The entry point
+        refuses to serve as root unless root is asked for here explicitly
+        (``user="root"``/``"0"``) or ``WOOL_ALLOW_ROOT=1`` is set.
+    :param read_only:
+        Mount the root filesystem read-only (default), with size-bounded tmpfs
+        for ``/tmp`` and the home directory ``/home/wool``; routines cannot
+        patch the server they run in or fill the host's disk.
+    :param tmpfs:
+        More tmpfs mounts: path to mount options (``{"/cache": "size=1g"}``).
+    :param cap_add:
+        Capabilities to add back; every capability is dropped otherwise
+        (``NET_RAW`` included, so a routine cannot open raw sockets).
+    :param security_opt:
+        ``--security-opt`` values; default `NO_NEW_PRIVILEGES`. Pass ``()`` to
+        drop it, or add seccomp/AppArmor profiles.
+    :param pids_limit:
+        Most processes and threads the container may run at once (a fork bomb
+        stops there); default `PIDS_LIMIT`, ``None`` for no limit.
+    :param oom_score_adj:
+        The container's OOM-kill preference; default `OOM_SCORE_ADJ`, so the
+        kernel kills a worker before its owner. ``None`` leaves Docker's.
+    :param ulimits:
+        Resource limits, name to a limit or ``(soft, hard)``; default
+        `ULIMITS`. ``None`` leaves the daemon's.
+    :param log_config:
+        docker-py style ``{"type": driver, "config": {...}}``; default
+        `LOG_CONFIG`, bounded on disk. ``None`` uses the daemon's default.
+    :param runtime:
+        OCI runtime, e.g. gVisor's ``"runsc"`` or Kata's, for a kernel boundary
+        between routines and the host; ``None`` is the daemon's default.
     :param extra:
         Additional metadata, strings to strings (wool carries it as
         ``map<string, string>``; it is published in a label).
@@ -184,6 +245,7 @@ class DockerWorker(Worker):
     _docker_host: Final[str | None]
     _engine_access: Final[str]
     _log_output: Final[bool]
+    _sandbox: Final[dict[str, Any]]
     _handle: _native.WorkerHandle | None
 
     def __init__(
@@ -211,6 +273,16 @@ class DockerWorker(Worker):
         docker_host: str | None = None,
         engine_access: Literal["feed", "socket", "none", "proxy"] = "feed",
         log_output: bool = True,
+        user: str | None = WORKER_USER,
+        read_only: bool = True,
+        tmpfs: Mapping[str, str] | None = None,
+        cap_add: Sequence[str] = (),
+        security_opt: Sequence[str] = NO_NEW_PRIVILEGES,
+        pids_limit: int | None = PIDS_LIMIT,
+        oom_score_adj: int | None = OOM_SCORE_ADJ,
+        ulimits: Mapping[str, int | tuple[int, int]] | None = ULIMITS,
+        log_config: Mapping[str, Any] | None = LOG_CONFIG,
+        runtime: str | None = None,
         **extra: Any,
     ):
         super().__init__(*tags, **extra)
@@ -298,6 +370,18 @@ class DockerWorker(Worker):
         self._docker_host = docker_host
         self._engine_access = engine_access
         self._log_output = log_output
+        self._sandbox = _sandbox(
+            user=user,
+            read_only=read_only,
+            tmpfs=tmpfs,
+            cap_add=cap_add,
+            security_opt=security_opt,
+            pids_limit=pids_limit,
+            oom_score_adj=oom_score_adj,
+            ulimits=ulimits,
+            log_config=log_config,
+            runtime=runtime,
+        )
         self._handle = None
 
     @property
@@ -367,6 +451,7 @@ class DockerWorker(Worker):
             "proxy_pool_ttl": self._proxy_pool_ttl,
             "backpressure": self._backpressure,
             "engine_access": self._engine_access,
+            "sandbox": self._sandbox,
         }
         self._handle = await _native.start_worker(
             json.dumps(config),
@@ -410,6 +495,84 @@ def _server_options_json(options: WorkerOptions) -> str:
         if f.name != "channel"
     }
     return json.dumps(fields, separators=(",", ":"), sort_keys=True)
+
+
+def _sandbox(
+    *,
+    user: str | None,
+    read_only: bool,
+    tmpfs: Mapping[str, str] | None,
+    cap_add: Sequence[str],
+    security_opt: Sequence[str],
+    pids_limit: int | None,
+    oom_score_adj: int | None,
+    ulimits: Mapping[str, int | tuple[int, int]] | None,
+    log_config: Mapping[str, Any] | None,
+    runtime: str | None,
+) -> dict[str, Any]:
+    """Check the confinement keywords and put them in the native core's shape."""
+    if user is not None and (not isinstance(user, str) or not user.strip()):
+        raise ValueError(f"user must be 'user[:group]' or None, got {user!r}")
+    if not isinstance(read_only, bool):
+        raise TypeError(f"read_only must be a bool, got {read_only!r}")
+    for name, words in (("cap_add", cap_add), ("security_opt", security_opt)):
+        if isinstance(words, str) or not all(
+            isinstance(w, str) and w.strip() for w in words
+        ):
+            raise ValueError(
+                f"{name} must be a list of non-empty strings, got {words!r}"
+            )
+    for path in tmpfs or {}:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ValueError(f"tmpfs paths must be absolute, got {path!r}")
+    if pids_limit is not None and (
+        isinstance(pids_limit, bool) or not isinstance(pids_limit, int) or pids_limit < 1
+    ):
+        raise ValueError(
+            f"pids_limit must be a positive count or None, got {pids_limit!r}"
+        )
+    if oom_score_adj is not None and (
+        isinstance(oom_score_adj, bool)
+        or not isinstance(oom_score_adj, int)
+        or not -1000 <= oom_score_adj <= 1000
+    ):
+        raise ValueError(
+            f"oom_score_adj must be -1000..1000 or None, got {oom_score_adj!r}"
+        )
+    limits: dict[str, tuple[int, int]] = {}
+    for name, limit in (ulimits or {}).items():
+        soft, hard = limit if isinstance(limit, tuple) else (limit, limit)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (soft, hard)):
+            raise ValueError(
+                f"ulimits[{name!r}] must be an int or (soft, hard), got {limit!r}"
+            )
+        if not 0 <= soft <= hard:
+            raise ValueError(f"ulimits[{name!r}] needs 0 <= soft <= hard, got {limit!r}")
+        limits[str(name)] = (soft, hard)
+    log = None
+    if log_config is not None:
+        unknown = set(log_config) - {"type", "config"}
+        driver = log_config.get("type")
+        if unknown or not isinstance(driver, str) or not driver:
+            raise ValueError(
+                "log_config must be {'type': driver, 'config': {...}}, "
+                f"got {dict(log_config)!r}"
+            )
+        log = (driver, _string_map("log_config['config']", log_config.get("config")))
+    if runtime is not None and (not isinstance(runtime, str) or not runtime.strip()):
+        raise ValueError(f"runtime must name an OCI runtime or be None, got {runtime!r}")
+    return {
+        "user": user,
+        "read_only": read_only,
+        "tmpfs": _string_map("tmpfs", tmpfs),
+        "cap_add": list(cap_add),
+        "security_opt": list(security_opt),
+        "pids_limit": pids_limit,
+        "oom_score_adj": oom_score_adj,
+        "ulimits": limits,
+        "log": log,
+        "runtime": runtime,
+    }
 
 
 def _binds(volumes: Sequence[str] | Mapping[str, Mapping[str, str]] | None) -> list[str]:

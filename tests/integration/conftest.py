@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
+from pathlib import Path
 from typing import Any
 from typing import Final
 from uuid import uuid4
@@ -319,6 +320,10 @@ class ContainerOutput(logging.Handler):
             self._waiters.remove(entry)
 
 
+IDENTITY: Final[str] = "worker.wool.test"
+"""The name in the test worker certificate, and the identity it advertises."""
+
+
 @pytest.fixture(scope="session")
 def docker() -> DockerCli:
     """The docker CLI."""
@@ -436,3 +441,81 @@ def two_nodes(image: str) -> Iterator[Swarm]:
         image, name_prefix=NAME_PREFIX, labels={RUN_LABEL: RUN_ID}
     ) as swarm:
         yield swarm
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    """Run ``openssl ARGS`` in ``cwd``; fail the test if it fails."""
+    result = subprocess.run(
+        ["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        pytest.fail(f"openssl {' '.join(args)}: {result.stderr.strip()}")
+
+
+@pytest.fixture
+def credentials(tmp_path: Path) -> wool.WorkerCredentials:
+    """mTLS material: a fresh CA and a worker certificate for ``worker.wool.test``.
+
+    The certificate serves as the worker's server certificate and as the
+    pool's client certificate, so it is valid for both uses.
+    """
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca-key.pem",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=wool-docker test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=tmp_path,
+    )
+    _openssl(
+        "req",
+        *ec,
+        "-keyout",
+        "worker-key.pem",
+        "-out",
+        "worker.csr",
+        "-subj",
+        f"/CN={IDENTITY}",
+        cwd=tmp_path,
+    )
+    (tmp_path / "worker.ext").write_text(
+        f"subjectAltName=DNS:{IDENTITY}\n"
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyAgreement\n"
+        "extendedKeyUsage=serverAuth,clientAuth\n"
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "worker.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "worker.ext",
+        "-out",
+        "worker.pem",
+        cwd=tmp_path,
+    )
+    return wool.WorkerCredentials.from_files(
+        ca_path=tmp_path / "ca.pem",
+        key_path=tmp_path / "worker-key.pem",
+        cert_path=tmp_path / "worker.pem",
+        mutual=True,
+    )

@@ -51,6 +51,101 @@ async def nap(token: str, seconds: float) -> str:
     return token
 
 
+@wool.routine
+async def probe() -> dict:
+    """Try, from inside the worker, what a hostile routine would try.
+
+    Returns what it found: the user, the capability and privilege bits, whether
+    a raw packet socket opens, which paths are writable, and the mounts of the
+    tmpfs directories.
+    """
+    status = dict(
+        line.split(":\t", 1)
+        for line in open("/proc/self/status").read().splitlines()
+        if ":\t" in line
+    )
+    try:
+        socket.socket(socket.AF_PACKET, socket.SOCK_RAW).close()
+        raw = "opened"
+    except OSError as e:
+        raw = e.strerror or str(e)
+    writable = {}
+    for directory in ("/", "/usr", "/opt/wool", "/tmp", os.environ.get("HOME", "/")):
+        path = os.path.join(directory, f".probe-{os.getpid()}")
+        try:
+            with open(path, "w") as file:
+                file.write("x")
+            os.unlink(path)
+            writable[directory] = True
+        except OSError:
+            writable[directory] = False
+    tls = {}
+    for variable in ("WOOL_TLS_CA", "WOOL_TLS_CERT", "WOOL_TLS_KEY"):
+        if variable in os.environ:
+            st = os.stat(os.environ[variable])
+            tls[variable] = (oct(st.st_mode & 0o777), st.st_uid)
+    mounts = {
+        fields[1]: fields[2]
+        for fields in (line.split() for line in open("/proc/mounts"))
+        if len(fields) > 2
+    }
+    return {
+        "uid": os.getuid(),
+        "gid": os.getgid(),
+        "cap_eff": status["CapEff"].strip(),
+        "no_new_privs": status["NoNewPrivs"].strip(),
+        "raw_socket": raw,
+        "writable": writable,
+        "tls": tls,
+        "mounts": mounts,
+        "home": os.environ.get("HOME"),
+    }
+
+
+@wool.routine
+async def engine_ping(path: str = "/var/run/docker.sock") -> str:
+    """Ask the Engine socket at ``path`` for ``/_ping``; return its answer's body,
+    or the error that stopped the request."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(10)
+            conn.connect(path)
+            conn.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            reply = b""
+            while chunk := conn.recv(4096):
+                reply += chunk
+    except OSError as e:
+        return f"error: {e.strerror or e}"
+    return reply.rsplit(b"\r\n\r\n", 1)[-1].decode()
+
+
+@wool.routine
+async def spawn_threads(most: int) -> int:
+    """Start up to ``most`` idle threads; return how many started.
+
+    Threads are tasks of the container's pids cgroup, as processes are: the
+    count stops at the container's pids limit. All of them are ended before
+    this returns.
+    """
+    import threading
+
+    release = threading.Event()
+    started = []
+    try:
+        for _ in range(most):
+            thread = threading.Thread(target=release.wait, daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:
+                break
+            started.append(thread)
+    finally:
+        release.set()
+        for thread in started:
+            thread.join()
+    return len(started)
+
+
 def reject_all(context: object) -> bool:
     """A backpressure hook that rejects every task (``True`` rejects)."""
     return True

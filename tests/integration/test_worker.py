@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -34,12 +33,11 @@ from wool_docker import WorkerStartTimeout
 from wool_docker import _native
 
 from . import routines
+from .conftest import IDENTITY
 from .modes_harness import destroyed
 
 pytestmark = pytest.mark.integration
 
-IDENTITY = "worker.wool.test"
-"""The name in the test worker certificate, and the identity it advertises."""
 
 TIMEOUT = 60.0
 """Seconds any single wait of these tests may take."""
@@ -84,84 +82,6 @@ def _partial_factory(case):
         network=case.network,
         labels=case.labels,
         name_prefix=case.name_prefix,
-    )
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    """Run ``openssl ARGS`` in ``cwd``; fail the test if it fails."""
-    result = subprocess.run(
-        ["openssl", *args], cwd=cwd, capture_output=True, text=True, check=False
-    )
-    if result.returncode != 0:
-        pytest.fail(f"openssl {' '.join(args)}: {result.stderr.strip()}")
-
-
-@pytest.fixture
-def credentials(tmp_path: Path) -> wool.WorkerCredentials:
-    """mTLS material: a fresh CA and a worker certificate for `IDENTITY`.
-
-    The certificate serves as the worker's server certificate and as the
-    pool's client certificate, so it is valid for both uses.
-    """
-    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
-    _openssl(
-        "req",
-        "-x509",
-        *ec,
-        "-keyout",
-        "ca-key.pem",
-        "-out",
-        "ca.pem",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=wool-docker test CA",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-        cwd=tmp_path,
-    )
-    _openssl(
-        "req",
-        *ec,
-        "-keyout",
-        "worker-key.pem",
-        "-out",
-        "worker.csr",
-        "-subj",
-        f"/CN={IDENTITY}",
-        cwd=tmp_path,
-    )
-    (tmp_path / "worker.ext").write_text(
-        f"subjectAltName=DNS:{IDENTITY}\n"
-        "basicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyAgreement\n"
-        "extendedKeyUsage=serverAuth,clientAuth\n"
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "worker.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "1",
-        "-extfile",
-        "worker.ext",
-        "-out",
-        "worker.pem",
-        cwd=tmp_path,
-    )
-    return wool.WorkerCredentials.from_files(
-        ca_path=tmp_path / "ca.pem",
-        key_path=tmp_path / "worker-key.pem",
-        cert_path=tmp_path / "worker.pem",
-        mutual=True,
     )
 
 
