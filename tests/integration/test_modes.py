@@ -462,6 +462,43 @@ class TestExternalCompose:
         assert unexpected == [], log.tail(len(log.rounds))
         xfail_on_known_wool_failure(known)
 
+    @pytest.mark.asyncio
+    async def test_subscriber_with_compose_sandbox(self, compose: ComposeProject):
+        """Test that the Compose example confines its workers as DockerWorker does.
+
+        Given:
+            ``examples/compose/docker-compose.yml`` up, and a host pool over
+            its service
+        When:
+            A routine probes its container
+        Then:
+            It should run as uid 65532 with no effective capability,
+            no_new_privs set, no raw packet socket and a read-only root with a
+            writable tmpfs ``/tmp`` and home
+        """
+        # Arrange
+        await compose.up()
+        discovery = DockerDiscovery(
+            network=compose.network,
+            labels={"wool.worker": "true", RUN_LABEL: RUN_ID},
+        )
+
+        # Act
+        async with (
+            asyncio.timeout(_TIMEOUT),
+            wool.WorkerPool(discovery=discovery.subscriber),
+        ):
+            found = await routines.probe()
+
+        # Assert
+        assert found["uid"] == 65532
+        assert found["cap_eff"] == "0000000000000000"
+        assert found["no_new_privs"] == "1"
+        assert found["raw_socket"] != "opened"
+        assert found["writable"]["/"] is False
+        assert found["writable"]["/tmp"] is True
+        assert found["writable"]["/home/wool"] is True
+
 
 class TestExternalSwarm:
     """Mode 3: the tasks of a Swarm service, from a client on the overlay."""
