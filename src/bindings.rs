@@ -131,18 +131,28 @@ pub fn start_worker<'py>(
     })
 }
 
-/// Remove worker containers whose owner process is gone (or all of them).
+/// Remove this user's worker containers whose owner process is gone (`all`: all
+/// of this user's; `any_user`: every user's): `(names removed, containers left
+/// whose user cannot be told)`.
 #[pyfunction]
-#[pyo3(signature = (all=false, host=None, labels=Vec::new()))]
+#[pyo3(signature = (all=false, host=None, labels=Vec::new(), any_user=false))]
 pub fn prune(
     py: Python<'_>,
     all: bool,
     host: Option<String>,
     labels: Vec<String>,
+    any_user: bool,
 ) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
-        Ok(worker::prune(&engine(host).await?, all, &labels).await?)
+        Ok(worker::prune(&engine(host).await?, all, any_user, &labels).await?)
     })
+}
+
+/// This process's owner token, the `wool.docker.owner` label of the containers
+/// its `DockerWorker`s create.
+#[pyfunction]
+pub fn owner_token() -> String {
+    worker::owner_token()
 }
 
 /// A serving worker container owned by this process.
