@@ -242,17 +242,23 @@ fn record_dict<'py>(
     Ok(d)
 }
 
-/// Subscribe to worker containers carrying `selector` (optionally on `network`).
+/// Subscribe to worker containers carrying `selector` (optionally on `network`;
+/// with `owner`, managed containers of that owner token only).
 #[pyfunction]
-#[pyo3(signature = (selector, network=None, host=None))]
+#[pyo3(signature = (selector, network=None, host=None, owner=None))]
 pub fn subscribe(
     py: Python<'_>,
     selector: std::collections::BTreeMap<String, String>,
     network: Option<String>,
     host: Option<String>,
+    owner: Option<String>,
 ) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
-        let scope = Scope { selector, network };
+        let scope = Scope {
+            selector,
+            network,
+            owner,
+        };
         // Inside an owner's container the owner's feed is the only discovery
         // there is (the Engine is out of reach by design).
         if let Some(path) = feed::from_env() {
@@ -285,7 +291,12 @@ pub fn list_workers(
 ) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
         let engine = engine(host).await?;
-        let workers = discovery::list(&engine, &Scope { selector, network }).await?;
+        let scope = Scope {
+            selector,
+            network,
+            owner: None,
+        };
+        let workers = discovery::list(&engine, &scope).await?;
         runtime::attach(|py| -> PyResult<Py<PyAny>> {
             let out = pyo3::types::PyList::empty(py);
             for (record, health) in &workers {

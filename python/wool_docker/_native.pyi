@@ -76,9 +76,13 @@ def owner_token() -> str:
     """This process's owner token (``wool.docker.owner``)."""
 
 def subscribe(
-    selector: dict[str, str], network: str | None = None, host: str | None = None
+    selector: dict[str, str],
+    network: str | None = None,
+    host: str | None = None,
+    owner: str | None = None,
 ) -> Awaitable[Subscription]:
-    """Subscribe to worker containers carrying ``selector``."""
+    """Subscribe to worker containers carrying ``selector`` (with ``owner``,
+    managed containers of that owner only)."""
 
 def list_workers(
     selector: dict[str, str], network: str | None = None, host: str | None = None
