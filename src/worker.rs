@@ -913,23 +913,10 @@ pub async fn prune(
     Ok((removed, unknown))
 }
 
+/// The owner token and `prune`'s choice.
 #[cfg(test)]
-mod tests {
+mod owner_tests {
     use super::*;
-
-    #[test]
-    fn own_token_is_alive_and_a_dead_pid_is_not() {
-        let token = owner_token();
-        assert!(owner_alive(&token));
-        let parts: Vec<&str> = token.split('/').collect();
-        assert_eq!(parts.len(), 4, "{token}");
-        let (uid, host, pid) = (parts[0], parts[1], parts[2]);
-        assert!(!owner_alive(&format!("{uid}/{host}/{pid}/1")));
-        // Another machine, boot or pid namespace: not ours to judge.
-        assert!(owner_alive(&format!("{uid}/other.{host}/{pid}/1")));
-        assert!(owner_alive("some-other-host/1/1"));
-        assert!(!owner_alive("garbage"));
-    }
 
     #[test]
     fn the_token_names_the_user_and_a_host_unique_across_machines_and_boots() {
@@ -987,6 +974,25 @@ mod tests {
                 .map(|(all, any)| prunes(owner, all, any, Some(me)));
             assert_eq!(got, want, "{owner:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_token_is_alive_and_a_dead_pid_is_not() {
+        let token = owner_token();
+        assert!(owner_alive(&token));
+        let parts: Vec<&str> = token.split('/').collect();
+        assert_eq!(parts.len(), 4, "{token}");
+        let (uid, host, pid) = (parts[0], parts[1], parts[2]);
+        assert!(!owner_alive(&format!("{uid}/{host}/{pid}/1")));
+        // Another machine, boot or pid namespace: not ours to judge.
+        assert!(owner_alive(&format!("{uid}/other.{host}/{pid}/1")));
+        assert!(owner_alive("some-other-host/1/1"));
+        assert!(!owner_alive("garbage"));
     }
 
     #[test]
