@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,10 +87,10 @@ class TestTwoOwners:
 
         Given:
             A worker container started by hand (``docker run``, selector
-            label only, the Engine socket mounted so its own nested routines
-            can discover), and two owner processes, each with a pool of 2
-            `DockerWorker`s and ``DockerDiscovery(network=...)`` (or with
-            ``shared=True``), both up at the same time
+            label only, the Engine socket mounted and its group added so its
+            own nested routines can discover), and two owner processes, each
+            with a pool of 2 `DockerWorker`s and ``DockerDiscovery(network=...)``
+            (or with ``shared=True``), both up at the same time
         When:
             Each gathers 15 routines, and 15 nested routines that each
             dispatch 15 more from inside whichever container runs them
@@ -99,8 +100,9 @@ class TestTwoOwners:
             owner's; with ``shared=True`` on all 5
         """
         # Arrange
+        socket_group = str(os.stat("/var/run/docker.sock").st_gid)
         hybrid = docker.run(
-            "run", "--detach", "--user", "0:0",
+            "run", "--detach", "--group-add", socket_group,
             "--network", case.network,
             "--label", "wool.worker=true",
             *(a for k, v in case.labels.items() for a in ("--label", f"{k}={v}")),
