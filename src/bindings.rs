@@ -131,18 +131,28 @@ pub fn start_worker<'py>(
     })
 }
 
-/// Remove worker containers whose owner process is gone (or all of them).
+/// Remove this user's worker containers whose owner process is gone (`all`: all
+/// of this user's; `any_user`: every user's): `(names removed, containers left
+/// whose user cannot be told)`.
 #[pyfunction]
-#[pyo3(signature = (all=false, host=None, labels=Vec::new()))]
+#[pyo3(signature = (all=false, host=None, labels=Vec::new(), any_user=false))]
 pub fn prune(
     py: Python<'_>,
     all: bool,
     host: Option<String>,
     labels: Vec<String>,
+    any_user: bool,
 ) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
-        Ok(worker::prune(&engine(host).await?, all, &labels).await?)
+        Ok(worker::prune(&engine(host).await?, all, any_user, &labels).await?)
     })
+}
+
+/// This process's owner token, the `wool.docker.owner` label of the containers
+/// its `DockerWorker`s create.
+#[pyfunction]
+pub fn owner_token() -> String {
+    worker::owner_token()
 }
 
 /// A serving worker container owned by this process.
@@ -232,17 +242,23 @@ fn record_dict<'py>(
     Ok(d)
 }
 
-/// Subscribe to worker containers carrying `selector` (optionally on `network`).
+/// Subscribe to worker containers carrying `selector` (optionally on `network`;
+/// with `owner`, managed containers of that owner token only).
 #[pyfunction]
-#[pyo3(signature = (selector, network=None, host=None))]
+#[pyo3(signature = (selector, network=None, host=None, owner=None))]
 pub fn subscribe(
     py: Python<'_>,
     selector: std::collections::BTreeMap<String, String>,
     network: Option<String>,
     host: Option<String>,
+    owner: Option<String>,
 ) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
-        let scope = Scope { selector, network };
+        let scope = Scope {
+            selector,
+            network,
+            owner,
+        };
         // Inside an owner's container the owner's feed is the only discovery
         // there is (the Engine is out of reach by design).
         if let Some(path) = feed::from_env() {
@@ -275,7 +291,12 @@ pub fn list_workers(
 ) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
         let engine = engine(host).await?;
-        let workers = discovery::list(&engine, &Scope { selector, network }).await?;
+        let scope = Scope {
+            selector,
+            network,
+            owner: None,
+        };
+        let workers = discovery::list(&engine, &scope).await?;
         runtime::attach(|py| -> PyResult<Py<PyAny>> {
             let out = pyo3::types::PyList::empty(py);
             for (record, health) in &workers {

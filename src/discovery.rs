@@ -56,6 +56,19 @@ pub struct Scope {
     pub selector: BTreeMap<String, String>,
     /// Only containers on this network, addressed on it.
     pub network: Option<String>,
+    /// The owner filter (`labels::owner_admits`): managed containers of this
+    /// owner token only, and every unmanaged one; `None`: no filter.
+    pub owner: Option<String>,
+}
+
+impl Scope {
+    /// Whether a container with these labels is in scope: it carries the
+    /// selector and passes the owner filter. Containers, the Swarm's remote
+    /// tasks and this process's own serving workers all pass through it.
+    pub fn admits(&self, labels: &BTreeMap<String, String>) -> bool {
+        swarm::selects(&self.selector, labels)
+            && labels::owner_admits(self.owner.as_deref(), labels)
+    }
 }
 
 /// One subscriber's view: every known worker as `Added`, then deltas.
@@ -170,8 +183,8 @@ pub async fn list(engine: &Engine, scope: &Scope) -> Result<Vec<(WorkerRecord, O
         .list(&labels::filter_terms(&scope.selector), false)
         .await?;
     let mut out = Vec::new();
-    for c in containers {
-        if let Ok(Ok(record)) = labels::parse(&c, network.as_deref()) {
+    for c in containers.iter().filter(|c| scope.admits(&c.labels)) {
+        if let Ok(Ok(record)) = labels::parse(c, network.as_deref()) {
             out.push((record, c.health.clone()));
         }
     }
@@ -637,7 +650,9 @@ impl Tracker {
             self.engine.list(&terms, false)
         );
         self.network = network?;
-        let list = list?;
+        // The Engine filters by the selector; the owner filter is ours.
+        let mut list = list?;
+        list.retain(|c| self.scope.admits(&c.labels));
         // The periodic re-list reads only the containers whose start event it
         // missed: the followers already watch the others for ready lines, and
         // a restart comes with a start event. With a healthy stream that is
@@ -871,7 +886,7 @@ impl Tracker {
     }
 
     fn matches_selector(&self, c: &ContainerInfo) -> bool {
-        swarm::selects(&self.scope.selector, &c.labels)
+        self.scope.admits(&c.labels)
     }
 
     /// Follow a container's output from `since_ns` (the Engine's clock, Unix
@@ -1032,7 +1047,7 @@ impl Tracker {
     fn on_remote(&mut self, found: Vec<ContainerInfo>) {
         self.cause_ns = 0;
         let mut desired = HashMap::with_capacity(found.len());
-        for c in &found {
+        for c in found.iter().filter(|c| self.scope.admits(&c.labels)) {
             if let Ok(Ok(record)) = labels::parse(c, self.network.as_deref()) {
                 desired.insert(c.id.clone(), record);
             }
@@ -1199,6 +1214,40 @@ async fn scan_ready(id: &str, mut logs: OutputStream, from_ns: i64) -> Option<Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scope_admits_by_selector_and_owner() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let scope = |owner: Option<&str>| Scope {
+            selector: labels(&[(labels::SELECTOR, "true")]),
+            network: None,
+            owner: owner.map(str::to_owned),
+        };
+        let managed = |owner: &str| {
+            labels(&[
+                (labels::SELECTOR, "true"),
+                (labels::MANAGED, "true"),
+                (labels::OWNER, owner),
+            ])
+        };
+        // A Swarm task or a hand-run container: no `wool.docker.managed`.
+        let task = labels(&[
+            (labels::SELECTOR, "true"),
+            ("com.docker.swarm.service.name", "w"),
+        ]);
+        let mine = scope(Some("0/m.b.1/1/1"));
+        assert!(mine.admits(&task));
+        assert!(mine.admits(&managed("0/m.b.1/1/1")));
+        assert!(!mine.admits(&managed("0/m.b.1/2/1")));
+        assert!(!mine.admits(&labels(&[("other", "x")])));
+        assert!(scope(None).admits(&managed("0/m.b.1/2/1")));
+        assert_ne!(mine, scope(None), "hubs are keyed by the owner too");
+    }
 
     #[test]
     fn a_ready_line_reports_version_and_pid() {

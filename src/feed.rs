@@ -17,7 +17,8 @@
 //! process started, or when the peer runs in no container at all (then it passed
 //! the directory's permissions: it is the owner's user or root).
 //!
-//! Protocol, version 1. Client: `{"selector": {"k": "v", ...}, "network": "n" | null}\n`,
+//! Protocol, version 1. Client: `{"selector": {"k": "v", ...}, "network": "n" | null,
+//! "owner": "token"}\n` (`owner` optional: the scope's owner filter),
 //! at most [`MAX_REQUEST`] bytes within [`REQUEST_TIMEOUT`], nothing after it. Owner:
 //! `{"ok": true}`, then lines of `{"changes": [{"kind": "added" | "updated" |
 //! "dropped", "record": {...}, "at": ns}, ...]}`; or one `{"error": "..."}` line
@@ -102,6 +103,9 @@ pub fn revoke(id: &str) {
 struct Request {
     selector: BTreeMap<String, String>,
     network: Option<String>,
+    /// The scope's owner filter; absent or null: none.
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 /// Parse one request line (`line` ends at its `\n`, which is not included).
@@ -118,12 +122,16 @@ pub fn parse_request(line: &[u8]) -> std::result::Result<Scope, String> {
         .values()
         .any(|v| v.chars().any(char::is_control))
         || request.network.as_deref().is_some_and(bad)
+        || request.owner.as_deref().is_some_and(bad)
     {
-        return Err("the scope holds control characters or an empty network".to_owned());
+        return Err(
+            "the scope holds control characters, an empty network or an empty owner".to_owned(),
+        );
     }
     Ok(Scope {
         selector: request.selector,
         network: request.network,
+        owner: request.owner,
     })
 }
 
@@ -149,10 +157,14 @@ fn describe(scope: &Scope) -> String {
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    match &scope.network {
-        Some(n) => format!("{} on network {n}", labels.join(",")),
-        None => labels.join(","),
+    let mut text = labels.join(",");
+    if let Some(n) = &scope.network {
+        text.push_str(&format!(" on network {n}"));
     }
+    if let Some(owner) = &scope.owner {
+        text.push_str(&format!(" of owner {owner}"));
+    }
+    text
 }
 
 /// The container a cgroup file names, if any: the last 64-hex-digit segment
@@ -534,7 +546,10 @@ pub async fn subscribe(path: &str, scope: &Scope) -> Result<Client> {
     let mut stream = UnixStream::connect(path)
         .await
         .map_err(|e| failed(format!("cannot connect: {e}")))?;
-    let request = serde_json::json!({ "selector": scope.selector, "network": scope.network });
+    let mut request = serde_json::json!({ "selector": scope.selector, "network": scope.network });
+    if let Some(owner) = &scope.owner {
+        request["owner"] = serde_json::Value::from(owner.as_str());
+    }
     stream
         .write_all(format!("{request}\n").as_bytes())
         .await
@@ -620,6 +635,7 @@ mod tests {
             Scope {
                 selector: BTreeMap::from([("wool.worker".to_owned(), "true".to_owned())]),
                 network: Some("wool".to_owned()),
+                owner: None,
             },
             (),
         )])
@@ -629,6 +645,29 @@ mod tests {
     fn a_served_scope_is_authorized() {
         let line = br#"{"selector":{"wool.worker":"true"},"network":"wool"}"#;
         assert!(authorize(line, &served()).is_ok());
+    }
+
+    #[test]
+    fn the_owner_is_part_of_the_scope() {
+        let mine = Scope {
+            owner: Some("1000/m.b.1/42/7".to_owned()),
+            ..served().into_keys().next().unwrap()
+        };
+        let served = HashMap::from([(mine.clone(), ())]);
+        let line =
+            br#"{"selector":{"wool.worker":"true"},"network":"wool","owner":"1000/m.b.1/42/7"}"#;
+        assert_eq!(authorize(line, &served).map(|(s, _)| s), Ok(mine));
+        for line in [
+            // Another owner's, no owner's, and a malformed owner.
+            &br#"{"selector":{"wool.worker":"true"},"network":"wool","owner":"1000/m.b.1/43/7"}"#[..],
+            br#"{"selector":{"wool.worker":"true"},"network":"wool"}"#,
+            br#"{"selector":{"wool.worker":"true"},"network":"wool","owner":null}"#,
+            br#"{"selector":{"wool.worker":"true"},"network":"wool","owner":""}"#,
+            br#"{"selector":{"wool.worker":"true"},"network":"wool","owner":"a\nb"}"#,
+            br#"{"selector":{"wool.worker":"true"},"network":"wool","owner":7}"#,
+        ] {
+            assert!(authorize(line, &served).is_err(), "{line:?}");
+        }
     }
 
     #[test]
@@ -676,14 +715,23 @@ mod tests {
             (
                 prop::collection::btree_map("[a-z.]{1,12}", "[a-z0-9]{0,6}", 1..4),
                 prop::option::of("[a-z0-9-]{1,10}"),
+                prop::option::of("[0-9]{1,4}/[a-z0-9.]{1,12}/[0-9]{1,5}/[0-9]{1,6}"),
             )
-                .prop_map(|(selector, network)| Scope { selector, network })
+                .prop_map(|(selector, network, owner)| Scope {
+                    selector,
+                    network,
+                    owner,
+                })
         }
 
         fn request(scope: &Scope) -> Vec<u8> {
-            serde_json::json!({ "selector": scope.selector, "network": scope.network })
-                .to_string()
-                .into_bytes()
+            serde_json::json!({
+                "selector": scope.selector,
+                "network": scope.network,
+                "owner": scope.owner,
+            })
+            .to_string()
+            .into_bytes()
         }
 
         /// HTTP-shaped input: request lines, headers and bodies glued with any

@@ -39,7 +39,9 @@ pub const NETWORK: &str = "wool.network";
 pub const ADDRESS: &str = "wool.address";
 /// Marks containers created by `DockerWorker` (for `wool-docker prune --all`).
 pub const MANAGED: &str = "wool.docker.managed";
-/// The owning process, `host/pid/start-time` (for `wool-docker prune`).
+/// The owning process, `uid/host/pid/start-time` (see `worker::owner_token`): whose
+/// pool it serves (discovery's owner filter) and whether `wool-docker prune` may
+/// remove it.
 pub const OWNER: &str = "wool.docker.owner";
 /// Port wool-docker's worker image serves on.
 pub const DEFAULT_PORT: u16 = 50051;
@@ -281,6 +283,19 @@ fn is_uuid(v: &str) -> bool {
         && (v.len() == 32 || v.len() == 36)
 }
 
+/// Whether a container's labels pass a discovery's owner filter: with none
+/// (`None`: explicit labels, or a pool shared on purpose) every container does;
+/// with one, a container no `DockerWorker` manages (Compose, Swarm, `docker run`)
+/// does, and a managed one only if `owner` created it. So a pool uses its own
+/// workers and never another process's, like a `LocalWorker` pool.
+pub fn owner_admits(owner: Option<&str>, labels: &BTreeMap<String, String>) -> bool {
+    let Some(owner) = owner else {
+        return true;
+    };
+    let managed = labels.get(MANAGED).is_some_and(|v| v == "true");
+    !managed || labels.get(OWNER).is_some_and(|o| o == owner)
+}
+
 /// The selector as the Engine's `label` filter wants it: `key=value` each.
 pub fn filter_terms(selector: &BTreeMap<String, String>) -> Vec<String> {
     selector
@@ -434,6 +449,35 @@ mod tests {
                 }
                 other => panic!("{key}={value}: expected InvalidLabel, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn the_owner_filter_admits_unmanaged_and_own_containers_only() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let me = "1000/m.b.4026531836/42/7";
+        let unmanaged = labels(&[(SELECTOR, "true")]);
+        let mine = labels(&[(SELECTOR, "true"), (MANAGED, "true"), (OWNER, me)]);
+        let theirs = labels(&[
+            (SELECTOR, "true"),
+            (MANAGED, "true"),
+            (OWNER, "1000/m.b.4026531836/43/7"),
+        ]);
+        let ownerless = labels(&[(SELECTOR, "true"), (MANAGED, "true")]);
+        assert!(owner_admits(Some(me), &unmanaged));
+        assert!(owner_admits(Some(me), &mine));
+        assert!(!owner_admits(Some(me), &theirs));
+        // A managed container that lost its owner label is nobody's to use.
+        assert!(!owner_admits(Some(me), &ownerless));
+        // A prefix of the owner is another owner.
+        assert!(!owner_admits(Some("1000/m.b.4026531836/4"), &mine));
+        for l in [&unmanaged, &mine, &theirs, &ownerless] {
+            assert!(owner_admits(None, l));
         }
     }
 

@@ -7,11 +7,14 @@ against the real daemon in ``tests/integration/test_discovery.py``.
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from collections.abc import AsyncIterable
 
 import pytest
 import wool
 
+from wool_docker import _native
 from wool_docker.discovery import DockerDiscovery
 
 
@@ -154,6 +157,103 @@ class TestDockerDiscovery:
 
         # Assert
         assert equal is False
+
+    def test_owner_with_default_labels(self):
+        """Test the owner filter of a discovery with the default labels.
+
+        Given:
+            No ``labels`` and no ``shared``
+        When:
+            `DockerDiscovery` is constructed
+        Then:
+            Its owner should be this process's owner token, the label its
+            `DockerWorker` containers carry
+        """
+        # Act
+        discovery = DockerDiscovery("wool")
+
+        # Assert
+        assert discovery.owner == _native.owner_token()
+
+    @pytest.mark.parametrize(
+        "discovery",
+        [
+            DockerDiscovery("wool", {"wool.worker": "true"}),
+            DockerDiscovery("wool", shared=True),
+        ],
+        ids=["explicit-labels", "shared"],
+    )
+    def test_owner_with_explicit_labels_or_shared(self, discovery):
+        """Test the owner filter of a discovery the user widened.
+
+        Given:
+            Explicit ``labels`` (even the default ones), or ``shared=True``
+        When:
+            `DockerDiscovery` is constructed
+        Then:
+            It should have no owner filter
+        """
+        # Act & assert
+        assert discovery.owner is None
+
+    def test___eq___with_shared_and_default(self):
+        """Test comparing a default discovery with a shared one.
+
+        Given:
+            Two discoveries of one network with the default labels, one of them
+            ``shared=True``
+        When:
+            They are compared, and their subscribers are compared
+        Then:
+            Neither should be equal: they discover different containers
+        """
+        # Arrange
+        default = DockerDiscovery("wool")
+        shared = DockerDiscovery("wool", shared=True)
+
+        # Act & assert
+        assert default == DockerDiscovery("wool")
+        assert hash(default) == hash(DockerDiscovery("wool"))
+        assert default != shared
+        assert default.subscriber != shared.subscriber
+        assert repr(shared) == (
+            "DockerDiscovery(network='wool', labels={'wool.worker': 'true'}, "
+            "shared=True)"
+        )
+
+    def test_subscriber_with_pickle_into_another_process(self):
+        """Test that a subscriber's owner travels with it.
+
+        Given:
+            The subscriber of a default discovery, pickled
+        When:
+            Another process unpickles it
+        Then:
+            It should filter by this process's owner token, not its own
+        """
+        # Arrange
+        data = pickle.dumps(DockerDiscovery("wool").subscriber)
+        code = (
+            "import pickle, sys\n"
+            "from wool_docker import _native\n"
+            "s = pickle.loads(sys.stdin.buffer.read())\n"
+            "print(s._discovery.owner)\n"
+            "print(_native.owner_token())\n"
+        )
+
+        # Act
+        result = subprocess.run(
+            [sys.executable, "-c", code],
+            input=data,
+            capture_output=True,
+            check=True,
+            timeout=60,
+        )
+
+        # Assert
+        carried, theirs = result.stdout.decode().split()
+        assert carried == _native.owner_token()
+        assert theirs != carried
 
     def test___eq___with_other_type(self):
         """Test comparing a discovery with something else.

@@ -20,6 +20,7 @@ __all__ = [
     "engine_info",
     "inspect_image",
     "list_workers",
+    "owner_token",
     "prune",
     "remove_image",
     "start_worker",
@@ -62,14 +63,26 @@ def start_worker(
     ``log_output`` its output goes to the ``wool_docker.worker`` logger."""
 
 def prune(
-    all: bool = False, host: str | None = None, labels: list[str] = ...
-) -> Awaitable[list[str]]:
-    """Remove orphaned (or all) managed containers; returns their names."""
+    all: bool = False,
+    host: str | None = None,
+    labels: list[str] = ...,
+    any_user: bool = False,
+) -> Awaitable[tuple[list[str], int]]:
+    """Remove this user's orphaned (or all) managed containers (``any_user``:
+    every user's); returns their names and how many containers were left
+    because their user cannot be told."""
+
+def owner_token() -> str:
+    """This process's owner token (``wool.docker.owner``)."""
 
 def subscribe(
-    selector: dict[str, str], network: str | None = None, host: str | None = None
+    selector: dict[str, str],
+    network: str | None = None,
+    host: str | None = None,
+    owner: str | None = None,
 ) -> Awaitable[Subscription]:
-    """Subscribe to worker containers carrying ``selector``."""
+    """Subscribe to worker containers carrying ``selector`` (with ``owner``,
+    managed containers of that owner only)."""
 
 def list_workers(
     selector: dict[str, str], network: str | None = None, host: str | None = None

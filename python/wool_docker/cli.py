@@ -120,8 +120,16 @@ async def _cmd_prune(args: argparse.Namespace) -> int:
         The exit status.
     """
     labels = [f"{key}={value}" for key, value in args.label]
-    for name in await _native.prune(args.all, args.host, labels):
+    removed, unknown = await _native.prune(args.all, args.host, labels, args.any_user)
+    for name in removed:
         print(name)
+    if unknown:
+        print(
+            f"{_PROGRAM}: left {unknown} worker container(s) whose user cannot be "
+            "told (an owner label without a uid, from an older wool-docker); "
+            "--any-user removes them",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -244,11 +252,28 @@ def _parser() -> argparse.ArgumentParser:
     _add_host(ps)
 
     prune = commands.add_parser(
-        "prune", help="remove worker containers whose owner process is gone"
+        "prune",
+        help="remove your worker containers whose owner process is gone",
+        description=(
+            "Remove the worker containers that DockerWorker created for your "
+            "user (the uid in their wool.docker.owner label) and whose owner "
+            "process is gone. Owners on other machines, boots or pid "
+            "namespaces count as alive."
+        ),
     )
     prune.set_defaults(command="prune")
     prune.add_argument(
-        "--all", action="store_true", help="remove every container wool-docker created"
+        "--all",
+        action="store_true",
+        help="remove all of your worker containers, live owners' too",
+    )
+    prune.add_argument(
+        "--any-user",
+        action="store_true",
+        help=(
+            "every user's worker containers, not only yours (for root cleaning "
+            "up; also those whose user cannot be told, from older wool-docker)"
+        ),
     )
     _add_labels(prune, "only containers carrying this label")
     _add_host(prune)

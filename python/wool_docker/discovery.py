@@ -59,12 +59,24 @@ class DockerDiscovery(Discovery):
         first user-defined network by name.
     :param labels:
         Labels a container must carry, all of them; an empty value matches
-        any value. Defaults to ``{"wool.worker": "true"}``.
+        any value. Defaults to ``{"wool.worker": "true"}``, and then a pool
+        uses its own workers, like a `LocalWorker` pool: of the containers
+        that `DockerWorker` creates (``wool.docker.managed=true``) only those
+        this process created are discovered, while containers no
+        `DockerWorker` manages (``docker run``, Compose, Swarm tasks) are
+        discovered by every process. Explicit ``labels`` select exactly what
+        they say, whichever process created it.
     :param filter:
         Default predicate applied by `subscriber`.
     :param docker_host:
         Docker Engine address; ``None`` follows ``DOCKER_HOST`` like the
         docker CLI.
+    :param shared:
+        Also discover the `DockerWorker` containers of other processes (any
+        user's) that carry the selector: for a pool that several processes
+        share on purpose. Routines of one process then run in containers of
+        another, with its image, environment and mounts, and fail when it
+        exits. Default ``False``.
     :raises ValueError:
         If ``labels`` is empty (that would discover every container).
 
@@ -97,6 +109,8 @@ class DockerDiscovery(Discovery):
     _labels: Final[tuple[tuple[str, str], ...]]
     _filter: Final[PredicateFunction | None]
     _docker_host: Final[str | None]
+    _owner: Final[str | None]
+    _shared: Final[bool]
 
     def __init__(
         self,
@@ -105,6 +119,7 @@ class DockerDiscovery(Discovery):
         *,
         filter: PredicateFunction | None = None,
         docker_host: str | None = None,
+        shared: bool = False,
     ):
         selected = dict(DEFAULT_LABELS if labels is None else labels)
         if not selected:
@@ -122,22 +137,31 @@ class DockerDiscovery(Discovery):
         self._labels = tuple(sorted(selected.items()))
         self._filter = filter
         self._docker_host = docker_host
+        self._shared = shared
+        # Fixed here and pickled with the discovery, so its subscribers filter
+        # by this process's containers wherever they are unpickled.
+        self._owner = _native.owner_token() if labels is None and not shared else None
 
     def __hash__(self) -> int:
-        return hash((type(self), self._network, self._labels, self._docker_host))
+        return hash(
+            (type(self), self._network, self._labels, self._docker_host, self._owner)
+        )
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, DockerDiscovery):
-            return (self._network, self._labels, self._docker_host) == (
+            return (self._network, self._labels, self._docker_host, self._owner) == (
                 other._network,
                 other._labels,
                 other._docker_host,
+                other._owner,
             )
         return NotImplemented
 
     def __repr__(self) -> str:
+        shared = ", shared=True" if self._shared else ""
         return (
-            f"DockerDiscovery(network={self._network!r}, labels={dict(self._labels)!r})"
+            f"DockerDiscovery(network={self._network!r}, "
+            f"labels={dict(self._labels)!r}{shared})"
         )
 
     @property
@@ -149,6 +173,12 @@ class DockerDiscovery(Discovery):
     def labels(self) -> Mapping[str, str]:
         """The labels a container must carry."""
         return MappingProxyType(dict(self._labels))
+
+    @property
+    def owner(self) -> str | None:
+        """The owner token whose `DockerWorker` containers alone are discovered
+        (``wool.docker.owner``), or ``None`` when every process's are."""
+        return self._owner
 
     @property
     def publisher(self) -> DiscoveryPublisherLike:
@@ -185,7 +215,9 @@ class DockerDiscovery(Discovery):
         self, filter: PredicateFunction | None
     ) -> AsyncIterator[DiscoveryEvent]:
         """Iterate the shared subscriber for this scope, optionally filtered."""
-        subscriber = self.Subscriber(self._labels, self._network, self._docker_host)
+        subscriber = self.Subscriber(
+            self._labels, self._network, self._docker_host, self._owner
+        )
         if filter is not None:
             return afilter(filter, subscriber).__aiter__()
         return subscriber.__aiter__()
@@ -266,7 +298,13 @@ class DockerDiscovery(Discovery):
 
     class Subscriber(  # type: ignore[call-arg]  # SubscriberMeta's key=
         metaclass=SubscriberMeta,
-        key=lambda cls, labels, network, host: (cls, labels, network, host),
+        key=lambda cls, labels, network, host, owner=None: (
+            cls,
+            labels,
+            network,
+            host,
+            owner,
+        ),
     ):
         """Subscriber yielding discovery events for matching containers.
 
@@ -287,6 +325,9 @@ class DockerDiscovery(Discovery):
             Network scope.
         :param docker_host:
             Docker Engine address.
+        :param owner:
+            Owner token: of the `DockerWorker` containers only this owner's
+            (containers no `DockerWorker` manages pass); ``None``: every one.
         :raises NetworkNotFoundError:
             On iteration, if ``network`` does not exist.
         :raises EngineUnavailableError:
@@ -299,16 +340,19 @@ class DockerDiscovery(Discovery):
         _labels: Final[tuple[tuple[str, str], ...]]
         _network: Final[str | None]
         _docker_host: Final[str | None]
+        _owner: Final[str | None]
 
         def __init__(
             self,
             labels: tuple[tuple[str, str], ...],
             network: str | None,
             docker_host: str | None,
+            owner: str | None = None,
         ) -> None:
             self._labels = labels
             self._network = network
             self._docker_host = docker_host
+            self._owner = owner
 
         def __aiter__(self) -> AsyncIterator[DiscoveryEvent]:
             return self._event_stream()
@@ -347,7 +391,7 @@ class DockerDiscovery(Discovery):
                 Discovery events as workers are added, updated or dropped.
             """
             subscription = await _native.subscribe(
-                dict(self._labels), self._network, self._docker_host
+                dict(self._labels), self._network, self._docker_host, self._owner
             )
             pending: asyncio.Future[Any] | None = None
             try:

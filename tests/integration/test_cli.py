@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 import sys
 import uuid
 
 import pytest
+
+from wool_docker import _native
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +43,40 @@ def label() -> str:
     ids = _docker("ps", "-aq", "--filter", f"label={value}").split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+
+
+@pytest.fixture
+def other_user():
+    """A second local user with a live process: (uid, pid); both removed after."""
+    user = f"wdt{_RUN}"
+    subprocess.run(
+        ["useradd", "--no-create-home", "--shell", "/usr/sbin/nologin", user],
+        check=True,
+        capture_output=True,
+    )
+    process = None
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+        # Reads stdin until the test closes it: alive exactly as long as needed.
+        process = subprocess.Popen(
+            ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "cat"],
+            stdin=subprocess.PIPE,
+        )
+        yield uid, process.pid
+    finally:
+        if process is not None:
+            assert process.stdin is not None
+            process.stdin.close()
+            process.wait(timeout=30)
+        subprocess.run(["userdel", user], check=True, capture_output=True)
+
+
+def _managed(label: str, owner: str) -> str:
+    """Start a container labelled as `DockerWorker` labels its own, with ``owner``."""
+    return _docker(
+        "run", "-d", "--label", label, "--label", "wool.docker.managed=true",
+        "--label", f"wool.docker.owner={owner}", IMAGE,
+    )  # fmt: skip
 
 
 class TestCli:
@@ -109,21 +146,19 @@ class TestCli:
         """Test pruning a worker container whose owner process is gone.
 
         Given:
-            A managed container whose owner token names a dead process, and one
-            owned by this (live) test process.
+            A managed container whose owner token names a dead process of this
+            user, and one owned by this (live) test process.
         When:
             ``wool-docker prune`` runs, scoped to the test's label.
         Then:
             It should remove the orphan only; ``--all`` should remove the other.
         """
         # Arrange
-        host = open("/proc/sys/kernel/hostname").read().strip()
-        stat = open(f"/proc/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()
-        alive = f"{host}/{os.getpid()}/{stat[19]}"
-        dead = f"{host}/{os.getpid()}/1"
-        args = ["run", "-d", "--label", label, "--label", "wool.docker.managed=true"]
-        orphan = _docker(*args, "--label", f"wool.docker.owner={dead}", IMAGE)
-        owned = _docker(*args, "--label", f"wool.docker.owner={alive}", IMAGE)
+        alive = _native.owner_token()
+        uid, host, pid, _ = alive.split("/")
+        dead = f"{uid}/{host}/{pid}/1"
+        orphan = _managed(label, dead)
+        owned = _managed(label, alive)
 
         # Act
         pruned = _cli("prune", "--label", label)
@@ -137,3 +172,52 @@ class TestCli:
         assert orphan not in left
         assert pruned_all.returncode == 0, pruned_all.stderr
         assert left_after_all == []
+
+    def test_prune_with_another_users_containers(self, label, other_user):
+        """Test pruning next to the worker containers of another local user.
+
+        Given:
+            A second local user with a live process, and managed containers
+            whose owner tokens name: that live process, a dead process of that
+            user, a dead process of this user, and a dead owner in the token
+            format of wool-docker before the uid (``host/pid/start``).
+        When:
+            ``wool-docker prune``, then ``prune --all``, then
+            ``prune --any-user``, then ``prune --all --any-user`` run, scoped
+            to the test's label.
+        Then:
+            ``prune`` and ``prune --all`` should remove only this user's
+            container; ``--any-user`` the other user's dead owner's and the
+            old-format one; ``--all --any-user`` the live one too.
+        """
+        # Arrange
+        other_uid, other_pid = other_user
+        uid, host, pid, _ = _native.owner_token().split("/")
+        start = open(f"/proc/{other_pid}/stat").read().rsplit(")", 1)[1].split()[19]
+        theirs_live = _managed(label, f"{other_uid}/{host}/{other_pid}/{start}")
+        theirs_dead = _managed(label, f"{other_uid}/{host}/{pid}/1")
+        hostname = open("/proc/sys/kernel/hostname").read().strip()
+        legacy_dead = _managed(label, f"{hostname}/{pid}/1")
+        mine_dead = _managed(label, f"{uid}/{host}/{pid}/1")
+
+        def left() -> set[str]:
+            return set(
+                _docker("ps", "-aq", "--no-trunc", "--filter", f"label={label}").split()
+            )
+
+        # Act
+        results = []
+        states = []
+        for flags in ([], ["--all"], ["--any-user"], ["--all", "--any-user"]):
+            results.append(_cli("prune", *flags, "--label", label))
+            states.append(left())
+
+        # Assert
+        for result in results:
+            assert result.returncode == 0, result.stderr
+        assert states[0] == {theirs_live, theirs_dead, legacy_dead}
+        assert "--any-user" in results[0].stderr
+        assert states[1] == states[0]
+        assert states[2] == {theirs_live}
+        assert states[3] == set()
+        assert mine_dead not in states[0]
