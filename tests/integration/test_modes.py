@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 import subprocess
 import time
@@ -52,6 +53,8 @@ from .modes_harness import xfail_on_known_wool_failure
 pytestmark = pytest.mark.integration
 
 COMPOSE_FILE = ROOT / "examples" / "compose" / "docker-compose.yml"
+STACK_FILE = ROOT / "examples" / "swarm" / "stack.yml"
+STACK_LABEL = "com.docker.stack.namespace"
 """The Compose example under test."""
 
 SERVICE_LABEL = "com.docker.swarm.service.name"
@@ -77,6 +80,42 @@ _INTERVAL = 0.1
 _names = itertools.count()
 
 
+async def _network_gone(docker: DockerCli, network: str, *, since: float) -> None:
+    """Wait until a network is removed (Swarm removes a stack's network after
+    its tasks), from the Engine's ``destroy`` events.
+
+    :raises AssertionError:
+        If it is still there after ``_TIMEOUT`` seconds.
+    """
+    args = [
+        "docker",
+        "events",
+        "--since",
+        f"{since - 1:.3f}",
+        "--format",
+        "{{.Actor.Attributes.name}}",
+    ]
+    args += ["--filter", "type=network", "--filter", "event=destroy"]
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    assert process.stdout is not None
+    try:
+        if docker.run("network", "inspect", network, check=False).returncode != 0:
+            return
+        async with asyncio.timeout(_TIMEOUT):
+            while (
+                line := await process.stdout.readline()
+            ) and line.strip() != network.encode():
+                pass
+    except TimeoutError:
+        raise AssertionError(f"network {network} was not removed in time") from None
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
 def _name(kind: str) -> str:
     """A unique name of this run for a network, service, project or container."""
     return f"{NAME_PREFIX}-{kind}{next(_names)}"
@@ -88,6 +127,40 @@ async def _running(*labels: str) -> set[str]:
     for label in labels:
         args += ["--filter", f"label={label}"]
     return {container[:12] for container in (await command(*args)).split()}
+
+
+async def _started(count: int, *filters: str, since: float, timeout: float) -> list[str]:
+    """Ids of the first ``count`` containers matching ``filters`` to start at or
+    after ``since`` (Unix time), read from the Engine's ``start`` events.
+
+    :raises AssertionError:
+        If fewer start within ``timeout`` seconds.
+    """
+    args = ["docker", "events", "--since", f"{since - 1:.3f}", "--format", "{{.ID}}"]
+    for value in ("type=container", "event=start", *filters):
+        args += ["--filter", value]
+    process = await asyncio.create_subprocess_exec(
+        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+    )
+    assert process.stdout is not None
+    started: list[str] = []
+    try:
+        async with asyncio.timeout(timeout):
+            while len(started) < count:
+                line = await process.stdout.readline()
+                if not line:
+                    raise AssertionError("docker events ended early")
+                if (container := line.decode().strip()) not in started:
+                    started.append(container)
+    except TimeoutError:
+        raise AssertionError(
+            f"{len(started)} of {count} containers started within {timeout:.0f} s"
+        ) from None
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+    return started
 
 
 async def _all(*labels: str) -> list[str]:
@@ -502,6 +575,60 @@ class TestExternalCompose:
 
 class TestExternalSwarm:
     """Mode 3: the tasks of a Swarm service, from a client on the overlay."""
+
+    @pytest.mark.asyncio
+    async def test_stack_example_sandbox(self, swarm, docker: DockerCli, image: str):
+        """Test that the stack example confines its tasks as far as Swarm allows.
+
+        Given:
+            ``examples/swarm/stack.yml`` deployed with the image under test
+        When:
+            Its three tasks serve
+        Then:
+            Each task container should run as 65532:65532 with every
+            capability dropped, a read-only root with tmpfs ``/tmp`` and
+            home, 512 pids, 8192 open files and the ``local`` log driver
+        """
+        # Arrange
+        name = _name("stack")
+        since = time.time()
+        env = {**os.environ, "WOOL_DOCKER_IMAGE": image}
+        try:
+            await command(
+                "docker", "stack", "deploy", "--resolve-image", "never",
+                "-c", str(STACK_FILE), name, env=env,
+            )  # fmt: skip
+
+            # Act
+            tasks = await _started(
+                3, f"label={STACK_LABEL}={name}", since=since, timeout=_TIMEOUT
+            )
+            for task in tasks:
+                await serving(task, timeout=_TIMEOUT)
+            inspected = [
+                json.loads(await command("docker", "container", "inspect", task))[0]
+                for task in tasks
+            ]
+        finally:
+            removing = time.time()
+            left = await _all(f"{STACK_LABEL}={name}")
+            docker.run("stack", "rm", name, check=False)
+            await destroyed(
+                left, f"label={STACK_LABEL}={name}", since=removing, timeout=_TIMEOUT
+            )
+            await _network_gone(docker, f"{name}_wool", since=removing)
+
+        # Assert
+        for container in inspected:
+            host = container["HostConfig"]
+            assert container["Config"]["User"] == "65532:65532"
+            assert host["CapDrop"] == ["ALL"]
+            assert host["ReadonlyRootfs"] is True
+            assert host["PidsLimit"] == 512
+            assert host["Ulimits"] == [{"Name": "nofile", "Soft": 8192, "Hard": 8192}]
+            assert host["LogConfig"]["Type"] == "local"
+            tmpfs = {m["Target"] for m in host["Mounts"] if m["Type"] == "tmpfs"}
+            assert tmpfs == {"/tmp", "/home/wool"}
 
     @pytest.mark.asyncio
     async def test_subscriber_with_swarm_scaling_and_kill(self, service, client):
