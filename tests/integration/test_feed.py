@@ -554,56 +554,68 @@ class TestWorkerFeedLifetime:
         assert json.loads(renewed[0]) == {"ok": True}
 
     @pytest.mark.asyncio
-    async def test_feed_with_a_slow_reader(self, case, docker, foreign):
+    async def test_feed_with_a_slow_reader(self, case, docker):
         """Test a routine reading its feed connection slower than it changes.
 
         Given:
             A pool of one DockerWorker, the owner subscribed to another scope,
-            and a routine holding a feed connection to it, unread
+            and a routine holding a feed connection to it
         When:
-            Ten containers of ~300 KB records each join the scope and the
-            routine reads 16 KB every half second (each batch well within
-            the 30 s write timeout)
+            Ten containers of ~500 KB records each join the scope at once
+            while the routine reads 128 KB every half second (fast enough to
+            take any batch within the 30 s write timeout, slower than they come)
         Then:
-            The owner should hang up on it long before it has read the ~3 MB
-            of changes, instead of queueing them for it
+            The owner should hang up on it before it has read half of the
+            ~5 MB of changes, instead of queueing them for it
         """
         # Arrange
         from wool_docker import _native
 
         labels = {RUN_LABEL: RUN_ID, "wdt.flood": case.id}
         request = json.dumps({"selector": labels, "network": None}).encode() + b"\n"
-        pad = "x" * 100_000
-        big = [
-            "--label",
-            f"wdt.flood={case.id}",
-            "--label",
-            "wool.address=127.0.0.1:1",
-            "--label",
-            f"wool.extra={json.dumps({'pad': pad})}",
-            "--label",
-            f"wool.options={json.dumps({'pad': pad})}",
-            "--label",
-            f"wool.tags={pad}",
-        ]
-        ready = ["--entrypoint", "sh", case.image, "-c"]
-        ready.append("echo 'wool-docker ready {}'; exec sleep 600")
-        async with case.pool("docker", spawn=1):
-            subscription = await _native.subscribe(labels, None, None)
-            try:
-                held = await attack.hold(request)
+        pad = "x" * 50_000
+        record = {
+            "wool.address": "127.0.0.1:1",
+            "wool.extra": json.dumps({"pad": pad}),
+            "wool.options": json.dumps({"pad": pad}),
+            "wool.tags": pad,
+            "wool.identity": pad,
+            "wool.version": pad,
+            RUN_LABEL: RUN_ID,
+            "wdt.flood": case.id,
+        }
+        names = [f"{NAME_PREFIX}-flood-{i}" for i in range(10)]
+        try:
+            for name in names:
+                docker.run(
+                    "create",
+                    "--name",
+                    name,
+                    *(f"--label={k}={v}" for k, v in record.items()),
+                    "--entrypoint",
+                    "sh",
+                    case.image,
+                    "-c",
+                    "echo 'wool-docker ready {}'; exec sleep 600",
+                )
+            async with case.pool("docker", spawn=1):
+                subscription = await _native.subscribe(labels, None, None)
+                try:
+                    held = await attack.hold(request)
 
-                # Act
-                for i in range(10):
-                    foreign(f"flood-{i}", "-d", *big, *ready)
-                reply = await attack.held_reply(16384, 0.5, 120)
-            finally:
-                subscription.close()
+                    # Act
+                    reading = asyncio.ensure_future(attack.held_reply(131072, 0.5, 120))
+                    await docker.arun("start", *names)
+                    reply = await reading
+                finally:
+                    subscription.close()
+        finally:
+            docker.remove_containers(*names)
 
         # Assert
         assert json.loads(held) == {"ok": True}
         assert not reply.endswith(b"<no hang-up>"), len(reply)
-        assert len(reply) < 10 * 300_000 // 2, len(reply)
+        assert len(reply) < 10 * 500_000 // 2, len(reply)
 
     @pytest.mark.asyncio
     async def test_feed_with_its_directory_name_taken(self, case, docker):
