@@ -274,9 +274,10 @@ pub fn subscribe(
         if let Some(n) = &check {
             engine.network(n).await?;
         }
-        // This process's containers may ask for what it subscribes to.
-        feed::allow(&engine, &scope);
-        Ok(Subscription::new(Source::Hub(sub)))
+        // This process's containers may ask for what it subscribes to, while
+        // it does: the grant lives and dies with the subscription.
+        let grant = feed::allow(&engine, &scope);
+        Ok(Subscription::new(Source::Hub(sub, grant)))
     })
 }
 
@@ -309,8 +310,12 @@ pub fn list_workers(
 
 /// Where a subscription's changes come from.
 enum Source {
-    /// This process's own discovery of the Engine.
-    Hub(discovery::Subscription),
+    /// This process's own discovery of the Engine, and its scope's feed grant.
+    Hub(
+        discovery::Subscription,
+        // Held, never read: dropping it stops serving the scope to containers.
+        #[allow(dead_code)] feed::Grant,
+    ),
     /// The owner's feed, inside one of its containers.
     Feed(feed::Client),
 }
@@ -319,7 +324,7 @@ impl Source {
     /// The next batch; empty when the source has ended.
     async fn next_batch(&mut self, max: usize) -> Result<Vec<Change>, Error> {
         match self {
-            Source::Hub(sub) => Ok(sub.next_batch(max).await),
+            Source::Hub(sub, _) => Ok(sub.next_batch(max).await),
             Source::Feed(client) => client.next_batch().await,
         }
     }

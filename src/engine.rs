@@ -218,6 +218,9 @@ pub struct CreateSpec {
     pub network: Option<String>,
     /// Bind mounts and volumes, `src:dst[:mode]`.
     pub binds: Vec<String>,
+    /// Bind mounts whose source must exist: the create fails if it is missing,
+    /// where `binds` has the daemon create it as a root-owned directory.
+    pub mounts: Vec<BindMount>,
     /// CPU limit in billionths of a CPU.
     pub nano_cpus: Option<i64>,
     /// Memory limit in bytes.
@@ -261,6 +264,17 @@ pub struct Confinement {
     pub runtime: Option<String>,
     /// Supplementary groups of the process (e.g. the Engine socket's group).
     pub group_add: Vec<String>,
+}
+
+/// One host path bind-mounted into a container (`Mounts`, type `bind`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// Host path; it must exist when the container is created.
+    pub source: String,
+    /// Path inside the container.
+    pub target: String,
+    /// Mounted read-only.
+    pub read_only: bool,
 }
 
 /// Standard output or error, with the bytes the container wrote.
@@ -489,6 +503,18 @@ impl Engine {
             auto_remove: Some(spec.auto_remove),
             network_mode: spec.network.clone(),
             binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+            mounts: (!spec.mounts.is_empty()).then(|| {
+                spec.mounts
+                    .iter()
+                    .map(|m| bollard::models::Mount {
+                        typ: Some(bollard::models::MountType::BIND),
+                        source: Some(m.source.clone()),
+                        target: Some(m.target.clone()),
+                        read_only: Some(m.read_only),
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
             nano_cpus: spec.nano_cpus,
             memory: spec.memory,
             device_requests,

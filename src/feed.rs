@@ -17,6 +17,13 @@
 //! process started, or when the peer runs in no container at all (then it passed
 //! the directory's permissions: it is the owner's user or root).
 //!
+//! What is served is what is live: a scope while at least one of the owner's own
+//! subscriptions of it is open (a [`Grant`] each). When the last one closes, the
+//! connections serving it get an error line and are closed, and new ones are
+//! refused until the owner subscribes again. A connection's queue is bounded
+//! ([`QUEUE_BYTES`]): a client that reads slower than its scope changes is
+//! dropped, not buffered for.
+//!
 //! Protocol, version 1. Client: `{"selector": {"k": "v", ...}, "network": "n" | null,
 //! "owner": "token"}\n` (`owner` optional: the scope's owner filter),
 //! at most [`MAX_REQUEST`] bytes within [`REQUEST_TIMEOUT`], nothing after it. Owner:
@@ -32,8 +39,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::discovery::{self, Change, Scope};
 use crate::engine::Engine;
@@ -58,15 +66,71 @@ const MAX_PER_CONTAINER: usize = 16;
 const MAX_LINE: usize = 16 * 1024 * 1024;
 /// Name of the socket inside its directory.
 const SOCKET_NAME: &str = "feed.sock";
-/// Directory name prefix (then the owner's pid).
+/// Directory name prefix (then the owner's pid, `-` and a random suffix).
 const DIR_PREFIX: &str = "wool-docker-feed-";
+/// Names tried for the feed directory before giving up: with 128 random bits a
+/// second one is only needed if someone else made the first.
+const DIR_ATTEMPTS: usize = 16;
+/// Bytes of batches queued for one connection behind the one being written
+/// (a batch larger than this is queued alone). A client further behind is
+/// dropped: the owner never buffers for a reader without bound.
+pub const QUEUE_BYTES: usize = 1 << 20;
+/// Batches queued for one connection, whatever their size.
+const QUEUE_LINES: usize = 256;
 
 // ---------------------------------------------------------------------------
 // What the owner serves: its scopes and its containers.
 
-fn scopes() -> &'static StdMutex<HashMap<Scope, Engine>> {
-    static SCOPES: OnceLock<StdMutex<HashMap<Scope, Engine>>> = OnceLock::new();
+/// A served scope: the Engine to discover it on, how many of the owner's own
+/// subscriptions of it are open, and the signal ending its connections (they
+/// hold receivers; dropping the sender ends them).
+struct Served<E> {
+    engine: E,
+    subscribers: usize,
+    ended: watch::Sender<()>,
+}
+
+type ServedScopes<E> = HashMap<Scope, Served<E>>;
+
+fn scopes() -> &'static StdMutex<ServedScopes<Engine>> {
+    static SCOPES: OnceLock<StdMutex<ServedScopes<Engine>>> = OnceLock::new();
     SCOPES.get_or_init(Default::default)
+}
+
+/// Count one more subscription of `scope` (served from now on, on `engine`).
+fn add_subscriber<E>(served: &mut ServedScopes<E>, scope: &Scope, engine: E) {
+    match served.get_mut(scope) {
+        Some(entry) => {
+            entry.subscribers += 1;
+            // The latest subscription's Engine, as before.
+            entry.engine = engine;
+        }
+        None => {
+            served.insert(
+                scope.clone(),
+                Served {
+                    engine,
+                    subscribers: 1,
+                    ended: watch::channel(()).0,
+                },
+            );
+        }
+    }
+}
+
+/// Count one subscription of `scope` fewer; at none the scope is no longer
+/// served and its connections end. Whether it was the last.
+fn remove_subscriber<E>(served: &mut ServedScopes<E>, scope: &Scope) -> bool {
+    let Some(entry) = served.get_mut(scope) else {
+        return false;
+    };
+    entry.subscribers = entry.subscribers.saturating_sub(1);
+    if entry.subscribers > 0 {
+        return false;
+    }
+    // Dropping the sender wakes every connection serving the scope.
+    served.remove(scope);
+    true
 }
 
 fn containers() -> &'static StdMutex<HashMap<String, Arc<Semaphore>>> {
@@ -78,9 +142,30 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Serve `scope` to this process's containers: the owner subscribes to it.
-pub fn allow(engine: &Engine, scope: &Scope) {
-    lock(scopes()).insert(scope.clone(), engine.clone());
+/// Serve `scope` to this process's containers while the returned grant lives:
+/// the owner holds one per open subscription of it.
+#[must_use = "the scope is served only while the grant lives"]
+pub fn allow(engine: &Engine, scope: &Scope) -> Grant {
+    add_subscriber(&mut lock(scopes()), scope, engine.clone());
+    Grant {
+        scope: scope.clone(),
+    }
+}
+
+/// One open subscription of the owner's, serving its scope to its containers.
+pub struct Grant {
+    scope: Scope,
+}
+
+impl Drop for Grant {
+    fn drop(&mut self) {
+        if remove_subscriber(&mut lock(scopes()), &self.scope) {
+            tracing::debug!(
+                scope = %describe(&self.scope),
+                "worker feed: the owner's last subscription of a scope closed; no longer served"
+            );
+        }
+    }
 }
 
 /// Let container `id` (created by this process) connect.
@@ -186,31 +271,72 @@ pub fn container_in_cgroup(cgroup: &str) -> Option<String> {
 // The server.
 
 /// Start (once per process) the feed and return its socket's host path, to be
-/// bind-mounted into containers.
+/// bind-mounted into containers. Should the socket have vanished since (a temp
+/// directory cleaner, say), a new one is started: a container never gets a dead
+/// feed. The old listener keeps serving the containers that have it mounted.
 pub async fn ensure() -> Result<PathBuf> {
     static FEED: OnceLock<tokio::sync::Mutex<Option<PathBuf>>> = OnceLock::new();
     let mut feed = FEED.get_or_init(Default::default).lock().await;
-    if let Some(path) = &*feed {
-        return Ok(path.clone());
+    match &*feed {
+        Some(path) if is_live(path) => return Ok(path.clone()),
+        Some(path) => tracing::warn!(
+            path = %path.display(),
+            "worker feed: its socket vanished; serving new containers on a new one"
+        ),
+        None => remove_stale_dirs(),
     }
-    remove_stale_dirs();
-    let dir = base_dir().join(format!("{DIR_PREFIX}{}", std::process::id()));
-    let fail = |e: io::Error| {
+    let base = base_dir();
+    let fail = |at: &Path, e: io::Error| {
         Error::InvalidArgument(format!(
             "cannot start the worker feed in {}: {e}; set XDG_RUNTIME_DIR or TMPDIR \
              to a directory this user owns, or pass engine_access=\"none\"",
-            dir.display()
+            at.display()
         ))
     };
-    private_dir(&dir).map_err(fail)?;
+    let dir = private_dir(&base, random_name).map_err(|e| fail(&base, e))?;
+    lock(own_dirs()).push(dir.clone());
     let socket = dir.join(SOCKET_NAME);
-    let listener = UnixListener::bind(&socket).map_err(fail)?;
+    let listener = UnixListener::bind(&socket).map_err(|e| fail(&dir, e))?;
     // Worker images run as any user; the directory is the gate on the host, and
     // the peer check below is the gate for containers.
-    set_mode(&socket, 0o666).map_err(fail)?;
+    set_mode(&socket, 0o666).map_err(|e| fail(&dir, e))?;
     tokio::spawn(accept_loop(listener));
     *feed = Some(socket.clone());
     Ok(socket)
+}
+
+/// Whether the feed's socket is still where it was made, in its private directory.
+fn is_live(socket: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let socket_there = std::fs::symlink_metadata(socket).is_ok_and(|m| m.file_type().is_socket());
+    socket_there
+        && socket
+            .parent()
+            .is_some_and(|d| is_private(d).unwrap_or(false))
+}
+
+/// The feed directories this process made (more than one if a socket vanished).
+fn own_dirs() -> &'static StdMutex<Vec<PathBuf>> {
+    static DIRS: OnceLock<StdMutex<Vec<PathBuf>>> = OnceLock::new();
+    DIRS.get_or_init(Default::default)
+}
+
+/// A fresh directory name: the owner's pid (for stale-directory cleanup) and
+/// 128 bits from the OS, so no one can make it first.
+fn random_name() -> io::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(io::Error::other)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{DIR_PREFIX}{}-{hex}", std::process::id()))
+}
+
+/// The pid in a feed directory's name (`<prefix><pid>` or `<prefix><pid>-<random>`).
+fn dir_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(DIR_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `$XDG_RUNTIME_DIR` when it is a directory of ours that only we may enter, else
@@ -235,33 +361,34 @@ fn is_private(path: &Path) -> io::Result<bool> {
     Ok(meta.is_dir() && meta.uid() == own_uid()? && meta.mode() & 0o077 == 0)
 }
 
-/// Create `dir` as a fresh 0700 directory, refusing anything already there that
-/// is not ours alone (a directory planted in a shared temp directory).
-fn private_dir(dir: &Path) -> io::Result<()> {
+/// Create a fresh 0700 directory in `base` under a name from `name`. Creation
+/// fails if anything is there already (mkdir is exclusive and follows no
+/// symlink): then the next name is tried, so nothing planted under any name,
+/// by anyone, can deny service or be used by us.
+fn private_dir(base: &Path, mut name: impl FnMut() -> io::Result<String>) -> io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // Ours from an earlier process with this pid, or someone else's.
-            if !is_private(dir)? {
-                return Err(io::Error::new(
-                    io::ErrorKind::PermissionDenied,
-                    "it exists and is not a directory only this user may enter",
-                ));
+    for _ in 0..DIR_ATTEMPTS {
+        let dir = base.join(name()?);
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                // The umask may only have narrowed the mode; make it exact.
+                set_mode(&dir, 0o700)?;
+                if !is_private(&dir)? {
+                    return Err(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "the new directory is not one only this user may enter",
+                    ));
+                }
+                return Ok(dir);
             }
-            let _ = std::fs::remove_file(dir.join(SOCKET_NAME));
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
         }
-        Err(e) => return Err(e),
     }
-    // The umask may only have narrowed the mode; make it exact.
-    set_mode(dir, 0o700)?;
-    if !is_private(dir)? {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "it is not a directory only this user may enter",
-        ));
-    }
-    Ok(())
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{DIR_ATTEMPTS} fresh names in a row were taken"),
+    ))
 }
 
 fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
@@ -269,30 +396,28 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-/// Remove this process's feed directory (at exit: nothing serves it then).
+/// Remove this process's feed directories (at exit: nothing serves them then).
 pub fn remove_own_dirs() {
-    remove_dirs(|pid| pid == std::process::id());
+    for dir in lock(own_dirs()).drain(..) {
+        // Only if still ours; remove_dir_all does not follow symlinks.
+        if is_private(&dir).unwrap_or(false) {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }
 
+/// Remove feed directories of this user whose process is gone.
 fn remove_stale_dirs() {
-    remove_dirs(|pid| !Path::new(&format!("/proc/{pid}")).exists());
-}
-
-fn remove_dirs(owned_by: impl Fn(u32) -> bool) {
     let Ok(entries) = std::fs::read_dir(base_dir()) else {
         return;
     };
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(DIR_PREFIX))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let Some(pid) = entry.file_name().to_str().and_then(dir_pid) else {
             continue;
         };
         // Only directories of ours; remove_dir_all does not follow symlinks.
-        if owned_by(pid) && is_private(&entry.path()).unwrap_or(false) {
+        let gone = !Path::new(&format!("/proc/{pid}")).exists();
+        if gone && is_private(&entry.path()).unwrap_or(false) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -401,9 +526,10 @@ async fn serve(mut stream: UnixStream) {
     };
     let authorized = {
         let served = lock(scopes());
-        authorize(&line, &served).map(|(scope, engine)| (scope, engine.clone()))
+        authorize(&line, &served)
+            .map(|(scope, entry)| (scope, entry.engine.clone(), entry.ended.subscribe()))
     };
-    let (scope, engine) = match authorized {
+    let (scope, engine, mut ended) = match authorized {
         Ok(found) => found,
         Err(reason) => {
             tracing::debug!(%reason, peer = peer.name(), "worker feed: request refused");
@@ -411,11 +537,16 @@ async fn serve(mut stream: UnixStream) {
             return;
         }
     };
-    let mut subscription = discovery::subscribe(&engine, scope);
+    let mut subscription = discovery::subscribe(&engine, scope.clone());
     if stream.write_all(b"{\"ok\":true}\n").await.is_err() {
         return;
     }
-    let (mut from_client, mut to_client) = stream.split();
+    let (mut from_client, to_client) = stream.into_split();
+    // Batches are taken from the subscription as they come and queued here,
+    // bounded; a writer task hands them to the client at its pace.
+    let (queue, queued) = mpsc::channel(QUEUE_LINES);
+    let budget = Arc::new(Semaphore::new(QUEUE_BYTES));
+    let mut writer = AbortOnDrop(tokio::spawn(write_lines(to_client, queued)));
     let mut sink = [0u8; 64];
     loop {
         tokio::select! {
@@ -424,15 +555,88 @@ async fn serve(mut stream: UnixStream) {
                     return;
                 }
                 let Some(line) = encode(&batch) else { continue };
-                let write = to_client.write_all(line.as_bytes());
-                if !matches!(tokio::time::timeout(WRITE_TIMEOUT, write).await, Ok(Ok(()))) {
+                let bytes = u32::try_from(line.len().min(QUEUE_BYTES)).unwrap_or(u32::MAX);
+                let queued = budget
+                    .clone()
+                    .try_acquire_many_owned(bytes)
+                    .ok()
+                    .and_then(|permit| queue.try_send(Queued { line, _permit: Some(permit) }).ok());
+                if queued.is_none() {
+                    tracing::warn!(
+                        peer = peer.name(),
+                        limit = QUEUE_BYTES,
+                        "worker feed: client reads too slowly for its scope's changes; dropped"
+                    );
                     return;
                 }
+            }
+            written = &mut writer.0 => {
+                if let Ok(Err(reason)) = written {
+                    tracing::warn!(%reason, peer = peer.name(), "worker feed: client dropped");
+                }
+                return;
+            }
+            // Its scope's last subscription in the owner closed: no longer served.
+            _ = ended.changed() => {
+                drop(subscription);
+                let reason = format!(
+                    "the owner no longer subscribes to {}, so the feed no longer serves it",
+                    describe(&scope)
+                );
+                tracing::debug!(peer = peer.name(), "worker feed: {reason}");
+                let line = serde_json::json!({ "error": reason }).to_string() + "\n";
+                // Behind what is queued; a client too slow to take it in a second
+                // just sees the hang-up.
+                if queue.try_send(Queued { line, _permit: None }).is_ok() {
+                    drop(queue);
+                    let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer.0).await;
+                }
+                return;
             }
             // The client sends nothing after its request: any read ends it.
             _ = from_client.read(&mut sink) => return,
         }
     }
+}
+
+/// A line for a client, holding its share of the connection's queue budget
+/// until the writer takes it.
+struct Queued {
+    line: String,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Aborts the writer (closing the connection) when the connection ends.
+struct AbortOnDrop(tokio::task::JoinHandle<std::result::Result<(), String>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Write queued lines to the client, each within [`WRITE_TIMEOUT`]; ends when
+/// the queue closes or a write fails.
+async fn write_lines(
+    mut to_client: OwnedWriteHalf,
+    mut queued: mpsc::Receiver<Queued>,
+) -> std::result::Result<(), String> {
+    while let Some(Queued { line, _permit }) = queued.recv().await {
+        // Taken off the queue: its bytes no longer count against the budget.
+        drop(_permit);
+        match tokio::time::timeout(WRITE_TIMEOUT, to_client.write_all(line.as_bytes())).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(format!("writing failed: {e}")),
+            Err(_) => {
+                return Err(format!(
+                    "a batch was not read within {} s",
+                    WRITE_TIMEOUT.as_secs()
+                ))
+            }
+        }
+    }
+    let _ = to_client.shutdown().await;
+    Ok(())
 }
 
 /// Read the request line: at most [`MAX_REQUEST`] bytes within [`REQUEST_TIMEOUT`],
@@ -705,6 +909,111 @@ mod tests {
             None
         );
         assert_eq!(container_in_cgroup("0::/init.scope\n"), None);
+    }
+
+    fn scope(value: &str) -> Scope {
+        Scope {
+            selector: BTreeMap::from([("wool.worker".to_owned(), value.to_owned())]),
+            network: None,
+        }
+    }
+
+    #[test]
+    fn a_scope_is_served_until_its_last_subscriber_closes() {
+        let mut served: ServedScopes<()> = HashMap::new();
+        let (a, b) = (scope("a"), scope("b"));
+        add_subscriber(&mut served, &a, ());
+        add_subscriber(&mut served, &a, ());
+        add_subscriber(&mut served, &b, ());
+        let line = br#"{"selector":{"wool.worker":"a"},"network":null}"#;
+        let connection = served[&a].ended.subscribe();
+
+        assert!(!remove_subscriber(&mut served, &a));
+        assert!(authorize(line, &served).is_ok());
+        assert!(
+            connection.has_changed().is_ok(),
+            "ended with a subscriber left"
+        );
+
+        assert!(remove_subscriber(&mut served, &a));
+        assert!(authorize(line, &served).is_err());
+        assert!(
+            connection.has_changed().is_err(),
+            "its connections must end"
+        );
+        assert!(served.contains_key(&b));
+        assert!(!remove_subscriber(&mut served, &a), "no count below zero");
+
+        add_subscriber(&mut served, &a, ());
+        assert!(
+            authorize(line, &served).is_ok(),
+            "a new subscription re-allows it"
+        );
+    }
+
+    /// A scratch directory standing in for the temp directory.
+    fn scratch() -> PathBuf {
+        let base = std::env::temp_dir().join(format!(
+            "wool-docker-feed-test-{}",
+            random_name().unwrap().rsplit('-').next().unwrap()
+        ));
+        std::fs::create_dir(&base).unwrap();
+        base
+    }
+
+    #[test]
+    fn a_planted_name_is_skipped_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = scratch();
+        // Whatever is at the names tried first: a directory open to all, a
+        // private one of ours, a symlink to one, a file.
+        let planted = ["open", "ours", "link", "file"];
+        std::fs::create_dir(base.join("open")).unwrap();
+        set_mode(&base.join("open"), 0o777).unwrap();
+        std::fs::create_dir(base.join("ours")).unwrap();
+        std::os::unix::fs::symlink(base.join("ours"), base.join("link")).unwrap();
+        std::fs::write(base.join("file"), b"").unwrap();
+        let mut names = planted
+            .iter()
+            .map(|n| n.to_string())
+            .chain(["fresh".to_owned()]);
+
+        let dir = private_dir(&base, || Ok(names.next().unwrap())).unwrap();
+
+        assert_eq!(dir, base.join("fresh"));
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(std::fs::read_dir(base.join("ours")).unwrap().count(), 0);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn names_taken_every_time_give_up_with_an_error() {
+        let base = scratch();
+        std::fs::create_dir(base.join("taken")).unwrap();
+        let mut tries = 0;
+        let result = private_dir(&base, || {
+            tries += 1;
+            Ok("taken".to_owned())
+        });
+        assert!(result.is_err());
+        assert_eq!(tries, DIR_ATTEMPTS);
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn directory_names_are_random_and_carry_the_pid() {
+        let (a, b) = (random_name().unwrap(), random_name().unwrap());
+        assert_ne!(a, b);
+        assert_eq!(dir_pid(&a), Some(std::process::id()));
+        assert_eq!(
+            a.len(),
+            DIR_PREFIX.len() + std::process::id().to_string().len() + 33
+        );
+        // Names of earlier versions (the pid alone) are still cleaned up.
+        assert_eq!(dir_pid("wool-docker-feed-42"), Some(42));
+        assert_eq!(dir_pid("wool-docker-feed-x-1"), None);
+        assert_eq!(dir_pid("other-42"), None);
     }
 
     mod properties {

@@ -307,12 +307,14 @@ async fn start_owned(
                 )));
             }
             let socket = crate::feed::ensure().await?;
-            // The socket file alone: nothing else of the owner's directory.
-            spec.binds.push(format!(
-                "{}:{}:ro",
-                socket.display(),
-                crate::feed::CONTAINER_PATH
-            ));
+            // The socket file alone: nothing else of the owner's directory. A
+            // `bind` mount, not `Binds`: should the socket vanish before the
+            // create, the daemon refuses instead of creating it as root.
+            spec.mounts.push(crate::engine::BindMount {
+                source: socket.display().to_string(),
+                target: crate::feed::CONTAINER_PATH.to_owned(),
+                read_only: true,
+            });
             spec.env.push(format!(
                 "{}={}",
                 crate::feed::ENV,
@@ -436,6 +438,7 @@ fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         network: cfg.network.clone(),
         binds: cfg.binds.clone(),
+        mounts: Vec::new(),
         nano_cpus: cfg.nano_cpus,
         memory: cfg.memory,
         gpus: cfg.gpus,

@@ -119,6 +119,61 @@ async def flood(n: int) -> list[bytes]:
     return await asyncio.to_thread(run)
 
 
+_HELD = "_wdt_held_feed"
+"""Where `hold` keeps its connection between routines: an attribute of `sys`,
+shared by every routine of the worker process (this module travels by value)."""
+
+
+@wool.routine
+async def hold(request: bytes) -> bytes:
+    """Send ``request``, return the feed's first line and keep the connection
+    open, unread, for `held_reply`."""
+
+    def run() -> bytes:
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(15)
+        s.connect(FEED)
+        s.sendall(request)
+        first = b""
+        while not first.endswith(b"\n"):
+            chunk = s.recv(1)
+            if not chunk:
+                break
+            first += chunk
+        setattr(sys, _HELD, s)
+        return first
+
+    return await asyncio.to_thread(run)
+
+
+@wool.routine
+async def held_reply(chunk: int = 65536, pace: float = 0.0, wait: float = 15.0) -> bytes:
+    """Everything the connection `hold` kept gets until the owner hangs up (or
+    ``<no hang-up>`` after ``wait`` s), read ``chunk`` bytes every ``pace`` s."""
+
+    def run() -> bytes:
+        s: socket.socket = getattr(sys, _HELD)
+        delattr(sys, _HELD)
+        deadline = time.monotonic() + wait
+        reply = b""
+        with s:
+            try:
+                while (left := deadline - time.monotonic()) > 0:
+                    s.settimeout(left)
+                    data = s.recv(chunk)
+                    if not data:
+                        return reply
+                    reply += data
+                    time.sleep(pace)
+            except ConnectionResetError:
+                return reply
+            except TimeoutError:
+                pass
+        return reply + b"<no hang-up>"
+
+    return await asyncio.to_thread(run)
+
+
 @wool.routine
 async def surroundings() -> dict[str, object]:
     """What a routine can see of the Engine from its container."""

@@ -14,13 +14,18 @@ refused before anything reaches the Engine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import shutil
 import stat
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
+from typing import Final
 
 import pytest
 
@@ -461,3 +466,252 @@ class TestWorkerFeedAccess:
         assert result.stdout.strip() == "PermissionError"
         assert stat.S_IMODE(directory.st_mode) == 0o700
         assert directory.st_uid == os.getuid()
+
+
+_OWNER: Final[str] = """
+import asyncio, json, sys
+from wool_docker import DockerWorker
+
+async def main():
+    print("waiting", flush=True)
+    sys.stdin.readline()
+    worker = DockerWorker(**json.loads(sys.argv[1]))
+    await worker.start()
+    print(worker.container, flush=True)
+    sys.stdin.readline()
+    await worker.stop()
+
+asyncio.run(main())
+"""
+"""An owner of its own: waits for a line, starts a worker (and with it the
+feed), prints its container id, waits for a line, stops it."""
+
+
+async def _feed_sources(docker: DockerCli, label: str) -> set[str]:
+    """The feed sockets mounted into the running containers carrying ``label``."""
+    listing = await docker.arun("ps", "-q", "--no-trunc", "--filter", f"label={label}")
+    sources = set()
+    for container in listing.split():
+        document = await docker.inspect(container)
+        for mount in document["Mounts"]:
+            if mount["Destination"] == attack.FEED:
+                sources.add(mount["Source"])
+    return sources
+
+
+class TestWorkerFeedLifetime:
+    """The feed serves what is live in its owner, and no more."""
+
+    @pytest.mark.asyncio
+    async def test_feed_after_the_owners_last_subscription_closes(self, case):
+        """Test a feed connection whose scope the owner stops subscribing to.
+
+        Given:
+            A pool of one DockerWorker, and two subscriptions of the owner to
+            another scope, to which a routine holds a feed connection
+        When:
+            The owner closes one subscription, then the other, then
+            subscribes again
+        Then:
+            The scope should be served while one is open; once none is, the
+            routine's connection should get an error line and a hang-up and a
+            new connection should be refused; the new subscription should
+            serve it again
+        """
+        # Arrange
+        from wool_docker import _native
+
+        labels = {RUN_LABEL: RUN_ID, "wdt.revoked": case.id}
+        request = json.dumps({"selector": labels, "network": None}).encode() + b"\n"
+        async with case.pool("docker", spawn=1):
+            first = await _native.subscribe(labels, None, None)
+            second = await _native.subscribe(labels, None, None)
+            try:
+                held = await attack.hold(request)
+
+                # Act
+                second.close()
+                one_left = await attack.lines(request, 1)
+                first.close()
+                ended = await attack.held_reply()
+                refused = await attack.send(request)
+                again = await _native.subscribe(labels, None, None)
+                try:
+                    renewed = await attack.lines(request, 1)
+                finally:
+                    again.close()
+            finally:
+                first.close()
+                second.close()
+
+        # Assert
+        assert json.loads(held) == {"ok": True}
+        assert json.loads(one_left[0]) == {"ok": True}
+        assert _refused(ended), ended
+        assert "no longer subscribes to" in json.loads(ended)["error"]
+        assert _refused(refused), refused
+        assert b"serves only the scopes it subscribes to" in refused
+        assert json.loads(renewed[0]) == {"ok": True}
+
+    @pytest.mark.asyncio
+    async def test_feed_with_a_slow_reader(self, case, docker):
+        """Test a routine reading its feed connection slower than it changes.
+
+        Given:
+            A pool of one DockerWorker, the owner subscribed to another scope,
+            and a routine holding a feed connection to it
+        When:
+            Ten containers of ~500 KB records each join the scope at once
+            while the routine reads 128 KB every half second (fast enough to
+            take any batch within the 30 s write timeout, slower than they come)
+        Then:
+            The owner should hang up on it before it has read half of the
+            ~5 MB of changes, instead of queueing them for it
+        """
+        # Arrange
+        from wool_docker import _native
+
+        labels = {RUN_LABEL: RUN_ID, "wdt.flood": case.id}
+        request = json.dumps({"selector": labels, "network": None}).encode() + b"\n"
+        pad = "x" * 50_000
+        record = {
+            "wool.address": "127.0.0.1:1",
+            "wool.extra": json.dumps({"pad": pad}),
+            "wool.options": json.dumps({"pad": pad}),
+            "wool.tags": pad,
+            "wool.identity": pad,
+            "wool.version": pad,
+            RUN_LABEL: RUN_ID,
+            "wdt.flood": case.id,
+        }
+        names = [f"{NAME_PREFIX}-flood-{i}" for i in range(10)]
+        try:
+            for name in names:
+                docker.run(
+                    "create",
+                    "--name",
+                    name,
+                    *(f"--label={k}={v}" for k, v in record.items()),
+                    "--entrypoint",
+                    "sh",
+                    case.image,
+                    "-c",
+                    "echo 'wool-docker ready {}'; exec sleep 600",
+                )
+            async with case.pool("docker", spawn=1):
+                subscription = await _native.subscribe(labels, None, None)
+                try:
+                    held = await attack.hold(request)
+
+                    # Act
+                    reading = asyncio.ensure_future(attack.held_reply(131072, 0.5, 120))
+                    await docker.arun("start", *names)
+                    reply = await reading
+                finally:
+                    subscription.close()
+        finally:
+            docker.remove_containers(*names)
+
+        # Assert
+        assert json.loads(held) == {"ok": True}
+        assert not reply.endswith(b"<no hang-up>"), len(reply)
+        assert len(reply) < 10 * 500_000 // 2, len(reply)
+
+    @pytest.mark.asyncio
+    async def test_feed_with_its_directory_name_taken(self, case, docker):
+        """Test another user planting a directory where the feed would go.
+
+        Given:
+            A sticky, world-writable temp directory (as /tmp is) where another
+            user made the directory an owner's feed used to be named after (its
+            pid), and an owner process using that temp directory
+        When:
+            The owner starts a worker with the feed
+        Then:
+            The worker should start with a feed in a fresh 0700 directory of
+            the owner's, the planted one left alone; at exit the owner should
+            remove its directory
+        """
+        # Arrange
+        shared = tempfile.mkdtemp()
+        os.chmod(shared, 0o1777)
+        env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+        env["TMPDIR"] = shared
+        options = json.dumps(case.options(log_output=False))
+        owner = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _OWNER,
+            options,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        assert owner.stdin is not None and owner.stdout is not None
+        try:
+            async with asyncio.timeout(120):
+                assert await owner.stdout.readline() == b"waiting\n"
+                planted = os.path.join(shared, f"wool-docker-feed-{owner.pid}")
+                os.mkdir(planted, 0o700)
+                os.chown(planted, 65534, 65534)
+
+                # Act
+                owner.stdin.write(b"\n")
+                container = (await owner.stdout.readline()).decode().strip()
+                sources = await _feed_sources(docker, case.label)
+                directory = os.stat(os.path.dirname(min(sources, default="/")))
+                owner.stdin.write(b"\n")
+                await owner.wait()
+            left = os.listdir(shared)
+        finally:
+            if owner.returncode is None:
+                owner.kill()
+                await owner.wait()
+            shutil.rmtree(shared)
+
+        # Assert
+        assert owner.returncode == 0
+        assert container, "the owner started no worker"
+        (source,) = sources
+        name = os.path.basename(os.path.dirname(source))
+        assert os.path.dirname(os.path.dirname(source)) == shared
+        assert name.startswith(f"wool-docker-feed-{owner.pid}-"), name
+        assert stat.S_IMODE(directory.st_mode) == 0o700
+        assert directory.st_uid == os.getuid()
+        assert left == [os.path.basename(planted)]
+
+    @pytest.mark.asyncio
+    async def test_feed_after_its_socket_vanished(self, case, docker):
+        """Test starting a worker after the feed's socket file was removed.
+
+        Given:
+            An owner whose feed served a pool, then lost its socket file (a
+            temp-directory cleaner, say)
+        When:
+            The owner starts another pool
+        Then:
+            Its worker should get a working feed on a new socket, and nothing
+            (no directory made by the daemon as root) should appear where
+            the old socket was
+        """
+        # Arrange
+        request = json.dumps({"selector": case.labels, "network": case.network})
+        async with case.pool("docker", spawn=1):
+            (source,) = await _feed_sources(docker, case.label)
+        os.unlink(source)
+
+        # Act
+        try:
+            async with case.pool("docker", spawn=1):
+                renewed = await _feed_sources(docker, case.label)
+                lines = await attack.lines(request.encode() + b"\n", 2)
+            made = os.path.lexists(source)
+        finally:
+            if os.path.isdir(source):
+                os.rmdir(source)
+
+        # Assert
+        assert not made, f"{source} was made by the daemon"
+        assert len(renewed) == 1 and source not in renewed, renewed
+        assert json.loads(lines[0]) == {"ok": True}
+        assert json.loads(lines[1])["changes"][0]["kind"] == "added"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import gc
+import glob
 import json
 import logging
 import os
@@ -470,10 +471,10 @@ class TestDockerWorker:
             # to start removes those of dead processes); this test removes it.
             for base in (os.environ.get("XDG_RUNTIME_DIR"), tempfile.gettempdir()):
                 if base:
-                    shutil.rmtree(
-                        os.path.join(base, f"wool-docker-feed-{owner.pid}"),
-                        ignore_errors=True,
-                    )
+                    # Named after its pid and 128 random bits.
+                    pattern = os.path.join(base, f"wool-docker-feed-{owner.pid}-*")
+                    for directory in glob.glob(pattern):
+                        shutil.rmtree(directory, ignore_errors=True)
         assert destroyed["Actor"]["ID"] == container
         assert case.containers() == []
 
