@@ -40,7 +40,7 @@ const TAIL_LINE_BYTES: usize = 1024;
 /// pieces, which are read without pause. Output is delayed by `PUMP_PAUSE` at
 /// most; a flood in large pieces is never paused. A batch reads at most
 /// `PUMP_BATCH` bytes, so one busy container cannot hold a runtime thread.
-const PUMP_PAUSE: Duration = Duration::from_millis(10);
+const PUMP_PAUSE: Duration = Duration::from_millis(50);
 const PUMP_SMALL: usize = 4096;
 const PUMP_BATCH: usize = 256 * 1024;
 /// Longest escape sequence removed. Past it the sequence ends and what follows
