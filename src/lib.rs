@@ -1,8 +1,8 @@
 //! Native core of wool-docker: Docker Engine I/O and state for wool workers and
 //! discovery. `engine` talks to the daemon; `labels` is the label schema; `worker`
-//! is a container's lifecycle; `discovery` follows containers; `bindings` exposes
-//! them to Python through the runtime `runtime` owns; `logging` carries diagnostics
-//! to Python logging.
+//! is a container's lifecycle and `output` what its container prints; `discovery`
+//! follows containers; `bindings` exposes them to Python through the runtime
+//! `runtime` owns; `logging` carries diagnostics to Python logging.
 
 pub mod bindings;
 pub mod context;
@@ -12,6 +12,7 @@ pub mod error;
 pub mod feed;
 pub mod labels;
 pub mod logging;
+pub mod output;
 pub mod runtime;
 pub mod swarm;
 pub mod worker;

@@ -18,6 +18,9 @@ use tracing::{Event, Level, Metadata, Subscriber};
 /// Records kept while Python is busy; past this the oldest are dropped (and the
 /// number dropped is logged), so a flood cannot grow memory without bound.
 const MAX_QUEUED: usize = 10_000;
+/// Bytes of queued records kept while Python is busy, by the same rule: many
+/// long lines must not grow memory either.
+const MAX_QUEUED_BYTES: usize = 8 * 1024 * 1024;
 
 /// Python's numeric logging levels.
 const DEBUG: u8 = 10;
@@ -34,30 +37,61 @@ struct Record {
     container: Option<(String, bool)>,
 }
 
+impl Record {
+    /// The bytes it holds, as counted against `MAX_QUEUED_BYTES`.
+    fn size(&self) -> usize {
+        self.logger.len()
+            + self.message.len()
+            + self.container.as_ref().map_or(0, |(name, _)| name.len())
+    }
+}
+
 /// A record as `wool_docker._logging.emit` takes it.
 type PyRecord = (String, u8, String, Option<(String, bool)>);
 
 struct Queue {
     records: VecDeque<Record>,
+    /// Sum of the queued records' sizes.
+    bytes: usize,
     dropped: usize,
+}
+
+impl Queue {
+    /// Queue `record`, dropping the oldest past either bound.
+    fn push(&mut self, record: Record) {
+        self.bytes += record.size();
+        self.records.push_back(record);
+        while self.records.len() > MAX_QUEUED || self.bytes > MAX_QUEUED_BYTES {
+            match self.records.pop_front() {
+                Some(old) => {
+                    self.bytes -= old.size();
+                    self.dropped += 1;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Everything queued and the number dropped, leaving the queue empty.
+    fn take(&mut self) -> (VecDeque<Record>, usize) {
+        self.bytes = 0;
+        (
+            std::mem::take(&mut self.records),
+            std::mem::take(&mut self.dropped),
+        )
+    }
 }
 
 static QUEUE: Mutex<Queue> = Mutex::new(Queue {
     records: VecDeque::new(),
+    bytes: 0,
     dropped: 0,
 });
 static WAKE: Notify = Notify::const_new();
 static FLUSHER: OnceLock<()> = OnceLock::new();
 
 fn push(record: Record) {
-    {
-        let mut q = QUEUE.lock().unwrap_or_else(|p| p.into_inner());
-        if q.records.len() >= MAX_QUEUED {
-            q.records.pop_front();
-            q.dropped += 1;
-        }
-        q.records.push_back(record);
-    }
+    QUEUE.lock().unwrap_or_else(|p| p.into_inner()).push(record);
     FLUSHER.get_or_init(|| {
         crate::runtime::handle().spawn(async {
             loop {
@@ -87,13 +121,7 @@ pub fn container_line(container: &str, stderr: bool, line: &str) {
 
 /// Hand every queued record to Python logging (with the GIL held).
 pub fn flush(py: Python<'_>) {
-    let (records, dropped) = {
-        let mut q = QUEUE.lock().unwrap_or_else(|p| p.into_inner());
-        (
-            std::mem::take(&mut q.records),
-            std::mem::take(&mut q.dropped),
-        )
-    };
+    let (records, dropped) = QUEUE.lock().unwrap_or_else(|p| p.into_inner()).take();
     if records.is_empty() && dropped == 0 {
         return;
     }
@@ -232,6 +260,38 @@ mod tests {
         assert_eq!(python_level(Level::WARN), 30);
         assert_eq!(python_level(Level::INFO), 20);
         assert_eq!(python_level(Level::DEBUG), 10);
+    }
+
+    fn line(bytes: usize) -> Record {
+        Record {
+            logger: "wool_docker.worker".to_owned(),
+            level: INFO,
+            message: "x".repeat(bytes),
+            container: Some(("c".to_owned(), true)),
+        }
+    }
+
+    #[test]
+    fn queue_is_bounded_in_records_and_bytes() {
+        let mut q = Queue {
+            records: VecDeque::new(),
+            bytes: 0,
+            dropped: 0,
+        };
+        for _ in 0..(MAX_QUEUED + 5) {
+            q.push(line(1));
+        }
+        assert_eq!((q.records.len(), q.dropped), (MAX_QUEUED, 5));
+        let (records, dropped) = q.take();
+        assert_eq!((records.len(), dropped, q.bytes), (MAX_QUEUED, 5, 0));
+
+        // 256 lines of 64 KiB (the longest a container line gets) is 16 MiB.
+        for _ in 0..256 {
+            q.push(line(64 * 1024));
+        }
+        assert!(q.bytes <= MAX_QUEUED_BYTES);
+        assert_eq!(q.bytes, q.records.iter().map(Record::size).sum::<usize>());
+        assert!(q.records.len() < 256 && q.dropped == 256 - q.records.len());
     }
 
     #[test]

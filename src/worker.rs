@@ -7,19 +7,17 @@
 //! created with auto-remove). No privileged helper is involved.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{oneshot, watch, Mutex};
 
-use crate::engine::{
-    now_nanos, Confinement, ContainerInfo, CreateSpec, Engine, InputWriter, Output, OutputStream,
-};
+use crate::engine::{now_nanos, Confinement, ContainerInfo, CreateSpec, Engine, InputWriter};
 use crate::error::{Error, Result};
 use crate::labels::{self, Publication};
+use crate::output::Lines;
+pub use crate::output::LogSink;
 
 /// The line the worker image prints once its gRPC port is bound.
 pub const READY_PREFIX: &str = "wool-docker ready ";
@@ -38,11 +36,6 @@ const TMP_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=256m,mode=1777";
 const STOP_MARGIN: Duration = Duration::from_secs(5);
 /// How long a `grace=None` stop (cancel at once) may take before a kill.
 const STOP_NOW: Duration = Duration::from_secs(10);
-/// Lines of output kept for error messages.
-const TAIL_LINES: usize = 40;
-
-/// Receives each line a worker container prints: (container name, is stderr, line).
-pub type LogSink = Arc<dyn Fn(&str, bool, &str) + Send + Sync>;
 
 /// What a worker's ready line (or its healthcheck) told about its server.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -723,104 +716,6 @@ impl Clock {
         let now = std::time::Instant::now();
         self.laps.push((phase, (now - self.last).as_secs_f64()));
         self.last = now;
-    }
-}
-
-/// Splits container output into lines, forwards them to the sink, keeps a tail.
-struct Lines {
-    name: String,
-    output: OutputStream,
-    sink: Option<LogSink>,
-    partial: [Vec<u8>; 2],
-    pending: std::collections::VecDeque<String>,
-    tail: std::collections::VecDeque<String>,
-}
-
-impl Lines {
-    fn new(name: String, output: OutputStream, sink: Option<LogSink>) -> Self {
-        Lines {
-            name,
-            output,
-            sink,
-            partial: [Vec::new(), Vec::new()],
-            pending: Default::default(),
-            tail: Default::default(),
-        }
-    }
-
-    /// The next complete stdout line (stderr lines are forwarded and kept in the tail).
-    async fn next_stdout(&mut self) -> Option<String> {
-        loop {
-            if let Some(line) = self.pending.pop_front() {
-                return Some(line);
-            }
-            let chunk = match self.output.next().await {
-                Some(Ok(chunk)) => chunk,
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "container output ended with an error");
-                    return self.flush_partials();
-                }
-                None => return self.flush_partials(),
-            };
-            let (stderr, bytes) = match chunk {
-                Output::Stdout(b) => (false, b),
-                Output::Stderr(b) => (true, b),
-            };
-            self.partial[usize::from(stderr)].extend_from_slice(&bytes);
-            loop {
-                let buf = &mut self.partial[usize::from(stderr)];
-                let Some(pos) = buf.iter().position(|b| *b == b'\n') else {
-                    break;
-                };
-                let raw: Vec<u8> = buf.drain(..=pos).collect();
-                let line = String::from_utf8_lossy(&raw)
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned();
-                self.emit(stderr, &line);
-                if !stderr {
-                    self.pending.push_back(line);
-                }
-            }
-        }
-    }
-
-    fn flush_partials(&mut self) -> Option<String> {
-        for stderr in [false, true] {
-            let raw = std::mem::take(&mut self.partial[usize::from(stderr)]);
-            if !raw.is_empty() {
-                let line = String::from_utf8_lossy(&raw).into_owned();
-                self.emit(stderr, &line);
-                if !stderr {
-                    self.pending.push_back(line);
-                }
-            }
-        }
-        self.pending.pop_front()
-    }
-
-    fn emit(&mut self, stderr: bool, line: &str) {
-        if let Some(sink) = &self.sink {
-            sink(&self.name, stderr, line);
-        }
-        if self.tail.len() == TAIL_LINES {
-            self.tail.pop_front();
-        }
-        self.tail.push_back(line.to_owned());
-    }
-
-    /// Read what is left for a short while (the last words of a dying container).
-    async fn drain_for(&mut self, d: Duration) {
-        let _ =
-            tokio::time::timeout(d, async { while self.next_stdout().await.is_some() {} }).await;
-    }
-
-    fn tail(&self) -> String {
-        self.tail.iter().cloned().collect::<Vec<_>>().join("\n")
-    }
-
-    /// Forward the rest of the output until the container's stdout closes.
-    async fn pump(mut self) {
-        while self.next_stdout().await.is_some() {}
     }
 }
 
