@@ -915,6 +915,7 @@ mod tests {
         Scope {
             selector: BTreeMap::from([("wool.worker".to_owned(), value.to_owned())]),
             network: None,
+            owner: None,
         }
     }
 
