@@ -144,7 +144,7 @@ pub fn prune(
     any_user: bool,
 ) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
-        Ok(worker::prune(&engine(host).await?, all, any_user, &labels).await?)
+        Ok(crate::owner::prune(&engine(host).await?, all, any_user, &labels).await?)
     })
 }
 
@@ -152,7 +152,7 @@ pub fn prune(
 /// its `DockerWorker`s create.
 #[pyfunction]
 pub fn owner_token() -> String {
-    worker::owner_token()
+    crate::owner::token()
 }
 
 /// A serving worker container owned by this process.

@@ -39,7 +39,7 @@ pub const NETWORK: &str = "wool.network";
 pub const ADDRESS: &str = "wool.address";
 /// Marks containers created by `DockerWorker` (for `wool-docker prune --all`).
 pub const MANAGED: &str = "wool.docker.managed";
-/// The owning process, `uid/host/pid/start-time` (see `worker::owner_token`): whose
+/// The owning process, `uid/host/pid/start-time` (see `owner::token`): whose
 /// pool it serves (discovery's owner filter) and whether `wool-docker prune` may
 /// remove it.
 pub const OWNER: &str = "wool.docker.owner";

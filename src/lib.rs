@@ -13,6 +13,7 @@ pub mod feed;
 pub mod labels;
 pub mod logging;
 pub mod output;
+pub mod owner;
 pub mod runtime;
 pub mod swarm;
 pub mod worker;
