@@ -964,3 +964,26 @@ def test__refuse_root(mocker, euid, environ, refused):
         assert raised.value.variable == "WOOL_ALLOW_ROOT"
     else:
         _entrypoint._refuse_root(environ)
+
+
+def test__stopper_request_schedules_before_it_logs(mocker):
+    """Test that a stop does not wait on the worker's own log output.
+
+    Given:
+        A `_Stopper` and a logger whose output would block (a routine holds
+        the container's stderr: a full pipe, an owner slow to read)
+    When:
+        A stop is requested
+    Then:
+        The stop should be scheduled before anything is logged
+    """
+    # Arrange
+    order = mocker.Mock()
+    mocker.patch.object(_entrypoint.logger, "info", order.log)
+    stopper = _entrypoint._Stopper(mocker.Mock(), mocker.Mock(), order.schedule)
+
+    # Act
+    stopper.request(0.0, "stdin 'stop 0'")
+
+    # Assert
+    assert [c[0] for c in order.mock_calls] == ["schedule", "log"]

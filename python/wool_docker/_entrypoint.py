@@ -767,8 +767,10 @@ class _Stopper:
                 "%s: already stopping (%s); ignored", reason, _describe_grace(earlier)
             )
             return
-        logger.info("%s: stopping (%s)", reason, _describe_grace(grace))
+        # Scheduled before it is logged: a routine that blocks stderr (a full
+        # pipe, an owner slow to read) must not hold up its worker's stop.
         self._schedule_stop(self._loop, self._service, grace)
+        logger.info("%s: stopping (%s)", reason, _describe_grace(grace))
 
 
 @contextlib.contextmanager
