@@ -17,8 +17,8 @@ cargo clippy --all-targets -- -D warnings
 cargo test
 
 echo "== python: ruff" >&2
-ruff check python tests examples bench scripts
-ruff format --check python tests examples bench scripts
+ruff check python tests examples bench scripts upstream
+ruff format --check python tests examples bench scripts upstream
 
 echo "== python: stub and types" >&2
 # Run from outside the checkout: python/ would shadow the installed packages.
