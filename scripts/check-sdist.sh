@@ -18,7 +18,8 @@ trap 'rm -rf "$scratch"' EXIT
 "$scratch/venv/bin/python" -m pip install -q --upgrade pip >/dev/null
 echo "building $sdist from source in a fresh venv (a few minutes)" >&2
 "$scratch/venv/bin/python" -m pip install -q "$sdist"
-# Outside the checkout, so python/wool cannot shadow the installed package.
+# Outside the checkout, so python/ cannot shadow the installed package (the seed's
+# paths come from the import hook the wheel installs).
 (cd "$scratch" && venv/bin/python - <<'PY'
 import wool_docker
 from wool.runtime.discovery.docker import DockerDiscovery

@@ -2,8 +2,8 @@
 
 ``python scripts/check-wheel.py WHEEL``: fails (exit 1, a line per problem) if
 the wheel's platform tag, or a glibc symbol version its native module needs, is
-newer than manylinux2014 (glibc 2.17), or if it lacks the seed's import paths,
-the type stubs or the license.
+newer than manylinux2014 (glibc 2.17), if it lacks the seed's import hook, the
+type stubs or the license, or if it writes any file into wool's own package.
 """
 
 from __future__ import annotations
@@ -18,13 +18,17 @@ GLIBC_MAX = (2, 17)
 all have or exceed."""
 
 REQUIRED = (
-    "wool/runtime/worker/docker.py",
-    "wool/runtime/discovery/docker.py",
+    "wool_docker.pth",
+    "_wool_docker_seed.py",
     "wool_docker/__init__.py",
     "wool_docker/_native.pyi",
     "wool_docker/py.typed",
 )
-"""Files every wheel must carry: the seed's import paths and the stubs."""
+"""Files every wheel must carry: the seed's import hook (the ``.pth`` that loads
+it at start-up, and the finder) and the stubs."""
+
+HOOK_LINE = "import _wool_docker_seed"
+"""The one line of ``wool_docker.pth``: a start-up cost for every interpreter."""
 
 
 def platform_problems(name: str) -> list[str]:
@@ -52,6 +56,14 @@ def main(argv: list[str]) -> int:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         problems += [f"missing {f}" for f in REQUIRED if f not in names]
+        # wool's package is wool's: installing or removing us must not touch it.
+        problems += [
+            f"{n} is inside wool's package" for n in names if n.startswith("wool/")
+        ]
+        if "wool_docker.pth" in names:
+            lines = archive.read("wool_docker.pth").decode().splitlines()
+            if lines != [HOOK_LINE]:
+                problems.append(f"wool_docker.pth must hold just {HOOK_LINE!r}")
         if not any(n.endswith(".dist-info/licenses/LICENSE") for n in names) and not any(
             n.endswith(".dist-info/LICENSE") for n in names
         ):

@@ -8,17 +8,20 @@ cd "$(dirname "$0")/.."
 bash scripts/build.sh
 . .venv/bin/activate
 
+echo "== packaging: the wool[docker] extra, end to end (scripts/check-extra.py)" >&2
+python scripts/check-extra.py dist/wool_docker-*.whl
+
 echo "== rust: fmt, clippy, tests" >&2
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
 cargo test
 
 echo "== python: ruff" >&2
-ruff check python tests examples bench scripts
-ruff format --check python tests examples bench scripts
+ruff check python tests examples bench scripts upstream
+ruff format --check python tests examples bench scripts upstream
 
 echo "== python: stub and types" >&2
-# Run from outside the checkout: python/wool would shadow the installed wool.
+# Run from outside the checkout: python/ would shadow the installed packages.
 allowlist="$PWD/.mypy-stubtest-allowlist"
 (cd "${TMPDIR:-/tmp}" && python -m mypy.stubtest wool_docker._native --allowlist "$allowlist" \
   && python -m mypy -p wool_docker --ignore-missing-imports)

@@ -1,0 +1,211 @@
+"""Tests for the opt-in pytest plugin `wool_docker.pytest`, run through pytester.
+
+Each test writes a small test module and runs pytest on it in a subprocess, as a
+user's suite would run. The ones that need the Docker Engine are marked
+``integration``; they use labels, networks and image tags unique to them and
+remove them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from importlib import metadata
+from pathlib import Path
+from uuid import uuid4
+
+import pytest
+
+from wool_docker.pytest import CASE_LABEL
+from wool_docker.pytest import image_key
+
+pytest_plugins = ["pytester"]
+
+IMAGE = os.environ.get("WOOL_DOCKER_IMAGE", "wool-docker-worker:dev")
+"""The worker image under test (built by ``scripts/build.sh``)."""
+
+BASE = "wool-docker-base:bookworm"
+"""The base image on this machine (``scripts/base-image.sh``)."""
+
+
+def _docker(*args: str) -> str:
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_plugin_is_opt_in(pytester: pytest.Pytester):
+    """No ``pytest11`` entry point loads it; without ``-p`` its fixtures are
+    unknown, with ``-p wool_docker.pytest`` they exist."""
+    groups = {e.group for e in metadata.distribution("wool-docker").entry_points}
+    assert "pytest11" not in groups
+    pytester.makepyfile("def test_x(wool_docker_labels):\n    pass\n")
+    result = pytester.runpytest_subprocess("--fixtures")
+    assert "wool_docker_labels" not in result.stdout.str()
+    result = pytester.runpytest_subprocess("-p", "wool_docker.pytest", "--fixtures")
+    for fixture in ("wool_docker_image", "wool_docker_network", "wool_docker_pool"):
+        assert fixture in result.stdout.str()
+
+
+def test_no_daemon_is_a_clear_error(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """A test using the fixtures errors with what is wrong and what to do."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent")
+    pytester.makepyfile("def test_x(wool_docker_labels):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "wool_docker.pytest")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*wool-docker: no Docker daemon for the tests: cannot reach the Docker "
+            "Engine at unix:///nonexistent*start the daemon or point DOCKER_HOST*"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_image_key_follows_what_goes_in(tmp_path: Path):
+    """The cache key changes with the base, a package's content or a
+    requirements file, and only then."""
+    package = tmp_path / "app"
+    package.mkdir()
+    (package / "app.py").write_text("X = 1\n")
+    (tmp_path / "requirements.txt").write_text("six\n")
+
+    def key(base: str = "sha256:1") -> str:
+        return image_key(
+            base_id=base,
+            packages=["app"],
+            requirements=["requirements.txt"],
+            root=tmp_path,
+        )
+
+    first = key()
+    (package / "__pycache__").mkdir()
+    (package / "__pycache__" / "app.pyc").write_bytes(b"ignored")
+    assert key() == first
+    assert key("sha256:2") != first
+    (package / "app.py").write_text("X = 2\n")
+    second = key()
+    assert second != first
+    (tmp_path / "requirements.txt").write_text("six==1.16\n")
+    assert key() != second
+
+
+@pytest.mark.integration
+def test_leak_guard_fails_the_leaking_test(pytester: pytest.Pytester):
+    """A test whose container and network outlive it errors, naming them, and
+    they are removed; a clean test next to it passes."""
+    marker = pytester.path / "case.txt"
+    pytester.makepyfile(
+        textwrap.dedent(
+            f"""
+            import subprocess
+
+            def docker(*args):
+                subprocess.run(["docker", *args], check=True, capture_output=True)
+
+            def test_clean(wool_docker_network):
+                pass
+
+            def test_leaky(wool_docker_labels):
+                (key, value), = wool_docker_labels.items()
+                open({str(marker)!r}, "w").write(value)
+                docker("create", "--label", f"{{key}}={{value}}", {IMAGE!r})
+                docker("network", "create", "--label", f"{{key}}={{value}}",
+                       f"wool-pytest-leak-{{value}}")
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess("-p", "wool_docker.pytest")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(
+        ["*ERROR at teardown of test_leaky*", "*the test leaked containers ['*"]
+    )
+    label = f"label={CASE_LABEL}={marker.read_text()}"
+    assert _docker("ps", "-a", "-q", "--filter", label).split() == []
+    assert _docker("network", "ls", "-q", "--filter", label).split() == []
+
+
+@pytest.mark.integration
+def test_pool_runs_routines_in_worker_containers(pytester: pytest.Pytester):
+    """``wool_docker_pool`` dispatches the test's routines to containers on the
+    test's private network, and leaves nothing behind."""
+    pytester.makepyfile(
+        textwrap.dedent(
+            """
+            import os
+            import sys
+
+            import cloudpickle
+            import pytest
+            import wool
+
+            # The workers unpickle this module's routines by value.
+            cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+            @wool.routine
+            async def whoami():
+                return os.getuid(), os.path.exists("/.dockerenv")
+
+            @pytest.mark.asyncio
+            @pytest.mark.wool_docker(workers=1)
+            async def test_routine(wool_docker_pool, wool_docker_network):
+                assert await whoami() == (65532, True)
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "wool_docker.pytest", f"--wool-docker-image={IMAGE}"
+    )
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.integration
+def test_image_is_built_once_then_reused(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+):
+    """The session fixture builds the image from the named base, labels it with
+    the key of what went in, and a second session reuses it as it is."""
+    out = pytester.path / "image.txt"
+    pytester.makepyfile(
+        textwrap.dedent(
+            f"""
+            def test_image(wool_docker_image):
+                open({str(out)!r}, "w").write(wool_docker_image)
+            """
+        )
+    )
+    # A requirements file unique to this test makes its key (and tag) unique.
+    pytester.makeini("[pytest]\nwool_docker_requirements =\n    requirements.txt\n")
+    (pytester.path / "requirements.txt").write_text(f"# nonce {uuid4().hex}\n")
+    monkeypatch.setenv("WOOL_DOCKER_BASE", BASE)
+    try:
+        pytester.runpytest_subprocess("-p", "wool_docker.pytest").assert_outcomes(
+            passed=1
+        )
+        tag = out.read_text()
+        first = _docker("image", "inspect", "-f", "{{.Id}} {{.Created}}", tag)
+        key = _docker(
+            "image",
+            "inspect",
+            "-f",
+            '{{index .Config.Labels "wool.docker.pytest.key"}}',
+            tag,
+        ).strip()
+        assert tag == f"wool-docker-pytest:{key[:16]}"
+        pytester.runpytest_subprocess("-p", "wool_docker.pytest").assert_outcomes(
+            passed=1
+        )
+        assert out.read_text() == tag
+        assert _docker("image", "inspect", "-f", "{{.Id}} {{.Created}}", tag) == first
+    finally:
+        if out.exists():
+            subprocess.run(
+                ["docker", "image", "rm", out.read_text()],
+                capture_output=True,
+                check=False,
+            )
