@@ -138,6 +138,9 @@ class Watcher:
             f"{common.BENCH_DIR}:/bench:ro",
             "-v",
             f"{engine_socket}:/var/run/docker.sock",
+            # The counting proxy's socket is root's alone: a harness privilege.
+            "--user",
+            "0",
             "-e",
             f"WOOL_DOCKER_SWARM_INTERVAL={interval:g}",
             "-e",

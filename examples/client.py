@@ -14,10 +14,12 @@ Compose (the host reaches bridge addresses, so this may run on the host)::
     python examples/client.py --network wool_wool
 
 Swarm (the host cannot reach overlay addresses, so run it in a container on
-the overlay, from the worker image, with the Engine socket for discovery)::
+the overlay, from the worker image, with the Engine socket for discovery; the
+image's unprivileged user reaches the socket through its group)::
 
     docker run --rm -i --network wool-overlay \\
         -v /var/run/docker.sock:/var/run/docker.sock \\
+        --group-add "$(stat -c %g /var/run/docker.sock)" \\
         -v "$PWD/examples/client.py:/client.py:ro" \\
         --entrypoint python3 wool-docker-worker:dev /client.py \\
         --network wool-overlay --label com.docker.swarm.service.name=wool-worker

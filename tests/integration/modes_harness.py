@@ -397,6 +397,8 @@ class ClientContainer:
             self._command += ["--label", f"{key}={value}"]
         self._command += ["-v", f"{CLIENT}:/client.py:ro"]
         self._command += ["-v", f"{_engine_socket()}:/var/run/docker.sock"]
+        # The image runs as an unprivileged user: the socket's group lets it in.
+        self._command += ["--group-add", str(os.stat(_engine_socket()).st_gid)]
         self._command += ["-e", "DOCKER_HOST=unix:///var/run/docker.sock"]
         self._command += ["--entrypoint", "python3", image, "/client.py"]
         self._command += [*arguments, "--rounds", "0"]

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from collections.abc import Awaitable
@@ -432,6 +433,9 @@ class TestIdentityAcrossNodes:
             f"{WATCHER}:/watch.py:ro",
             "-v",
             "/var/run/docker.sock:/var/run/docker.sock",
+            # The image runs as an unprivileged user: the socket's group lets it in.
+            "--group-add",
+            str(os.stat("/var/run/docker.sock").st_gid),
             "--entrypoint",
             "python3",
             image,
@@ -563,6 +567,9 @@ class TestNestedAcrossNodes:
             f"{NESTED_SCRIPT}:/nested_script.py:ro",
             "-v",
             "/var/run/docker.sock:/var/run/docker.sock",
+            # The image runs as an unprivileged user: the socket's group lets it in.
+            "--group-add",
+            str(os.stat("/var/run/docker.sock").st_gid),
             "--entrypoint",
             "python3",
             image,
