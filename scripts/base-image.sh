@@ -18,7 +18,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-if [ "$force" = 0 ] && docker image inspect "$name" >/dev/null 2>&1; then
+# Images from before the root directory was made traversable (mode 0700 from
+# mktemp: an unprivileged USER cannot reach anything on a vfs Engine) are rebuilt.
+revision=2
+if [ "$force" = 0 ] && [ "$(docker image inspect -f '{{index .Config.Labels "wool.docker.base.revision"}}' "$name" 2>/dev/null)" = "$revision" ]; then
   echo "base image $name already present"
   exit 0
 fi
@@ -36,10 +39,12 @@ debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
   bookworm "$root" "$mirror" >/dev/null
 # Keep the image small: package lists and caches are not needed at run time.
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+# mktemp made the root 0700; the worker image runs as an unprivileged user.
+chmod 0755 "$root"
 py=$(chroot "$root" python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 tar -C "$root" -c . | docker import \
   --change 'ENV LANG=C.UTF-8' \
-  --change "LABEL wool.docker.base=bookworm wool.docker.python=$py" \
+  --change "LABEL wool.docker.base=bookworm wool.docker.python=$py wool.docker.base.revision=$revision" \
   --change 'CMD ["python3"]' \
   - "$name" >/dev/null
 echo "built base image $name (python $py)"

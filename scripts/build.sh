@@ -43,7 +43,8 @@ if [ "$want_image" = 1 ]; then
   bash scripts/base-image.sh
   base="wool-docker-base:bookworm"
   tag="${WOOL_DOCKER_IMAGE:-wool-docker-worker:dev}"
-  digest=$(sha256sum "$wheel" | cut -c1-16)
+  # The wheel and the base it is built on: a rebuilt base rebuilds the image.
+  digest=$( (sha256sum "$wheel"; docker image inspect -f '{{.Id}}' "$base") | sha256sum | cut -c1-16)
   if [ "$(docker image inspect -f '{{index .Config.Labels "wool.docker.wheel"}}' "$tag" 2>/dev/null)" = "$digest" ]; then
     echo "worker image $tag is up to date" >&2
   else
