@@ -1,5 +1,8 @@
 //! Python-facing wrappers: each awaitable turns one core future into an asyncio
-//! future and converts its result. Nothing else happens here.
+//! future and converts its result. This is the one place that wires the core's
+//! pieces together: it holds the process's Engine clients and its registry of
+//! owned containers, lends them to workers, discovery and the feed, and runs
+//! the exit sequence.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -9,13 +12,22 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::context;
-use crate::discovery::{self, Change, Scope};
+use crate::discovery;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::feed;
 use crate::labels::WorkerRecord;
+use crate::registry::Registry;
 use crate::runtime::{self, future_into_py};
-use crate::worker::{self, LogSink, Running, WorkerConfig};
+use crate::scope::{Change, Scope};
+use crate::worker::{self, EngineAccess, LogSink, Owner, Running, WorkerConfig};
+
+/// The containers this process owns. A static because the native module, and
+/// so its owner, is loaded once per process.
+fn registry() -> &'static Registry {
+    static REGISTRY: OnceLock<Registry> = OnceLock::new();
+    REGISTRY.get_or_init(Registry::default)
+}
 
 /// One negotiated client per Engine address, shared by every worker and subscriber
 /// of this process (clones share the connection pool).
@@ -118,8 +130,22 @@ pub fn start_worker<'py>(
         log_output.then(|| Arc::new(crate::logging::container_line) as LogSink);
     future_into_py(py, async move {
         let engine = engine(host).await?;
+        let registry = registry().clone();
+        // The feed is served from this machine, so only to a local Engine's
+        // containers (the worker refuses the others, saying why).
+        let feed_socket = match cfg.engine_access {
+            EngineAccess::Feed if engine.host().starts_with("unix://") => {
+                Some(feed::ensure(&registry).await?)
+            }
+            _ => None,
+        };
+        let owner = Owner {
+            registry,
+            feed_socket,
+        };
         let running = worker::start(
             engine,
+            owner,
             cfg,
             Duration::try_from_secs_f64(timeout).unwrap_or(Duration::MAX),
             sink,
@@ -270,7 +296,7 @@ pub fn subscribe(
         // network fails now, clearly (dropping `sub` stops its stream), rather
         // than retrying a scope that can never match.
         let check = scope.network.clone();
-        let sub = discovery::subscribe(&engine, scope.clone());
+        let sub = discovery::subscribe(&engine, scope.clone(), registry());
         if let Some(n) = &check {
             engine.network(n).await?;
         }
@@ -405,4 +431,17 @@ impl Subscription {
             guard.take();
         }
     }
+}
+
+/// The exit hook, registered with `atexit` when the module loads: hand queued log
+/// records to Python, stop the runtime (discovery streams, container output
+/// pumps, the worker feed), then remove the feed's directories.
+///
+/// Containers of `DockerWorker`s that were never stopped lose their owner's
+/// stdin when the process exits and remove themselves, as after a crash.
+#[pyfunction]
+pub fn shutdown(py: Python<'_>) {
+    crate::logging::flush(py);
+    runtime::stop(py);
+    feed::remove_own_dirs();
 }

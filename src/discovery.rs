@@ -25,51 +25,17 @@ use crate::engine::{
     now_nanos, rfc3339_nanos, ContainerEvent, ContainerInfo, Engine, Output, OutputStream,
     SwarmRole,
 };
+use crate::env::seconds_from_env;
 use crate::error::Result;
 use crate::labels::{self, Skip, WorkerRecord};
+use crate::ready::Ready;
+use crate::registry::Registry;
+pub use crate::scope::{Change, Scope};
 use crate::swarm;
-use crate::worker::{self, Ready};
 
 mod state;
 
 use state::{Book, Delta, Event, Health, Logs, Observation, Phase, Run, Seen, Served, State};
-
-/// What a subscription receives. The `i64` is the Engine's time (Unix
-/// nanoseconds) of the observation behind the change — the event, or the log line
-/// of the ready announcement — or 0 when it came from a listing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// A worker started serving.
-    Added(WorkerRecord, i64),
-    /// A worker's advertised record changed.
-    Updated(WorkerRecord, i64),
-    /// A worker stopped serving.
-    Dropped(WorkerRecord, i64),
-    /// A matching container was skipped; the text names it and why.
-    Warning(String),
-}
-
-/// Which containers a discovery sees.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Scope {
-    /// Labels every container must carry (`key` → `value`; empty value: any).
-    pub selector: BTreeMap<String, String>,
-    /// Only containers on this network, addressed on it.
-    pub network: Option<String>,
-    /// The owner filter (`labels::owner_admits`): managed containers of this
-    /// owner token only, and every unmanaged one; `None`: no filter.
-    pub owner: Option<String>,
-}
-
-impl Scope {
-    /// Whether a container with these labels is in scope: it carries the
-    /// selector and passes the owner filter. Containers, the Swarm's remote
-    /// tasks and this process's own serving workers all pass through it.
-    pub fn admits(&self, labels: &BTreeMap<String, String>) -> bool {
-        swarm::selects(&self.selector, labels)
-            && labels::owner_admits(self.owner.as_deref(), labels)
-    }
-}
 
 /// One subscriber's view: every known worker as `Added`, then deltas.
 pub struct Subscription {
@@ -119,7 +85,7 @@ impl Announced {
 type HubKey = (String, Scope);
 
 /// Subscribe to a scope; equal scopes on one Engine share one event stream.
-pub fn subscribe(engine: &Engine, scope: Scope) -> Subscription {
+pub fn subscribe(engine: &Engine, scope: Scope, registry: &Registry) -> Subscription {
     static HUBS: OnceLock<StdMutex<HashMap<HubKey, Weak<Hub>>>> = OnceLock::new();
     let key = (engine.host().to_owned(), scope.clone());
     let mut hubs = HUBS
@@ -140,6 +106,7 @@ pub fn subscribe(engine: &Engine, scope: Scope) -> Subscription {
                 scope,
                 Arc::downgrade(&hub),
                 shutdown_rx,
+                registry.clone(),
             ));
             hubs.insert(key, Arc::downgrade(&hub));
             hub
@@ -194,6 +161,8 @@ pub async fn list(engine: &Engine, scope: &Scope) -> Result<Vec<(WorkerRecord, O
 /// The stream task's state.
 struct Tracker {
     engine: Engine,
+    /// This process's own containers, whose readiness it already knows.
+    registry: Registry,
     scope: Scope,
     hub: Weak<Hub>,
     /// The scoped network's exact name, as of the last listing.
@@ -244,15 +213,22 @@ const MAX_LINE: usize = 64 * 1024;
 /// still counts as the explanation (it was on its way while the listing ran).
 const IN_FLIGHT: Duration = Duration::from_secs(2);
 
-async fn run(engine: Engine, scope: Scope, hub: Weak<Hub>, mut shutdown: oneshot::Receiver<()>) {
+async fn run(
+    engine: Engine,
+    scope: Scope,
+    hub: Weak<Hub>,
+    mut shutdown: oneshot::Receiver<()>,
+    registry: Registry,
+) {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel();
     let (reread_tx, mut reread_rx) = mpsc::unbounded_channel();
     let resync_every = resync_interval();
     // Containers of this process's DockerWorkers, the moment they serve.
-    let mut own_ready = worker::serving_updates();
+    let mut own_ready = registry.serving_updates();
     let mut t = Tracker {
         engine,
+        registry,
         scope,
         hub,
         network: None,
@@ -554,17 +530,6 @@ fn resync_interval() -> Duration {
     seconds_from_env("WOOL_DOCKER_RESYNC_INTERVAL", RESYNC_DEFAULT)
 }
 
-/// A positive number of seconds from the environment variable `name`, else
-/// `default` (unset, unreadable, zero or negative).
-pub(crate) fn seconds_from_env(name: &str, default: Duration) -> Duration {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| s.is_finite() && *s > 0.0)
-        .and_then(|s| Duration::try_from_secs_f64(s).ok())
-        .unwrap_or(default)
-}
-
 impl Tracker {
     /// Re-list on a period while the stream runs, and emit the exact difference.
     /// With a healthy stream there is none but what was on its way: events
@@ -778,7 +743,8 @@ impl Tracker {
             .get(&c.id)
             .is_some_and(|s| s.phase.ended_ns().is_some());
         c.state == "running"
-            && (ended || c.health.as_deref() != Some("healthy") && worker::serving(&c.id).is_none())
+            && (ended
+                || c.health.as_deref() != Some("healthy") && self.registry.serving(&c.id).is_none())
             && matches!(labels::parse(c, self.network.as_deref()), Ok(Ok(_)))
     }
 
@@ -799,7 +765,7 @@ impl Tracker {
                 None
             }
         };
-        let logs = match (logs, worker::serving(&c.id)) {
+        let logs = match (logs, self.registry.serving(&c.id)) {
             (Logs::Ready(served), _) => Logs::Ready(served),
             (_, Some(ready)) => Logs::Ready(Served::from(&ready)),
             (logs, None) => logs,
@@ -1214,6 +1180,7 @@ async fn scan_ready(id: &str, mut logs: OutputStream, from_ns: i64) -> Option<Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ready::READY_PREFIX;
 
     #[test]
     fn a_scope_admits_by_selector_and_owner() {
@@ -1251,10 +1218,7 @@ mod tests {
 
     #[test]
     fn a_ready_line_reports_version_and_pid() {
-        let line = format!(
-            "{}{{\"version\": \"0.15.7\", \"pid\": 12}}",
-            worker::READY_PREFIX
-        );
+        let line = format!("{}{{\"version\": \"0.15.7\", \"pid\": 12}}", READY_PREFIX);
         let ready = Ready::parse("c", 5, &line).unwrap();
         assert_eq!(ready.version.as_deref(), Some("0.15.7"));
         assert_eq!(ready.pid, Some(12));

@@ -310,6 +310,14 @@ pub fn filter_terms(selector: &BTreeMap<String, String>) -> Vec<String> {
         .collect()
 }
 
+/// Whether `labels` carry the selector (an empty value matches any value), as
+/// the Engine's label filter decides for containers.
+pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    selector
+        .iter()
+        .all(|(k, v)| labels.get(k).is_some_and(|have| v.is_empty() || have == v))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,20 +1,32 @@
 //! Native core of wool-docker: Docker Engine I/O and state for wool workers and
-//! discovery. `engine` talks to the daemon; `labels` is the label schema; `worker`
-//! is a container's lifecycle and `output` what its container prints; `discovery`
-//! follows containers; `bindings` exposes them to Python through the runtime
-//! `runtime` owns; `logging` carries diagnostics to Python logging.
+//! discovery. Modules form layers; each uses only those below it:
+//!
+//! 1. `error`, `env`, `runtime` (the tokio runtime), `logging` (to Python's);
+//! 2. `context` (which Engine), `engine` (the client and our models of its objects);
+//! 3. contracts, pure: `labels` (the schema and the selector match), `ready`
+//!    (the ready line), `scope` (what a discovery follows), `output` (a
+//!    container's lines), `owner` (owner tokens);
+//! 4. `registry`: the containers this process owns;
+//! 5. `worker` (a container's lifecycle), `swarm` (remote tasks), `discovery`,
+//!    `feed` (`wire`; `server` in the owner, `client` in a container);
+//! 6. `bindings`: the Python functions; the only module that wires the others
+//!    together, and the owner of the exit sequence.
 
 pub mod bindings;
 pub mod context;
 pub mod discovery;
 pub mod engine;
+pub mod env;
 pub mod error;
 pub mod feed;
 pub mod labels;
 pub mod logging;
 pub mod output;
 pub mod owner;
+pub mod ready;
+pub mod registry;
 pub mod runtime;
+pub mod scope;
 pub mod swarm;
 pub mod worker;
 
@@ -25,7 +37,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // The schema's constants are defined once, here in the core; Python reads them.
-    m.add("READY_PREFIX", worker::READY_PREFIX)?;
+    m.add("READY_PREFIX", ready::READY_PREFIX)?;
     m.add("DEFAULT_PORT", labels::DEFAULT_PORT)?;
     m.add(
         "DEFAULT_SELECTOR",
@@ -45,7 +57,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     logging::Bridge::install();
     // atexit runs before the interpreter finalizes: the last moment runtime
     // threads may still enter Python (see `runtime`).
-    let shutdown = wrap_pyfunction!(runtime::shutdown, m)?;
+    let shutdown = wrap_pyfunction!(bindings::shutdown, m)?;
     m.py()
         .import("atexit")?
         .call_method1("register", (shutdown,))?;

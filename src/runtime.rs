@@ -188,15 +188,10 @@ where
     generic::future_into_py::<Rt, F, T>(py, fut)
 }
 
-/// The exit hook, registered with `atexit` when the module loads: hand queued log
-/// records to Python, close the gate, stop every task (discovery streams,
-/// container output pumps, the worker feed) and shut the runtime down.
-///
-/// Containers of `DockerWorker`s that were never stopped lose their owner's
-/// stdin when the process exits and remove themselves, as after a crash.
-#[pyfunction]
-pub fn shutdown(py: Python<'_>) {
-    crate::logging::flush(py);
+/// Close the gate (runtime threads no longer enter Python), stop every task and
+/// shut the runtime down, waiting a bounded time. The exit sequence around it is
+/// the bindings' (`bindings::shutdown`).
+pub fn stop(py: Python<'_>) {
     py.detach(|| {
         // Waits for runtime threads inside Python; they need the GIL we released.
         *GATE.write().unwrap_or_else(|p| p.into_inner()) = false;
@@ -205,5 +200,4 @@ pub fn shutdown(py: Python<'_>) {
             runtime.shutdown_timeout(SHUTDOWN_BOUND);
         }
     });
-    crate::feed::remove_own_dirs();
 }

@@ -41,7 +41,7 @@ pub const PENDING_PROBE: Duration = Duration::from_millis(100);
 
 /// The task poll period: `WOOL_DOCKER_SWARM_INTERVAL` seconds, else 1 s.
 pub fn interval() -> Duration {
-    crate::discovery::seconds_from_env("WOOL_DOCKER_SWARM_INTERVAL", INTERVAL_DEFAULT)
+    crate::env::seconds_from_env("WOOL_DOCKER_SWARM_INTERVAL", INTERVAL_DEFAULT)
 }
 
 /// The container a task's Swarm created, as a listing would describe it: the
@@ -81,14 +81,6 @@ pub fn as_container(
         networks: task.networks.clone(),
         started_at_ns: None,
     }
-}
-
-/// Whether `labels` carry the selector (an empty value matches any value), as
-/// the Engine's label filter decides for containers.
-pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    selector
-        .iter()
-        .all(|(k, v)| labels.get(k).is_some_and(|have| v.is_empty() || have == v))
 }
 
 /// What a poll keeps between polls.
@@ -179,7 +171,7 @@ impl Poller {
             };
             let image_labels = self.image_labels(engine, &task.image).await;
             let container = as_container(task, id, &service, &image_labels);
-            if !selects(selector, &container.labels) {
+            if !labels::selects(selector, &container.labels) {
                 continue;
             }
             if let Ok(Ok(record)) = labels::parse(&container, network) {
@@ -330,7 +322,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
-            selects(&s, &labels)
+            labels::selects(&s, &labels)
         };
         assert!(select(&[("a", "1")]));
         assert!(select(&[("a", "")]));

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::labels::WorkerRecord;
-use crate::worker::Ready;
+use crate::ready::Ready;
 
 /// What a container's server said when it became ready.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

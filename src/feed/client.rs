@@ -3,9 +3,9 @@
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
-use super::{Batch, Kind, ENV, MAX_LINE};
-use crate::discovery::{Change, Scope};
+use super::wire::{Batch, Kind, ENV, MAX_LINE};
 use crate::error::{Error, Result};
+use crate::scope::{Change, Scope};
 
 // ---------------------------------------------------------------------------
 // The client, inside a container.

@@ -12,17 +12,17 @@ use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
-use super::{authorize, describe, encode, MAX_REQUEST, REQUEST_TIMEOUT};
-use crate::discovery::{self, Scope};
+use super::wire::{authorize, describe, encode, MAX_REQUEST, REQUEST_TIMEOUT};
+use crate::discovery;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::registry::{Registry, FEED_SLOTS_PER_CONTAINER};
+use crate::scope::Scope;
 
 /// How long one batch may take to be read by its client before it is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections served at once, in all.
 const MAX_CONNECTIONS: usize = 512;
-/// Connections served at once for one container (a pool opens one per scope).
-const MAX_PER_CONTAINER: usize = 16;
 /// Name of the socket inside its directory.
 const SOCKET_NAME: &str = "feed.sock";
 /// Directory name prefix (then the owner's pid, `-` and a random suffix).
@@ -92,11 +92,6 @@ fn remove_subscriber<E>(served: &mut ServedScopes<E>, scope: &Scope) -> bool {
     true
 }
 
-fn containers() -> &'static StdMutex<HashMap<String, Arc<Semaphore>>> {
-    static CONTAINERS: OnceLock<StdMutex<HashMap<String, Arc<Semaphore>>>> = OnceLock::new();
-    CONTAINERS.get_or_init(Default::default)
-}
-
 fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -127,18 +122,6 @@ impl Drop for Grant {
     }
 }
 
-/// Let container `id` (created by this process) connect.
-pub fn admit(id: &str) {
-    lock(containers())
-        .entry(id.to_owned())
-        .or_insert_with(|| Arc::new(Semaphore::new(MAX_PER_CONTAINER)));
-}
-
-/// Container `id` is gone; its connections are no longer accepted.
-pub fn revoke(id: &str) {
-    lock(containers()).remove(id);
-}
-
 /// The container a cgroup file names, if any: the last 64-hex-digit segment
 /// (`/docker/<id>`, `/system.slice/docker-<id>.scope`, cgroup v1 or v2).
 pub fn container_in_cgroup(cgroup: &str) -> Option<String> {
@@ -161,7 +144,7 @@ pub fn container_in_cgroup(cgroup: &str) -> Option<String> {
 /// bind-mounted into containers. Should the socket have vanished since (a temp
 /// directory cleaner, say), a new one is started: a container never gets a dead
 /// feed. The old listener keeps serving the containers that have it mounted.
-pub async fn ensure() -> Result<PathBuf> {
+pub async fn ensure(registry: &Registry) -> Result<PathBuf> {
     static FEED: OnceLock<tokio::sync::Mutex<Option<PathBuf>>> = OnceLock::new();
     let mut feed = FEED.get_or_init(Default::default).lock().await;
     match &*feed {
@@ -187,7 +170,7 @@ pub async fn ensure() -> Result<PathBuf> {
     // Worker images run as any user; the directory is the gate on the host, and
     // the peer check below is the gate for containers.
     set_mode(&socket, 0o666).map_err(|e| fail(&dir, e))?;
-    tokio::spawn(accept_loop(listener));
+    tokio::spawn(accept_loop(listener, registry.clone()));
     *feed = Some(socket.clone());
     Ok(socket)
 }
@@ -310,7 +293,7 @@ fn remove_stale_dirs() {
     }
 }
 
-async fn accept_loop(listener: UnixListener) {
+async fn accept_loop(listener: UnixListener, registry: Registry) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -321,9 +304,10 @@ async fn accept_loop(listener: UnixListener) {
                     // Full: hang up at once rather than queue without bound.
                     continue;
                 };
+                let registry = registry.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
-                    serve(stream).await;
+                    serve(stream, &registry).await;
                 });
             }
             Err(e) => {
@@ -354,7 +338,7 @@ impl Peer {
     }
 }
 
-fn identify(stream: &UnixStream) -> std::result::Result<Peer, String> {
+fn identify(stream: &UnixStream, registry: &Registry) -> std::result::Result<Peer, String> {
     let cred = stream
         .peer_cred()
         .map_err(|e| format!("cannot identify the connecting process: {e}"))?;
@@ -368,7 +352,7 @@ fn identify(stream: &UnixStream) -> std::result::Result<Peer, String> {
         .map_err(|e| format!("cannot identify the connecting process: {e}"))?;
     match container_in_cgroup(&cgroup) {
         Some(id) => {
-            let slots = lock(containers()).get(&id).cloned();
+            let slots = registry.feed_slots(&id);
             let Some(slots) = slots else {
                 return Err(format!(
                     "container {} was not started by this owner",
@@ -377,7 +361,7 @@ fn identify(stream: &UnixStream) -> std::result::Result<Peer, String> {
             };
             let permit = slots.try_acquire_owned().map_err(|_| {
                 format!(
-                    "container {} has {MAX_PER_CONTAINER} feed connections open already",
+                    "container {} has {FEED_SLOTS_PER_CONTAINER} feed connections open already",
                     &id[..12]
                 )
             })?;
@@ -394,8 +378,8 @@ fn identify(stream: &UnixStream) -> std::result::Result<Peer, String> {
     }
 }
 
-async fn serve(mut stream: UnixStream) {
-    let peer = match identify(&stream) {
+async fn serve(mut stream: UnixStream, registry: &Registry) {
+    let peer = match identify(&stream, registry) {
         Ok(peer) => peer,
         Err(reason) => {
             tracing::warn!(%reason, "worker feed: connection refused");
@@ -424,7 +408,7 @@ async fn serve(mut stream: UnixStream) {
             return;
         }
     };
-    let mut subscription = discovery::subscribe(&engine, scope.clone());
+    let mut subscription = discovery::subscribe(&engine, scope.clone(), registry);
     if stream.write_all(b"{\"ok\":true}\n").await.is_err() {
         return;
     }

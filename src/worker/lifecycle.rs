@@ -1,0 +1,424 @@
+//! A worker container's lifecycle: check, create, attach, start, wait until it
+//! serves, stop, remove.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{oneshot, watch, Mutex};
+
+use super::config::{EngineAccess, WorkerConfig};
+use super::spec::create_spec;
+use crate::engine::{now_nanos, ContainerInfo, Engine, InputWriter};
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::output::{Lines, LogSink};
+use crate::ready::Ready;
+use crate::registry::Registry;
+
+/// Extra time past the drain grace for the server to exit before it is killed.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+/// How long a `grace=None` stop (cancel at once) may take before a kill.
+const STOP_NOW: Duration = Duration::from_secs(10);
+
+/// A serving worker container.
+pub struct Running {
+    /// Container id.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// `ip:port` on the worker's network.
+    pub address: String,
+    /// wool protocol version the server reports.
+    pub version: String,
+    /// The server's pid inside the container.
+    pub pid: i64,
+    /// Where the start went, in seconds per phase, in order.
+    pub timings: Vec<(&'static str, f64)>,
+    engine: Engine,
+    registry: Registry,
+    /// The container's stdin; `None` once a stop has begun.
+    control: Mutex<Option<InputWriter>>,
+    exit: watch::Receiver<Option<i64>>,
+    /// Where a dropped handle's stop runs.
+    runtime: tokio::runtime::Handle,
+}
+
+/// What a worker's owner lends it: the record of the containers it owns, and
+/// the socket of its worker feed when it serves one.
+#[derive(Clone)]
+pub struct Owner {
+    /// The owner's containers; the worker records its own there.
+    pub registry: Registry,
+    /// The owner's feed socket, bind-mounted when `engine_access` is the feed.
+    pub feed_socket: Option<PathBuf>,
+}
+
+/// Start a worker container and wait until it serves.
+///
+/// Runs on its own task: if the caller stops waiting (the asyncio task was
+/// cancelled), the container is still removed before the task ends.
+pub async fn start(
+    engine: Engine,
+    owner: Owner,
+    cfg: WorkerConfig,
+    timeout: Duration,
+    sink: Option<LogSink>,
+) -> Result<Running> {
+    let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(start_owned(engine, owner, cfg, timeout, sink, cancel_rx));
+    let result = task.await;
+    drop(cancel_tx);
+    match result {
+        Ok(r) => r,
+        Err(join) => Err(Error::InvalidArgument(format!(
+            "worker start task failed: {join}"
+        ))),
+    }
+}
+
+async fn start_owned(
+    engine: Engine,
+    owner: Owner,
+    mut cfg: WorkerConfig,
+    timeout: Duration,
+    sink: Option<LogSink>,
+    mut cancelled: oneshot::Receiver<()>,
+) -> Result<Running> {
+    let mut clock = Clock::new();
+    check_image(&engine, &cfg).await?;
+    if let Some(network) = &cfg.network {
+        let info = engine.network(network).await?;
+        if info.scope == "swarm" && !info.attachable {
+            return Err(Error::NetworkNotAttachable {
+                network: network.clone(),
+            });
+        }
+        // The Engine resolved the reference (name, id or id prefix); from here on
+        // the network is its exact name.
+        cfg.network = Some(info.name);
+    }
+    clock.lap("check");
+    let mut spec = create_spec(&cfg);
+    match cfg.engine_access {
+        EngineAccess::Feed => {
+            if !engine.host().starts_with("unix://") {
+                return Err(Error::InvalidArgument(format!(
+                    "the worker feed is bind-mounted from this machine, so it needs an \
+                     Engine on this machine (unix://), not {}; pass engine_access=\"none\"",
+                    engine.host()
+                )));
+            }
+            let socket = owner.feed_socket.clone().ok_or_else(|| {
+                Error::InvalidArgument("the worker feed is not being served".to_owned())
+            })?;
+            // The socket file alone: nothing else of the owner's directory. A
+            // `bind` mount, not `Binds`: should the socket vanish before the
+            // create, the daemon refuses instead of creating it as root.
+            spec.mounts.push(crate::engine::BindMount {
+                source: socket.display().to_string(),
+                target: crate::feed::CONTAINER_PATH.to_owned(),
+                read_only: true,
+            });
+            spec.env.push(format!(
+                "{}={}",
+                crate::feed::ENV,
+                crate::feed::CONTAINER_PATH
+            ));
+        }
+        EngineAccess::Socket => {
+            let path = engine.host().strip_prefix("unix://").ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "engine_access=\"socket\" needs a local unix-socket Engine, not {}",
+                    engine.host()
+                ))
+            })?;
+            spec.binds.push(format!("{path}:/var/run/docker.sock"));
+            // The worker's unprivileged user reaches the socket through its group.
+            if let Ok(meta) = std::fs::metadata(path) {
+                use std::os::unix::fs::MetadataExt;
+                spec.confinement.group_add.push(meta.gid().to_string());
+            }
+            spec.env
+                .push("DOCKER_HOST=unix:///var/run/docker.sock".to_owned());
+        }
+        EngineAccess::None => {}
+    }
+    // The user's own DOCKER_HOST wins over ours.
+    if let Some(host) = cfg.env.get("DOCKER_HOST") {
+        let user = format!("DOCKER_HOST={host}");
+        spec.env
+            .retain(|kv| !kv.starts_with("DOCKER_HOST=") || *kv == user);
+    }
+    let id = engine.create_container(&spec).await?;
+    // Before it starts: its routines may use the feed from their first moment.
+    let registry = &owner.registry;
+    registry.admit(&id);
+    clock.lap("create");
+    let result = tokio::select! {
+        r = bring_up(&engine, registry, &id, &cfg, timeout, sink, clock) => r,
+        _ = &mut cancelled => Err(Error::InvalidArgument("worker start was cancelled".to_owned())),
+    };
+    if result.is_err() {
+        // Whatever went wrong, leave nothing behind.
+        registry.forget(&id);
+        if let Err(e) = engine.remove(&id).await {
+            tracing::warn!(id = %id, error = %e, "could not remove a worker container that failed to start");
+        }
+    }
+    result
+}
+
+async fn check_image(engine: &Engine, cfg: &WorkerConfig) -> Result<()> {
+    let image = engine.image(&cfg.image).await?;
+    let mismatch = |detail: String| Error::ImageMismatch {
+        image: cfg.image.clone(),
+        detail,
+    };
+    if let Some(python) = image.labels.get("wool.docker.python") {
+        if python != &cfg.python {
+            return Err(mismatch(format!("it runs Python {python} and this process runs Python {}; cloudpickle needs the same minor version on both sides", cfg.python)));
+        }
+    }
+    if let Some(version) = image.labels.get(labels::VERSION) {
+        let major = |v: &str| v.split('.').next().unwrap_or_default().to_owned();
+        if major(version) != major(&cfg.wool_version) {
+            return Err(mismatch(format!("it serves wool {version} and this process runs wool {}; the major versions must match", cfg.wool_version)));
+        }
+    }
+    Ok(())
+}
+
+async fn bring_up(
+    engine: &Engine,
+    registry: &Registry,
+    id: &str,
+    cfg: &WorkerConfig,
+    timeout: Duration,
+    sink: Option<LogSink>,
+    mut clock: Clock,
+) -> Result<Running> {
+    let (output, mut input) = engine.attach(id, true).await?;
+    clock.lap("attach");
+    // Registered before start so the exit code is seen even though the container
+    // removes itself.
+    let (exit_tx, exit_rx) = watch::channel(None);
+    let waiter = engine.clone();
+    let wait_id = id.to_owned();
+    let waiter_registry = registry.clone();
+    tokio::spawn(async move {
+        let code = waiter.wait_exit(&wait_id).await.unwrap_or(-1);
+        waiter_registry.forget(&wait_id);
+        let _ = exit_tx.send(Some(code));
+    });
+    engine.start_container(id).await?;
+    clock.lap("start");
+    if let Some(tls) = &cfg.tls {
+        // The entry point reads this one line before anything else on stdin.
+        let mut line = serde_json::to_vec(&TlsFiles {
+            ca: &tls.ca,
+            cert: &tls.cert,
+            key: &tls.key,
+        })
+        .map_err(|e| Error::InvalidArgument(format!("cannot encode TLS material: {e}")))?;
+        line.push(b'\n');
+        input
+            .write_all(&line)
+            .await
+            .map_err(|e| Error::ContainerExited {
+                id: cfg.name.clone(),
+                code: None,
+                log_tail: format!("could not hand it its TLS material: {e}"),
+            })?;
+        input.flush().await.ok();
+        clock.lap("hand over TLS material");
+    }
+
+    let mut lines = Lines::new(cfg.name.clone(), output, sink);
+    let mut exit = exit_rx.clone();
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    let ready = loop {
+        tokio::select! {
+            line = lines.next_stdout() => match line {
+                Some(line) => {
+                    if let Some(ready) = Ready::parse(id, now_nanos(), &line) {
+                        break ready;
+                    }
+                }
+                None => {
+                    // Output ended: the container is gone or going; report its code.
+                    let mut exit = exit_rx.clone();
+                    let code = tokio::time::timeout(Duration::from_secs(5), exit.wait_for(Option::is_some))
+                        .await.ok().and_then(|r| r.ok().and_then(|c| *c));
+                    return Err(Error::ContainerExited { id: cfg.name.clone(), code, log_tail: lines.tail() });
+                }
+            },
+            Some(code) = async { exit.wait_for(Option::is_some).await.ok().map(|c| *c) } => {
+                lines.drain_for(Duration::from_millis(200)).await;
+                return Err(Error::ContainerExited { id: cfg.name.clone(), code, log_tail: lines.tail() });
+            }
+            _ = &mut deadline => {
+                return Err(Error::NotServing { id: cfg.name.clone(), waited: timeout, log_tail: lines.tail() });
+            }
+        }
+    };
+    clock.lap("interpreter, wool import, bind");
+    let info = engine
+        .inspect(id)
+        .await?
+        .ok_or_else(|| Error::ContainerExited {
+            id: cfg.name.clone(),
+            code: None,
+            log_tail: lines.tail(),
+        })?;
+    let address = address_of(&info, cfg)?;
+    clock.lap("inspect address");
+    tokio::spawn(lines.pump());
+    registry.mark_serving(ready.clone());
+    Ok(Running {
+        id: id.to_owned(),
+        name: cfg.name.clone(),
+        address,
+        version: ready.version.unwrap_or_default(),
+        pid: ready.pid.unwrap_or_default(),
+        timings: clock.laps,
+        engine: engine.clone(),
+        registry: registry.clone(),
+        control: Mutex::new(Some(input)),
+        exit: exit_rx,
+        runtime: tokio::runtime::Handle::current(),
+    })
+}
+
+fn address_of(info: &ContainerInfo, cfg: &WorkerConfig) -> Result<String> {
+    let port = cfg.publication.port;
+    match labels::endpoint(info, cfg.network.as_deref()).map(|(_, ep)| ep) {
+        Some(ep) if !ep.ip.is_empty() => Ok(format!("{}:{port}", ep.ip)),
+        _ => Err(Error::ContainerRejected {
+            id: cfg.name.clone(),
+            message: format!(
+                "it has no IP address on network {:?}",
+                cfg.network.as_deref().unwrap_or("bridge")
+            ),
+        }),
+    }
+}
+
+impl Running {
+    /// Drain and remove the container. `grace`: `None` cancels in-flight work at
+    /// once, negative waits for the drain indefinitely, positive bounds it. Past the
+    /// bound the container is killed. Safe after the container already died.
+    pub async fn stop(&self, grace: Option<f64>) -> Result<()> {
+        let control = self.control.lock().await.take();
+        // Own task: an asyncio cancellation of the caller must not skip the removal.
+        let task = tokio::spawn(shut_down(
+            self.engine.clone(),
+            self.registry.clone(),
+            self.id.clone(),
+            self.exit.clone(),
+            control,
+            grace,
+        ));
+        task.await
+            .map_err(|e| Error::InvalidArgument(format!("worker stop task failed: {e}")))?
+    }
+
+    /// Whether the container has exited.
+    pub fn exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+}
+
+impl Drop for Running {
+    /// A handle dropped without `stop()` (a cancelled start that had already
+    /// succeeded, a `DockerWorker` collected while running) must not leave a
+    /// serving container behind: stop it at once, as the owner's death would.
+    fn drop(&mut self) {
+        let Some(control) = self.control.get_mut().take() else {
+            return;
+        };
+        let (engine, registry, id) = (self.engine.clone(), self.registry.clone(), self.id.clone());
+        let exit = self.exit.clone();
+        // After the runtime shut down (interpreter exit) this does nothing; the
+        // process's exit then closes the container's stdin, which stops it.
+        self.runtime.spawn(async move {
+            if let Err(e) = shut_down(engine, registry, id.clone(), exit, Some(control), None).await {
+                tracing::warn!(id = %id, error = %e, "could not remove a dropped worker's container");
+            }
+        });
+    }
+}
+
+/// Send the stop command, wait for the server per `grace`, kill past the bound,
+/// and remove the container.
+async fn shut_down(
+    engine: Engine,
+    registry: Registry,
+    id: String,
+    mut exit: watch::Receiver<Option<i64>>,
+    control: Option<InputWriter>,
+    grace: Option<f64>,
+) -> Result<()> {
+    registry.stopping(&id);
+    // NaN bounds nothing and means nothing: treat it as no grace.
+    let grace = grace.filter(|g| !g.is_nan());
+    let command = format!("stop {}\n", grace.unwrap_or(0.0));
+    // Past this the server is killed; `None` waits for the drain forever.
+    let bound = match grace {
+        None => Some(STOP_NOW),
+        Some(g) if g < 0.0 => None,
+        Some(g) => Some(
+            Duration::try_from_secs_f64(g)
+                .unwrap_or(Duration::MAX)
+                .saturating_add(STOP_MARGIN),
+        ),
+    };
+    let mut exited = false;
+    if let Some(mut writer) = control {
+        let sent =
+            writer.write_all(command.as_bytes()).await.is_ok() && writer.flush().await.is_ok();
+        // Keep stdin open until the server exits: EOF would mean "stop now".
+        if sent {
+            let wait = exit.wait_for(Option::is_some);
+            exited = match bound {
+                Some(b) => matches!(tokio::time::timeout(b, wait).await, Ok(Ok(_))),
+                None => wait.await.is_ok(),
+            };
+        }
+        drop(writer);
+    }
+    if !exited {
+        engine.kill(&id, "SIGKILL").await?;
+    }
+    engine.remove(&id).await
+}
+
+/// Measures the phases of a start.
+struct Clock {
+    last: std::time::Instant,
+    laps: Vec<(&'static str, f64)>,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((phase, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+}
+
+/// TLS material as the entry point reads it from stdin (one JSON line).
+#[derive(serde::Serialize)]
+struct TlsFiles<'a> {
+    ca: &'a str,
+    cert: &'a str,
+    key: &'a str,
+}

@@ -1,0 +1,180 @@
+//! What a worker's container is created with: labels, environment, and the
+//! confinement its sandbox settings imply. Pure.
+
+use std::collections::BTreeMap;
+
+use super::config::{Sandbox, WorkerConfig};
+use crate::engine::{Confinement, CreateSpec};
+use crate::labels;
+
+/// Where TLS material lands in the container: a tmpfs of its own, filled over
+/// stdin (never env, labels, layers or disk).
+const TLS_DIR: &str = "/run/wool-docker/tls";
+/// tmpfs options of the TLS directory (PEM files are a few KiB).
+const TLS_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=1m";
+/// The worker's home directory under a read-only root (the image's `HOME`).
+const HOME: &str = "/home/wool";
+/// tmpfs options of the home directory.
+const HOME_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=64m";
+/// tmpfs options of `/tmp` under a read-only root.
+const TMP_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=256m,mode=1777";
+
+pub(super) fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
+    let mut labels = labels::to_labels(&cfg.publication, &cfg.selector);
+    labels.extend(cfg.labels.clone());
+    labels.insert(labels::MANAGED.to_owned(), "true".to_owned());
+    labels.insert(labels::OWNER.to_owned(), crate::owner::token());
+    let p = &cfg.publication;
+    let mut env: BTreeMap<String, String> = BTreeMap::from([
+        ("WOOL_UID".to_owned(), p.uid.clone()),
+        ("WOOL_PORT".to_owned(), p.port.to_string()),
+        ("WOOL_TAGS".to_owned(), p.tags.join(",")),
+        ("WOOL_EXTRA".to_owned(), p.extra.clone()),
+        ("WOOL_DOCKER_STDIN_CONTROL".to_owned(), "1".to_owned()),
+    ]);
+    if let Some(options) = &p.options {
+        env.insert("WOOL_OPTIONS".to_owned(), options.clone());
+    }
+    if let Some(identity) = &p.identity {
+        env.insert("WOOL_IDENTITY".to_owned(), identity.clone());
+    }
+    if let Some(grace) = cfg.shutdown_grace {
+        env.insert("WOOL_SHUTDOWN_GRACE".to_owned(), grace.to_string());
+    }
+    if let Some(options) = &cfg.server_options {
+        env.insert("WOOL_SERVER_OPTIONS".to_owned(), options.clone());
+    }
+    if let Some(ttl) = cfg.proxy_pool_ttl {
+        env.insert("WOOL_PROXY_POOL_TTL".to_owned(), ttl.to_string());
+    }
+    if let Some(hook) = &cfg.backpressure {
+        env.insert("WOOL_BACKPRESSURE".to_owned(), hook.clone());
+    }
+    if let Some(tls) = &cfg.tls {
+        // Paths only: the material itself arrives over stdin into a tmpfs.
+        env.insert("WOOL_TLS_CA".to_owned(), format!("{TLS_DIR}/ca.pem"));
+        env.insert("WOOL_TLS_CERT".to_owned(), format!("{TLS_DIR}/cert.pem"));
+        env.insert("WOOL_TLS_KEY".to_owned(), format!("{TLS_DIR}/key.pem"));
+        env.insert("WOOL_TLS_MUTUAL".to_owned(), tls.mutual.to_string());
+        env.insert("WOOL_DOCKER_TLS_STDIN".to_owned(), "1".to_owned());
+    }
+    let confinement = confinement(&cfg.sandbox, cfg.tls.is_some());
+    if confinement.tmpfs.contains_key(HOME) {
+        env.insert("HOME".to_owned(), HOME.to_owned());
+    }
+    if cfg.sandbox.user.as_deref().is_some_and(is_root) {
+        // Asked for explicitly: the entry point refuses root otherwise.
+        env.insert("WOOL_ALLOW_ROOT".to_owned(), "1".to_owned());
+    }
+    env.extend(cfg.env.clone());
+    CreateSpec {
+        name: cfg.name.clone(),
+        image: cfg.image.clone(),
+        labels,
+        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        network: cfg.network.clone(),
+        binds: cfg.binds.clone(),
+        mounts: Vec::new(),
+        nano_cpus: cfg.nano_cpus,
+        memory: cfg.memory,
+        gpus: cfg.gpus,
+        auto_remove: true,
+        stdin_once: true,
+        confinement,
+    }
+}
+
+/// The container's confinement: the user's choices plus what they imply.
+/// Every capability is dropped; a read-only root gets size-bounded tmpfs for
+/// `/tmp` and the home directory; TLS material gets a tmpfs of its own that
+/// only the worker's user may enter.
+fn confinement(sandbox: &Sandbox, tls: bool) -> Confinement {
+    // tmpfs belongs to root unless told otherwise: give the private ones to the
+    // worker's user when its uid is known (a name is resolved only in the image).
+    let owner = sandbox
+        .user
+        .as_deref()
+        .and_then(numeric_ids)
+        .map(|(uid, gid)| format!(",uid={uid},gid={gid}"));
+    let private = match &owner {
+        Some(ids) => format!("mode=0700{ids}"),
+        None => "mode=1777".to_owned(),
+    };
+    let mut tmpfs = BTreeMap::new();
+    if sandbox.read_only {
+        tmpfs.insert("/tmp".to_owned(), TMP_OPTIONS.to_owned());
+        tmpfs.insert(HOME.to_owned(), format!("{HOME_OPTIONS},{private}"));
+    }
+    if tls {
+        tmpfs.insert(TLS_DIR.to_owned(), format!("{TLS_OPTIONS},{private}"));
+    }
+    tmpfs.extend(sandbox.tmpfs.clone());
+    Confinement {
+        user: sandbox.user.clone(),
+        read_only: sandbox.read_only,
+        tmpfs,
+        cap_drop: vec!["ALL".to_owned()],
+        cap_add: sandbox.cap_add.clone(),
+        security_opt: sandbox.security_opt.clone(),
+        pids_limit: sandbox.pids_limit,
+        oom_score_adj: sandbox.oom_score_adj,
+        ulimits: sandbox
+            .ulimits
+            .iter()
+            .map(|(name, (soft, hard))| (name.clone(), *soft, *hard))
+            .collect(),
+        log: sandbox.log.clone(),
+        runtime: sandbox.runtime.clone(),
+        group_add: Vec::new(),
+    }
+}
+
+/// `uid[:gid]` when both are numbers (gid defaults to uid).
+fn numeric_ids(user: &str) -> Option<(u32, u32)> {
+    let (uid, gid) = user.split_once(':').unwrap_or((user, user));
+    Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// Whether `user[:group]` names root.
+fn is_root(user: &str) -> bool {
+    matches!(user.split(':').next(), Some("0" | "root"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_default_sandbox_drops_everything_and_mounts_private_tmpfs() {
+        let sandbox = Sandbox {
+            user: Some("65532:65532".into()),
+            read_only: true,
+            ..Default::default()
+        };
+        let c = confinement(&sandbox, true);
+        assert_eq!(c.cap_drop, ["ALL"]);
+        assert!(c.read_only);
+        assert!(c.tmpfs["/tmp"].contains("size="));
+        assert!(c.tmpfs[HOME].contains("mode=0700,uid=65532,gid=65532"));
+        assert!(c.tmpfs[TLS_DIR].contains("mode=0700,uid=65532,gid=65532"));
+        let open = confinement(&Sandbox::default(), false);
+        assert!(open.tmpfs.is_empty() && !open.read_only);
+        let named = confinement(
+            &Sandbox {
+                user: Some("wool".into()),
+                ..Default::default()
+            },
+            true,
+        );
+        assert!(named.tmpfs[TLS_DIR].ends_with("mode=1777"));
+    }
+
+    #[test]
+    fn root_is_recognised_by_name_and_number() {
+        assert!(is_root("0") && is_root("root:root") && is_root("0:1000"));
+        assert!(!is_root("65532") && !is_root("1000:0") && !is_root("rooty"));
+        assert_eq!(numeric_ids("7"), Some((7, 7)));
+        assert_eq!(numeric_ids("7:8"), Some((7, 8)));
+        assert_eq!(numeric_ids("wool"), None);
+    }
+}
