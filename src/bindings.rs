@@ -15,23 +15,40 @@ use crate::context;
 use crate::discovery;
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::feed;
+use crate::feed::{self, Feed};
 use crate::labels::WorkerRecord;
 use crate::registry::Registry;
 use crate::runtime::{self, future_into_py};
 use crate::scope::{Change, Scope};
 use crate::worker::{self, EngineAccess, LogSink, Owner, Running, WorkerConfig};
 
-/// The containers this process owns. A static because the native module, and
-/// so its owner, is loaded once per process.
+/// What this process owns: its containers and the feed that serves them.
+struct Process {
+    registry: Registry,
+    feed: Feed,
+}
+
+/// A static because the native module, and so the owner, is loaded once per
+/// process; everything below receives these as handles.
+fn process() -> &'static Process {
+    static PROCESS: OnceLock<Process> = OnceLock::new();
+    PROCESS.get_or_init(|| {
+        let registry = Registry::default();
+        Process {
+            feed: Feed::new(registry.clone()),
+            registry,
+        }
+    })
+}
+
 fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(Registry::default)
+    &process().registry
 }
 
 /// One negotiated client per Engine address, shared by every worker and subscriber
 /// of this process (clones share the connection pool).
 async fn engine(host: Option<String>) -> Result<Engine, Error> {
+    // Process-wide for the reason `process` is.
     static ENGINES: OnceLock<tokio::sync::Mutex<HashMap<String, Engine>>> = OnceLock::new();
     // Keyed by the Engine chosen, not by the argument: the environment (or the
     // current docker context) may choose another one later.
@@ -135,7 +152,7 @@ pub fn start_worker<'py>(
         // containers (the worker refuses the others, saying why).
         let feed_socket = match cfg.engine_access {
             EngineAccess::Feed if engine.host().starts_with("unix://") => {
-                Some(feed::ensure(&registry).await?)
+                Some(process().feed.ensure().await?)
             }
             _ => None,
         };
@@ -302,7 +319,7 @@ pub fn subscribe(
         }
         // This process's containers may ask for what it subscribes to, while
         // it does: the grant lives and dies with the subscription.
-        let grant = feed::allow(&engine, &scope);
+        let grant = process().feed.allow(&engine, &scope);
         Ok(Subscription::new(Source::Hub(sub, grant)))
     })
 }
@@ -443,5 +460,5 @@ impl Subscription {
 pub fn shutdown(py: Python<'_>) {
     crate::logging::flush(py);
     runtime::stop(py);
-    feed::remove_own_dirs();
+    process().feed.remove_own_dirs();
 }

@@ -82,12 +82,16 @@ impl Queue {
     }
 }
 
+// Statics: a tracing subscriber is global (`Bridge::install`), so what it
+// feeds is too. Records waiting for Python, bounded.
 static QUEUE: Mutex<Queue> = Mutex::new(Queue {
     records: VecDeque::new(),
     bytes: 0,
     dropped: 0,
 });
+/// Wakes the flusher when a record arrives.
 static WAKE: Notify = Notify::const_new();
+/// The flusher task, started with the first record.
 static FLUSHER: OnceLock<()> = OnceLock::new();
 
 fn push(record: Record) {

@@ -26,6 +26,8 @@ use tokio::runtime::Handle;
 /// How long the exit hook waits for runtime threads to finish what they do.
 const SHUTDOWN_BOUND: Duration = Duration::from_secs(2);
 
+// Statics: pyo3-async-runtimes finds its runtime through a type, not a value,
+// so the runtime and its gate are process-wide.
 /// The owned runtime, until the exit hook takes it.
 static RUNTIME: Mutex<Option<tokio::runtime::Runtime>> = Mutex::new(None);
 /// A handle to it; spawning through it after shutdown drops the task.

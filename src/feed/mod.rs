@@ -40,5 +40,5 @@ mod server;
 pub mod wire;
 
 pub use client::{from_env, subscribe, Client};
-pub use server::{allow, container_in_cgroup, ensure, remove_own_dirs, Grant, QUEUE_BYTES};
+pub use server::{container_in_cgroup, Feed, Grant, QUEUE_BYTES};
 pub use wire::{CONTAINER_PATH, ENV};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex as StdMutex, OnceLock};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -51,9 +51,35 @@ struct Served<E> {
 
 type ServedScopes<E> = HashMap<Scope, Served<E>>;
 
-fn scopes() -> &'static StdMutex<ServedScopes<Engine>> {
-    static SCOPES: OnceLock<StdMutex<ServedScopes<Engine>>> = OnceLock::new();
-    SCOPES.get_or_init(Default::default)
+/// The owner's feed: the scopes it serves, its socket, its directories, and
+/// the registry whose containers it admits. A handle: clones share one feed.
+#[derive(Clone)]
+pub struct Feed {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    scopes: StdMutex<ServedScopes<Engine>>,
+    /// The socket being served, once started.
+    socket: tokio::sync::Mutex<Option<PathBuf>>,
+    /// The directories made (more than one if a socket vanished).
+    dirs: StdMutex<Vec<PathBuf>>,
+}
+
+impl Feed {
+    /// A feed admitting the containers recorded in `registry`; nothing is
+    /// served until the first `ensure`.
+    pub fn new(registry: Registry) -> Self {
+        Feed {
+            inner: Arc::new(Inner {
+                registry,
+                scopes: Default::default(),
+                socket: Default::default(),
+                dirs: Default::default(),
+            }),
+        }
+    }
 }
 
 /// Count one more subscription of `scope` (served from now on, on `engine`).
@@ -96,24 +122,28 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Serve `scope` to this process's containers while the returned grant lives:
-/// the owner holds one per open subscription of it.
-#[must_use = "the scope is served only while the grant lives"]
-pub fn allow(engine: &Engine, scope: &Scope) -> Grant {
-    add_subscriber(&mut lock(scopes()), scope, engine.clone());
-    Grant {
-        scope: scope.clone(),
+impl Feed {
+    /// Serve `scope` to this process's containers while the returned grant
+    /// lives: the owner holds one per open subscription of it.
+    #[must_use = "the scope is served only while the grant lives"]
+    pub fn allow(&self, engine: &Engine, scope: &Scope) -> Grant {
+        add_subscriber(&mut lock(&self.inner.scopes), scope, engine.clone());
+        Grant {
+            feed: self.clone(),
+            scope: scope.clone(),
+        }
     }
 }
 
 /// One open subscription of the owner's, serving its scope to its containers.
 pub struct Grant {
+    feed: Feed,
     scope: Scope,
 }
 
 impl Drop for Grant {
     fn drop(&mut self) {
-        if remove_subscriber(&mut lock(scopes()), &self.scope) {
+        if remove_subscriber(&mut lock(&self.feed.inner.scopes), &self.scope) {
             tracing::debug!(
                 scope = %describe(&self.scope),
                 "worker feed: the owner's last subscription of a scope closed; no longer served"
@@ -144,35 +174,46 @@ pub fn container_in_cgroup(cgroup: &str) -> Option<String> {
 /// bind-mounted into containers. Should the socket have vanished since (a temp
 /// directory cleaner, say), a new one is started: a container never gets a dead
 /// feed. The old listener keeps serving the containers that have it mounted.
-pub async fn ensure(registry: &Registry) -> Result<PathBuf> {
-    static FEED: OnceLock<tokio::sync::Mutex<Option<PathBuf>>> = OnceLock::new();
-    let mut feed = FEED.get_or_init(Default::default).lock().await;
-    match &*feed {
-        Some(path) if is_live(path) => return Ok(path.clone()),
-        Some(path) => tracing::warn!(
-            path = %path.display(),
-            "worker feed: its socket vanished; serving new containers on a new one"
-        ),
-        None => remove_stale_dirs(),
-    }
-    let base = base_dir();
-    let fail = |at: &Path, e: io::Error| {
-        Error::InvalidArgument(format!(
-            "cannot start the worker feed in {}: {e}; set XDG_RUNTIME_DIR or TMPDIR \
+impl Feed {
+    pub async fn ensure(&self) -> Result<PathBuf> {
+        let mut feed = self.inner.socket.lock().await;
+        match &*feed {
+            Some(path) if is_live(path) => return Ok(path.clone()),
+            Some(path) => tracing::warn!(
+                path = %path.display(),
+                "worker feed: its socket vanished; serving new containers on a new one"
+            ),
+            None => remove_stale_dirs(),
+        }
+        let base = base_dir();
+        let fail = |at: &Path, e: io::Error| {
+            Error::InvalidArgument(format!(
+                "cannot start the worker feed in {}: {e}; set XDG_RUNTIME_DIR or TMPDIR \
              to a directory this user owns, or pass engine_access=\"none\"",
-            at.display()
-        ))
-    };
-    let dir = private_dir(&base, random_name).map_err(|e| fail(&base, e))?;
-    lock(own_dirs()).push(dir.clone());
-    let socket = dir.join(SOCKET_NAME);
-    let listener = UnixListener::bind(&socket).map_err(|e| fail(&dir, e))?;
-    // Worker images run as any user; the directory is the gate on the host, and
-    // the peer check below is the gate for containers.
-    set_mode(&socket, 0o666).map_err(|e| fail(&dir, e))?;
-    tokio::spawn(accept_loop(listener, registry.clone()));
-    *feed = Some(socket.clone());
-    Ok(socket)
+                at.display()
+            ))
+        };
+        let dir = private_dir(&base, random_name).map_err(|e| fail(&base, e))?;
+        lock(&self.inner.dirs).push(dir.clone());
+        let socket = dir.join(SOCKET_NAME);
+        let listener = UnixListener::bind(&socket).map_err(|e| fail(&dir, e))?;
+        // Worker images run as any user; the directory is the gate on the host, and
+        // the peer check below is the gate for containers.
+        set_mode(&socket, 0o666).map_err(|e| fail(&dir, e))?;
+        tokio::spawn(accept_loop(listener, self.clone()));
+        *feed = Some(socket.clone());
+        Ok(socket)
+    }
+
+    /// Remove this feed's directories (at exit: nothing serves them then).
+    pub fn remove_own_dirs(&self) {
+        for dir in lock(&self.inner.dirs).drain(..) {
+            // Only if still ours; remove_dir_all does not follow symlinks.
+            if is_private(&dir).unwrap_or(false) {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+    }
 }
 
 /// Whether the feed's socket is still where it was made, in its private directory.
@@ -183,12 +224,6 @@ fn is_live(socket: &Path) -> bool {
         && socket
             .parent()
             .is_some_and(|d| is_private(d).unwrap_or(false))
-}
-
-/// The feed directories this process made (more than one if a socket vanished).
-fn own_dirs() -> &'static StdMutex<Vec<PathBuf>> {
-    static DIRS: OnceLock<StdMutex<Vec<PathBuf>>> = OnceLock::new();
-    DIRS.get_or_init(Default::default)
 }
 
 /// A fresh directory name: the owner's pid (for stale-directory cleanup) and
@@ -266,16 +301,6 @@ fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
-/// Remove this process's feed directories (at exit: nothing serves them then).
-pub fn remove_own_dirs() {
-    for dir in lock(own_dirs()).drain(..) {
-        // Only if still ours; remove_dir_all does not follow symlinks.
-        if is_private(&dir).unwrap_or(false) {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-    }
-}
-
 /// Remove feed directories of this user whose process is gone.
 fn remove_stale_dirs() {
     let Ok(entries) = std::fs::read_dir(base_dir()) else {
@@ -293,7 +318,7 @@ fn remove_stale_dirs() {
     }
 }
 
-async fn accept_loop(listener: UnixListener, registry: Registry) {
+async fn accept_loop(listener: UnixListener, feed: Feed) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -304,10 +329,10 @@ async fn accept_loop(listener: UnixListener, registry: Registry) {
                     // Full: hang up at once rather than queue without bound.
                     continue;
                 };
-                let registry = registry.clone();
+                let feed = feed.clone();
                 tokio::spawn(async move {
                     let _slot = slot;
-                    serve(stream, &registry).await;
+                    serve(stream, &feed).await;
                 });
             }
             Err(e) => {
@@ -378,7 +403,8 @@ fn identify(stream: &UnixStream, registry: &Registry) -> std::result::Result<Pee
     }
 }
 
-async fn serve(mut stream: UnixStream, registry: &Registry) {
+async fn serve(mut stream: UnixStream, feed: &Feed) {
+    let registry = &feed.inner.registry;
     let peer = match identify(&stream, registry) {
         Ok(peer) => peer,
         Err(reason) => {
@@ -396,7 +422,7 @@ async fn serve(mut stream: UnixStream, registry: &Registry) {
         }
     };
     let authorized = {
-        let served = lock(scopes());
+        let served = lock(&feed.inner.scopes);
         authorize(&line, &served)
             .map(|(scope, entry)| (scope, entry.engine.clone(), entry.ended.subscribe()))
     };
