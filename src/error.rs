@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use pyo3::exceptions::asyncio::CancelledError;
 use pyo3::exceptions::PyValueError;
 use pyo3::PyErr;
 
@@ -138,6 +139,17 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// The caller stopped waiting (its asyncio task was cancelled) or the
+    /// runtime is shutting down; what was begun has been undone.
+    #[error("{0} was cancelled")]
+    Cancelled(String),
+
+    /// A fault of wool-docker itself, not of the caller or the Engine: a task
+    /// that panicked, state that cannot be encoded, a directory of its own
+    /// that cannot be made.
+    #[error("wool-docker internal error: {0}")]
+    Internal(String),
+
     /// The owner's worker feed, inside one of its containers, refused or failed.
     #[error(
         "the worker feed at {path} failed: {reason} (it serves nested routines the \
@@ -240,6 +252,7 @@ pyo3::import_exception!(wool_docker.exceptions, WorkerStartTimeout);
 pyo3::import_exception!(wool_docker.exceptions, WoolDockerError);
 pyo3::import_exception!(wool_docker.exceptions, EngineError);
 pyo3::import_exception!(wool_docker.exceptions, WorkerFeedError);
+pyo3::import_exception!(wool_docker.exceptions, WoolDockerInternalError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
@@ -268,6 +281,10 @@ impl From<Error> for PyErr {
             }
             Error::InvalidLabel { .. } => WoolDockerError::new_err(message),
             Error::InvalidArgument(_) => PyValueError::new_err(message),
+            // What asyncio reports for a cancelled await, so a cancelled
+            // `start()` reads the same whichever side noticed first.
+            Error::Cancelled(_) => CancelledError::new_err(message),
+            Error::Internal(_) => WoolDockerInternalError::new_err(message),
             Error::Engine { .. } => EngineError::new_err(message),
             Error::Feed { path, .. } => WorkerFeedError::new_err((message, path)),
             Error::SwarmUnreadable { .. } => EngineError::new_err(message),

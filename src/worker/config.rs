@@ -1,14 +1,16 @@
 //! The worker's configuration, as `DockerWorker` decides it: the boundary
-//! between the Python layer and the core.
+//! between the Python layer and the core, declared once. `bindings` reads it
+//! from the dict `worker.py` builds; every struct rejects unknown keys.
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::labels::Publication;
+use crate::labels::{self, Publication};
 
 /// TLS material for a secure worker, PEM text.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Tls {
     /// CA certificate(s) that client certificates must chain to.
     pub ca: String,
@@ -20,8 +22,21 @@ pub struct Tls {
     pub mutual: bool,
 }
 
-/// Everything `DockerWorker` decides about its container.
+impl std::fmt::Debug for Tls {
+    /// Never the key: a configuration may end up in a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("mutual", &self.mutual)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything `DockerWorker` decides about its container: the one schema of
+/// what crosses from Python (`worker.py` builds it as a dict). Every key is
+/// required unless its type is an `Option`, and an unknown key is an error, so
+/// a key renamed on one side fails loudly instead of becoming a default.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
     /// Worker image.
     pub image: String,
@@ -34,13 +49,10 @@ pub struct WorkerConfig {
     /// The discovery selector (default `wool.worker=true`), added to the labels.
     pub selector: BTreeMap<String, String>,
     /// The user's extra labels.
-    #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// The user's extra environment.
-    #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Binds and volumes, `src:dst[:mode]`.
-    #[serde(default)]
     pub binds: Vec<String>,
     /// CPU limit in billionths of a CPU.
     pub nano_cpus: Option<i64>,
@@ -55,21 +67,49 @@ pub struct WorkerConfig {
     /// TLS material when the worker serves securely.
     pub tls: Option<Tls>,
     /// The server's own shutdown grace in seconds (wool's `shutdown_grace_period`).
-    pub shutdown_grace: Option<f64>,
+    pub shutdown_grace: f64,
     /// How the container reaches the Engine for nested routines.
-    #[serde(default)]
     pub engine_access: EngineAccess,
-    /// wool's server-side `WorkerOptions` fields, JSON text.
-    #[serde(default)]
-    pub server_options: Option<String>,
+    /// wool's server-side `WorkerOptions` fields (all but `channel`).
+    pub server_options: labels::Options,
     /// Seconds the server keeps an idle proxy (wool's `proxy_pool_ttl`).
-    #[serde(default)]
-    pub proxy_pool_ttl: Option<f64>,
-    /// The admission hook, cloudpickled and base64-encoded.
-    #[serde(default)]
-    pub backpressure: Option<String>,
+    pub proxy_pool_ttl: f64,
+    /// The admission hook, cloudpickled.
+    pub backpressure: Option<Pickle>,
     /// How the container is confined.
     pub sandbox: Sandbox,
+}
+
+/// Opaque bytes (a cloudpickle) that only the container's Python reads.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pickle(pub Vec<u8>);
+
+impl std::fmt::Debug for Pickle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pickle({} bytes)", self.0.len())
+    }
+}
+
+impl<'de> Deserialize<'de> for Pickle {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Pickle;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("bytes")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> std::result::Result<Pickle, E> {
+                Ok(Pickle(v.to_vec()))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(
+                self,
+                v: Vec<u8>,
+            ) -> std::result::Result<Pickle, E> {
+                Ok(Pickle(v))
+            }
+        }
+        d.deserialize_byte_buf(Visitor)
+    }
 }
 
 /// The user's confinement choices, each already resolved by the caller (its
@@ -103,7 +143,7 @@ pub struct Sandbox {
 /// What a worker container reaches of discovery (its subscriber needs it when a
 /// routine awaits another routine).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum EngineAccess {
     /// The owner's worker feed: records of the owner's scopes, no Engine API.
     #[default]
