@@ -623,6 +623,50 @@ mod tests {
     }
 
     #[test]
+    fn the_port_rule_is_1_to_65535_from_a_number_or_text() {
+        assert_eq!(Port::new(1), Ok(Port(1)));
+        assert_eq!(Port::new(65535), Ok(Port(65535)));
+        assert_eq!(Port::parse(" 6000\n"), Ok(Port(6000)));
+        for bad in [0, -1, 65536, i64::MAX] {
+            assert!(Port::new(bad).is_err(), "{bad}");
+        }
+        for bad in ["", "http", "1.5", "0", "65536", "0x10"] {
+            assert!(Port::parse(bad).is_err(), "{bad:?}");
+        }
+        // The same rule where a port is deserialized (the worker config).
+        assert!(serde_json::from_str::<Port>("0").is_err());
+        assert!(serde_json::from_str::<Port>("\"6000\"").is_err());
+        assert_eq!(serde_json::from_str::<Port>("6000").ok(), Some(Port(6000)));
+    }
+
+    #[test]
+    fn the_extra_rule_is_strings_to_strings() {
+        let extra = Extra::parse(r#"{"zone":"b","region":"eu"}"#).unwrap_or_default();
+        assert_eq!(extra.0.len(), 2);
+        assert_eq!(extra.to_json(), r#"{"region":"eu","zone":"b"}"#);
+        for bad in [
+            r#"{"a":1}"#,
+            r#"{"a":null}"#,
+            r#"{"a":["b"]}"#,
+            "[]",
+            "{",
+            "\"a\"",
+        ] {
+            assert!(Extra::parse(bad).is_err(), "{bad}");
+        }
+        let err = Extra::parse(r#"{"a":true}"#).err().unwrap_or_default();
+        assert!(err.contains("must map strings to strings"), "{err}");
+        assert_eq!(Extra::default().to_json(), "{}");
+    }
+
+    #[test]
+    fn options_are_a_json_object_in_canonical_text() {
+        let options = parse_options(r#"{"b":1,"a":true}"#).unwrap_or_default();
+        assert_eq!(options_json(&options), r#"{"a":true,"b":1}"#);
+        assert!(parse_options("[1]").is_err() && parse_options("3").is_err());
+    }
+
+    #[test]
     fn filter_terms_are_key_equals_value() {
         let s = BTreeMap::from([
             ("a".to_owned(), "1".to_owned()),

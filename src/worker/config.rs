@@ -153,3 +153,96 @@ pub enum EngineAccess {
     /// No Engine access: nested routines cannot discover workers.
     None,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A complete config, as JSON (serde's rules are the same from a dict).
+    fn complete() -> serde_json::Value {
+        serde_json::json!({
+            "image": "img", "name": "w", "network": null,
+            "publication": {
+                "uid": "6f0c1a52-3a70-4a36-9a4b-0b7f3d2a9c11", "port": 50051,
+                "tags": [], "extra": {"a": "b"}, "secure": false, "identity": null,
+                "options": {"compression": 0}, "network": null
+            },
+            "selector": {"wool.worker": "true"}, "labels": {}, "env": {}, "binds": [],
+            "nano_cpus": null, "memory": null, "gpus": null,
+            "python": "3.11", "wool_version": "0.15.7", "tls": null,
+            "shutdown_grace": 60.0, "engine_access": "feed",
+            "server_options": {"proxy_pool_ttl": 60.0}, "proxy_pool_ttl": 60.0,
+            "backpressure": null,
+            "sandbox": {
+                "user": null, "read_only": true, "tmpfs": {}, "cap_add": [],
+                "security_opt": [], "pids_limit": null, "oom_score_adj": null,
+                "ulimits": {"nofile": [1, 2]}, "log": null, "runtime": null
+            }
+        })
+    }
+
+    fn parse(value: serde_json::Value) -> Result<WorkerConfig, String> {
+        serde_json::from_value(value).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_complete_config_is_read_with_its_nested_values() {
+        let cfg = parse(complete()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfg.publication.port, labels::Port(50051));
+        assert_eq!(cfg.publication.extra.0["a"], "b");
+        assert_eq!(cfg.server_options["proxy_pool_ttl"], 60.0);
+        assert_eq!(cfg.engine_access, EngineAccess::Feed);
+        assert_eq!(cfg.sandbox.ulimits["nofile"], (1, 2));
+    }
+
+    #[test]
+    fn an_unknown_key_fails_at_every_level() {
+        for pointer in ["", "/publication", "/sandbox", "/tls"] {
+            let mut value = complete();
+            value["tls"] = serde_json::json!({"ca": "", "cert": "", "key": "", "mutual": true});
+            let Some(serde_json::Value::Object(target)) = value.pointer_mut(pointer) else {
+                panic!("no object at {pointer:?}");
+            };
+            target.insert("bogus".to_owned(), serde_json::json!(1));
+            let err = parse(value).err().unwrap_or_default();
+            assert!(err.contains("unknown field `bogus`"), "{pointer}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_required_key_fails() {
+        for key in ["labels", "env", "binds", "shutdown_grace", "server_options"] {
+            let mut value = complete();
+            value.as_object_mut().map(|o| o.remove(key));
+            let err = parse(value).err().unwrap_or_default();
+            assert!(
+                err.contains(&format!("missing field `{key}`")),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_hook_is_bytes_and_never_printed() {
+        // Text (the old base64 boundary) is refused.
+        assert!(serde_json::from_value::<Pickle>(serde_json::json!("gAU=")).is_err());
+        let hook: Pickle =
+            serde::de::Deserialize::deserialize(serde::de::value::BytesDeserializer::<
+                serde_json::Error,
+            >::new(&[128, 5]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(hook.0, [128, 5]);
+        assert_eq!(format!("{hook:?}"), "Pickle(2 bytes)");
+    }
+
+    #[test]
+    fn tls_debug_output_leaves_the_key_out() {
+        let tls = Tls {
+            ca: "CA".into(),
+            cert: "CERT".into(),
+            key: "SECRET".into(),
+            mutual: true,
+        };
+        assert!(!format!("{tls:?}").contains("SECRET"));
+    }
+}
