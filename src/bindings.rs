@@ -4,7 +4,7 @@
 //! owned containers, lends them to workers, discovery and the feed, and runs
 //! the exit sequence.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ use crate::discovery;
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::feed::{self, Feed};
-use crate::labels::WorkerRecord;
+use crate::labels::{Extra, Port, WorkerRecord};
 use crate::registry::Registry;
 use crate::runtime::{self, future_into_py};
 use crate::scope::{Change, Scope};
@@ -124,19 +124,69 @@ pub fn remove_image(
     })
 }
 
-/// Start a worker container from a JSON `WorkerConfig` and wait until it serves.
-/// With `log_output`, its output goes to the `wool_docker.worker` logger.
+/// Read a worker config as `DockerWorker` builds it: a dict that must match
+/// [`WorkerConfig`] exactly (an unknown or missing key is a `ValueError`).
+fn worker_config(config: &Bound<'_, PyAny>) -> Result<WorkerConfig, Error> {
+    pythonize::depythonize(config)
+        .map_err(|e| Error::InvalidArgument(format!("invalid worker configuration: {e}")))
+}
+
+/// Check a worker config without starting anything: what `start_worker`
+/// accepts, it accepts (`DockerWorker`'s tests prove the boundary with it).
+#[pyfunction]
+pub fn check_worker_config(config: &Bound<'_, PyAny>) -> PyResult<()> {
+    worker_config(config)?;
+    Ok(())
+}
+
+/// The port rule (1-65535) for a number or its text: the port, or `ValueError`.
+#[pyfunction]
+pub fn check_port(port: &Bound<'_, PyAny>) -> PyResult<u16> {
+    let checked = match port.extract::<String>() {
+        Ok(text) => Port::parse(&text),
+        // A bool is an int to Python, never a port.
+        Err(_) if port.is_instance_of::<pyo3::types::PyBool>() => {
+            Err(format!("port must be an integer in 1-65535, got {port}"))
+        }
+        Err(_) => match port.extract::<i64>() {
+            Ok(number) => Port::new(number),
+            Err(_) => Err(format!("port must be an integer in 1-65535, got {port}")),
+        },
+    };
+    Ok(checked.map_err(Error::InvalidArgument)?.0)
+}
+
+/// The `extra` rule (strings to strings) for a mapping or its JSON object
+/// text: the metadata as a dict, or `ValueError`.
+#[pyfunction]
+pub fn check_extra(extra: &Bound<'_, PyAny>) -> PyResult<BTreeMap<String, String>> {
+    let checked = match extra.extract::<String>() {
+        Ok(text) => Extra::parse(&text),
+        Err(_) => pythonize::depythonize::<Extra>(extra).map_err(|e| e.to_string()),
+    };
+    let message = |e: String| {
+        if e.starts_with("extra metadata") {
+            e
+        } else {
+            format!("extra metadata must map strings to strings (wool sends it as map<string, string>): {e}")
+        }
+    };
+    Ok(checked.map_err(|e| Error::InvalidArgument(message(e)))?.0)
+}
+
+/// Start a worker container from its config (see [`WorkerConfig`]) and wait
+/// until it serves. With `log_output`, its output goes to the
+/// `wool_docker.worker` logger.
 #[pyfunction]
 #[pyo3(signature = (config, timeout, log_output=true, host=None))]
 pub fn start_worker<'py>(
     py: Python<'py>,
-    config: &str,
+    config: &Bound<'py, PyAny>,
     timeout: f64,
     log_output: bool,
     host: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let cfg: WorkerConfig = serde_json::from_str(config)
-        .map_err(|e| Error::InvalidArgument(format!("invalid worker configuration: {e}")))?;
+    let cfg = worker_config(config)?;
     if !(timeout.is_finite() && timeout > 0.0) {
         return Err(Error::InvalidArgument(
             "timeout must be a positive number of seconds".to_owned(),

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use pyo3::exceptions::asyncio::CancelledError;
 use pyo3::exceptions::PyValueError;
 use pyo3::PyErr;
 
@@ -138,6 +139,17 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
 
+    /// The caller stopped waiting (its asyncio task was cancelled) or the
+    /// runtime is shutting down; what was begun has been undone.
+    #[error("{0} was cancelled")]
+    Cancelled(String),
+
+    /// A fault of wool-docker itself, not of the caller or the Engine: a task
+    /// that panicked, state that cannot be encoded, a directory of its own
+    /// that cannot be made.
+    #[error("wool-docker internal error: {0}")]
+    Internal(String),
+
     /// The owner's worker feed, inside one of its containers, refused or failed.
     #[error(
         "the worker feed at {path} failed: {reason} (it serves nested routines the \
@@ -240,6 +252,7 @@ pyo3::import_exception!(wool_docker.exceptions, WorkerStartTimeout);
 pyo3::import_exception!(wool_docker.exceptions, WoolDockerError);
 pyo3::import_exception!(wool_docker.exceptions, EngineError);
 pyo3::import_exception!(wool_docker.exceptions, WorkerFeedError);
+pyo3::import_exception!(wool_docker.exceptions, WoolDockerInternalError);
 
 impl From<Error> for PyErr {
     fn from(err: Error) -> PyErr {
@@ -268,9 +281,173 @@ impl From<Error> for PyErr {
             }
             Error::InvalidLabel { .. } => WoolDockerError::new_err(message),
             Error::InvalidArgument(_) => PyValueError::new_err(message),
+            // What asyncio reports for a cancelled await, so a cancelled
+            // `start()` reads the same whichever side noticed first.
+            Error::Cancelled(_) => CancelledError::new_err(message),
+            Error::Internal(_) => WoolDockerInternalError::new_err(message),
             Error::Engine { .. } => EngineError::new_err(message),
             Error::Feed { path, .. } => WorkerFeedError::new_err((message, path)),
             Error::SwarmUnreadable { .. } => EngineError::new_err(message),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+
+    use pyo3::prelude::*;
+    use pyo3::types::PyModule;
+
+    use super::*;
+
+    /// Load the package's real `exceptions.py` under its own name, over a
+    /// stand-in `wool` (only its two base classes), so the mapping below meets
+    /// the classes users catch. Once per process: the mapping keeps the classes
+    /// it first imported.
+    fn load_exceptions(py: Python<'_>) -> PyResult<()> {
+        static LOADED: pyo3::sync::PyOnceLock<()> = pyo3::sync::PyOnceLock::new();
+        LOADED
+            .get_or_try_init(py, || load_exceptions_now(py))
+            .map(|_| ())
+    }
+
+    fn load_exceptions_now(py: Python<'_>) -> PyResult<()> {
+        PyModule::from_code(
+            py,
+            c"class WoolError(Exception): pass\nclass WoolWarning(Warning): pass\n",
+            c"wool.py",
+            c"wool",
+        )?;
+        let package = PyModule::from_code(py, c"", c"__init__.py", c"wool_docker")?;
+        package.setattr("__path__", pyo3::types::PyList::empty(py))?;
+        let source = CString::new(include_str!("../python/wool_docker/exceptions.py"))?;
+        let module = PyModule::from_code(py, &source, c"exceptions.py", c"wool_docker.exceptions")?;
+        package.setattr("exceptions", module)?;
+        Ok(())
+    }
+
+    /// The exception class `err` becomes, and the value of `attr` on it.
+    fn mapped(err: Error, attr: &str) -> (String, String) {
+        Python::initialize();
+        Python::attach(|py| {
+            load_exceptions(py).unwrap_or_else(|e| panic!("{e}"));
+            let value = PyErr::from(err).into_value(py).into_bound(py);
+            let class = value
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default();
+            let attribute = value
+                .getattr(attr)
+                .map(|a| a.to_string())
+                .unwrap_or_default();
+            (class, attribute)
+        })
+    }
+
+    #[test]
+    fn cancellation_and_internal_failures_have_their_own_exceptions() {
+        let (class, args) = mapped(Error::Cancelled("the start of worker w".into()), "args");
+        assert_eq!(class, "CancelledError");
+        assert!(
+            args.contains("the start of worker w was cancelled"),
+            "{args}"
+        );
+        let (class, args) = mapped(Error::Internal("a task panicked".into()), "args");
+        assert_eq!(class, "WoolDockerInternalError");
+        assert!(args.contains("internal error: a task panicked"), "{args}");
+        let (class, _) = mapped(Error::InvalidArgument("bad".into()), "args");
+        assert_eq!(class, "ValueError");
+    }
+
+    #[test]
+    fn each_variant_carries_its_fields_to_its_exception() {
+        let cases = [
+            (
+                Error::ImageNotFound {
+                    image: "img".into(),
+                },
+                "ImageNotFoundError",
+                "image",
+                "img",
+            ),
+            (
+                Error::NetworkNotAttachable {
+                    network: "net".into(),
+                },
+                "NetworkNotFoundError",
+                "network",
+                "net",
+            ),
+            (
+                Error::ContainerExited {
+                    id: "w".into(),
+                    code: Some(3),
+                    log_tail: "boom".into(),
+                },
+                "ContainerFailedError",
+                "exit_code",
+                "3",
+            ),
+            (
+                Error::NotServing {
+                    id: "w".into(),
+                    waited: Duration::from_secs(2),
+                    log_tail: String::new(),
+                },
+                "WorkerStartTimeout",
+                "waited",
+                "2.0",
+            ),
+            (
+                Error::Feed {
+                    path: "/run/feed".into(),
+                    reason: "refused".into(),
+                },
+                "WorkerFeedError",
+                "path",
+                "/run/feed",
+            ),
+            (
+                Error::PermissionDenied {
+                    host: "unix:///s".into(),
+                },
+                "EngineUnavailableError",
+                "host",
+                "unix:///s",
+            ),
+        ];
+        for (err, class, attr, value) in cases {
+            assert_eq!(mapped(err, attr), (class.to_owned(), value.to_owned()));
+        }
+    }
+
+    #[test]
+    fn every_wool_docker_exception_is_a_wool_docker_error() {
+        Python::initialize();
+        Python::attach(|py| -> PyResult<()> {
+            load_exceptions(py)?;
+            let root = py
+                .import("wool_docker.exceptions")?
+                .getattr("WoolDockerError")?;
+            for err in [
+                Error::Internal("x".into()),
+                Error::SwarmUnreadable {
+                    host: "h".into(),
+                    reason: "r".into(),
+                },
+                Error::InvalidLabel {
+                    container: "c".into(),
+                    key: "k".into(),
+                    reason: "r".into(),
+                },
+            ] {
+                let value = PyErr::from(err).into_value(py).into_bound(py);
+                assert!(value.is_instance(&root)?);
+            }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -76,24 +76,134 @@ pub struct WorkerRecord {
 }
 
 /// The fields a `DockerWorker` publishes at creation.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Publication {
     /// Worker uid.
     pub uid: String,
     /// Port inside the container.
-    pub port: u16,
+    pub port: Port,
     /// Capability tags (no commas).
     pub tags: Vec<String>,
-    /// JSON object text.
-    pub extra: String,
+    /// Extra metadata.
+    pub extra: Extra,
     /// Serves TLS.
     pub secure: bool,
     /// Workload identity.
     pub identity: Option<String>,
-    /// JSON object text of channel options.
-    pub options: Option<String>,
+    /// wool `ChannelOptions` fields (their types are checked by the Python
+    /// side, which owns the dataclass).
+    pub options: Option<Options>,
     /// Network to advertise on.
     pub network: Option<String>,
+}
+
+/// A JSON object's fields, in key order (so its text is canonical).
+pub type Options = BTreeMap<String, serde_json::Value>;
+
+/// A TCP port a worker serves on: 1-65535. The one rule for a port, wherever
+/// it comes from (a label, the worker config, the command line, the image).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Port(pub u16);
+
+impl Default for Port {
+    fn default() -> Self {
+        Port(DEFAULT_PORT)
+    }
+}
+
+impl Port {
+    /// Check a port number.
+    pub fn new(number: i64) -> std::result::Result<Port, String> {
+        u16::try_from(number)
+            .ok()
+            .filter(|p| *p > 0)
+            .map(Port)
+            .ok_or_else(|| format!("port must be 1-65535, got {number}"))
+    }
+
+    /// Read a port from text (surrounding blanks ignored).
+    pub fn parse(text: &str) -> std::result::Result<Port, String> {
+        let trimmed = text.trim();
+        let number = trimmed
+            .parse::<i64>()
+            .map_err(|_| format!("port must be an integer in 1-65535, got {text:?}"))?;
+        Port::new(number)
+    }
+}
+
+impl std::fmt::Display for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        Port::new(i64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A worker's extra metadata: strings to strings, as wool carries it
+/// (`map<string, string>`). The one rule for `extra`, wherever it comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Extra(pub BTreeMap<String, String>);
+
+impl Extra {
+    /// Read the JSON object text of a label or an environment variable.
+    pub fn parse(text: &str) -> std::result::Result<Extra, String> {
+        serde_json::from_str(text).map_err(|e| {
+            // serde_json appends " at line L column C"; keep the reason only.
+            let e = e.to_string();
+            match e.rsplit_once(" at line ") {
+                Some((reason, _)) => reason.to_owned(),
+                None => e,
+            }
+        })
+    }
+
+    /// The canonical JSON text (compact, keys sorted) of labels and the
+    /// worker's environment.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&self.0).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+impl<'de> Deserialize<'de> for Extra {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Extra;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("extra metadata: an object of strings to strings")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Extra, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((key, value)) =
+                    map.next_entry::<serde_json::Value, serde_json::Value>()?
+                {
+                    match (key, value) {
+                        (serde_json::Value::String(k), serde_json::Value::String(v)) => {
+                            out.insert(k, v);
+                        }
+                        (k, v) => {
+                            return Err(serde::de::Error::custom(format!(
+                                "extra metadata must map strings to strings (wool sends \
+                                 it as map<string, string>); got {k}: {v}"
+                            )))
+                        }
+                    }
+                }
+                Ok(Extra(out))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 /// Labels for a worker container; `selector` is merged in so discovery matches it.
@@ -102,18 +212,29 @@ pub fn to_labels(p: &Publication, selector: &BTreeMap<String, String>) -> BTreeM
     labels.insert(UID.to_owned(), p.uid.clone());
     labels.insert(PORT.to_owned(), p.port.to_string());
     labels.insert(TAGS.to_owned(), p.tags.join(","));
-    labels.insert(EXTRA.to_owned(), p.extra.clone());
+    labels.insert(EXTRA.to_owned(), p.extra.to_json());
     labels.insert(SECURE.to_owned(), p.secure.to_string());
     if let Some(identity) = &p.identity {
         labels.insert(IDENTITY.to_owned(), identity.clone());
     }
     if let Some(options) = &p.options {
-        labels.insert(OPTIONS.to_owned(), options.clone());
+        labels.insert(OPTIONS.to_owned(), options_json(options));
     }
     if let Some(network) = &p.network {
         labels.insert(NETWORK.to_owned(), network.clone());
     }
     labels
+}
+
+/// The canonical JSON text of channel options (compact, keys sorted).
+pub fn options_json(options: &Options) -> String {
+    serde_json::to_string(options).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Read the JSON object text of channel options (`wool.options`,
+/// `WOOL_OPTIONS`): an object; its fields are wool's to check.
+pub fn parse_options(text: &str) -> std::result::Result<Options, String> {
+    serde_json::from_str(text).map_err(|_| format!("is not a JSON object: {text:?}"))
 }
 
 /// Why a container yields no record, short of a malformed label.
@@ -149,12 +270,11 @@ pub fn parse(
             .ok_or_else(|| invalid(UID, "is missing and the container id is not hex".to_owned()))?,
     };
     let port = match label(PORT) {
-        Some(v) => v
-            .trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p > 0)
-            .ok_or_else(|| invalid(PORT, format!("is not a port number: {v:?}")))?,
+        Some(v) => {
+            Port::parse(v)
+                .map_err(|_| invalid(PORT, format!("is not a port number: {v:?}")))?
+                .0
+        }
         None => DEFAULT_PORT,
     };
     let tags = label(TAGS)
@@ -167,16 +287,21 @@ pub fn parse(
         })
         .unwrap_or_default();
     let extra = match label(EXTRA) {
-        Some(v) => match serde_json::from_str::<serde_json::Value>(v) {
-            Ok(serde_json::Value::Object(_)) => v.to_owned(),
-            _ => return Err(invalid(EXTRA, format!("is not a JSON object: {v:?}"))),
+        Some(v) => match Extra::parse(v) {
+            Ok(_) => v.to_owned(),
+            Err(_) => {
+                return Err(invalid(
+                    EXTRA,
+                    format!("is not a JSON object of strings to strings: {v:?}"),
+                ))
+            }
         },
         None => "{}".to_owned(),
     };
     let options = match label(OPTIONS) {
-        Some(v) => match serde_json::from_str::<serde_json::Value>(v) {
-            Ok(serde_json::Value::Object(_)) => Some(v.to_owned()),
-            _ => return Err(invalid(OPTIONS, format!("is not a JSON object: {v:?}"))),
+        Some(v) => match parse_options(v) {
+            Ok(_) => Some(v.to_owned()),
+            Err(e) => return Err(invalid(OPTIONS, e)),
         },
         None => None,
     };
@@ -354,12 +479,15 @@ mod tests {
     fn round_trip_of_a_publication() {
         let p = Publication {
             uid: "6f0c1a52-3a70-4a36-9a4b-0b7f3d2a9c11".into(),
-            port: 50051,
+            port: Port(50051),
             tags: vec!["gpu".into(), "fast".into()],
-            extra: r#"{"a":1}"#.into(),
+            extra: Extra(BTreeMap::from([("a".to_owned(), "1".to_owned())])),
             secure: true,
             identity: Some("api.wool".into()),
-            options: Some(r#"{"max_concurrent_streams":10}"#.into()),
+            options: Some(Options::from([(
+                "max_concurrent_streams".to_owned(),
+                serde_json::json!(10),
+            )])),
             network: Some("wool".into()),
         };
         let selector = BTreeMap::from([(SELECTOR.to_owned(), "true".to_owned())]);
@@ -374,10 +502,13 @@ mod tests {
         assert_eq!(r.uid, p.uid);
         assert_eq!(r.address, "10.0.0.5:50051");
         assert_eq!(r.tags, p.tags);
-        assert_eq!(r.extra, p.extra);
+        assert_eq!(r.extra, r#"{"a":"1"}"#);
         assert!(r.secure);
         assert_eq!(r.identity, p.identity);
-        assert_eq!(r.options, p.options);
+        assert_eq!(
+            r.options.as_deref(),
+            Some(r#"{"max_concurrent_streams":10}"#)
+        );
         assert_eq!(r.version, "0.15.7");
         assert_eq!(r.network, "wool");
     }
@@ -443,6 +574,8 @@ mod tests {
             (PORT, "0"),
             (EXTRA, "[1]"),
             (EXTRA, "{"),
+            (EXTRA, r#"{"a":1}"#),
+            (PORT, "65536"),
             (SECURE, "maybe"),
             (OPTIONS, "3"),
             (ADDRESS, "nohost"),
@@ -487,6 +620,50 @@ mod tests {
         for l in [&unmanaged, &mine, &theirs, &ownerless] {
             assert!(owner_admits(None, l));
         }
+    }
+
+    #[test]
+    fn the_port_rule_is_1_to_65535_from_a_number_or_text() {
+        assert_eq!(Port::new(1), Ok(Port(1)));
+        assert_eq!(Port::new(65535), Ok(Port(65535)));
+        assert_eq!(Port::parse(" 6000\n"), Ok(Port(6000)));
+        for bad in [0, -1, 65536, i64::MAX] {
+            assert!(Port::new(bad).is_err(), "{bad}");
+        }
+        for bad in ["", "http", "1.5", "0", "65536", "0x10"] {
+            assert!(Port::parse(bad).is_err(), "{bad:?}");
+        }
+        // The same rule where a port is deserialized (the worker config).
+        assert!(serde_json::from_str::<Port>("0").is_err());
+        assert!(serde_json::from_str::<Port>("\"6000\"").is_err());
+        assert_eq!(serde_json::from_str::<Port>("6000").ok(), Some(Port(6000)));
+    }
+
+    #[test]
+    fn the_extra_rule_is_strings_to_strings() {
+        let extra = Extra::parse(r#"{"zone":"b","region":"eu"}"#).unwrap_or_default();
+        assert_eq!(extra.0.len(), 2);
+        assert_eq!(extra.to_json(), r#"{"region":"eu","zone":"b"}"#);
+        for bad in [
+            r#"{"a":1}"#,
+            r#"{"a":null}"#,
+            r#"{"a":["b"]}"#,
+            "[]",
+            "{",
+            "\"a\"",
+        ] {
+            assert!(Extra::parse(bad).is_err(), "{bad}");
+        }
+        let err = Extra::parse(r#"{"a":true}"#).err().unwrap_or_default();
+        assert!(err.contains("must map strings to strings"), "{err}");
+        assert_eq!(Extra::default().to_json(), "{}");
+    }
+
+    #[test]
+    fn options_are_a_json_object_in_canonical_text() {
+        let options = parse_options(r#"{"b":1,"a":true}"#).unwrap_or_default();
+        assert_eq!(options_json(&options), r#"{"a":true,"b":1}"#);
+        assert!(parse_options("[1]").is_err() && parse_options("3").is_err());
     }
 
     #[test]

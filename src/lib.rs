@@ -50,6 +50,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bindings::build_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::remove_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::start_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::check_worker_config, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::check_port, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::check_extra, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::prune, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::owner_token, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::subscribe, m)?)?;

@@ -26,6 +26,7 @@ PUBLIC_NAMES = {
     "NetworkNotFoundError": "wool_docker.exceptions",
     "NotPublishedError": "wool_docker.exceptions",
     "WoolDockerError": "wool_docker.exceptions",
+    "WoolDockerInternalError": "wool_docker.exceptions",
     "WoolDockerWarning": "wool_docker.exceptions",
     "WorkerFeedError": "wool_docker.exceptions",
     "WorkerStartTimeout": "wool_docker.exceptions",

@@ -7,7 +7,6 @@ against the real daemon in ``tests/integration/test_worker.py``.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import uuid
@@ -25,7 +24,7 @@ from wool.runtime.worker.base import ChannelOptions
 
 from wool_docker import _logging
 from wool_docker import worker as worker_module
-from wool_docker._convert import options_from_json
+from wool_docker._convert import channel_options
 from wool_docker.worker import DockerWorker
 
 IMAGE = "wool-worker:test"
@@ -61,8 +60,11 @@ def start_worker(mocker, handle):
 
 
 def _config(start_worker) -> dict:
-    """The container config of the last ``start_worker`` call."""
-    return json.loads(start_worker.await_args.args[0])
+    """The container config of the last ``start_worker`` call, checked by the
+    real native schema: what the stub received, the native core accepts."""
+    config = start_worker.await_args.args[0]
+    worker_module._native.check_worker_config(config)
+    return config
 
 
 class TestDockerWorker:
@@ -542,10 +544,10 @@ class TestDockerWorker:
         assert publication["uid"] == str(worker.uid)
         assert publication["port"] == 50051
         assert publication["tags"] == []
-        assert json.loads(publication["extra"]) == {}
+        assert publication["extra"] == {}
         assert publication["secure"] is False
         assert publication["identity"] is None
-        assert options_from_json(publication["options"]) == ChannelOptions()
+        assert channel_options(publication["options"]) == ChannelOptions()
         assert publication["network"] is None
 
     @pytest.mark.asyncio
@@ -612,7 +614,7 @@ class TestDockerWorker:
         # Assert
         publication = _config(start_worker)["publication"]
         assert publication["tags"] == ["alpha", "beta"]
-        assert json.loads(publication["extra"]) == {"region": "eu"}
+        assert publication["extra"] == {"region": "eu"}
 
     @pytest.mark.asyncio
     async def test_start_with_port(self, start_worker):
@@ -656,7 +658,7 @@ class TestDockerWorker:
 
         # Assert
         published = _config(start_worker)["publication"]["options"]
-        assert options_from_json(published) == options
+        assert channel_options(published) == options
 
     @pytest.mark.asyncio
     async def test_start_with_labels(self, start_worker):
@@ -1295,8 +1297,8 @@ class TestConfinement:
             "security_opt": ["no-new-privileges:true"],
             "pids_limit": 512,
             "oom_score_adj": 500,
-            "ulimits": {"nofile": [8192, 8192]},
-            "log": ["local", {"max-size": "10m", "max-file": "3"}],
+            "ulimits": {"nofile": (8192, 8192)},
+            "log": ("local", {"max-size": "10m", "max-file": "3"}),
             "runtime": None,
         }
 
@@ -1339,8 +1341,8 @@ class TestConfinement:
             "security_opt": ["seccomp=unconfined"],
             "pids_limit": 64,
             "oom_score_adj": -10,
-            "ulimits": {"nofile": [100, 100], "nproc": [10, 20]},
-            "log": ["json-file", {"max-size": "1m"}],
+            "ulimits": {"nofile": (100, 100), "nproc": (10, 20)},
+            "log": ("json-file", {"max-size": "1m"}),
             "runtime": "runsc",
         }
 

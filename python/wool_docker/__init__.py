@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from wool_docker.exceptions import NetworkNotFoundError
     from wool_docker.exceptions import NotPublishedError
     from wool_docker.exceptions import WoolDockerError
+    from wool_docker.exceptions import WoolDockerInternalError
     from wool_docker.exceptions import WoolDockerWarning
     from wool_docker.exceptions import WorkerFeedError
     from wool_docker.exceptions import WorkerStartTimeout
@@ -59,6 +60,7 @@ _LAZY: dict[str, str] = {
     "NetworkNotFoundError": "wool_docker.exceptions",
     "NotPublishedError": "wool_docker.exceptions",
     "WoolDockerError": "wool_docker.exceptions",
+    "WoolDockerInternalError": "wool_docker.exceptions",
     "WoolDockerWarning": "wool_docker.exceptions",
     "WorkerFeedError": "wool_docker.exceptions",
     "WorkerStartTimeout": "wool_docker.exceptions",
@@ -77,6 +79,7 @@ __all__ = [
     "NetworkNotFoundError",
     "NotPublishedError",
     "WoolDockerError",
+    "WoolDockerInternalError",
     "WoolDockerWarning",
     "WorkerFeedError",
     "WorkerStartTimeout",

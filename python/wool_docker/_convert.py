@@ -1,7 +1,10 @@
 """Conversions between wool's types and what crosses into the native core.
 
-The native core speaks JSON text and plain values; wool speaks `WorkerMetadata`
+The native core speaks plain values and JSON text; wool speaks `WorkerMetadata`
 and `ChannelOptions`. These helpers are the only translation between the two.
+The rules for ``extra`` and the port are the native core's
+(``_native.check_extra``, ``_native.check_port``); the fields of channel
+options are wool's dataclass, checked here by `channel_options`.
 """
 
 from __future__ import annotations
@@ -18,17 +21,17 @@ from wool.runtime.worker.base import ChannelOptions
 from wool.runtime.worker.metadata import WorkerMetadata
 
 
-def options_to_json(options: ChannelOptions) -> str:
-    """Serialize channel options for the ``wool.options`` label.
+def options_fields(options: ChannelOptions) -> dict[str, Any]:
+    """Channel options as the fields of the ``wool.options`` label.
 
     :param options:
         The options a worker advertises.
     :returns:
-        A compact JSON object; ``compression`` is grpc's integer value.
+        Field names to values; ``compression`` is grpc's integer value.
     """
     fields = dataclasses.asdict(options)
     fields["compression"] = int(options.compression.value)
-    return json.dumps(fields, separators=(",", ":"), sort_keys=True)
+    return fields
 
 
 def options_from_json(text: str | None) -> ChannelOptions:
@@ -103,26 +106,6 @@ def _compression(value: Any) -> grpc.Compression:
             pass
     names = ", ".join(m.name for m in grpc.Compression)
     raise ValueError(f"unknown compression {value!r}; use one of {names}")
-
-
-def extra_to_json(extra: Mapping[str, Any]) -> str:
-    """Serialize ``extra`` metadata for the ``wool.extra`` label.
-
-    :param extra:
-        The worker's extra metadata.
-    :returns:
-        Compact JSON object text.
-    :raises ValueError:
-        If a key or value is not a string: wool carries ``extra`` as a
-        string-to-string map on the wire.
-    """
-    for key, value in extra.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise ValueError(
-                f"extra metadata must map strings to strings (wool sends it as "
-                f"map<string, string>); got {key!r}: {value!r}"
-            )
-    return json.dumps(dict(extra), separators=(",", ":"), sort_keys=True)
 
 
 def metadata_from_record(record: Mapping[str, Any]) -> WorkerMetadata:

@@ -6,6 +6,7 @@ coroutine: await it directly; wrap it with ``asyncio.ensure_future`` (not
 """
 
 from collections.abc import Awaitable
+from collections.abc import Mapping
 from typing import Any
 from typing import final
 
@@ -17,6 +18,9 @@ __all__ = [
     "WorkerHandle",
     "__version__",
     "build_image",
+    "check_extra",
+    "check_port",
+    "check_worker_config",
     "engine_info",
     "inspect_image",
     "list_workers",
@@ -53,14 +57,32 @@ def build_image(context: bytes, tag: str, host: str | None = None) -> Awaitable[
 def remove_image(image: str, host: str | None = None) -> Awaitable[None]:
     """Remove an image; a missing one is fine."""
 
+WorkerConfig = Mapping[str, Any]
+"""A worker container's config as ``DockerWorker`` builds it: exactly the keys
+of the native core's ``WorkerConfig`` (nested: ``publication``, ``tls``,
+``sandbox``), values as plain Python objects (``backpressure`` as bytes). An
+unknown or missing key is a ``ValueError``."""
+
 def start_worker(
-    config: str,
+    config: WorkerConfig,
     timeout: float,
     log_output: bool = True,
     host: str | None = None,
 ) -> Awaitable[WorkerHandle]:
-    """Start a worker container from a JSON config and wait until it serves; with
-    ``log_output`` its output goes to the ``wool_docker.worker`` logger."""
+    """Start a worker container from its config and wait until it serves; with
+    ``log_output`` its output goes to the ``wool_docker.worker`` logger. A bad
+    config raises ``ValueError`` here, before any Engine I/O."""
+
+def check_worker_config(config: WorkerConfig) -> None:
+    """Check a config exactly as ``start_worker`` reads it; ``ValueError`` if it
+    does not match."""
+
+def check_port(port: int | str) -> int:
+    """The port rule, 1-65535, for a number or its text; ``ValueError`` if not."""
+
+def check_extra(extra: Mapping[Any, Any] | str) -> dict[str, str]:
+    """The ``extra`` rule, strings to strings, for a mapping or its JSON object
+    text; ``ValueError`` if not."""
 
 def prune(
     all: bool = False,

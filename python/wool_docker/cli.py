@@ -336,15 +336,12 @@ def _port(text: str) -> int:
     :returns:
         The port.
     :raises argparse.ArgumentTypeError:
-        If it is not an integer between 1 and 65535.
+        If it is not an integer between 1 and 65535 (the native core's rule).
     """
     try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid port: {text!r}") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"port {port} is not between 1 and 65535")
-    return port
+        return _native.check_port(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _configure_logging(level: int) -> None:

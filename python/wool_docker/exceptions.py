@@ -191,6 +191,16 @@ class WorkerFeedError(WoolDockerError):
 
 
 # public
+class WoolDockerInternalError(WoolDockerError):
+    """Raised when wool-docker itself fails, not the caller or the Engine.
+
+    A task of the native core that panicked, state it cannot encode, or a
+    private directory it cannot make. The message says what; please report
+    it. Whatever the failed operation had begun has been undone.
+    """
+
+
+# public
 class WoolDockerWarning(WoolWarning):
     """Emitted when wool-docker works around something the user should fix."""
 

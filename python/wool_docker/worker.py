@@ -6,9 +6,7 @@ the native core; this module converts wool's arguments and results.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 import math
 import re
 import sys
@@ -32,8 +30,7 @@ from wool.runtime.worker.base import WorkerOptions
 from wool.runtime.worker.metadata import WorkerMetadata
 
 from wool_docker import _native
-from wool_docker._convert import extra_to_json
-from wool_docker._convert import options_to_json
+from wool_docker._convert import options_fields
 
 if TYPE_CHECKING:
     from wool.runtime.worker.service import BackpressureLike
@@ -237,9 +234,9 @@ class DockerWorker(Worker):
     _memory: Final[int | None]
     _gpus: Final[int | None]
     _options: Final[ChannelOptions]
-    _server_options: Final[str]
+    _server_options: Final[dict[str, Any]]
     _proxy_pool_ttl: Final[float]
-    _backpressure: Final[str | None]
+    _backpressure: Final[bytes | None]
     _start_timeout: Final[float]
     _shutdown_grace: Final[float]
     _docker_host: Final[str | None]
@@ -293,8 +290,7 @@ class DockerWorker(Worker):
                 raise ValueError(
                     f"tag {tag!r} contains a comma; labels join tags with commas"
                 )
-        if not 0 < port < 65536:
-            raise ValueError(f"port must be 1-65535, got {port}")
+        port = _native.check_port(port)
         if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name_prefix):
             raise ValueError(
                 f"name_prefix {name_prefix!r} is not a valid container name"
@@ -337,7 +333,7 @@ class DockerWorker(Worker):
                 "identity requires credentials: it is proven by a name in the "
                 "worker's certificate"
             )
-        extra_to_json(self._extra)  # fail now, not at start
+        _native.check_extra(self._extra)  # fail now, not at start
         self._image = image
         self._network = network
         self._port = port
@@ -357,13 +353,11 @@ class DockerWorker(Worker):
                 f"options must be WorkerOptions or ChannelOptions, got {options!r}"
             )
         self._options = options.channel
-        self._server_options = _server_options_json(options)
+        self._server_options = _server_options(options)
         self._proxy_pool_ttl = proxy_pool_ttl
         # Pickled now: a hook that cannot travel fails here, not at start.
         self._backpressure = (
-            None
-            if backpressure is None
-            else base64.b64encode(cloudpickle.dumps(backpressure)).decode()
+            None if backpressure is None else cloudpickle.dumps(backpressure)
         )
         self._start_timeout = start_timeout
         self._shutdown_grace = shutdown_grace_period
@@ -430,10 +424,10 @@ class DockerWorker(Worker):
                 "uid": str(self._uid),
                 "port": self._port,
                 "tags": sorted(self._tags),
-                "extra": extra_to_json(self._extra),
+                "extra": dict(self._extra),
                 "secure": tls is not None,
                 "identity": self._identity,
-                "options": options_to_json(self._options),
+                "options": options_fields(self._options),
                 "network": self._network,
             },
             "selector": dict(SELECTOR),
@@ -453,8 +447,10 @@ class DockerWorker(Worker):
             "engine_access": self._engine_access,
             "sandbox": self._sandbox,
         }
+        # The native core checks it against its one schema: an unknown or
+        # missing key is a ValueError, never a silent default.
         self._handle = await _native.start_worker(
-            json.dumps(config),
+            config,
             timeout if timeout is not None else self._start_timeout,
             self._log_output,
             self._docker_host,
@@ -487,14 +483,13 @@ class DockerWorker(Worker):
             await handle.stop(grace)
 
 
-def _server_options_json(options: WorkerOptions) -> str:
-    """The server-side fields of `WorkerOptions` (all but ``channel``), as JSON."""
-    fields = {
+def _server_options(options: WorkerOptions) -> dict[str, Any]:
+    """The server-side fields of `WorkerOptions` (all but ``channel``)."""
+    return {
         f.name: getattr(options, f.name)
         for f in dataclasses.fields(options)
         if f.name != "channel"
     }
-    return json.dumps(fields, separators=(",", ":"), sort_keys=True)
 
 
 def _sandbox(

@@ -187,7 +187,7 @@ impl Feed {
         }
         let base = base_dir();
         let fail = |at: &Path, e: io::Error| {
-            Error::InvalidArgument(format!(
+            Error::Internal(format!(
                 "cannot start the worker feed in {}: {e}; set XDG_RUNTIME_DIR or TMPDIR \
              to a directory this user owns, or pass engine_access=\"none\"",
                 at.display()

@@ -71,8 +71,10 @@ pub async fn start(
     drop(cancel_tx);
     match result {
         Ok(r) => r,
-        Err(join) => Err(Error::InvalidArgument(format!(
-            "worker start task failed: {join}"
+        // Only the runtime's shutdown (interpreter exit) cancels the task.
+        Err(join) if join.is_cancelled() => Err(Error::Cancelled("the worker start".to_owned())),
+        Err(join) => Err(Error::Internal(format!(
+            "the worker start task failed: {join}"
         ))),
     }
 }
@@ -109,9 +111,10 @@ async fn start_owned(
                     engine.host()
                 )));
             }
-            let socket = owner.feed_socket.clone().ok_or_else(|| {
-                Error::InvalidArgument("the worker feed is not being served".to_owned())
-            })?;
+            let socket = owner
+                .feed_socket
+                .clone()
+                .ok_or_else(|| Error::Internal("the worker feed is not being served".to_owned()))?;
             // The socket file alone: nothing else of the owner's directory. A
             // `bind` mount, not `Binds`: should the socket vanish before the
             // create, the daemon refuses instead of creating it as root.
@@ -157,7 +160,7 @@ async fn start_owned(
     clock.lap("create");
     let result = tokio::select! {
         r = bring_up(&engine, registry, &id, &cfg, timeout, sink, clock) => r,
-        _ = &mut cancelled => Err(Error::InvalidArgument("worker start was cancelled".to_owned())),
+        _ = &mut cancelled => Err(Error::Cancelled(format!("the start of worker {}", cfg.name))),
     };
     if result.is_err() {
         // Whatever went wrong, leave nothing behind.
@@ -220,7 +223,7 @@ async fn bring_up(
             cert: &tls.cert,
             key: &tls.key,
         })
-        .map_err(|e| Error::InvalidArgument(format!("cannot encode TLS material: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot encode TLS material: {e}")))?;
         line.push(b'\n');
         input
             .write_all(&line)
@@ -320,8 +323,16 @@ impl Running {
             control,
             grace,
         ));
-        task.await
-            .map_err(|e| Error::InvalidArgument(format!("worker stop task failed: {e}")))?
+        match task.await {
+            Ok(result) => result,
+            Err(join) if join.is_cancelled() => Err(Error::Cancelled(format!(
+                "the stop of worker {}",
+                self.name
+            ))),
+            Err(join) => Err(Error::Internal(format!(
+                "the worker stop task failed: {join}"
+            ))),
+        }
     }
 
     /// Whether the container has exited.

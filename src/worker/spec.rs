@@ -29,26 +29,34 @@ pub(super) fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
         ("WOOL_UID".to_owned(), p.uid.clone()),
         ("WOOL_PORT".to_owned(), p.port.to_string()),
         ("WOOL_TAGS".to_owned(), p.tags.join(",")),
-        ("WOOL_EXTRA".to_owned(), p.extra.clone()),
+        ("WOOL_EXTRA".to_owned(), p.extra.to_json()),
         ("WOOL_DOCKER_STDIN_CONTROL".to_owned(), "1".to_owned()),
     ]);
     if let Some(options) = &p.options {
-        env.insert("WOOL_OPTIONS".to_owned(), options.clone());
+        env.insert("WOOL_OPTIONS".to_owned(), labels::options_json(options));
     }
     if let Some(identity) = &p.identity {
         env.insert("WOOL_IDENTITY".to_owned(), identity.clone());
     }
-    if let Some(grace) = cfg.shutdown_grace {
-        env.insert("WOOL_SHUTDOWN_GRACE".to_owned(), grace.to_string());
-    }
-    if let Some(options) = &cfg.server_options {
-        env.insert("WOOL_SERVER_OPTIONS".to_owned(), options.clone());
-    }
-    if let Some(ttl) = cfg.proxy_pool_ttl {
-        env.insert("WOOL_PROXY_POOL_TTL".to_owned(), ttl.to_string());
-    }
+    env.insert(
+        "WOOL_SHUTDOWN_GRACE".to_owned(),
+        cfg.shutdown_grace.to_string(),
+    );
+    env.insert(
+        "WOOL_SERVER_OPTIONS".to_owned(),
+        labels::options_json(&cfg.server_options),
+    );
+    env.insert(
+        "WOOL_PROXY_POOL_TTL".to_owned(),
+        cfg.proxy_pool_ttl.to_string(),
+    );
     if let Some(hook) = &cfg.backpressure {
-        env.insert("WOOL_BACKPRESSURE".to_owned(), hook.clone());
+        // Environment values are text; the entry point decodes base64.
+        use base64::Engine as _;
+        env.insert(
+            "WOOL_BACKPRESSURE".to_owned(),
+            base64::engine::general_purpose::STANDARD.encode(&hook.0),
+        );
     }
     if let Some(tls) = &cfg.tls {
         // Paths only: the material itself arrives over stdin into a tmpfs.
