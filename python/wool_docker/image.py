@@ -5,7 +5,9 @@ Engine, and the steps it is made of: `prepare_wheelhouse` fetches every
 wheel the image needs on the host, `repack_wheel` turns the installed
 wool-docker back into a wheel, `dockerfile` writes the multi-stage
 Dockerfile and `build_context` packs both into the tar the Engine builds
-from.
+from. `dockerfile` and the labels are pure, in `wool_docker._dockerfile`;
+this module holds what does I/O: pip, the installed distribution, files
+and the Engine.
 
 Nothing is downloaded inside the build: pip runs on the host, where an
 index (or a local ``--find-links`` directory configured through pip's own
@@ -39,9 +41,11 @@ from pathlib import Path
 from pathlib import PurePosixPath
 from typing import Final
 
-import wool.protocol
-
 from wool_docker import _native
+from wool_docker._dockerfile import BASE_PYTHON_LABEL
+from wool_docker._dockerfile import check_port
+from wool_docker._dockerfile import dockerfile
+from wool_docker._dockerfile import worker_labels
 from wool_docker.exceptions import ImageBuildError
 from wool_docker.exceptions import ImageMismatchError
 from wool_docker.exceptions import WoolDockerError
@@ -50,28 +54,6 @@ _log = logging.getLogger(__name__)
 
 _DISTRIBUTION: Final[str] = "wool-docker"
 """The distribution name this package is installed under."""
-
-_VENV: Final[str] = "/opt/wool"
-"""Where the image's virtual environment lives, in both build stages."""
-
-_USER: Final[str] = "65532:65532"
-"""The unprivileged ``uid:gid`` the image runs as (``USER``), the same as
-`DockerWorker`'s default ``user``. No passwd entry is needed."""
-
-_HOME: Final[str] = "/home/wool"
-"""The worker user's home; a tmpfs over it under a read-only root."""
-
-_DEFAULT_PATH: Final[str] = (
-    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-)
-"""The ``PATH`` Docker gives a container whose image sets none. An image
-made by ``docker import`` (``scripts/base-image.sh``) has no ``ENV PATH``,
-so ``$PATH`` would expand to nothing and drop the system directories from
-the worker's ``PATH``; this is the fallback."""
-
-_BASE_PYTHON_LABEL: Final[str] = "wool.docker.python"
-"""Label ``scripts/base-image.sh`` puts on the base images it makes; when
-present it lets a Python mismatch fail before any wheel is fetched."""
 
 _INSTALLER_FILES: Final[frozenset[str]] = frozenset(
     {"RECORD", "RECORD.jws", "RECORD.p7s", "INSTALLER", "REQUESTED", "direct_url.json"}
@@ -264,21 +246,9 @@ def image_labels(*, python: str, wool_docker_version: str, port: int) -> dict[st
     """The labels `build_image` puts on a worker image.
 
     Containers inherit their image's labels, so discovery and the worker
-    find these on every container made from the image.
-
-    ``wool.version``
-        wool's protocol version (`wool.protocol.__version__`); discovery
-        reports it as each worker's version, which wool's proxies check
-        before admitting a worker.
-    ``wool.port``
-        The port the worker serves on inside the container; discovery
-        advertises it for containers that set no port of their own.
-    ``wool.docker.python``
-        The image's Python minor version, e.g. ``"3.11"``.
-    ``wool.docker.wool``
-        The wool release installed in the image.
-    ``wool.docker.version``
-        The wool-docker release installed in the image.
+    find these on every container made from the image. They are those of
+    `wool_docker._dockerfile.worker_labels`, with the wool release installed
+    here (the one the wheelhouse pins).
 
     :param python:
         The image's Python minor version, e.g. ``"3.11"``.
@@ -289,110 +259,12 @@ def image_labels(*, python: str, wool_docker_version: str, port: int) -> dict[st
     :returns:
         The labels, keys to values.
     """
-    return {
-        "wool.version": wool.protocol.__version__,
-        "wool.port": str(port),
-        "wool.docker.python": python,
-        "wool.docker.wool": metadata.version("wool"),
-        "wool.docker.version": wool_docker_version,
-    }
-
-
-# public
-def dockerfile(
-    *,
-    base: str,
-    python: str,
-    labels: Mapping[str, str],
-    install: Sequence[str],
-    port: int,
-) -> str:
-    """Write the Dockerfile of a worker image.
-
-    Two stages, both ``FROM base``, using only instructions the classic
-    builder of Docker 20.10 understands. The ``build`` stage copies the
-    ``wheels`` directory of the context, refuses a base whose Python
-    minor version is not ``python`` (cloudpickle ships functions by
-    value, so host and worker must match), creates a virtual environment
-    in ``/opt/wool`` and installs into it with ``--no-index`` from the
-    wheels, then imports wool and the native module to prove the
-    environment loads. The final stage copies only the environment, puts
-    it first on ``PATH``, and runs ``python3 -m wool_docker._entrypoint``
-    with a matching ``HEALTHCHECK``.
-
-    :param base:
-        The base image; it must provide ``python3`` with the ``venv``
-        module.
-    :param python:
-        The Python minor version the base must have, e.g. ``"3.11"``.
-    :param labels:
-        Labels to put on the image. Values are quoted, ``$`` included, so
-        they are taken literally.
-    :param install:
-        Arguments to ``pip install`` in the image, e.g. paths of wheels
-        under ``/wheels``; each is shell-quoted.
-    :param port:
-        The port the worker serves on; set as ``WOOL_PORT`` and exposed.
-    :returns:
-        The Dockerfile text.
-    :raises ValueError:
-        If ``base`` is empty or contains whitespace, ``python`` is not
-        ``MAJOR.MINOR``, ``port`` is out of range, ``install`` is empty,
-        or a label contains a line break.
-    """
-    if not base or any(character.isspace() for character in base):
-        raise ValueError(f"base image {base!r} must be a non-empty name without spaces")
-    want = _python_version(python)
-    _check_port(port)
-    if not install:
-        raise ValueError("install must name at least one package")
-    # The message formats as "{0}.{1}" with the base's version at build time.
-    message = (
-        f"wool-docker: base image {_brace(base)} has Python {{0}}.{{1}} but this "
-        f"image is built for Python {python}, the version of the host that builds "
-        f"it, and cloudpickle needs both to match; pass --base with a Python "
-        f"{python} image (scripts/base-image.sh makes one) or build from a Python "
-        f"{{0}}.{{1}} host"
+    return worker_labels(
+        python=python,
+        wool_version=metadata.version("wool"),
+        wool_docker_version=wool_docker_version,
+        port=port,
     )
-    check = (
-        f"import sys; v = sys.version_info[:2]; "
-        f"sys.exit(0 if v == {want!r} else {message!r}.format(*v))"
-    )
-    label_words = [f"{_quote(key)}={_quote(value)}" for key, value in labels.items()]
-    lines = [
-        "# Generated by wool-docker image build.",
-        f"FROM {base} AS build",
-        "COPY wheels /wheels",
-        f"RUN {json.dumps(['python3', '-c', check])}",
-        f"RUN python3 -m venv {_VENV} \\",
-        f"    && {_VENV}/bin/pip install --no-index --find-links /wheels \\",
-        "        --disable-pip-version-check --no-cache-dir \\",
-        *(f"        {shlex.quote(item)} \\" for item in install),
-        f'    && {_VENV}/bin/python -c "import wool, wool_docker._native"',
-        "",
-        f"FROM {base}",
-        f"COPY --from=build {_VENV} {_VENV}",
-        f"ENV PATH={_VENV}/bin:${{PATH:-{_DEFAULT_PATH}}} \\",
-        "    PYTHONUNBUFFERED=1 \\",
-        "    PYTHONDONTWRITEBYTECODE=1 \\",
-        f"    HOME={_HOME} \\",
-        f"    WOOL_PORT={port}",
-        # The home exists for `docker run` without a tmpfs over it; nothing else
-        # of the image is the worker's to write.
-        f"RUN mkdir -p {_HOME} && chown {_USER} {_HOME} && chmod 0700 {_HOME}",
-        f"USER {_USER}",
-        f"EXPOSE {port}",
-    ]
-    if label_words:
-        lines.append("LABEL " + " \\\n      ".join(label_words))
-    lines += [
-        "HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \\",
-        '    CMD ["python3", "-m", "wool_docker._entrypoint", "--health"]',
-        "STOPSIGNAL SIGTERM",
-        'ENTRYPOINT ["python3", "-m", "wool_docker._entrypoint"]',
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # public
@@ -482,12 +354,12 @@ async def build_image(
     """
     from wool_docker import _native
 
-    _check_port(port)
+    check_port(port)
     python = "{}.{}".format(*sys.version_info[:2])
     if base is None:
         base = f"python:{python}-slim"
     inspected = await _native.inspect_image(base, host)
-    base_python = (inspected.get("labels") or {}).get(_BASE_PYTHON_LABEL)
+    base_python = (inspected.get("labels") or {}).get(BASE_PYTHON_LABEL)
     if base_python is not None and base_python != python:
         raise ImageMismatchError(
             f"base image '{base}' has Python {base_python} but this host runs Python "
@@ -661,65 +533,6 @@ def _wool_docker_version(wheels: Iterable[Path]) -> str:
         if name.lower() == "wool_docker":
             return rest.partition("-")[0]
     return metadata.version(_DISTRIBUTION)
-
-
-def _python_version(python: str) -> tuple[int, int]:
-    """Parse a ``MAJOR.MINOR`` Python version.
-
-    :param python:
-        The version, e.g. ``"3.11"``.
-    :returns:
-        The version as a tuple, e.g. ``(3, 11)``.
-    :raises ValueError:
-        If ``python`` is not two dot-separated integers.
-    """
-    major, dot, minor = python.partition(".")
-    if not (dot and major.isdigit() and minor.isdigit()):
-        raise ValueError(f"python {python!r} must be MAJOR.MINOR, e.g. '3.11'")
-    return int(major), int(minor)
-
-
-def _check_port(port: int) -> None:
-    """Reject a port outside 1-65535.
-
-    :param port:
-        The port.
-    :raises ValueError:
-        If the port is out of range.
-    """
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} must be between 1 and 65535")
-
-
-def _quote(value: str) -> str:
-    """Quote a word for a Dockerfile ``LABEL``.
-
-    Inside double quotes the Dockerfile lexer honours ``\\"``, ``\\\\``
-    and ``\\$`` and substitutes ``$VAR``; escaping those three makes the
-    value literal. Line breaks cannot be expressed and are rejected.
-
-    :param value:
-        The label key or value.
-    :returns:
-        The quoted word.
-    :raises ValueError:
-        If ``value`` contains a line break.
-    """
-    if "\n" in value or "\r" in value:
-        raise ValueError(f"label {value!r} must not contain a line break")
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
-    return f'"{escaped}"'
-
-
-def _brace(text: str) -> str:
-    """Escape braces so `str.format` leaves them alone.
-
-    :param text:
-        The text to embed in a format string.
-    :returns:
-        The text with ``{`` and ``}`` doubled.
-    """
-    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _tail(text: str, lines: int = 30) -> str:
