@@ -16,6 +16,8 @@ from typing import Final
 
 import wool.protocol
 
+from wool_docker import _native
+
 _VENV: Final[str] = "/opt/wool"
 """Where the image's virtual environment lives, in both build stages."""
 
@@ -195,15 +197,14 @@ def python_version(python: str) -> tuple[int, int]:
 
 
 def check_port(port: int) -> None:
-    """Reject a port outside 1-65535.
+    """Reject a port outside 1-65535 (the core's one port rule).
 
     :param port:
         The port.
     :raises ValueError:
         If the port is out of range.
     """
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} must be between 1 and 65535")
+    _native.check_port(port)
 
 
 def _quote(value: str) -> str:

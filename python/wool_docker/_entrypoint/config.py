@@ -139,13 +139,11 @@ def load_config(environ: Mapping[str, str]) -> Config:
         t for t in (t.strip() for t in environ.get("WOOL_TAGS", "").split(",")) if t
     )
 
-    extra = _json_object(environ, "WOOL_EXTRA")
-    for key, value in extra.items():
-        if not isinstance(value, str):
-            raise ConfigError(
-                "WOOL_EXTRA",
-                f"values must be strings; {key!r} is {type(value).__name__}",
-            )
+    raw_extra = environ.get("WOOL_EXTRA", "").strip()
+    try:
+        extra = _native.check_extra(raw_extra) if raw_extra else {}
+    except ValueError as e:
+        raise ConfigError("WOOL_EXTRA", str(e)) from None
 
     identity = environ.get("WOOL_IDENTITY", "").strip() or None
 
@@ -280,12 +278,9 @@ def read_port(environ: Mapping[str, str]) -> int:
     if not raw:
         return DEFAULT_PORT
     try:
-        port = int(raw)
-    except ValueError:
-        raise ConfigError("WOOL_PORT", f"not an integer: {raw!r}") from None
-    if not 1 <= port <= 65535:
-        raise ConfigError("WOOL_PORT", f"must be in 1-65535: {port}")
-    return port
+        return _native.check_port(raw)
+    except ValueError as e:
+        raise ConfigError("WOOL_PORT", str(e)) from None
 
 
 def read_boolean(environ: Mapping[str, str], variable: str, *, default: bool) -> bool:
