@@ -6,12 +6,21 @@
 #   3. the Python base image (debootstrap; cached),
 #   4. the worker image from that wheel (cached by wheel hash);
 # and Debian's faketime for the tests.
-# Usage: scripts/build.sh [--no-image]
+# Usage: scripts/build.sh [--no-image | --fast]
+#   --no-image: steps 1 and 2 only.
+#   --fast: the venv and a debug wheel for this machine only (no zig, no
+#     manylinux check, no image), for the fast test tier (scripts/test.sh --fast).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 want_image=1
-[ "${1:-}" = "--no-image" ] && want_image=0
+fast=0
+case "${1:-}" in
+  --no-image) want_image=0 ;;
+  --fast) want_image=0 fast=1 ;;
+  "") ;;
+  *) echo "usage: scripts/build.sh [--no-image | --fast]" >&2; exit 2 ;;
+esac
 
 # Debian test tools: libfaketime, for the test of a client clock ahead of the Engine's.
 if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
@@ -31,6 +40,21 @@ python -m pip install -q --upgrade pip >/dev/null
 # wheel runs on glibc 2.17 and newer, not only on this machine's glibc.
 python -m pip install -q "maturin==1.16.0" "ziglang==0.15.2" "pytest>=8" \
   "pytest-asyncio>=0.24" "pytest-mock>=3.14" "hypothesis>=6" "ruff>=0.6" "mypy>=1.11"
+
+if [ "$fast" = 1 ]; then
+  # The dev profile shares its compiled dependencies with `cargo test --lib`. A
+  # real wheel, not `maturin develop`: an editable install's path .pth would
+  # take the name of the wheel's own wool_docker.pth, and the seed hook with it.
+  out=target/fast-wheel
+  rm -rf "$out"
+  maturin build --profile dev --strip --compatibility linux -o "$out" >/dev/null
+  wheel=$(ls "$out"/wool_docker-*.whl)
+  # No --force-reinstall of the dependencies: only our own package changed.
+  python -m pip install -q --no-deps --force-reinstall "$wheel"
+  python -m pip install -q "$wheel"
+  echo "installed $wheel" >&2
+  exit 0
+fi
 
 rm -f dist/wool_docker-*.whl
 maturin build --release --strip --zig --compatibility manylinux2014 -o dist >/dev/null

@@ -7,6 +7,7 @@ against the real daemon in ``tests/integration/test_worker.py``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import uuid
@@ -64,6 +65,13 @@ def _config(start_worker) -> dict:
     real native schema: what the stub received, the native core accepts."""
     config = start_worker.await_args.args[0]
     worker_module._native.check_worker_config(config)
+    return config
+
+
+def _without_identity(config: dict) -> dict:
+    """A container config less what differs between any two workers."""
+    config = dict(config, publication=dict(config["publication"]))
+    del config["name"], config["publication"]["uid"]
     return config
 
 
@@ -358,13 +366,15 @@ class TestDockerWorker:
         When:
             `DockerWorker` is constructed
         Then:
-            It should accept it
+            It should keep the host out of the extra metadata it publishes
         """
         # Act
         worker = DockerWorker(image=IMAGE, host="127.0.0.1")
 
         # Assert
-        assert isinstance(worker, DockerWorker)
+        # A host taken as extra metadata would be published in the labels and
+        # advertised to every client as the worker's own.
+        assert worker.extra == {}
 
     def test_uid_with_two_workers(self):
         """Test that workers get distinct identifiers.
@@ -958,7 +968,7 @@ class TestDockerWorker:
         assert config["publication"]["identity"] == "worker.wool.test"
 
     @pytest.mark.asyncio
-    async def test_start_with_host(self, start_worker):
+    async def test_start_with_host(self, start_worker, handle):
         """Test that the pool's bind host does not reach the container.
 
         Given:
@@ -966,16 +976,23 @@ class TestDockerWorker:
         When:
             It is started
         Then:
-            It should leave the host out of the container config
+            It should start the container exactly as without a host, and
+            publish the container's address
         """
         # Arrange
+        plain = DockerWorker(image=IMAGE)
+        await plain.start()
+        expected = _config(start_worker)
         worker = DockerWorker(image=IMAGE, host="127.0.0.1")
 
         # Act
         await worker.start()
 
         # Assert
-        assert "127.0.0.1" not in start_worker.await_args.args[0]
+        # A container cannot serve the pool's loopback host: it must change
+        # nothing but the per-worker name and uid.
+        assert _without_identity(_config(start_worker)) == _without_identity(expected)
+        assert worker.address == handle.address
 
     @pytest.mark.asyncio
     async def test_start_without_timeout(self, start_worker):
@@ -1226,7 +1243,7 @@ class TestDockerWorker:
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize("grace", [None, 5.0, -1.0])
-    async def test_stop_with_grace(self, start_worker, handle, grace):
+    async def test_stop_with_grace(self, mocker, start_worker, handle, grace):
         """Test the drain a stop asks for.
 
         Given:
@@ -1234,9 +1251,19 @@ class TestDockerWorker:
         When:
             It is stopped with no grace, a positive grace or a negative grace
         Then:
-            It should pass that grace to the container's handle once
+            It should return only after the handle's stop with that grace has
+            finished, and release the container
         """
         # Arrange
+        finished = []
+
+        async def stop(grace):
+            # One suspension: a stop that is not awaited to its end (fired as
+            # a task, or never awaited) returns before this records.
+            await asyncio.sleep(0)
+            finished.append(grace)
+
+        handle.stop = mocker.AsyncMock(side_effect=stop)
         worker = DockerWorker(image=IMAGE)
         await worker.start()
 
@@ -1244,7 +1271,8 @@ class TestDockerWorker:
         await worker.stop(grace=grace)
 
         # Assert
-        handle.stop.assert_awaited_once_with(grace)
+        assert finished == [grace]
+        assert worker.container is None
 
     @pytest.mark.asyncio
     async def test_stop_with_started_worker(self, start_worker, handle):

@@ -64,6 +64,18 @@ tests cannot match."""
 
 _log = logging.getLogger(__name__)
 
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark every test of this package ``integration``.
+
+    All of them need the Engine (or run host commands such as ``userdel``), so
+    the fast tier's ``-m "not integration"`` must never select one, including a
+    new module that forgets its own ``pytestmark``.
+    """
+    item.add_marker(pytest.mark.integration)
+
+
 _networks = itertools.count()
 
 
