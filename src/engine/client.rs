@@ -12,6 +12,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::StreamExt;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use super::convert::{
     container_create_body, convert_output, event_of, from_inspect, from_summary, message_of,
@@ -21,6 +22,7 @@ use super::model::{
     ContainerInfo, CreateSpec, EventStream, ImageInfo, InputWriter, NetworkInfo, OutputStream,
     SwarmRole, TaskInfo,
 };
+use super::transport::Transport;
 use crate::context;
 use crate::error::{Error, Result};
 
@@ -28,7 +30,13 @@ use crate::error::{Error, Result};
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// Removals retried after a conflict other than a removal in progress.
 const REMOVE_RETRIES: u32 = 6;
-/// The docker CLI's default socket.
+/// What a query value keeps unencoded: RFC 3986's unreserved characters.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+/// The User-Agent of every request.
 const USER_AGENT: &str = concat!("wool-docker/", env!("CARGO_PKG_VERSION"));
 
 /// A connected, version-negotiated Docker Engine client. Cheap to clone.
@@ -40,6 +48,8 @@ pub struct Engine {
     /// The Engine's clock minus ours, in nanoseconds, once read
     /// (`i64::MIN`: not yet).
     clock_offset: Arc<std::sync::atomic::AtomicI64>,
+    /// The same endpoint through hyper, for the answer bollard cannot model.
+    transport: Arc<Transport>,
 }
 
 impl Engine {
@@ -54,6 +64,8 @@ impl Engine {
     pub async fn connect_to(endpoint: &context::Endpoint) -> Result<Engine> {
         let host = endpoint.host.clone();
         let docker = open(endpoint)?;
+        let transport = Transport::new(endpoint)
+            .map_err(|reason| Error::InvalidArgument(format!("{host}: {reason}")))?;
         let version: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
         let prefix = version.clone();
         // bollard 0.21 joins the request path with a leading slash, which drops its
@@ -82,6 +94,7 @@ impl Engine {
             host: host.into(),
             api_version: negotiated.into(),
             clock_offset: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+            transport: Arc::new(transport),
         })
     }
 
@@ -541,16 +554,18 @@ impl Engine {
     }
 
     /// Every task the Swarm wants running, on every node (a manager only).
-    /// Read raw: bollard's `Task` model has no `NetworksAttachments`, which is
-    /// where a task's addresses are.
+    /// Read as JSON (see `transport`): bollard's `Task` model has no
+    /// `NetworksAttachments`, which is where a task's addresses are.
     pub async fn tasks(&self) -> Result<Vec<TaskInfo>> {
         let filters = r#"{"desired-state":["running"]}"#;
         let path = format!(
             "/v{}/tasks?filters={}",
             self.api_version,
-            percent_encode(filters)
+            utf8_percent_encode(filters, QUERY_VALUE)
         );
-        let body = raw::get(&self.host, &path)
+        let body = self
+            .transport
+            .get(&path, USER_AGENT, Duration::from_secs(REQUEST_TIMEOUT_SECS))
             .await
             .map_err(|e| Error::SwarmUnreadable {
                 host: self.host.to_string(),
@@ -670,85 +685,6 @@ fn open(endpoint: &context::Endpoint) -> Result<Docker> {
         )));
     };
     result.map_err(|e| Error::engine("connect", host, e))
-}
-
-/// Percent-encode a query value (everything but unreserved characters).
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A plain HTTP/1.0 GET, for the one answer bollard's models cannot carry.
-mod raw {
-    use std::time::Duration;
-
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-    /// Largest answer read: a task list of thousands of tasks fits.
-    const MAX_BODY: u64 = 64 * 1024 * 1024;
-    const TIMEOUT: Duration = Duration::from_secs(30);
-
-    /// GET `path` from the Engine at `host` (`unix://` or `tcp://`/`http://`)
-    /// and return the body of a 200 answer. HTTP/1.0: the Engine answers without
-    /// chunking and closes at the end.
-    pub async fn get(host: &str, path: &str) -> Result<Vec<u8>, String> {
-        let request = format!(
-            "GET {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: {}\r\n\r\n",
-            super::USER_AGENT
-        );
-        let exchange = async {
-            if let Some(socket) = host.strip_prefix("unix://") {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
-                exchange(stream, &request).await
-            } else if let Some(addr) = host
-                .strip_prefix("tcp://")
-                .or_else(|| host.strip_prefix("http://"))
-            {
-                let stream = tokio::net::TcpStream::connect(addr.trim_end_matches('/')).await?;
-                exchange(stream, &request).await
-            } else {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    "only unix:// and tcp:// Engines are read this way (not TLS)",
-                ))
-            }
-        };
-        let answer = tokio::time::timeout(TIMEOUT, exchange)
-            .await
-            .map_err(|_| format!("no answer within {} s", TIMEOUT.as_secs()))?
-            .map_err(|e| e.to_string())?;
-        let end = answer
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or("an answer without a head")?;
-        let head = String::from_utf8_lossy(&answer[..end]);
-        let status = head.split(' ').nth(1).unwrap_or_default();
-        let body = answer[end + 4..].to_vec();
-        if status != "200" {
-            return Err(format!(
-                "the Engine answered {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            ));
-        }
-        Ok(body)
-    }
-
-    async fn exchange(
-        mut stream: impl AsyncRead + AsyncWrite + Unpin,
-        request: &str,
-    ) -> std::io::Result<Vec<u8>> {
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream.take(MAX_BODY).read_to_end(&mut answer).await?;
-        Ok(answer)
-    }
 }
 
 /// The request URI with `/v{version}` in front of its path, unless it has one.

@@ -188,44 +188,13 @@ pub(super) fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
     }
 }
 
-/// `2026-11-29T16:45:01.123456789Z` → Unix nanoseconds (UTC only, as Docker
-/// writes log timestamps).
+/// `2026-11-29T16:45:01.123456789Z` (or with a `+01:00` offset: the Engine's
+/// SystemTime is local) → Unix nanoseconds; `None` if unreadable or outside
+/// `i64` nanoseconds (the Engine's zero time, year 1, for a container never started).
 pub fn rfc3339_nanos(stamp: &str) -> Option<i64> {
-    // `Z`, or a `+HH:MM` / `-HH:MM` offset (the Engine's SystemTime is local).
-    let (stamp, offset_secs) = match stamp.strip_suffix('Z') {
-        Some(utc) => (utc, 0),
-        None => {
-            let at = stamp.len().checked_sub(6)?;
-            let (rest, zone) = (stamp.get(..at)?, stamp.get(at..)?);
-            let sign = match zone.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (h, m) = zone.get(1..)?.split_once(':')?;
-            (
-                rest,
-                sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60),
-            )
-        }
-    };
-    let (date, time) = stamp.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let digits: String = frac.chars().take(9).collect();
-    let nanos = digits.parse::<i64>().ok()? * 10i64.pow(9 - digits.len() as u32);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = ((days * 24 + hh) * 60 + mm) * 60 + ss - offset_secs;
-    Some(secs * 1_000_000_000 + nanos)
+    let at =
+        time::OffsetDateTime::parse(stamp, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(at.unix_timestamp_nanos()).ok()
 }
 
 /// `Up 3 minutes (healthy)` → `healthy`; `(health: starting)` → `starting`.
@@ -365,6 +334,7 @@ mod tests {
             Some(500_000_000)
         );
         assert_eq!(rfc3339_nanos("1969-12-31T23:30:00-00:30"), Some(0));
+        assert_eq!(rfc3339_nanos("0001-01-01T00:00:00Z"), None);
     }
 
     #[test]

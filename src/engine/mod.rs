@@ -3,11 +3,13 @@
 //! this module alone, and every Engine model field is treated as optional.
 //!
 //! `model` holds those structs, `client` the [`Engine`] handle and its calls,
-//! `convert` the pure translation between bollard's models and ours.
+//! `convert` the pure translation between bollard's models and ours, `transport`
+//! the one request read through hyper directly.
 
 mod client;
 mod convert;
 mod model;
+mod transport;
 
 pub use client::Engine;
 pub use convert::{now_nanos, rfc3339_nanos};
