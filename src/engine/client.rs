@@ -48,8 +48,11 @@ pub struct Engine {
     /// The Engine's clock minus ours, in nanoseconds, once read
     /// (`i64::MIN`: not yet).
     clock_offset: Arc<std::sync::atomic::AtomicI64>,
-    /// The same endpoint through hyper, for the answer bollard cannot model.
-    transport: Arc<Transport>,
+    /// The endpoint, for `transport`.
+    endpoint: Arc<context::Endpoint>,
+    /// The same endpoint through hyper, for the answer bollard cannot model;
+    /// made on first use (only Swarm managers are asked for it).
+    transport: Arc<OnceLock<std::result::Result<Transport, String>>>,
 }
 
 impl Engine {
@@ -64,8 +67,6 @@ impl Engine {
     pub async fn connect_to(endpoint: &context::Endpoint) -> Result<Engine> {
         let host = endpoint.host.clone();
         let docker = open(endpoint)?;
-        let transport = Transport::new(endpoint)
-            .map_err(|reason| Error::InvalidArgument(format!("{host}: {reason}")))?;
         let version: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
         let prefix = version.clone();
         // bollard 0.21 joins the request path with a leading slash, which drops its
@@ -94,7 +95,8 @@ impl Engine {
             host: host.into(),
             api_version: negotiated.into(),
             clock_offset: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
-            transport: Arc::new(transport),
+            endpoint: Arc::new(endpoint.clone()),
+            transport: Arc::new(OnceLock::new()),
         })
     }
 
@@ -563,8 +565,15 @@ impl Engine {
             self.api_version,
             utf8_percent_encode(filters, QUERY_VALUE)
         );
-        let body = self
+        let transport = self
             .transport
+            .get_or_init(|| Transport::new(&self.endpoint))
+            .as_ref()
+            .map_err(|reason| Error::SwarmUnreadable {
+                host: self.host.to_string(),
+                reason: reason.clone(),
+            })?;
+        let body = transport
             .get(&path, USER_AGENT, Duration::from_secs(REQUEST_TIMEOUT_SECS))
             .await
             .map_err(|e| Error::SwarmUnreadable {
