@@ -559,12 +559,7 @@ impl Engine {
     /// Read as JSON (see `transport`): bollard's `Task` model has no
     /// `NetworksAttachments`, which is where a task's addresses are.
     pub async fn tasks(&self) -> Result<Vec<TaskInfo>> {
-        let filters = r#"{"desired-state":["running"]}"#;
-        let path = format!(
-            "/v{}/tasks?filters={}",
-            self.api_version,
-            utf8_percent_encode(filters, QUERY_VALUE)
-        );
+        let path = tasks_path(&self.api_version);
         let transport = self
             .transport
             .get_or_init(|| Transport::new(&self.endpoint))
@@ -696,6 +691,15 @@ fn open(endpoint: &context::Endpoint) -> Result<Docker> {
     result.map_err(|e| Error::engine("connect", host, e))
 }
 
+/// `GET /tasks` of the tasks the Swarm wants running, in API `version`.
+fn tasks_path(version: &str) -> String {
+    let filters = r#"{"desired-state":["running"]}"#;
+    format!(
+        "/v{version}/tasks?filters={}",
+        utf8_percent_encode(filters, QUERY_VALUE)
+    )
+}
+
 /// The request URI with `/v{version}` in front of its path, unless it has one.
 fn versioned_uri(uri: &http::Uri, version: &str) -> Option<http::Uri> {
     let path_and_query = uri.path_and_query()?;
@@ -720,5 +724,13 @@ mod tests {
         assert_eq!(v.path(), "/v1.41/containers/json");
         assert_eq!(v.query(), Some("all=true"));
         assert!(versioned_uri(&v, "1.41").is_none());
+    }
+
+    #[test]
+    fn the_task_filter_is_percent_encoded() {
+        assert_eq!(
+            tasks_path("1.41"),
+            "/v1.41/tasks?filters=%7B%22desired-state%22%3A%5B%22running%22%5D%7D"
+        );
     }
 }
