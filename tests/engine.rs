@@ -1,4 +1,6 @@
-//! Real-daemon tests of the Engine wrapper (no Python involved).
+//! Real-daemon tests of the Engine wrapper (no Python involved). Those that
+//! need the Docker Engine are ignored by a plain `cargo test` (the fast tier);
+//! the full tier runs them with `cargo test -- --include-ignored`.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +22,7 @@ fn unique(prefix: &str) -> String {
 }
 
 #[tokio::test]
+#[ignore = "needs the Docker Engine"]
 async fn connect_negotiates_the_daemons_api_version() {
     let engine = Engine::connect(None)
         .await
@@ -45,6 +48,7 @@ async fn connect_to_a_missing_socket_is_unreachable() {
 }
 
 #[tokio::test]
+#[ignore = "needs the Docker Engine"]
 async fn missing_image_and_network_are_named() {
     let engine = Engine::connect(None).await.unwrap();
     let image = unique("no-such-image");
@@ -60,6 +64,7 @@ async fn missing_image_and_network_are_named() {
 }
 
 #[tokio::test]
+#[ignore = "needs the Docker Engine"]
 async fn container_lifecycle_is_listed_and_streamed_by_label() {
     let engine = Engine::connect(None).await.unwrap();
     let label = unique("wool.docker.test.rust");
@@ -107,4 +112,25 @@ async fn container_lifecycle_is_listed_and_streamed_by_label() {
     assert_eq!(listed[0].name, name);
     // Only lifecycle actions are streamed: no create, attach or exec noise.
     assert_eq!(actions, vec!["start".to_owned()]);
+}
+
+#[tokio::test]
+#[ignore = "needs the Docker Engine"]
+async fn the_task_list_is_read_through_the_same_endpoint() {
+    let engine = Engine::connect(None).await.unwrap();
+    let role = engine.swarm_role().await.unwrap();
+    match (engine.tasks().await, role) {
+        (Ok(_), _swarm_role @ _native::engine::SwarmRole::Manager { .. }) => {}
+        // Not a manager: the Engine's own answer comes back, read over the
+        // same connection as any request (not a transport failure).
+        (Err(Error::SwarmUnreadable { reason, .. }), role) => {
+            assert!(
+                !matches!(role, _native::engine::SwarmRole::Manager { .. }),
+                "{reason}"
+            );
+            assert!(reason.contains("the Engine answered 503"), "{reason}");
+            assert!(reason.contains("swarm"), "{reason}");
+        }
+        (other, role) => panic!("{role:?}: {:?}", other.map(|t| t.len())),
+    }
 }

@@ -15,10 +15,12 @@ import contextlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from collections.abc import Awaitable
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,6 +36,8 @@ from .modes_harness import ClientContainer
 from .modes_harness import xfail_on_known_wool_failure
 from .multinode import Swarm
 from .multinode import wait_for
+from .tls_relay import make_certificates
+from .tls_relay import tls_relay
 
 pytestmark = pytest.mark.integration
 
@@ -394,6 +398,80 @@ class TestHybridAcrossNodes:
         assert unexpected == [], pool.log.tail(len(pool.log.rounds))
 
 
+async def _watch(
+    two_nodes: Swarm, image: str, service: str, addresses: set[str], *options: str
+) -> list[dict[str, str]]:
+    """Events of a subscriber in a container on the overlay on the manager.
+
+    ``watch_script.py`` follows ``service`` there, with ``options`` (``docker
+    run`` options: the Engine it is given) until it has added ``addresses``,
+    and 3 s more: every change of a subscription's first seconds would have
+    come by then, a full poll and its probes done twice over.
+    """
+    watcher = await asyncio.create_subprocess_exec(
+        "docker",
+        "run",
+        "--rm",
+        "-i",
+        "--name",
+        f"{NAME_PREFIX}-mn-watch",
+        "--label",
+        f"{RUN_LABEL}={RUN_ID}",
+        "--network",
+        two_nodes.overlay,
+        "-v",
+        f"{WATCHER}:/watch.py:ro",
+        *options,
+        "--entrypoint",
+        "python3",
+        image,
+        "/watch.py",
+        two_nodes.overlay,
+        f"{SERVICE_LABEL}={service}",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    events: list[dict[str, str]] = []
+    try:
+        assert watcher.stdout is not None
+        async with asyncio.timeout(_START):
+            while {
+                e["address"] for e in events if e["type"] == "worker-added"
+            } != addresses:
+                line = await watcher.stdout.readline()
+                if not line:
+                    assert watcher.stderr is not None
+                    stderr = (await watcher.stderr.read()).decode()[-3000:]
+                    raise AssertionError(f"the watcher ended early: {stderr}")
+                events.append(json.loads(line))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(3.0):
+                while line := await watcher.stdout.readline():
+                    events.append(json.loads(line))
+    finally:
+        if watcher.stdin is not None:
+            watcher.stdin.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(30):
+                await watcher.wait()
+        if watcher.returncode is None:
+            watcher.kill()
+            await watcher.wait()
+    return events
+
+
+def _addresses(two_nodes: Swarm, service: str) -> dict[str, str]:
+    """The running tasks' overlay addresses (``IP:50051``) by node id."""
+    addresses = {}
+    for task in two_nodes.manager.tasks(service=service, desired_state="running"):
+        for attachment in task.get("NetworksAttachments", []):
+            if attachment["Network"]["Spec"]["Name"] == two_nodes.overlay:
+                ip = attachment["Addresses"][0].split("/")[0]
+                addresses[f"{ip}:50051"] = task["NodeID"]
+    return addresses
+
+
 class TestIdentityAcrossNodes:
     """Each task is one worker, whichever path sees it."""
 
@@ -413,65 +491,20 @@ class TestIdentityAcrossNodes:
         # Arrange
         name = service(4, "--replicas-max-per-node", "2")
         tasks = _serving(two_nodes, name, 4)
-        addresses = set()
-        for task in two_nodes.manager.tasks(service=name, desired_state="running"):
-            for attachment in task.get("NetworksAttachments", []):
-                if attachment["Network"]["Spec"]["Name"] == two_nodes.overlay:
-                    addresses.add(attachment["Addresses"][0].split("/")[0] + ":50051")
-        watcher = await asyncio.create_subprocess_exec(
-            "docker",
-            "run",
-            "--rm",
-            "-i",
-            "--name",
-            f"{NAME_PREFIX}-mn-watch",
-            "--label",
-            f"{RUN_LABEL}={RUN_ID}",
-            "--network",
-            two_nodes.overlay,
-            "-v",
-            f"{WATCHER}:/watch.py:ro",
+        addresses = set(_addresses(two_nodes, name))
+
+        # Act
+        events = await _watch(
+            two_nodes,
+            image,
+            name,
+            addresses,
             "-v",
             "/var/run/docker.sock:/var/run/docker.sock",
             # The image runs as an unprivileged user: the socket's group lets it in.
             "--group-add",
             str(os.stat("/var/run/docker.sock").st_gid),
-            "--entrypoint",
-            "python3",
-            image,
-            "/watch.py",
-            two_nodes.overlay,
-            f"{SERVICE_LABEL}={name}",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
         )
-        events: list[dict[str, str]] = []
-        try:
-            # Act
-            assert watcher.stdout is not None
-            async with asyncio.timeout(_START):
-                while {
-                    e["address"] for e in events if e["type"] == "worker-added"
-                } != addresses:
-                    line = await watcher.stdout.readline()
-                    assert line, "the watcher ended early"
-                    events.append(json.loads(line))
-            # Every change of a subscription's first seconds would have come by
-            # the time a full poll and its probes are done twice over.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(3.0):
-                    while line := await watcher.stdout.readline():
-                        events.append(json.loads(line))
-        finally:
-            if watcher.stdin is not None:
-                watcher.stdin.close()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(30):
-                    await watcher.wait()
-            if watcher.returncode is None:
-                watcher.kill()
-                await watcher.wait()
 
         # Assert
         added = [e for e in events if e["type"] == "worker-added"]
@@ -479,6 +512,60 @@ class TestIdentityAcrossNodes:
         assert len({e["uid"] for e in added}) == 4
         assert [e for e in events if e["type"] == "worker-dropped"] == []
         assert len(tasks) == 4
+
+
+class TestTlsManager:
+    """Discovery through a manager's Engine that is reached over TLS."""
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("scheme", ["tcp", "https"])
+    async def test_subscriber_through_a_tls_manager(
+        self, two_nodes, service, image, scheme
+    ):
+        """Test the task list and events read over TLS with a client certificate.
+
+        Given:
+            A service of 2 tasks, one on each node, and the manager's Engine
+            behind TLS that requires a client certificate (a relay on the
+            manager's address; certificates made for this test)
+        When:
+            A subscriber in a container on the overlay follows the service
+            with ``DOCKER_HOST=tcp://…`` and ``DOCKER_TLS_VERIFY=1``, or with
+            ``DOCKER_HOST=https://…``, and ``DOCKER_CERT_PATH``
+        Then:
+            It should add both tasks' addresses, the other node's (which only
+            the manager's task list shows) included, and drop none
+        """
+        # Arrange
+        name = service(2, "--replicas-max-per-node", "1")
+        _serving(two_nodes, name, 2)
+        addresses = _addresses(two_nodes, name)
+        remote = {a for a, node in addresses.items() if node == two_nodes.worker.node_id}
+        assert len(remote) == 1, addresses
+        with tempfile.TemporaryDirectory(prefix=f"{NAME_PREFIX}-tls-") as directory:
+            certificates = make_certificates(Path(directory), two_nodes.address)
+            async with tls_relay(
+                certificates, two_nodes.address, two_nodes.manager.socket
+            ) as port:
+                engine = [
+                    "-v",
+                    f"{certificates}:/certs:ro",
+                    "-e",
+                    "DOCKER_CERT_PATH=/certs",
+                    "-e",
+                    f"DOCKER_HOST={scheme}://{two_nodes.address}:{port}",
+                ]
+                if scheme == "tcp":
+                    engine += ["-e", "DOCKER_TLS_VERIFY=1"]
+
+                # Act
+                events = await _watch(two_nodes, image, name, set(addresses), *engine)
+
+        # Assert
+        added = {e["address"] for e in events if e["type"] == "worker-added"}
+        assert added == set(addresses), events
+        assert remote <= added
+        assert [e for e in events if e["type"] == "worker-dropped"] == []
 
 
 NESTED = ROOT / "tests" / "integration" / "nested.py"

@@ -1,26 +1,28 @@
-//! The only module that talks to bollard: connect, negotiate, one method per Engine
-//! call. Methods return this crate's own small structs so a bollard upgrade touches
-//! this file alone, and every Engine model field is treated as optional.
+//! The [`Engine`] handle: connect, negotiate the API version, one method per
+//! Engine call, each returning this crate's own types (see `model`).
 
-use std::collections::{BTreeMap, HashMap};
-use std::pin::Pin;
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bollard::container::LogOutput;
-use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerSummary, DeviceRequest,
-    EndpointSettings, HostConfig, HostConfigLogConfig, NetworkingConfig, ResourcesUlimits,
-};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder,
     EventsOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use bollard::Docker;
-use futures_util::{Stream, StreamExt};
-use tokio::io::AsyncWrite;
+use futures_util::StreamExt;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
+use super::convert::{
+    container_create_body, convert_output, event_of, from_inspect, from_summary, message_of,
+    now_nanos, rfc3339_nanos, role_of, status_of, tail,
+};
+use super::model::{
+    ContainerInfo, CreateSpec, EventStream, ImageInfo, InputWriter, NetworkInfo, OutputStream,
+    SwarmRole, TaskInfo,
+};
+use super::transport::Transport;
 use crate::context;
 use crate::error::{Error, Result};
 
@@ -28,7 +30,13 @@ use crate::error::{Error, Result};
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// Removals retried after a conflict other than a removal in progress.
 const REMOVE_RETRIES: u32 = 6;
-/// The docker CLI's default socket.
+/// What a query value keeps unencoded: RFC 3986's unreserved characters.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+/// The User-Agent of every request.
 const USER_AGENT: &str = concat!("wool-docker/", env!("CARGO_PKG_VERSION"));
 
 /// A connected, version-negotiated Docker Engine client. Cheap to clone.
@@ -40,256 +48,12 @@ pub struct Engine {
     /// The Engine's clock minus ours, in nanoseconds, once read
     /// (`i64::MIN`: not yet).
     clock_offset: Arc<std::sync::atomic::AtomicI64>,
+    /// The endpoint, for `transport`.
+    endpoint: Arc<context::Endpoint>,
+    /// The same endpoint through hyper, for the answer bollard cannot model;
+    /// made on first use (only Swarm managers are asked for it).
+    transport: Arc<OnceLock<std::result::Result<Transport, String>>>,
 }
-
-/// What we need to know about an image.
-#[derive(Debug, Clone)]
-pub struct ImageInfo {
-    /// Image id (`sha256:…`).
-    pub id: String,
-    /// Labels of its config; containers inherit them.
-    pub labels: BTreeMap<String, String>,
-}
-
-/// What we need to know about a network.
-#[derive(Debug, Clone)]
-pub struct NetworkInfo {
-    /// Network id.
-    pub id: String,
-    /// Network name.
-    pub name: String,
-    /// `local` or `swarm`.
-    pub scope: String,
-    /// Driver name (`bridge`, `overlay`, …).
-    pub driver: String,
-    /// Whether standalone containers may join a swarm network.
-    pub attachable: bool,
-}
-
-/// A container's address on one network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    /// Network id.
-    pub network_id: String,
-    /// IPv4 address, empty when not yet assigned.
-    pub ip: String,
-}
-
-/// A container as the list and inspect endpoints describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerInfo {
-    /// Full container id.
-    pub id: String,
-    /// Name without the leading slash.
-    pub name: String,
-    /// Image reference it was created from.
-    pub image: String,
-    /// Its labels (image labels included).
-    pub labels: BTreeMap<String, String>,
-    /// `created`, `running`, `paused`, `exited`, …
-    pub state: String,
-    /// `starting`, `healthy`, `unhealthy`, or `None` without a healthcheck.
-    pub health: Option<String>,
-    /// Network name → endpoint.
-    pub networks: BTreeMap<String, Endpoint>,
-    /// When its current run started (Unix nanoseconds); only inspect tells.
-    pub started_at_ns: Option<i64>,
-}
-
-/// This Engine's place in a Swarm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SwarmRole {
-    /// Not in a Swarm.
-    Standalone,
-    /// A worker node: it knows only its own tasks.
-    Worker {
-        /// This node's id.
-        node_id: String,
-    },
-    /// A manager: it lists every task of the Swarm.
-    Manager {
-        /// This node's id.
-        node_id: String,
-    },
-}
-
-/// A Swarm task as a manager lists it; every field may be missing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TaskInfo {
-    /// Task id.
-    pub id: String,
-    /// Its service's id.
-    pub service_id: String,
-    /// The node it is scheduled on.
-    pub node_id: String,
-    /// Replica slot (replicated services); `None` for global ones.
-    pub slot: Option<i64>,
-    /// `running`, `starting`, `shutdown`, `failed`, …
-    pub state: String,
-    /// What the Swarm wants it to be: `running`, `shutdown`, …
-    pub desired_state: String,
-    /// Its container, once it has one.
-    pub container_id: Option<String>,
-    /// The image its container runs.
-    pub image: String,
-    /// The container-spec labels (Swarm adds its own to the container).
-    pub labels: BTreeMap<String, String>,
-    /// Network name → the task's address on it.
-    pub networks: BTreeMap<String, Endpoint>,
-}
-
-impl TaskInfo {
-    /// Read one entry of `GET /tasks`, tolerating any missing field.
-    pub fn from_json(v: &serde_json::Value) -> TaskInfo {
-        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
-        let spec = &v["Spec"]["ContainerSpec"];
-        let labels = spec["Labels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut networks = BTreeMap::new();
-        for attachment in v["NetworksAttachments"].as_array().into_iter().flatten() {
-            let name = text(&attachment["Network"]["Spec"]["Name"]);
-            let ip = attachment["Addresses"]
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(|a| a.as_str())
-                .and_then(|a| a.split('/').next())
-                .unwrap_or_default()
-                .to_owned();
-            if !name.is_empty() {
-                let network_id = text(&attachment["Network"]["ID"]);
-                networks.insert(name, Endpoint { network_id, ip });
-            }
-        }
-        TaskInfo {
-            id: text(&v["ID"]),
-            service_id: text(&v["ServiceID"]),
-            node_id: text(&v["NodeID"]),
-            slot: v["Slot"].as_i64(),
-            state: text(&v["Status"]["State"]),
-            desired_state: text(&v["DesiredState"]),
-            container_id: v["Status"]["ContainerStatus"]["ContainerID"]
-                .as_str()
-                .filter(|id| !id.is_empty())
-                .map(str::to_owned),
-            // Swarm pins images by digest: `name:tag@sha256:…`.
-            image: text(&spec["Image"]),
-            labels,
-            networks,
-        }
-    }
-}
-
-/// One container event from the Engine's stream.
-#[derive(Debug, Clone)]
-pub struct ContainerEvent {
-    /// Container id.
-    pub id: String,
-    /// `start`, `die`, `health_status: healthy`, …
-    pub action: String,
-    /// Engine time in nanoseconds since the epoch.
-    pub time_nano: i64,
-    /// The signal of a `kill` event.
-    pub signal: Option<String>,
-    /// For network connect/disconnect events, the network's name.
-    pub network: Option<String>,
-}
-
-/// A stream of container events that ends on the first error.
-pub type EventStream = Pin<Box<dyn Stream<Item = Result<ContainerEvent>> + Send>>;
-
-/// Everything needed to create a container.
-#[derive(Debug, Clone, Default)]
-pub struct CreateSpec {
-    /// Container name.
-    pub name: String,
-    /// Image reference.
-    pub image: String,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// `KEY=value` environment.
-    pub env: Vec<String>,
-    /// Network to attach at creation (the container's network mode).
-    pub network: Option<String>,
-    /// Bind mounts and volumes, `src:dst[:mode]`.
-    pub binds: Vec<String>,
-    /// Bind mounts whose source must exist: the create fails if it is missing,
-    /// where `binds` has the daemon create it as a root-owned directory.
-    pub mounts: Vec<BindMount>,
-    /// CPU limit in billionths of a CPU.
-    pub nano_cpus: Option<i64>,
-    /// Memory limit in bytes.
-    pub memory: Option<i64>,
-    /// GPUs to request: `Some(-1)` for all.
-    pub gpus: Option<i64>,
-    /// Remove the container when it exits.
-    pub auto_remove: bool,
-    /// Keep stdin open for one attached client (the owner).
-    pub stdin_once: bool,
-    /// What the container may do (user, capabilities, root filesystem, limits).
-    pub confinement: Confinement,
-}
-
-/// How a container is confined: the process's user and privileges, its root
-/// filesystem, and the limits that keep it from hurting the host. Empty and
-/// `None` fields leave the image's or the daemon's default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Confinement {
-    /// `user[:group]` the process runs as; `None` is the image's `USER`.
-    pub user: Option<String>,
-    /// Mount the root filesystem read-only.
-    pub read_only: bool,
-    /// tmpfs mounts: path to mount options (`size=64m,mode=1777`).
-    pub tmpfs: BTreeMap<String, String>,
-    /// Capabilities removed (`ALL` for every one).
-    pub cap_drop: Vec<String>,
-    /// Capabilities added back after `cap_drop`.
-    pub cap_add: Vec<String>,
-    /// `--security-opt` values (`no-new-privileges:true`, seccomp, AppArmor).
-    pub security_opt: Vec<String>,
-    /// Most processes and threads at once; `None` leaves it unlimited.
-    pub pids_limit: Option<i64>,
-    /// The kernel's OOM-kill preference (-1000..1000; higher is killed first).
-    pub oom_score_adj: Option<i64>,
-    /// Resource limits: (name, soft, hard).
-    pub ulimits: Vec<(String, i64, i64)>,
-    /// Log driver and its options; `None` is the daemon's default.
-    pub log: Option<(String, BTreeMap<String, String>)>,
-    /// OCI runtime (`runc`, gVisor's `runsc`, Kata); `None` is the daemon's default.
-    pub runtime: Option<String>,
-    /// Supplementary groups of the process (e.g. the Engine socket's group).
-    pub group_add: Vec<String>,
-}
-
-/// One host path bind-mounted into a container (`Mounts`, type `bind`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindMount {
-    /// Host path; it must exist when the container is created.
-    pub source: String,
-    /// Path inside the container.
-    pub target: String,
-    /// Mounted read-only.
-    pub read_only: bool,
-}
-
-/// Standard output or error, with the bytes the container wrote.
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// A chunk of stdout.
-    Stdout(Vec<u8>),
-    /// A chunk of stderr.
-    Stderr(Vec<u8>),
-}
-
-/// A stream of container output chunks.
-pub type OutputStream = Pin<Box<dyn Stream<Item = Result<Output>> + Send>>;
-/// A writer to a container's stdin.
-pub type InputWriter = Pin<Box<dyn AsyncWrite + Send>>;
 
 impl Engine {
     /// Connect the way the docker CLI does (see `context`): `host`, else
@@ -331,6 +95,8 @@ impl Engine {
             host: host.into(),
             api_version: negotiated.into(),
             clock_offset: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+            endpoint: Arc::new(endpoint.clone()),
+            transport: Arc::new(OnceLock::new()),
         })
     }
 
@@ -491,88 +257,7 @@ impl Engine {
 
     /// Create a container; returns its id.
     pub async fn create_container(&self, spec: &CreateSpec) -> Result<String> {
-        let device_requests = spec.gpus.map(|count| {
-            vec![DeviceRequest {
-                count: Some(count),
-                capabilities: Some(vec![vec!["gpu".to_owned()]]),
-                ..Default::default()
-            }]
-        });
-        let c = &spec.confinement;
-        let host_config = HostConfig {
-            auto_remove: Some(spec.auto_remove),
-            network_mode: spec.network.clone(),
-            binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
-            mounts: (!spec.mounts.is_empty()).then(|| {
-                spec.mounts
-                    .iter()
-                    .map(|m| bollard::models::Mount {
-                        typ: Some(bollard::models::MountType::BIND),
-                        source: Some(m.source.clone()),
-                        target: Some(m.target.clone()),
-                        read_only: Some(m.read_only),
-                        ..Default::default()
-                    })
-                    .collect()
-            }),
-            nano_cpus: spec.nano_cpus,
-            memory: spec.memory,
-            device_requests,
-            // tini reaps zombies from routines that spawn processes.
-            init: Some(true),
-            readonly_rootfs: Some(c.read_only),
-            tmpfs: (!c.tmpfs.is_empty()).then(|| {
-                c.tmpfs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            }),
-            cap_drop: (!c.cap_drop.is_empty()).then(|| c.cap_drop.clone()),
-            cap_add: (!c.cap_add.is_empty()).then(|| c.cap_add.clone()),
-            security_opt: (!c.security_opt.is_empty()).then(|| c.security_opt.clone()),
-            pids_limit: c.pids_limit,
-            oom_score_adj: c.oom_score_adj,
-            ulimits: (!c.ulimits.is_empty()).then(|| {
-                c.ulimits
-                    .iter()
-                    .map(|(name, soft, hard)| ResourcesUlimits {
-                        name: Some(name.clone()),
-                        soft: Some(*soft),
-                        hard: Some(*hard),
-                    })
-                    .collect()
-            }),
-            log_config: c.log.as_ref().map(|(driver, options)| HostConfigLogConfig {
-                typ: Some(driver.clone()),
-                config: Some(
-                    options
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect(),
-                ),
-            }),
-            runtime: c.runtime.clone(),
-            group_add: (!c.group_add.is_empty()).then(|| c.group_add.clone()),
-            ..Default::default()
-        };
-        let networking_config = spec.network.as_ref().map(|n| NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(n.clone(), EndpointSettings::default())])),
-        });
-        let body = ContainerCreateBody {
-            image: Some(spec.image.clone()),
-            user: c.user.clone(),
-            labels: Some(spec.labels.clone().into_iter().collect()),
-            env: Some(spec.env.clone()),
-            attach_stdin: Some(spec.stdin_once),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            open_stdin: Some(spec.stdin_once),
-            stdin_once: Some(spec.stdin_once),
-            tty: Some(false),
-            host_config: Some(host_config),
-            networking_config,
-            ..Default::default()
-        };
+        let body = container_create_body(spec);
         let options = CreateContainerOptionsBuilder::default()
             .name(&spec.name)
             .build();
@@ -840,27 +525,7 @@ impl Engine {
                     let host = host.clone();
                     async move {
                         match item {
-                            Ok(msg) => {
-                                let actor = msg.actor?;
-                                let attributes = actor.attributes.unwrap_or_default();
-                                let network_event =
-                                    msg.typ.map(|t| t.to_string()) == Some("network".to_owned());
-                                // Network events name the network as actor, the container in attributes.
-                                let id = if network_event {
-                                    attributes.get("container").cloned()?
-                                } else {
-                                    actor.id?
-                                };
-                                Some(Ok(ContainerEvent {
-                                    id,
-                                    action: msg.action.unwrap_or_default(),
-                                    time_nano: msg.time_nano.unwrap_or_default(),
-                                    signal: attributes.get("signal").cloned(),
-                                    network: network_event
-                                        .then(|| attributes.get("name").cloned())
-                                        .flatten(),
-                                }))
-                            }
+                            Ok(msg) => event_of(msg).map(Ok),
                             Err(e) => Some(Err(Error::engine("stream events", &host, e))),
                         }
                     }
@@ -891,16 +556,20 @@ impl Engine {
     }
 
     /// Every task the Swarm wants running, on every node (a manager only).
-    /// Read raw: bollard's `Task` model has no `NetworksAttachments`, which is
-    /// where a task's addresses are.
+    /// Read as JSON (see `transport`): bollard's `Task` model has no
+    /// `NetworksAttachments`, which is where a task's addresses are.
     pub async fn tasks(&self) -> Result<Vec<TaskInfo>> {
-        let filters = r#"{"desired-state":["running"]}"#;
-        let path = format!(
-            "/v{}/tasks?filters={}",
-            self.api_version,
-            percent_encode(filters)
-        );
-        let body = raw::get(&self.host, &path)
+        let path = tasks_path(&self.api_version);
+        let transport = self
+            .transport
+            .get_or_init(|| Transport::new(&self.endpoint))
+            .as_ref()
+            .map_err(|reason| Error::SwarmUnreadable {
+                host: self.host.to_string(),
+                reason: reason.clone(),
+            })?;
+        let body = transport
+            .get(&path, USER_AGENT, Duration::from_secs(REQUEST_TIMEOUT_SECS))
             .await
             .map_err(|e| Error::SwarmUnreadable {
                 host: self.host.to_string(),
@@ -1022,105 +691,13 @@ fn open(endpoint: &context::Endpoint) -> Result<Docker> {
     result.map_err(|e| Error::engine("connect", host, e))
 }
 
-/// A Swarm role from `GET /info`'s `Swarm` part.
-fn role_of(swarm: Option<bollard::models::SwarmInfo>) -> SwarmRole {
-    let Some(swarm) = swarm else {
-        return SwarmRole::Standalone;
-    };
-    let active = swarm.local_node_state.map(|s| s.to_string()).as_deref() == Some("active");
-    let node_id = swarm.node_id.unwrap_or_default();
-    match (active, swarm.control_available) {
-        (false, _) => SwarmRole::Standalone,
-        (true, Some(true)) => SwarmRole::Manager { node_id },
-        (true, _) => SwarmRole::Worker { node_id },
-    }
-}
-
-/// Percent-encode a query value (everything but unreserved characters).
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-/// A plain HTTP/1.0 GET, for the one answer bollard's models cannot carry.
-mod raw {
-    use std::time::Duration;
-
-    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-
-    /// Largest answer read: a task list of thousands of tasks fits.
-    const MAX_BODY: u64 = 64 * 1024 * 1024;
-    const TIMEOUT: Duration = Duration::from_secs(30);
-
-    /// GET `path` from the Engine at `host` (`unix://` or `tcp://`/`http://`)
-    /// and return the body of a 200 answer. HTTP/1.0: the Engine answers without
-    /// chunking and closes at the end.
-    pub async fn get(host: &str, path: &str) -> Result<Vec<u8>, String> {
-        let request = format!(
-            "GET {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: {}\r\n\r\n",
-            super::USER_AGENT
-        );
-        let exchange = async {
-            if let Some(socket) = host.strip_prefix("unix://") {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
-                exchange(stream, &request).await
-            } else if let Some(addr) = host
-                .strip_prefix("tcp://")
-                .or_else(|| host.strip_prefix("http://"))
-            {
-                let stream = tokio::net::TcpStream::connect(addr.trim_end_matches('/')).await?;
-                exchange(stream, &request).await
-            } else {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    "only unix:// and tcp:// Engines are read this way (not TLS)",
-                ))
-            }
-        };
-        let answer = tokio::time::timeout(TIMEOUT, exchange)
-            .await
-            .map_err(|_| format!("no answer within {} s", TIMEOUT.as_secs()))?
-            .map_err(|e| e.to_string())?;
-        let end = answer
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or("an answer without a head")?;
-        let head = String::from_utf8_lossy(&answer[..end]);
-        let status = head.split(' ').nth(1).unwrap_or_default();
-        let body = answer[end + 4..].to_vec();
-        if status != "200" {
-            return Err(format!(
-                "the Engine answered {status}: {}",
-                String::from_utf8_lossy(&body).trim()
-            ));
-        }
-        Ok(body)
-    }
-
-    async fn exchange(
-        mut stream: impl AsyncRead + AsyncWrite + Unpin,
-        request: &str,
-    ) -> std::io::Result<Vec<u8>> {
-        stream.write_all(request.as_bytes()).await?;
-        let mut answer = Vec::new();
-        stream.take(MAX_BODY).read_to_end(&mut answer).await?;
-        Ok(answer)
-    }
-}
-
-/// Our clock, Unix nanoseconds.
-pub fn now_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or_default()
+/// `GET /tasks` of the tasks the Swarm wants running, in API `version`.
+fn tasks_path(version: &str) -> String {
+    let filters = r#"{"desired-state":["running"]}"#;
+    format!(
+        "/v{version}/tasks?filters={}",
+        utf8_percent_encode(filters, QUERY_VALUE)
+    )
 }
 
 /// The request URI with `/v{version}` in front of its path, unless it has one.
@@ -1134,181 +711,9 @@ fn versioned_uri(uri: &http::Uri, version: &str) -> Option<http::Uri> {
     http::Uri::from_parts(parts).ok()
 }
 
-fn status_of(e: &bollard::errors::Error) -> Option<u16> {
-    match e {
-        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
-        _ => None,
-    }
-}
-
-fn message_of(e: &bollard::errors::Error) -> String {
-    match e {
-        bollard::errors::Error::DockerResponseServerError { message, .. } => message.clone(),
-        other => other.to_string(),
-    }
-}
-
-fn convert_output(
-    item: std::result::Result<LogOutput, bollard::errors::Error>,
-    host: &str,
-) -> Option<Result<Output>> {
-    match item {
-        Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
-            Some(Ok(Output::Stdout(message.to_vec())))
-        }
-        Ok(LogOutput::StdErr { message }) => Some(Ok(Output::Stderr(message.to_vec()))),
-        Ok(LogOutput::StdIn { .. }) => None,
-        Err(e) => Some(Err(Error::engine("read container output", host, e))),
-    }
-}
-
-/// The last `n` lines of `lines`, joined.
-pub(crate) fn tail(lines: &[String], n: usize) -> String {
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn endpoints(networks: Option<HashMap<String, EndpointSettings>>) -> BTreeMap<String, Endpoint> {
-    networks
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, ep)| {
-            (
-                name,
-                Endpoint {
-                    network_id: ep.network_id.unwrap_or_default(),
-                    ip: ep.ip_address.unwrap_or_default(),
-                },
-            )
-        })
-        .collect()
-}
-
-fn from_summary(c: ContainerSummary) -> ContainerInfo {
-    let status = c.status.unwrap_or_default();
-    // The list endpoint reports health only inside the human status text on API 1.41.
-    let health = c
-        .health
-        .and_then(|h| h.status)
-        .map(|s| s.to_string())
-        .filter(|s| !s.is_empty() && s != "none")
-        .or_else(|| health_from_status(&status));
-    ContainerInfo {
-        id: c.id.unwrap_or_default(),
-        name: c
-            .names
-            .and_then(|n| n.into_iter().next())
-            .map(|n| n.trim_start_matches('/').to_owned())
-            .unwrap_or_default(),
-        image: c.image.unwrap_or_default(),
-        labels: c.labels.unwrap_or_default().into_iter().collect(),
-        state: c.state.map(|s| s.to_string()).unwrap_or_default(),
-        health,
-        networks: endpoints(c.network_settings.and_then(|n| n.networks)),
-        started_at_ns: None,
-    }
-}
-
-fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
-    let state = c.state.unwrap_or_default();
-    ContainerInfo {
-        id: c.id.unwrap_or_default(),
-        name: c
-            .name
-            .unwrap_or_default()
-            .trim_start_matches('/')
-            .to_owned(),
-        image: c
-            .config
-            .as_ref()
-            .and_then(|cfg| cfg.image.clone())
-            .unwrap_or_default(),
-        labels: c
-            .config
-            .and_then(|cfg| cfg.labels)
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        state: state.status.map(|s| s.to_string()).unwrap_or_default(),
-        health: state
-            .health
-            .and_then(|h| h.status)
-            .map(|s| s.to_string())
-            .filter(|s| !s.is_empty() && s != "none"),
-        networks: endpoints(c.network_settings.and_then(|n| n.networks)),
-        started_at_ns: state.started_at.as_deref().and_then(rfc3339_nanos),
-    }
-}
-
-/// `2026-11-29T16:45:01.123456789Z` → Unix nanoseconds (UTC only, as Docker
-/// writes log timestamps).
-pub fn rfc3339_nanos(stamp: &str) -> Option<i64> {
-    // `Z`, or a `+HH:MM` / `-HH:MM` offset (the Engine's SystemTime is local).
-    let (stamp, offset_secs) = match stamp.strip_suffix('Z') {
-        Some(utc) => (utc, 0),
-        None => {
-            let at = stamp.len().checked_sub(6)?;
-            let (rest, zone) = (stamp.get(..at)?, stamp.get(at..)?);
-            let sign = match zone.as_bytes().first()? {
-                b'+' => 1,
-                b'-' => -1,
-                _ => return None,
-            };
-            let (h, m) = zone.get(1..)?.split_once(':')?;
-            (
-                rest,
-                sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60),
-            )
-        }
-    };
-    let (date, time) = stamp.split_once('T')?;
-    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
-    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    let digits: String = frac.chars().take(9).collect();
-    let nanos = digits.parse::<i64>().ok()? * 10i64.pow(9 - digits.len() as u32);
-    // Days from the civil date (Howard Hinnant's algorithm).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = ((days * 24 + hh) * 60 + mm) * 60 + ss - offset_secs;
-    Some(secs * 1_000_000_000 + nanos)
-}
-
-/// `Up 3 minutes (healthy)` → `healthy`; `(health: starting)` → `starting`.
-fn health_from_status(status: &str) -> Option<String> {
-    let inner = status.rsplit_once('(')?.1.strip_suffix(')')?;
-    let inner = inner.strip_prefix("health: ").unwrap_or(inner);
-    matches!(inner, "healthy" | "unhealthy" | "starting").then(|| inner.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn log_timestamps_parse_to_unix_nanos() {
-        assert_eq!(rfc3339_nanos("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(rfc3339_nanos("1970-01-01T00:00:01.5Z"), Some(1_500_000_000));
-        assert_eq!(
-            rfc3339_nanos("2026-11-29T16:45:01.123456789Z"),
-            Some(1_795_970_701_123_456_789)
-        );
-        assert_eq!(
-            rfc3339_nanos("2000-03-01T00:00:00Z"),
-            Some(951_868_800_000_000_000)
-        );
-        assert_eq!(rfc3339_nanos("garbage"), None);
-        assert_eq!(
-            rfc3339_nanos("1970-01-01T01:00:00.5+01:00"),
-            Some(500_000_000)
-        );
-        assert_eq!(rfc3339_nanos("1969-12-31T23:30:00-00:30"), Some(0));
-    }
 
     #[test]
     fn versioned_uri_adds_the_negotiated_version_once() {
@@ -1322,27 +727,10 @@ mod tests {
     }
 
     #[test]
-    fn health_is_read_from_the_status_text() {
+    fn the_task_filter_is_percent_encoded() {
         assert_eq!(
-            health_from_status("Up 3 minutes (healthy)").as_deref(),
-            Some("healthy")
+            tasks_path("1.41"),
+            "/v1.41/tasks?filters=%7B%22desired-state%22%3A%5B%22running%22%5D%7D"
         );
-        assert_eq!(
-            health_from_status("Up 1 second (health: starting)").as_deref(),
-            Some("starting")
-        );
-        assert_eq!(
-            health_from_status("Up 2 hours (unhealthy)").as_deref(),
-            Some("unhealthy")
-        );
-        assert_eq!(health_from_status("Up 2 hours (Paused)"), None);
-        assert_eq!(health_from_status("Up 2 hours"), None);
-    }
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        let lines: Vec<String> = (0..5).map(|i| i.to_string()).collect();
-        assert_eq!(tail(&lines, 2), "3\n4");
-        assert_eq!(tail(&lines, 10), "0\n1\n2\n3\n4");
     }
 }

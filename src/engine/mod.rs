@@ -1,0 +1,19 @@
+//! The only module that talks to bollard: connect, negotiate, one method per Engine
+//! call. Methods return this crate's own small structs so a bollard upgrade touches
+//! this module alone, and every Engine model field is treated as optional.
+//!
+//! `model` holds those structs, `client` the [`Engine`] handle and its calls,
+//! `convert` the pure translation between bollard's models and ours, `transport`
+//! the one request read through hyper directly.
+
+mod client;
+mod convert;
+mod model;
+mod transport;
+
+pub use client::Engine;
+pub use convert::{now_nanos, rfc3339_nanos};
+pub use model::{
+    BindMount, Confinement, ContainerEvent, ContainerInfo, CreateSpec, Endpoint, EventStream,
+    ImageInfo, InputWriter, NetworkInfo, Output, OutputStream, SwarmRole, TaskInfo,
+};
