@@ -33,7 +33,11 @@ use crate::registry::Registry;
 pub use crate::scope::{Change, Scope};
 use crate::swarm;
 
+#[cfg(test)]
+mod fake;
+mod source;
 mod state;
+mod watch;
 
 use state::{Book, Delta, Event, Health, Logs, Observation, Phase, Run, Seen, Served, State};
 
