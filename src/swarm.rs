@@ -113,11 +113,8 @@ impl Tasks for Engine {
         Engine::services(self)
     }
 
-    fn image_labels(
-        &self,
-        image: &str,
-    ) -> impl Future<Output = Result<BTreeMap<String, String>>> + Send {
-        async move { Ok(self.image(image).await?.labels) }
+    async fn image_labels(&self, image: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self.image(image).await?.labels)
     }
 }
 

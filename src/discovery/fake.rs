@@ -46,6 +46,8 @@ struct World {
     inspects: HashMap<String, u32>,
     /// The open container event streams.
     streams: Vec<mpsc::UnboundedSender<Result<ContainerEvent>>>,
+    /// Container event streams opened so far.
+    opened: u32,
     /// Followed log streams, by container id.
     followers: HashMap<String, Vec<mpsc::UnboundedSender<Result<Output>>>>,
 }
@@ -183,6 +185,11 @@ impl Fake {
         self.world().inspects.get(&id(n)).copied().unwrap_or(0)
     }
 
+    /// Container event streams opened so far.
+    pub fn opened(&self) -> u32 {
+        self.world().opened
+    }
+
     /// Container event streams open now.
     pub fn open_streams(&self) -> usize {
         let mut world = self.world();
@@ -192,23 +199,20 @@ impl Fake {
 }
 
 impl Tasks for Fake {
-    fn tasks(&self) -> impl Future<Output = Result<Vec<TaskInfo>>> + Send {
-        async { Err(failure()) }
+    async fn tasks(&self) -> Result<Vec<TaskInfo>> {
+        Err(failure())
     }
 
-    fn nodes(&self) -> impl Future<Output = Result<HashMap<String, bool>>> + Send {
-        async { Err(failure()) }
+    async fn nodes(&self) -> Result<HashMap<String, bool>> {
+        Err(failure())
     }
 
-    fn services(&self) -> impl Future<Output = Result<HashMap<String, String>>> + Send {
-        async { Err(failure()) }
+    async fn services(&self) -> Result<HashMap<String, String>> {
+        Err(failure())
     }
 
-    fn image_labels(
-        &self,
-        _image: &str,
-    ) -> impl Future<Output = Result<BTreeMap<String, String>>> + Send {
-        async { Err(failure()) }
+    async fn image_labels(&self, _image: &str) -> Result<BTreeMap<String, String>> {
+        Err(failure())
     }
 }
 
@@ -217,13 +221,12 @@ impl Source for Fake {
         &self.host
     }
 
-    fn now_ns(&self, _fresh: bool) -> impl Future<Output = Result<Option<i64>>> + Send {
-        async { Ok(Some(T0_NS)) }
+    async fn now_ns(&self, _fresh: bool) -> Result<Option<i64>> {
+        Ok(Some(T0_NS))
     }
 
-    fn network_name(&self, reference: &str) -> impl Future<Output = Result<String>> + Send {
-        let name = reference.to_owned();
-        async move { Ok(name) }
+    async fn network_name(&self, reference: &str) -> Result<String> {
+        Ok(reference.to_owned())
     }
 
     fn running(
@@ -269,7 +272,9 @@ impl Source for Fake {
 
     fn container_events(&self, _labels: &[String], _since_ns: Option<i64>) -> EventStream {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.world().streams.push(tx);
+        let mut world = self.world();
+        world.streams.push(tx);
+        world.opened += 1;
         channel_stream(rx)
     }
 
@@ -292,8 +297,8 @@ impl Source for Fake {
         Box::pin(printed.chain(channel_stream(rx)))
     }
 
-    fn swarm_role(&self) -> impl Future<Output = Result<SwarmRole>> + Send {
-        async { Ok(SwarmRole::Standalone) }
+    async fn swarm_role(&self) -> Result<SwarmRole> {
+        Ok(SwarmRole::Standalone)
     }
 
     fn swarm_events(&self) -> EventStream {

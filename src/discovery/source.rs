@@ -6,6 +6,7 @@ use std::future::Future;
 
 use crate::engine::{ContainerInfo, Engine, EventStream, OutputStream, SwarmRole};
 use crate::error::Result;
+use crate::scope::Scope;
 use crate::swarm::Tasks;
 
 /// The Engine reads of discovery (the Swarm poller's are [`Tasks`]).
@@ -53,8 +54,8 @@ impl Source for Engine {
         Engine::now_ns(self, fresh)
     }
 
-    fn network_name(&self, reference: &str) -> impl Future<Output = Result<String>> + Send {
-        async move { Ok(self.network(reference).await?.name) }
+    async fn network_name(&self, reference: &str) -> Result<String> {
+        Ok(self.network(reference).await?.name)
     }
 
     fn running(
@@ -86,5 +87,15 @@ impl Source for Engine {
 
     fn swarm_events(&self) -> EventStream {
         Engine::swarm_events(self, None)
+    }
+}
+
+/// The scoped network's exact name, resolved by the Engine like the docker CLI
+/// resolves it (a name, a full id, or a unique id prefix). Resolved again at every
+/// listing: a network re-created under the same name gets a new id.
+pub(super) async fn resolve_network(engine: &impl Source, scope: &Scope) -> Result<Option<String>> {
+    match &scope.network {
+        Some(reference) => Ok(Some(engine.network_name(reference).await?)),
+        None => Ok(None),
     }
 }
