@@ -12,7 +12,6 @@
 //! Changes travel in batches, and a listing's changes are one batch: a new
 //! subscription's first batch holds every container serving when it subscribed,
 //! so a pool's first dispatches see all of them, not the first one found.
-
 //!
 //! The pieces: [`hub`] fans a scope's changes out to its subscriptions;
 //! [`tracker`] is the task behind a hub, driven by the connection-level
@@ -73,7 +72,8 @@ fn subscribe_every<E: Source>(
     registry: &Registry,
     resync_every: Duration,
 ) -> Subscription {
-    // Keyed by Engine and scope: the one place that finds a scope's hub.
+    // Static: the bindings and the feed subscribe without a shared handle, and
+    // must still find the one hub of an Engine and scope.
     static HUBS: OnceLock<StdMutex<HashMap<HubKey, Weak<Hub>>>> = OnceLock::new();
     let key = (engine.host().to_owned(), scope.clone());
     let mut hubs = HUBS
