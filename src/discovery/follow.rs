@@ -10,7 +10,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::ready::scan_ready;
-use super::source::Source;
+use super::source::{Source, LOG};
 use super::state::State;
 use crate::ready::Ready;
 
@@ -152,8 +152,7 @@ impl<E: Source> Followers<E> {
                 Ok(None) => {}
                 // A container that never prints the ready line (a custom image)
                 // must not hold a log follower for its whole life.
-                Err(_) => tracing::info!(
-                    id = %id,
+                Err(_) => tracing::info!(target: LOG, id = %id,
                     "no ready line after 10 minutes; only a healthcheck can announce this container now"
                 ),
             }

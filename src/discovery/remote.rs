@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
-use super::source::{resolve_network, Source};
+use super::source::{resolve_network, Source, LOG};
 use crate::engine::{ContainerInfo, SwarmRole};
 use crate::scope::Scope;
 use crate::swarm;
@@ -41,8 +41,7 @@ pub(super) async fn watch_swarm(
         Ok(SwarmRole::Worker { .. }) => {
             static SAID: OnceLock<()> = OnceLock::new();
             if SAID.set(()).is_ok() {
-                tracing::warn!(
-                    host = %engine.host(),
+                tracing::warn!(target: LOG, host = %engine.host(),
                     "this Docker Engine is a Swarm worker node: discovery sees only this \
                      node's tasks. Run the pool on a manager node, or pass docker_host= \
                      a manager's Engine, to discover every task of the Swarm"
@@ -52,7 +51,7 @@ pub(super) async fn watch_swarm(
         }
         Ok(SwarmRole::Standalone) => return,
         Err(e) => {
-            tracing::debug!(error = %e, "cannot tell whether the Engine is a Swarm manager");
+            tracing::debug!(target: LOG, error = %e, "cannot tell whether the Engine is a Swarm manager");
             return;
         }
     };
@@ -69,7 +68,7 @@ pub(super) async fn watch_swarm(
             network = match resolve_network(&engine, &scope).await {
                 Ok(n) => Some(n),
                 Err(e) => {
-                    tracing::debug!(error = %e, "cannot resolve the scoped network for Swarm tasks");
+                    tracing::debug!(target: LOG, error = %e, "cannot resolve the scoped network for Swarm tasks");
                     None
                 }
             };
@@ -90,7 +89,7 @@ pub(super) async fn watch_swarm(
                 }
                 Err(e) => {
                     if !failing {
-                        tracing::warn!(error = %e, "reading the Swarm's tasks failed; retrying");
+                        tracing::warn!(target: LOG, error = %e, "reading the Swarm's tasks failed; retrying");
                     }
                     failing = true;
                     network = None;
@@ -105,8 +104,7 @@ pub(super) async fn watch_swarm(
                 && !said_unreachable
             {
                 said_unreachable = true;
-                tracing::warn!(
-                    tasks = poller.pending(),
+                tracing::warn!(target: LOG, tasks = poller.pending(),
                     network = net.as_deref().unwrap_or("(none)"),
                     "Swarm tasks on other nodes do not accept connections from this process at \
                      their addresses; run the pool where it can reach them, in a container \

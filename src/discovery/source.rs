@@ -9,6 +9,10 @@ use crate::error::Result;
 use crate::scope::Scope;
 use crate::swarm::Tasks;
 
+/// The target of discovery's diagnostics, whichever file logs them: the
+/// `wool_docker.discovery` logger, as before discovery was split into files.
+pub(super) const LOG: &str = "_native::discovery";
+
 /// The Engine reads of discovery (the Swarm poller's are [`Tasks`]).
 pub trait Source: Tasks + Clone + Send + Sync + 'static {
     /// Where the Engine is: equal scopes on one Engine share one hub.

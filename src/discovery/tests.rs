@@ -241,3 +241,12 @@ fn a_scope_admits_by_selector_and_owner() {
     assert!(scope(None).admits(&managed("0/m.b.1/2/1")));
     assert_ne!(mine, scope(None), "hubs are keyed by the owner too");
 }
+
+#[test]
+fn every_file_of_discovery_logs_to_its_logger() {
+    // The logging bridge names a record's logger after its target's module.
+    assert_eq!(
+        Some(super::source::LOG),
+        module_path!().strip_suffix("::tests")
+    );
+}

@@ -15,7 +15,7 @@ use super::follow::{Follow, Followers};
 use super::hub::Hub;
 use super::ready::{read_ready_all, reread};
 use super::remote::{watch_swarm, AbortOnDrop};
-use super::source::{resolve_network, Source};
+use super::source::{resolve_network, Source, LOG};
 use super::state::{
     self, Book, Delta, Event, Health, Logs, Observation, Phase, Run, Seen, Served, State,
 };
@@ -129,11 +129,11 @@ pub(super) async fn run<E: Source>(
                     let _ = tx.send(());
                 }
                 let engine_now = engine_now.unwrap_or_else(|e| {
-                    tracing::debug!(error = %e, "cannot read the Engine's clock; using ours");
+                    tracing::debug!(target: LOG, error = %e, "cannot read the Engine's clock; using ours");
                     None
                 });
                 if let Err(e) = &synced {
-                    tracing::warn!(error = %e, delay_ms = conn.backoff.as_millis() as u64, "docker list failed; retrying");
+                    tracing::warn!(target: LOG, error = %e, delay_ms = conn.backoff.as_millis() as u64, "docker list failed; retrying");
                 }
                 Some(Input::Listed {
                     ok: synced.is_ok(),
@@ -247,7 +247,7 @@ impl<E: Source> Tracker<E> {
                 true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "periodic re-list failed; reconnecting");
+                tracing::warn!(target: LOG, error = %e, "periodic re-list failed; reconnecting");
                 false
             }
         }
@@ -266,8 +266,7 @@ impl<E: Source> Tracker<E> {
         });
         if !drifted.is_empty() {
             drifted.sort();
-            tracing::warn!(
-                drift = drifted.len(),
+            tracing::warn!(target: LOG, drift = drifted.len(),
                 containers = %drifted.join(","),
                 "periodic re-list corrected changes the event stream missed"
             );
@@ -286,11 +285,11 @@ impl<E: Source> Tracker<E> {
                 None
             }
             Some(Err(e)) => {
-                tracing::warn!(stream, error = %e, "docker event stream broke; reconnecting");
+                tracing::warn!(target: LOG, stream, error = %e, "docker event stream broke; reconnecting");
                 Some(Input::StreamEnded)
             }
             None => {
-                tracing::warn!(stream, "docker event stream ended; reconnecting");
+                tracing::warn!(target: LOG, stream, "docker event stream ended; reconnecting");
                 Some(Input::StreamEnded)
             }
         }
@@ -569,7 +568,7 @@ impl<E: Source> Tracker<E> {
             Ok(_) => self.observe(id, &Observation::Gone),
             Err(e) => {
                 if let Some(delay) = watch::inspect_retry(attempt) {
-                    tracing::debug!(id = %id, attempt, error = %e, "inspect failed; retrying");
+                    tracing::debug!(target: LOG, id = %id, attempt, error = %e, "inspect failed; retrying");
                     let (tx, id) = (self.retry_tx.clone(), id.to_owned());
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
@@ -577,7 +576,7 @@ impl<E: Source> Tracker<E> {
                     });
                 } else {
                     // The periodic re-list (or the next gap's) settles it.
-                    tracing::warn!(id = %id, error = %e, "inspect failed");
+                    tracing::warn!(target: LOG, id = %id, error = %e, "inspect failed");
                 }
                 Delta::None
             }
