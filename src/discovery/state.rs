@@ -484,6 +484,3 @@ impl Book {
             .collect()
     }
 }
-
-#[cfg(test)]
-mod tests;

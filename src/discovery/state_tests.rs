@@ -1,7 +1,12 @@
-//! The per-container machine's transition table and properties.
+//! The per-container machine (`state`): its transition table and properties.
+//! (A file of its own: `state.rs` with them would pass 800 lines.)
 
-use super::*;
+use std::collections::BTreeMap;
+
 use proptest::prelude::*;
+
+use super::state::*;
+use crate::labels::WorkerRecord;
 
 fn record(address: &str) -> WorkerRecord {
     WorkerRecord {
