@@ -22,6 +22,7 @@
 //! `ready`, or its port refuses two probes in a row.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::future::Future;
 use std::time::Duration;
 
 use futures_util::{stream, StreamExt};
@@ -83,6 +84,40 @@ pub fn as_container(
     }
 }
 
+/// The Engine reads of a poll (a manager's), as a trait: unit tests of
+/// discovery run against a fake Engine.
+pub trait Tasks {
+    /// Every task the Swarm wants running, on every node.
+    fn tasks(&self) -> impl Future<Output = Result<Vec<TaskInfo>>> + Send;
+    /// Node id → whether it is up (`ready`).
+    fn nodes(&self) -> impl Future<Output = Result<HashMap<String, bool>>> + Send;
+    /// Service id → name.
+    fn services(&self) -> impl Future<Output = Result<HashMap<String, String>>> + Send;
+    /// An image's labels.
+    fn image_labels(
+        &self,
+        image: &str,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>>> + Send;
+}
+
+impl Tasks for Engine {
+    fn tasks(&self) -> impl Future<Output = Result<Vec<TaskInfo>>> + Send {
+        Engine::tasks(self)
+    }
+
+    fn nodes(&self) -> impl Future<Output = Result<HashMap<String, bool>>> + Send {
+        Engine::nodes(self)
+    }
+
+    fn services(&self) -> impl Future<Output = Result<HashMap<String, String>>> + Send {
+        Engine::services(self)
+    }
+
+    async fn image_labels(&self, image: &str) -> Result<BTreeMap<String, String>> {
+        Ok(self.image(image).await?.labels)
+    }
+}
+
 /// What a poll keeps between polls.
 #[derive(Default)]
 pub struct Poller {
@@ -123,7 +158,7 @@ impl Poller {
     /// them all. `network` is the scoped network's exact name.
     pub async fn poll(
         &mut self,
-        engine: &Engine,
+        engine: &impl Tasks,
         selector: &BTreeMap<String, String>,
         network: Option<&str>,
         local_node: &str,
@@ -239,7 +274,7 @@ impl Poller {
         added
     }
 
-    async fn image_labels(&mut self, engine: &Engine, image: &str) -> BTreeMap<String, String> {
+    async fn image_labels(&mut self, engine: &impl Tasks, image: &str) -> BTreeMap<String, String> {
         if let Some(known) = self.images.get(image) {
             return known.clone();
         }
@@ -248,8 +283,8 @@ impl Poller {
         let mut labels = BTreeMap::new();
         let untagged = image.split('@').next().unwrap_or(image);
         for reference in [image, untagged] {
-            if let Ok(info) = engine.image(reference).await {
-                labels = info.labels;
+            if let Ok(found) = engine.image_labels(reference).await {
+                labels = found;
                 break;
             }
         }

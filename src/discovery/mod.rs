@@ -1,0 +1,380 @@
+//! Label discovery: initial list, event stream, cache, diff, reconnect.
+//!
+//! One task per (Engine, selector, network) owns the event stream and the cache and
+//! fans changes out to every subscription. A container is announced once it serves:
+//! its worker printed the ready line (read from its log stream, or seen by a
+//! `DockerWorker` of this process) or its healthcheck reports healthy. It is
+//! dropped as soon as it is being stopped, killed, dies, is paused, turns unhealthy
+//! or leaves the scoped network. After any gap in the event stream the task
+//! re-lists and emits exactly the difference, because the Engine replays only a
+//! few events and none across a restart.
+//!
+//! Changes travel in batches, and a listing's changes are one batch: a new
+//! subscription's first batch holds every container serving when it subscribed,
+//! so a pool's first dispatches see all of them, not the first one found.
+//!
+//! The pieces: [`hub`] fans a scope's changes out to its subscriptions;
+//! [`tracker`] is the task behind a hub, driven by the connection-level
+//! machine of [`watch`] and stepping each container's machine of [`state`];
+//! [`follow`] and [`ready`] read ready lines from containers' output;
+//! [`remote`] follows the tasks of other Swarm nodes; [`source`] is what all
+//! of them read from an Engine, a trait so that unit tests run on a fake.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex, OnceLock, Weak};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::env::seconds_from_env;
+use crate::error::Result;
+use crate::labels::{self, WorkerRecord};
+use crate::registry::Registry;
+pub use crate::scope::{Change, Scope};
+
+#[cfg(test)]
+mod fake;
+mod follow;
+mod hub;
+mod ready;
+mod remote;
+mod source;
+mod state;
+#[cfg(test)]
+mod state_tests;
+mod tracker;
+mod watch;
+
+pub use hub::Subscription;
+pub use source::Source;
+
+use source::resolve_network;
+
+use hub::Hub;
+
+type HubKey = (String, Scope);
+
+/// Default period of the anti-entropy re-list (`WOOL_DOCKER_RESYNC_INTERVAL`).
+const RESYNC_DEFAULT: Duration = Duration::from_secs(30);
+
+/// The anti-entropy period: `WOOL_DOCKER_RESYNC_INTERVAL` seconds, else 30 s.
+fn resync_interval() -> Duration {
+    seconds_from_env("WOOL_DOCKER_RESYNC_INTERVAL", RESYNC_DEFAULT)
+}
+
+/// Subscribe to a scope; equal scopes on one Engine share one event stream.
+pub fn subscribe<E: Source>(engine: &E, scope: Scope, registry: &Registry) -> Subscription {
+    subscribe_every(engine, scope, registry, resync_interval())
+}
+
+/// `subscribe`, with a hub that re-lists every `resync_every` if it starts one.
+fn subscribe_every<E: Source>(
+    engine: &E,
+    scope: Scope,
+    registry: &Registry,
+    resync_every: Duration,
+) -> Subscription {
+    // Static: the bindings and the feed subscribe without a shared handle, and
+    // must still find the one hub of an Engine and scope.
+    static HUBS: OnceLock<StdMutex<HashMap<HubKey, Weak<Hub>>>> = OnceLock::new();
+    let key = (engine.host().to_owned(), scope.clone());
+    let mut hubs = HUBS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    hubs.retain(|_, hub| hub.strong_count() > 0);
+    let hub = match hubs.get(&key).and_then(Weak::upgrade) {
+        Some(hub) => hub,
+        None => {
+            let (shutdown_tx, shutdown_rx) = oneshot::channel();
+            let hub = Arc::new(Hub::new(shutdown_tx));
+            tokio::spawn(tracker::run(
+                engine.clone(),
+                scope,
+                Arc::downgrade(&hub),
+                shutdown_rx,
+                registry.clone(),
+                resync_every,
+            ));
+            hubs.insert(key, Arc::downgrade(&hub));
+            hub
+        }
+    };
+    drop(hubs);
+    Hub::subscribe(hub)
+}
+
+/// One-shot listing with the subscriber's label and address rules (for
+/// `wool-docker ps`): every running matching container with a record, and its
+/// health, whether or not it serves yet.
+pub async fn list(
+    engine: &impl Source,
+    scope: &Scope,
+) -> Result<Vec<(WorkerRecord, Option<String>)>> {
+    let network = resolve_network(engine, scope).await?;
+    let containers = engine
+        .running(&labels::filter_terms(&scope.selector))
+        .await?;
+    let mut out = Vec::new();
+    for c in containers.iter().filter(|c| scope.admits(&c.labels)) {
+        if let Ok(Ok(record)) = labels::parse(c, network.as_deref()) {
+            out.push((record, c.health.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// Discovery against a fake Engine, on tokio's paused clock: what a
+/// subscription receives across a listing, a gap, a re-list, an ended
+/// stream and failed inspects, in milliseconds and without a daemon.
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::fake::{Fake, NETWORK};
+    use super::{subscribe_every, Change, Scope, Subscription};
+    use crate::labels;
+    use crate::registry::Registry;
+
+    /// Far longer than anything here takes (the clock is paused: free).
+    const PATIENCE: Duration = Duration::from_secs(120);
+    /// The re-list period of most tests: longer than any of them.
+    const NEVER: Duration = Duration::from_secs(3600);
+
+    fn scope() -> Scope {
+        Scope {
+            selector: BTreeMap::from([(labels::SELECTOR.to_owned(), "true".to_owned())]),
+            network: Some(NETWORK.to_owned()),
+            owner: None,
+        }
+    }
+
+    fn start(fake: &Fake, resync_every: Duration) -> Subscription {
+        subscribe_every(fake, scope(), &Registry::default(), resync_every)
+    }
+
+    /// A batch as `+name` (added), `~name` (updated), `-name` (dropped), sorted.
+    fn said(batch: &[Change]) -> Vec<String> {
+        let mut out: Vec<String> = batch
+            .iter()
+            .map(|c| match c {
+                Change::Added(r, _) => format!("+{}", r.container_name),
+                Change::Updated(r, _) => format!("~{}", r.container_name),
+                Change::Dropped(r, _) => format!("-{}", r.container_name),
+                Change::Warning(w) => format!("!{w}"),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The next batch, as `said` puts it; empty if none comes in `PATIENCE`.
+    async fn next(sub: &mut Subscription) -> Vec<String> {
+        match tokio::time::timeout(PATIENCE, sub.next_batch(1000)).await {
+            Ok(batch) => said(&batch),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Whether no batch comes for `within`.
+    async fn quiet(sub: &mut Subscription, within: Duration) -> bool {
+        tokio::time::timeout(within, sub.next_batch(1000))
+            .await
+            .is_err()
+    }
+
+    /// Wait until `cond` holds (the clock only moves while everything waits).
+    async fn until(mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        while !cond() {
+            assert!(Instant::now() < deadline, "condition never held");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// The gaps between the listings so far, in milliseconds.
+    fn intervals(fake: &Fake) -> Vec<u64> {
+        fake.listings()
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_millis() as u64)
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_batch_holds_every_serving_container() {
+        let fake = Fake::new();
+        fake.run(1, Some("healthy"));
+        fake.run(2, None);
+        fake.print_ready(2, 5);
+        // Runs, but has not said that it serves.
+        fake.run(3, None);
+        let mut sub = start(&fake, NEVER);
+        assert_eq!(next(&mut sub).await, ["+worker-1", "+worker-2"]);
+        // Its ready line announces it.
+        fake.print_ready(3, 9);
+        assert_eq!(next(&mut sub).await, ["+worker-3"]);
+        // A second subscription shares the hub: its first batch is the snapshot.
+        let mut again = start(&fake, NEVER);
+        assert_eq!(
+            next(&mut again).await,
+            ["+worker-1", "+worker-2", "+worker-3"]
+        );
+        assert_eq!(fake.listings().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_broken_stream_a_relist_emits_exactly_the_difference() {
+        let fake = Fake::new();
+        fake.run(1, Some("healthy"));
+        fake.run(2, Some("healthy"));
+        let mut sub = start(&fake, NEVER);
+        assert_eq!(next(&mut sub).await, ["+worker-1", "+worker-2"]);
+        // While the stream is down, 1 goes and 3 comes; 2 stays as it was.
+        fake.remove(1);
+        fake.run(3, Some("healthy"));
+        fake.break_streams();
+        assert_eq!(next(&mut sub).await, ["+worker-3", "-worker-1"]);
+        assert!(quiet(&mut sub, Duration::from_secs(60)).await);
+        // Re-listed once, after the first backoff, on a new stream.
+        assert_eq!(intervals(&fake), [100]);
+        assert_eq!(fake.opened(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ended_stream_is_a_gap_too() {
+        let fake = Fake::new();
+        fake.run(1, Some("healthy"));
+        let mut sub = start(&fake, NEVER);
+        assert_eq!(next(&mut sub).await, ["+worker-1"]);
+        fake.remove(1);
+        fake.end_streams();
+        assert_eq!(next(&mut sub).await, ["-worker-1"]);
+        assert_eq!(intervals(&fake), [100]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reconnects_back_off_and_a_healthy_stream_resets_the_delay() {
+        let fake = Fake::new();
+        fake.run(1, Some("healthy"));
+        fake.fail_listings(4);
+        let mut sub = start(&fake, NEVER);
+        assert_eq!(next(&mut sub).await, ["+worker-1"]);
+        assert_eq!(intervals(&fake), [100, 200, 400, 800]);
+        // A stream that ends at once keeps growing the delay.
+        until(|| fake.open_streams() == 1).await;
+        fake.end_streams();
+        until(|| fake.open_streams() == 1).await;
+        assert_eq!(intervals(&fake)[4..], [1600]);
+        // One that stayed up for a while earns the quick reconnect again.
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        fake.end_streams();
+        let ended = Instant::now();
+        until(|| fake.open_streams() == 1).await;
+        assert_eq!(fake.listings()[6] - ended, Duration::from_millis(100));
+        // Nothing changed, so nothing was said.
+        assert!(quiet(&mut sub, Duration::from_secs(1)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_periodic_relist_corrects_what_no_event_told() {
+        let fake = Fake::new();
+        fake.run(1, Some("healthy"));
+        let mut sub = start(&fake, Duration::from_secs(30));
+        assert_eq!(next(&mut sub).await, ["+worker-1"]);
+        let listed = fake.listings()[0];
+        // Changes the stream never tells of.
+        fake.remove(1);
+        fake.run(2, Some("healthy"));
+        assert_eq!(next(&mut sub).await, ["+worker-2", "-worker-1"]);
+        assert_eq!(fake.listings()[1] - listed, Duration::from_secs(30));
+        // On the same stream: a re-list is no gap.
+        assert_eq!(fake.opened(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_inspect_is_retried_until_it_answers() {
+        let fake = Fake::new();
+        let mut sub = start(&fake, NEVER);
+        until(|| fake.open_streams() == 1).await;
+        fake.run(5, None);
+        fake.fail_inspects(5, 2);
+        fake.event(5, "start", 1);
+        fake.print_ready(5, 2);
+        // The ready line alone announces nothing: the address comes from an inspect.
+        assert_eq!(next(&mut sub).await, ["+worker-5"]);
+        assert_eq!(fake.inspects(5), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn inspects_that_keep_failing_are_left_to_the_next_relist() {
+        let fake = Fake::new();
+        let mut sub = start(&fake, Duration::from_secs(30));
+        until(|| fake.open_streams() == 1).await;
+        let started = Instant::now();
+        fake.run(5, None);
+        fake.fail_inspects(5, 100);
+        fake.event(5, "start", 1);
+        fake.print_ready(5, 2);
+        // The first inspect and three retries, then nothing until the re-list,
+        // which keeps the ready line the container printed.
+        assert_eq!(next(&mut sub).await, ["+worker-5"]);
+        assert!(started.elapsed() >= Duration::from_secs(29));
+        assert_eq!(fake.inspects(5), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_tracker_ends_with_its_last_subscription() {
+        let fake = Fake::new();
+        fake.run(1, Some("healthy"));
+        let mut sub = start(&fake, NEVER);
+        assert_eq!(next(&mut sub).await, ["+worker-1"]);
+        drop(sub);
+        until(|| fake.open_streams() == 0).await;
+    }
+
+    #[test]
+    fn a_scope_admits_by_selector_and_owner() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let scope = |owner: Option<&str>| Scope {
+            selector: labels(&[(labels::SELECTOR, "true")]),
+            network: None,
+            owner: owner.map(str::to_owned),
+        };
+        let managed = |owner: &str| {
+            labels(&[
+                (labels::SELECTOR, "true"),
+                (labels::MANAGED, "true"),
+                (labels::OWNER, owner),
+            ])
+        };
+        // A Swarm task or a hand-run container: no `wool.docker.managed`.
+        let task = labels(&[
+            (labels::SELECTOR, "true"),
+            ("com.docker.swarm.service.name", "w"),
+        ]);
+        let mine = scope(Some("0/m.b.1/1/1"));
+        assert!(mine.admits(&task));
+        assert!(mine.admits(&managed("0/m.b.1/1/1")));
+        assert!(!mine.admits(&managed("0/m.b.1/2/1")));
+        assert!(!mine.admits(&labels(&[("other", "x")])));
+        assert!(scope(None).admits(&managed("0/m.b.1/2/1")));
+        assert_ne!(mine, scope(None), "hubs are keyed by the owner too");
+    }
+
+    #[test]
+    fn every_file_of_discovery_logs_to_its_logger() {
+        // The logging bridge names a record's logger after its target's module.
+        assert_eq!(
+            Some(super::source::LOG),
+            module_path!().strip_suffix("::tests")
+        );
+    }
+}

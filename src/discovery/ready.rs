@@ -1,0 +1,136 @@
+//! Reading ready lines from containers' output: the current run's, for a
+//! listing (bounded) and in the background after it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::source::Source;
+use crate::engine::{rfc3339_nanos, ContainerInfo, Output, OutputStream};
+use crate::ready::Ready;
+
+/// How long a listing waits for the logs of the containers it found, so their
+/// readiness arrives in the listing's batch; those still unknown are followed.
+const LIST_READY_BOUND: Duration = Duration::from_secs(2);
+/// Containers whose logs a listing reads at once.
+const LIST_READY_CONCURRENCY: usize = 32;
+/// Longest output line a ready-line reader keeps; longer lines cannot be one.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Read the logs of containers that already run, all at once and for at most
+/// `LIST_READY_BOUND`: id → (when its run started, what its ready line said).
+/// Containers missing from the answer (the bound passed) are unknown.
+pub(super) async fn read_ready_all(
+    engine: &impl Source,
+    ids: Vec<String>,
+) -> HashMap<String, (i64, Option<Ready>)> {
+    let mut out = HashMap::new();
+    if ids.is_empty() {
+        return out;
+    }
+    let mut reads = futures_util::stream::iter(ids)
+        .map(|id| read_ready(engine.clone(), id))
+        .buffer_unordered(LIST_READY_CONCURRENCY);
+    let deadline = tokio::time::sleep(LIST_READY_BOUND);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            read = reads.next() => match read {
+                Some((id, started_ns, ready)) => {
+                    out.insert(id, (started_ns, ready));
+                }
+                None => break,
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    out
+}
+
+/// Read these containers' current runs (`read_run`), a few at a time, and send
+/// each as it is read; containers gone meanwhile are left to their events.
+pub(super) async fn reread(
+    engine: impl Source,
+    ids: Vec<String>,
+    tx: mpsc::UnboundedSender<(ContainerInfo, Option<Ready>)>,
+) {
+    let mut reads = futures_util::stream::iter(ids)
+        .map(|id| read_run(engine.clone(), id))
+        .buffer_unordered(LIST_READY_CONCURRENCY);
+    while let Some(read) = reads.next().await {
+        if let Some(read) = read {
+            if tx.send(read).is_err() {
+                return; // the tracker is gone
+            }
+        }
+    }
+}
+
+/// One container as an inspect describes it, and its current run's ready
+/// line if its output already holds one.
+async fn read_run(engine: impl Source, id: String) -> Option<(ContainerInfo, Option<Ready>)> {
+    let c = engine.inspect(&id).await.ok().flatten()?;
+    let ready = ready_since(&engine, &id, c.started_at_ns.unwrap_or_default()).await;
+    Some((c, ready))
+}
+
+/// The ready line a container's output holds, stamped at or after `started_ns`.
+async fn ready_since(engine: &impl Source, id: &str, started_ns: i64) -> Option<Ready> {
+    let logs = engine.logs(id, false, started_ns / 1_000_000_000);
+    scan_ready(id, logs, started_ns).await
+}
+
+/// One container's current run: when it started, and its ready line if its
+/// output already holds one (a previous run's line does not count).
+async fn read_ready(engine: impl Source, id: String) -> (String, i64, Option<Ready>) {
+    let started_ns = match engine.inspect(&id).await {
+        Ok(Some(c)) => c.started_at_ns.unwrap_or_default(),
+        _ => 0,
+    };
+    let ready = ready_since(&engine, &id, started_ns).await;
+    (id, started_ns, ready)
+}
+
+/// Read timestamped output until a ready line stamped at or after `from_ns`.
+pub(super) async fn scan_ready(id: &str, mut logs: OutputStream, from_ns: i64) -> Option<Ready> {
+    let mut partial = Vec::new();
+    while let Some(Ok(chunk)) = logs.next().await {
+        let Output::Stdout(bytes) = chunk else {
+            continue;
+        };
+        partial.extend_from_slice(&bytes);
+        while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = partial.drain(..=pos).collect();
+            let line = String::from_utf8_lossy(&line);
+            let (stamp, text) = line.trim_end().split_once(' ').unwrap_or(("", &line));
+            let at_ns = rfc3339_nanos(stamp).unwrap_or_default();
+            if at_ns < from_ns {
+                continue;
+            }
+            if let Some(ready) = Ready::parse(id, at_ns, text) {
+                return Some(ready);
+            }
+        }
+        if partial.len() > MAX_LINE {
+            partial.clear();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ready::READY_PREFIX;
+
+    #[test]
+    fn a_ready_line_reports_version_and_pid() {
+        let line = format!("{}{{\"version\": \"0.15.7\", \"pid\": 12}}", READY_PREFIX);
+        let ready = Ready::parse("c", 5, &line).unwrap();
+        assert_eq!(ready.version.as_deref(), Some("0.15.7"));
+        assert_eq!(ready.pid, Some(12));
+        assert!(Ready::parse("c", 5, "something else").is_none());
+    }
+}
