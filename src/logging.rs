@@ -187,10 +187,12 @@ impl Subscriber for Bridge {
         let metadata = event.metadata();
         let mut text = Fields::default();
         event.record(&mut text);
+        // Named after the component (the crate's top-level module), not the
+        // file: splitting a module must not rename the logger users configure.
         let module = metadata
             .target()
             .strip_prefix(CRATE)
-            .map(|rest| rest.trim_start_matches(':').replace("::", "."))
+            .and_then(|rest| rest.trim_start_matches(':').split("::").next())
             .unwrap_or_default();
         let logger = if module.is_empty() {
             "wool_docker".to_owned()
