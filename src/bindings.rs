@@ -20,7 +20,9 @@ use crate::labels::{Extra, Port, WorkerRecord};
 use crate::registry::Registry;
 use crate::runtime::{self, future_into_py};
 use crate::scope::{Change, Scope};
-use crate::worker::{self, EngineAccess, LogSink, Owner, Running, WorkerConfig};
+use crate::worker::{
+    self, EngineAccess, LogSink, Owner, Plan, Refill, Running, Standby, WorkerConfig,
+};
 
 /// What this process owns: its containers and the feed that serves them.
 struct Process {
@@ -176,52 +178,145 @@ pub fn check_extra(extra: &Bound<'_, PyAny>) -> PyResult<BTreeMap<String, String
 
 /// Start a worker container from its config (see [`WorkerConfig`]) and wait
 /// until it serves. With `log_output`, its output goes to the
-/// `wool_docker.worker` logger.
+/// `wool_docker.worker` logger. With `standby`, a parked container of that
+/// standby is claimed when one is free (or about to be), else a fresh one
+/// starts.
 #[pyfunction]
-#[pyo3(signature = (config, timeout, log_output=true, host=None))]
+#[pyo3(signature = (config, timeout, log_output=true, host=None, standby=None))]
 pub fn start_worker<'py>(
     py: Python<'py>,
     config: &Bound<'py, PyAny>,
     timeout: f64,
     log_output: bool,
     host: Option<String>,
+    standby: Option<PyRef<'py, StandbyHandle>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let cfg = worker_config(config)?;
-    if !(timeout.is_finite() && timeout > 0.0) {
-        return Err(Error::InvalidArgument(
-            "timeout must be a positive number of seconds".to_owned(),
-        )
-        .into());
-    }
-    let sink: Option<LogSink> =
-        log_output.then(|| Arc::new(crate::logging::container_line) as LogSink);
+    let timeout = seconds("timeout", timeout)?;
+    let sink = log_sink(log_output);
+    let standby = standby.map(|s| s.inner.clone());
     future_into_py(py, async move {
-        let engine = engine(host).await?;
-        let registry = registry().clone();
-        // The feed is served from this machine, so only to a local Engine's
-        // containers (the worker refuses the others, saying why).
-        let feed_socket = match cfg.engine_access {
-            EngineAccess::Feed if engine.host().starts_with("unix://") => {
-                Some(process().feed.ensure().await?)
+        if let Some(standby) = standby {
+            if let Some(claimed) = standby.claim(&cfg, timeout).await {
+                return Ok(WorkerHandle {
+                    inner: Arc::new(claimed?),
+                });
             }
-            _ => None,
-        };
-        let owner = Owner {
-            registry,
-            feed_socket,
-        };
-        let running = worker::start(
-            engine,
-            owner,
-            cfg,
-            Duration::try_from_secs_f64(timeout).unwrap_or(Duration::MAX),
-            sink,
-        )
-        .await?;
+        }
+        let engine = engine(host).await?;
+        let owner = owner(&engine, cfg.engine_access).await?;
+        let running = worker::start(engine, owner, cfg, timeout, sink).await?;
         Ok(WorkerHandle {
             inner: Arc::new(running),
         })
     })
+}
+
+/// A positive, finite number of seconds, or `ValueError` naming `what`.
+fn seconds(what: &str, value: f64) -> Result<Duration, Error> {
+    if !(value.is_finite() && value > 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} must be a positive number of seconds"
+        )));
+    }
+    Ok(Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX))
+}
+
+fn log_sink(log_output: bool) -> Option<LogSink> {
+    log_output.then(|| Arc::new(crate::logging::container_line) as LogSink)
+}
+
+/// What this process lends a container on `engine`: its registry, and its
+/// feed's socket when the container gets the feed. The feed is served from
+/// this machine, so only to a local Engine's containers (the worker refuses
+/// the others, saying why).
+async fn owner(engine: &Engine, access: EngineAccess) -> Result<Owner, Error> {
+    let feed_socket = match access {
+        EngineAccess::Feed if engine.host().starts_with("unix://") => {
+            Some(process().feed.ensure().await?)
+        }
+        _ => None,
+    };
+    Ok(Owner {
+        registry: registry().clone(),
+        feed_socket,
+    })
+}
+
+/// Open a standby: check the shape's image and network, then park `size`
+/// containers shaped by `config` (a worker config; its per-worker values are
+/// unused) in the background. `refill`: `"release"` or `"claim"`.
+#[pyfunction]
+#[pyo3(signature = (config, size, refill, timeout, name_prefix, log_output=true, host=None))]
+#[allow(clippy::too_many_arguments)]
+pub fn open_standby<'py>(
+    py: Python<'py>,
+    config: &Bound<'py, PyAny>,
+    size: usize,
+    refill: &str,
+    timeout: f64,
+    name_prefix: String,
+    log_output: bool,
+    host: Option<String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let shape = worker_config(config)?;
+    let refill = match refill {
+        "release" => Refill::Release,
+        "claim" => Refill::Claim,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "refill must be 'release' or 'claim', got {other:?}"
+            ))
+            .into())
+        }
+    };
+    let plan = Plan {
+        shape,
+        size,
+        name_prefix,
+        refill,
+        timeout: seconds("timeout", timeout)?,
+    };
+    let sink = log_sink(log_output);
+    future_into_py(py, async move {
+        let engine = engine(host).await?;
+        let owner = owner(&engine, plan.shape.engine_access).await?;
+        let standby = Standby::open(engine, owner, plan, sink).await?;
+        Ok(StandbyHandle { inner: standby })
+    })
+}
+
+/// Containers parked for the workers of pools; see [`Standby`].
+#[pyclass(frozen, module = "wool_docker._native")]
+pub struct StandbyHandle {
+    inner: Standby,
+}
+
+#[pymethods]
+impl StandbyHandle {
+    /// Containers parked now.
+    #[getter]
+    fn parked(&self) -> usize {
+        self.inner.parked()
+    }
+
+    /// Park until the standby is full; raises the first failure to park.
+    fn filled<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        future_into_py(py, async move { Ok(inner.filled().await?) })
+    }
+
+    /// Remove every parked container and stop parking.
+    fn close<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let inner = self.inner.clone();
+        // Its own task: a cancelled caller must not leave containers parked.
+        future_into_py(py, async move {
+            tokio::spawn(async move { inner.close().await })
+                .await
+                .map_err(|e| Error::Internal(format!("closing the standby failed: {e}")))?;
+            Ok(())
+        })
+    }
 }
 
 /// Remove this user's worker containers whose owner process is gone (`all`: all

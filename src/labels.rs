@@ -37,6 +37,10 @@ pub const OPTIONS: &str = "wool.options";
 pub const NETWORK: &str = "wool.network";
 /// Full `host:port` to advertise, overriding everything else.
 pub const ADDRESS: &str = "wool.address";
+/// Marks a container parked by a `Standby`: its labels were fixed before it
+/// had a worker, so its uid, tags, extra, security, identity and options are
+/// what its ready line says once claimed, and it is a worker only from then.
+pub const STANDBY: &str = "wool.docker.standby";
 /// Marks containers created by `DockerWorker` (for `wool-docker prune --all`).
 pub const MANAGED: &str = "wool.docker.managed";
 /// The owning process, `uid/host/pid/start-time` (see `owner::token`): whose
@@ -73,6 +77,12 @@ pub struct WorkerRecord {
     pub network: String,
     /// The server's pid in the container, once its ready line was read.
     pub pid: i64,
+    /// A parked standby container's labels: the fields above that labels
+    /// carry for a worker (uid, tags, extra, secure, identity, options) come
+    /// from its ready line instead, and without one it is no worker. Never
+    /// on the wire: an announced record is already complete.
+    #[serde(skip)]
+    pub standby: bool,
 }
 
 /// The fields a `DockerWorker` publishes at creation.
@@ -346,6 +356,7 @@ pub fn parse(
         container_name: c.name.clone(),
         network: chosen,
         pid: 0,
+        standby: c.labels.get(STANDBY).is_some_and(|v| v == "true"),
     }))
 }
 
@@ -400,7 +411,8 @@ pub fn uid_from_container_id(id: &str) -> Option<String> {
     ))
 }
 
-fn is_uuid(v: &str) -> bool {
+/// Whether `v` is a UUID's text (hyphenated or not).
+pub fn is_uuid(v: &str) -> bool {
     let v = v.trim();
     let hex: String = v.chars().filter(|c| *c != '-').collect();
     hex.len() == 32

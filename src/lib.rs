@@ -38,6 +38,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // The schema's constants are defined once, here in the core; Python reads them.
     m.add("READY_PREFIX", ready::READY_PREFIX)?;
+    m.add("PARKED_PREFIX", ready::PARKED_PREFIX)?;
+    m.add("STANDBY_LABEL", labels::STANDBY)?;
     m.add("DEFAULT_PORT", labels::DEFAULT_PORT)?;
     m.add(
         "DEFAULT_SELECTOR",
@@ -45,11 +47,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     )?;
     m.add_class::<bindings::WorkerHandle>()?;
     m.add_class::<bindings::Subscription>()?;
+    m.add_class::<bindings::StandbyHandle>()?;
     m.add_function(wrap_pyfunction!(bindings::engine_info, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::inspect_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::build_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::remove_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::start_worker, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::open_standby, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::check_worker_config, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::check_port, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::check_extra, m)?)?;

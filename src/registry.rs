@@ -112,6 +112,7 @@ mod tests {
             at_ns: 1,
             version: Some("0.15.0".to_owned()),
             pid: Some(7),
+            published: None,
         }
     }
 

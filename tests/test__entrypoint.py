@@ -195,6 +195,8 @@ async def test_main_announces_ready_line(spawn: Spawn):
     ready = await worker.ready()
 
     # Assert
+    options = ready.pop("options")
+    assert options["compression"] == 0 and "keepalive_time_ms" in options
     assert ready == {
         "uid": str(uid),
         "address": f"127.0.0.1:{worker.port}",

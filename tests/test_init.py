@@ -15,6 +15,7 @@ import wool_docker
 PUBLIC_NAMES = {
     "DockerDiscovery": "wool_docker.discovery",
     "DockerWorker": "wool_docker.worker",
+    "Standby": "wool_docker.standby",
     "build_image": "wool_docker.image",
     "ContainerFailedError": "wool_docker.exceptions",
     "EngineError": "wool_docker.exceptions",

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from wool_docker.exceptions import WorkerFeedError
     from wool_docker.exceptions import WorkerStartTimeout
     from wool_docker.image import build_image
+    from wool_docker.standby import Standby
     from wool_docker.worker import DockerWorker
 
 __version__: str = _native.__version__
@@ -49,6 +50,7 @@ __version__: str = _native.__version__
 _LAZY: dict[str, str] = {
     "DockerDiscovery": "wool_docker.discovery",
     "DockerWorker": "wool_docker.worker",
+    "Standby": "wool_docker.standby",
     "build_image": "wool_docker.image",
     "ContainerFailedError": "wool_docker.exceptions",
     "EngineError": "wool_docker.exceptions",
@@ -78,6 +80,7 @@ __all__ = [
     "MalformedLabelsWarning",
     "NetworkNotFoundError",
     "NotPublishedError",
+    "Standby",
     "WoolDockerError",
     "WoolDockerInternalError",
     "WoolDockerWarning",

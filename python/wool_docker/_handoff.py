@@ -33,9 +33,6 @@ class HandoffError(Exception):
 def receive_tls(fd: int, environ: Mapping[str, str]) -> None:
     """Read the TLS line from ``fd`` and write its files.
 
-    Reads one byte at a time, so nothing after the line is consumed: the stop
-    commands that follow are the control thread's to read.
-
     :param fd:
         The stdin file descriptor.
     :param environ:
@@ -44,22 +41,52 @@ def receive_tls(fd: int, environ: Mapping[str, str]) -> None:
         If stdin ends first, the line is too long or not the expected JSON, or
         a file cannot be written.
     """
-    line = bytearray()
-    while True:
-        byte = os.read(fd, 1)
-        if not byte:
-            raise HandoffError("stdin closed before the TLS material arrived")
-        if byte == b"\n":
-            break
-        line += byte
-        if len(line) > MAX_LINE:
-            raise HandoffError(f"the TLS line is longer than {MAX_LINE} bytes")
+    line = read_line(fd)
+    if line is None:
+        raise HandoffError("stdin closed before the TLS material arrived")
     try:
         fields = json.loads(line)
     except ValueError:
         raise HandoffError("the TLS line is not JSON") from None
+    write_tls(fields, environ)
+
+
+def read_line(fd: int) -> bytes | None:
+    """Read one line from ``fd``, without its newline; ``None`` at end of file.
+
+    Reads one byte at a time, so nothing after the line is consumed: the stop
+    commands that follow are the control thread's to read.
+
+    :param fd:
+        The stdin file descriptor.
+    :raises HandoffError:
+        If the line is longer than `MAX_LINE`.
+    """
+    line = bytearray()
+    while True:
+        byte = os.read(fd, 1)
+        if not byte:
+            return None
+        if byte == b"\n":
+            return bytes(line)
+        line += byte
+        if len(line) > MAX_LINE:
+            raise HandoffError(f"the line on stdin is longer than {MAX_LINE} bytes")
+
+
+def write_tls(fields: object, environ: Mapping[str, str]) -> None:
+    """Write TLS material, ``{"ca", "cert", "key"}`` PEM texts, to its files.
+
+    :param fields:
+        The material as decoded from JSON.
+    :param environ:
+        The environment, naming the file paths.
+    :raises HandoffError:
+        If the material is not exactly those three texts, or a file cannot be
+        written.
+    """
     if not isinstance(fields, dict) or set(fields) != set(FILES):
-        raise HandoffError(f"the TLS line must hold exactly {sorted(FILES)}")
+        raise HandoffError(f"the TLS material must hold exactly {sorted(FILES)}")
     for name, variable in FILES.items():
         text = fields[name]
         path = environ.get(variable, "").strip()

@@ -13,7 +13,10 @@ from typing import final
 __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_SELECTOR",
+    "PARKED_PREFIX",
     "READY_PREFIX",
+    "STANDBY_LABEL",
+    "StandbyHandle",
     "Subscription",
     "WorkerHandle",
     "__version__",
@@ -24,6 +27,7 @@ __all__ = [
     "engine_info",
     "inspect_image",
     "list_workers",
+    "open_standby",
     "owner_token",
     "prune",
     "remove_image",
@@ -34,6 +38,10 @@ __all__ = [
 __version__: str
 READY_PREFIX: str
 """Start of the line the worker image prints once its server is bound."""
+PARKED_PREFIX: str
+"""Start of the line a standby container prints once it is parked."""
+STANDBY_LABEL: str
+"""The label marking a standby container, whose worker its ready line states."""
 DEFAULT_PORT: int
 """Port the worker image serves on inside the container."""
 DEFAULT_SELECTOR: tuple[str, str]
@@ -68,10 +76,25 @@ def start_worker(
     timeout: float,
     log_output: bool = True,
     host: str | None = None,
+    standby: StandbyHandle | None = None,
 ) -> Awaitable[WorkerHandle]:
     """Start a worker container from its config and wait until it serves; with
-    ``log_output`` its output goes to the ``wool_docker.worker`` logger. A bad
-    config raises ``ValueError`` here, before any Engine I/O."""
+    ``log_output`` its output goes to the ``wool_docker.worker`` logger. With
+    ``standby``, a parked container of it is claimed when one is free (or about
+    to be). A bad config raises ``ValueError`` here, before any Engine I/O."""
+
+def open_standby(
+    config: WorkerConfig,
+    size: int,
+    refill: str,
+    timeout: float,
+    name_prefix: str,
+    log_output: bool = True,
+    host: str | None = None,
+) -> Awaitable[StandbyHandle]:
+    """Check the image and network of ``config`` (a worker config whose
+    per-worker values are unused) and park ``size`` containers of its shape in
+    the background. ``refill``: ``"release"`` or ``"claim"``."""
 
 def check_worker_config(config: WorkerConfig) -> None:
     """Check a config exactly as ``start_worker`` reads it; ``ValueError`` if it
@@ -132,6 +155,18 @@ class WorkerHandle:
     def exited(self) -> bool: ...
     def stop(self, grace: float | None = None) -> Awaitable[None]:
         """Drain per ``grace`` and remove the container."""
+
+@final
+class StandbyHandle:
+    """Containers parked for the workers of pools."""
+
+    @property
+    def parked(self) -> int:
+        """Containers parked now."""
+    def filled(self) -> Awaitable[None]:
+        """Park until the standby is full; raises the first failure to park."""
+    def close(self) -> Awaitable[None]:
+        """Remove every parked container and stop parking."""
 
 @final
 class Subscription:

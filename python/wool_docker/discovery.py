@@ -230,8 +230,9 @@ class DockerDiscovery(Discovery):
         creation, and Compose or Swarm users write them in their service
         definitions. ``publish("worker-added" | "worker-updated", metadata)``
         therefore only confirms that a running container carries that worker's
-        uid, and ``publish("worker-dropped", ...)`` does nothing, so teardown
-        never blocks on the Engine.
+        uid (a claimed `Standby` container states it in its ready line
+        instead), and ``publish("worker-dropped", ...)`` does nothing, so
+        teardown never blocks on the Engine.
 
         :param labels:
             The discovery's selector, as sorted pairs.
@@ -280,8 +281,20 @@ class DockerDiscovery(Discovery):
                 case "worker-dropped":
                     return
                 case "worker-added" | "worker-updated":
-                    selector = {**dict(self._labels), "wool.uid": str(metadata.uid)}
+                    uid = str(metadata.uid)
+                    selector = {**dict(self._labels), "wool.uid": uid}
                     found = await _native.list_workers(selector, None, self._docker_host)
+                    if not found:
+                        # A claimed standby container's uid is in its ready
+                        # line, not its labels (fixed before it had a worker).
+                        claimed = {**dict(self._labels), _native.STANDBY_LABEL: "true"}
+                        found = [
+                            (record, health)
+                            for record, health in await _native.list_workers(
+                                claimed, None, self._docker_host
+                            )
+                            if record["uid"] == uid
+                        ]
                     if not found:
                         selected = ", ".join(f"{k}={v}" for k, v in self._labels)
                         raise NotPublishedError(

@@ -416,7 +416,35 @@ class DockerWorker(Worker):
                 "key": material.worker_key.decode(),
                 "mutual": material.mutual,
             }
-        config = {
+        config = self._config(tls)
+        # The native core checks it against its one schema: an unknown or
+        # missing key is a ValueError, never a silent default.
+        self._handle = await _native.start_worker(
+            config,
+            timeout if timeout is not None else self._start_timeout,
+            self._log_output,
+            self._docker_host,
+            self._standby(),
+        )
+        self._info = WorkerMetadata(
+            uid=self._uid,
+            address=self._handle.address,
+            pid=self._handle.pid,
+            version=self._handle.version or protocol.__version__,
+            tags=frozenset(self._tags),
+            extra=MappingProxyType(dict(self._extra)),
+            secure=tls is not None,
+            options=self._options,
+            identity=self._identity,
+        )
+
+    def _config(self, tls: dict[str, Any] | None) -> dict[str, Any]:
+        """This worker's configuration in the native core's one schema.
+
+        :param tls:
+            The TLS material, or ``None`` for a plaintext worker.
+        """
+        return {
             "image": self._image,
             "name": self._name,
             "network": self._network,
@@ -447,25 +475,10 @@ class DockerWorker(Worker):
             "engine_access": self._engine_access,
             "sandbox": self._sandbox,
         }
-        # The native core checks it against its one schema: an unknown or
-        # missing key is a ValueError, never a silent default.
-        self._handle = await _native.start_worker(
-            config,
-            timeout if timeout is not None else self._start_timeout,
-            self._log_output,
-            self._docker_host,
-        )
-        self._info = WorkerMetadata(
-            uid=self._uid,
-            address=self._handle.address,
-            pid=self._handle.pid,
-            version=self._handle.version or protocol.__version__,
-            tags=frozenset(self._tags),
-            extra=MappingProxyType(dict(self._extra)),
-            secure=tls is not None,
-            options=self._options,
-            identity=self._identity,
-        )
+
+    def _standby(self) -> _native.StandbyHandle | None:
+        """The standby to claim a parked container from; ``None``: start one."""
+        return None
 
     async def _stop(self, grace: float | None):
         """Drain the server per ``grace``, then remove the container.

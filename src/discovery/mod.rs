@@ -116,9 +116,27 @@ pub async fn list(
         .running(&labels::filter_terms(&scope.selector))
         .await?;
     let mut out = Vec::new();
+    let mut standby = Vec::new();
     for c in containers.iter().filter(|c| scope.admits(&c.labels)) {
-        if let Ok(Ok(record)) = labels::parse(c, network.as_deref()) {
-            out.push((record, c.health.clone()));
+        match labels::parse(c, network.as_deref()) {
+            Ok(Ok(record)) if record.standby => standby.push((record, c.health.clone())),
+            Ok(Ok(record)) => out.push((record, c.health.clone())),
+            _ => {}
+        }
+    }
+    // A standby container is a worker only once its ready line says which.
+    let ids = standby
+        .iter()
+        .map(|(r, _)| r.container_id.clone())
+        .collect();
+    let read = ready::read_ready_all(engine, ids).await;
+    for (record, health) in standby {
+        let served = read
+            .get(&record.container_id)
+            .and_then(|(_, ready)| ready.as_ref())
+            .map(state::Served::from);
+        if let Some(record) = served.and_then(|s| state::as_served(&record, &s)) {
+            out.push((record, health));
         }
     }
     Ok(out)

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use crate::labels::WorkerRecord;
-use crate::ready::Ready;
+use crate::ready::{Published, Ready};
 
 /// What a container's server said when it became ready.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -19,6 +19,9 @@ pub struct Served {
     pub version: Option<String>,
     /// Its pid inside the container.
     pub pid: Option<i64>,
+    /// The worker's metadata as its ready line stated it (a claimed standby
+    /// container's only record of it); `None` for a passing healthcheck.
+    pub published: Option<Published>,
 }
 
 impl From<&Ready> for Served {
@@ -26,6 +29,7 @@ impl From<&Ready> for Served {
         Served {
             version: ready.version.clone(),
             pid: ready.pid,
+            published: ready.published.clone(),
         }
     }
 }
@@ -129,20 +133,38 @@ pub struct State {
 
 impl State {
     /// The record to announce, if the container serves: its labels, with the
-    /// version and pid its server reported.
+    /// version and pid its server reported. A standby container serves only
+    /// once its ready line stated the worker it became (its labels could not),
+    /// so a parked one, or one whose healthcheck alone passes, is no worker.
     pub fn announce(&self) -> Option<WorkerRecord> {
         let (Some(record), Phase::Serving(served)) = (&self.record, &self.phase) else {
             return None;
         };
-        let mut record = record.clone();
-        if let Some(version) = &served.version {
-            record.version = version.clone();
-        }
-        if let Some(pid) = served.pid {
-            record.pid = pid;
-        }
-        Some(record)
+        as_served(record, served)
     }
+}
+
+/// `record` (from labels) as its server said it serves: with the version and
+/// pid it reported, and for a standby container the worker its ready line
+/// states (`None` without one).
+pub fn as_served(record: &WorkerRecord, served: &Served) -> Option<WorkerRecord> {
+    let mut record = record.clone();
+    if record.standby {
+        let p = served.published.as_ref()?;
+        record.uid = p.uid.clone();
+        record.tags = p.tags.clone();
+        record.extra = p.extra.clone();
+        record.secure = p.secure;
+        record.identity = p.identity.clone();
+        record.options = p.options.clone();
+    }
+    if let Some(version) = &served.version {
+        record.version = version.clone();
+    }
+    if let Some(pid) = served.pid {
+        record.pid = pid;
+    }
+    Some(record)
 }
 
 /// A container's run state as a listing or inspect reports it.

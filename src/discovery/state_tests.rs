@@ -22,6 +22,7 @@ fn record(address: &str) -> WorkerRecord {
         container_name: "n".into(),
         network: "w".into(),
         pid: 0,
+        standby: false,
     }
 }
 
@@ -29,6 +30,7 @@ fn said(pid: i64) -> Served {
     Served {
         version: Some(format!("0.16.{pid}")),
         pid: Some(pid),
+        published: None,
     }
 }
 
@@ -382,4 +384,60 @@ proptest! {
             }
         }
     }
+}
+
+/// A standby container's labels say nothing of the worker it will become: it
+/// is no worker while parked, whatever its health says, nor after a ready line
+/// that does not state the worker; it is the worker its ready line states.
+#[test]
+fn a_standby_container_is_the_worker_its_ready_line_states() {
+    let parked = Some(State {
+        record: Some(WorkerRecord {
+            standby: true,
+            ..record("a")
+        }),
+        phase: Phase::Starting,
+    });
+    let (healthy, delta) = step(
+        parked.as_ref(),
+        &Observation::Event(Event::Health { healthy: true }),
+    );
+    assert_eq!(delta, Delta::None, "a parked container passed for a worker");
+    let (unstated, delta) = step(healthy.as_ref(), &Observation::Ready(said(3)));
+    assert_eq!(
+        delta,
+        Delta::None,
+        "announced without the worker's metadata"
+    );
+    let published = crate::ready::Published {
+        uid: "6f0c1a52-3a70-4a36-9a4b-0b7f3d2a9c11".into(),
+        tags: vec!["gpu".into()],
+        extra: r#"{"k":"v"}"#.into(),
+        secure: true,
+        identity: Some("spiffe://w".into()),
+        options: None,
+    };
+    let claimed = Served {
+        published: Some(published.clone()),
+        ..said(4)
+    };
+    let (_, delta) = step(unstated.as_ref(), &Observation::Ready(claimed.clone()));
+    let Delta::Added(r) = delta else {
+        panic!("a claimed container was not announced: {delta:?}");
+    };
+    assert_eq!(
+        (r.uid, r.tags, r.extra, r.secure, r.identity, r.pid),
+        (
+            published.uid,
+            published.tags,
+            published.extra,
+            true,
+            published.identity,
+            4
+        )
+    );
+    // Any other container's labels stand, whatever its line says.
+    let labelled = st(Some("a"), Phase::Starting);
+    let (_, delta) = step(labelled.as_ref(), &Observation::Ready(claimed));
+    assert_eq!(delta, Delta::Added(serving("a", 4)));
 }

@@ -620,7 +620,11 @@ impl<E: Source> Tracker<E> {
         self.cause_ns = 0;
         let mut desired = HashMap::with_capacity(found.len());
         for c in found.iter().filter(|c| self.scope.admits(&c.labels)) {
+            // A standby container is a local owner's, and known by its ready line.
             if let Ok(Ok(record)) = labels::parse(c, self.network.as_deref()) {
+                if record.standby {
+                    continue;
+                }
                 desired.insert(c.id.clone(), record);
             }
         }

@@ -286,6 +286,10 @@ pub(super) fn container_create_body(spec: &CreateSpec) -> ContainerCreateBody {
         tty: Some(false),
         host_config: Some(host_config),
         networking_config,
+        healthcheck: spec.no_healthcheck.then(|| bollard::models::HealthConfig {
+            test: Some(vec!["NONE".to_owned()]),
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }

@@ -151,6 +151,9 @@ pub struct CreateSpec {
     pub auto_remove: bool,
     /// Keep stdin open for one attached client (the owner).
     pub stdin_once: bool,
+    /// Turn off the image's healthcheck (a parked standby container serves
+    /// nothing to check, and must not go unhealthy while it waits).
+    pub no_healthcheck: bool,
     /// What the container may do (user, capabilities, root filesystem, limits).
     pub confinement: Confinement,
 }

@@ -9,7 +9,7 @@ use tokio::sync::{oneshot, watch, Mutex};
 
 use super::config::{EngineAccess, WorkerConfig};
 use super::spec::create_spec;
-use crate::engine::{now_nanos, ContainerInfo, Engine, InputWriter};
+use crate::engine::{now_nanos, ContainerInfo, CreateSpec, Engine, InputWriter};
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::output::{Lines, LogSink};
@@ -65,17 +65,32 @@ pub async fn start(
     timeout: Duration,
     sink: Option<LogSink>,
 ) -> Result<Running> {
+    owned_task("the worker start", move |cancelled| {
+        start_owned(engine, owner, cfg, timeout, sink, cancelled)
+    })
+    .await
+}
+
+/// Run `work` on a task of its own, handing it a receiver that resolves when
+/// the caller stops waiting: the work then cleans up before it ends, even
+/// though nobody awaits it any more.
+pub(super) async fn owned_task<T, F>(
+    what: &str,
+    work: impl FnOnce(oneshot::Receiver<()>) -> F,
+) -> Result<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+{
     let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(start_owned(engine, owner, cfg, timeout, sink, cancel_rx));
+    let task = tokio::spawn(work(cancel_rx));
     let result = task.await;
     drop(cancel_tx);
     match result {
         Ok(r) => r,
         // Only the runtime's shutdown (interpreter exit) cancels the task.
-        Err(join) if join.is_cancelled() => Err(Error::Cancelled("the worker start".to_owned())),
-        Err(join) => Err(Error::Internal(format!(
-            "the worker start task failed: {join}"
-        ))),
+        Err(join) if join.is_cancelled() => Err(Error::Cancelled(what.to_owned())),
+        Err(join) => Err(Error::Internal(format!("{what} failed: {join}"))),
     }
 }
 
@@ -88,7 +103,38 @@ async fn start_owned(
     mut cancelled: oneshot::Receiver<()>,
 ) -> Result<Running> {
     let mut clock = Clock::new();
-    check_image(&engine, &cfg).await?;
+    prepare(&engine, &mut cfg).await?;
+    let spec = with_engine_access(&engine, &owner, &cfg, create_spec(&cfg))?;
+    clock.lap("check");
+    let id = engine.create_container(&spec).await?;
+    // Before it starts: its routines may use the feed from their first moment.
+    let registry = &owner.registry;
+    registry.admit(&id);
+    clock.lap("create");
+    let result = tokio::select! {
+        r = bring_up(&engine, registry, &id, &cfg, timeout, sink, clock) => r,
+        _ = &mut cancelled => Err(Error::Cancelled(format!("the start of worker {}", cfg.name))),
+    };
+    if result.is_err() {
+        discard(&engine, registry, &id).await;
+    }
+    result
+}
+
+/// Forget and remove a container that will not serve: whatever went wrong,
+/// leave nothing behind.
+pub(super) async fn discard(engine: &Engine, registry: &Registry, id: &str) {
+    registry.forget(id);
+    if let Err(e) = engine.remove(id).await {
+        tracing::warn!(id = %id, error = %e, "could not remove a worker container that did not serve");
+    }
+}
+
+/// Check what `cfg` names before anything is created: the image can serve this
+/// process, and the network exists and may be joined (resolved to its exact
+/// name from here on).
+pub(super) async fn prepare(engine: &Engine, cfg: &mut WorkerConfig) -> Result<()> {
+    check_image(engine, cfg).await?;
     if let Some(network) = &cfg.network {
         let info = engine.network(network).await?;
         if info.scope == "swarm" && !info.attachable {
@@ -96,12 +142,19 @@ async fn start_owned(
                 network: network.clone(),
             });
         }
-        // The Engine resolved the reference (name, id or id prefix); from here on
-        // the network is its exact name.
         cfg.network = Some(info.name);
     }
-    clock.lap("check");
-    let mut spec = create_spec(&cfg);
+    Ok(())
+}
+
+/// `spec` with what `engine_access` gives the container: the owner's feed
+/// socket, the Engine socket, or nothing.
+pub(super) fn with_engine_access(
+    engine: &Engine,
+    owner: &Owner,
+    cfg: &WorkerConfig,
+    mut spec: CreateSpec,
+) -> Result<CreateSpec> {
     match cfg.engine_access {
         EngineAccess::Feed => {
             if !engine.host().starts_with("unix://") {
@@ -153,23 +206,7 @@ async fn start_owned(
         spec.env
             .retain(|kv| !kv.starts_with("DOCKER_HOST=") || *kv == user);
     }
-    let id = engine.create_container(&spec).await?;
-    // Before it starts: its routines may use the feed from their first moment.
-    let registry = &owner.registry;
-    registry.admit(&id);
-    clock.lap("create");
-    let result = tokio::select! {
-        r = bring_up(&engine, registry, &id, &cfg, timeout, sink, clock) => r,
-        _ = &mut cancelled => Err(Error::Cancelled(format!("the start of worker {}", cfg.name))),
-    };
-    if result.is_err() {
-        // Whatever went wrong, leave nothing behind.
-        registry.forget(&id);
-        if let Err(e) = engine.remove(&id).await {
-            tracing::warn!(id = %id, error = %e, "could not remove a worker container that failed to start");
-        }
-    }
-    result
+    Ok(spec)
 }
 
 async fn check_image(engine: &Engine, cfg: &WorkerConfig) -> Result<()> {
@@ -201,71 +238,17 @@ async fn bring_up(
     sink: Option<LogSink>,
     mut clock: Clock,
 ) -> Result<Running> {
-    let (output, mut input) = engine.attach(id, true).await?;
-    clock.lap("attach");
-    // Registered before start so the exit code is seen even though the container
-    // removes itself.
-    let (exit_tx, exit_rx) = watch::channel(None);
-    let waiter = engine.clone();
-    let wait_id = id.to_owned();
-    let waiter_registry = registry.clone();
-    tokio::spawn(async move {
-        let code = waiter.wait_exit(&wait_id).await.unwrap_or(-1);
-        waiter_registry.forget(&wait_id);
-        let _ = exit_tx.send(Some(code));
-    });
-    engine.start_container(id).await?;
-    clock.lap("start");
+    let mut launched = Launched::launch(engine, registry, id, &cfg.name, sink, &mut clock).await?;
     if let Some(tls) = &cfg.tls {
         // The entry point reads this one line before anything else on stdin.
-        let mut line = serde_json::to_vec(&TlsFiles {
-            ca: &tls.ca,
-            cert: &tls.cert,
-            key: &tls.key,
-        })
-        .map_err(|e| Error::Internal(format!("cannot encode TLS material: {e}")))?;
-        line.push(b'\n');
-        input
-            .write_all(&line)
-            .await
-            .map_err(|e| Error::ContainerExited {
-                id: cfg.name.clone(),
-                code: None,
-                log_tail: format!("could not hand it its TLS material: {e}"),
-            })?;
-        input.flush().await.ok();
+        launched
+            .send(&TlsFiles::of(tls), "its TLS material")
+            .await?;
         clock.lap("hand over TLS material");
     }
-
-    let mut lines = Lines::new(cfg.name.clone(), output, sink);
-    let mut exit = exit_rx.clone();
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    let ready = loop {
-        tokio::select! {
-            line = lines.next_stdout() => match line {
-                Some(line) => {
-                    if let Some(ready) = Ready::parse(id, now_nanos(), &line) {
-                        break ready;
-                    }
-                }
-                None => {
-                    // Output ended: the container is gone or going; report its code.
-                    let mut exit = exit_rx.clone();
-                    let code = tokio::time::timeout(Duration::from_secs(5), exit.wait_for(Option::is_some))
-                        .await.ok().and_then(|r| r.ok().and_then(|c| *c));
-                    return Err(Error::ContainerExited { id: cfg.name.clone(), code, log_tail: lines.tail() });
-                }
-            },
-            Some(code) = async { exit.wait_for(Option::is_some).await.ok().map(|c| *c) } => {
-                lines.drain_for(Duration::from_millis(200)).await;
-                return Err(Error::ContainerExited { id: cfg.name.clone(), code, log_tail: lines.tail() });
-            }
-            _ = &mut deadline => {
-                return Err(Error::NotServing { id: cfg.name.clone(), waited: timeout, log_tail: lines.tail() });
-            }
-        }
-    };
+    let ready = launched
+        .wait_for(timeout, |line| Ready::parse(id, now_nanos(), line))
+        .await?;
     clock.lap("interpreter, wool import, bind");
     let info = engine
         .inspect(id)
@@ -273,33 +256,150 @@ async fn bring_up(
         .ok_or_else(|| Error::ContainerExited {
             id: cfg.name.clone(),
             code: None,
-            log_tail: lines.tail(),
+            log_tail: launched.lines.tail(),
         })?;
-    let address = address_of(&info, cfg)?;
+    let address = address_of(&info, cfg, &cfg.name)?;
     clock.lap("inspect address");
-    tokio::spawn(lines.pump());
-    registry.mark_serving(ready.clone());
-    Ok(Running {
-        id: id.to_owned(),
-        name: cfg.name.clone(),
-        address,
-        version: ready.version.unwrap_or_default(),
-        pid: ready.pid.unwrap_or_default(),
-        timings: clock.laps,
-        engine: engine.clone(),
-        registry: registry.clone(),
-        control: Mutex::new(Some(input)),
-        exit: exit_rx,
-        runtime: tokio::runtime::Handle::current(),
-    })
+    Ok(launched.serving(engine, registry, address, ready, clock.laps))
 }
 
-fn address_of(info: &ContainerInfo, cfg: &WorkerConfig) -> Result<String> {
+/// A started container the owner holds: its stdin, its output, its exit.
+pub(super) struct Launched {
+    pub(super) id: String,
+    pub(super) name: String,
+    input: InputWriter,
+    pub(super) lines: Lines,
+    pub(super) exit: watch::Receiver<Option<i64>>,
+}
+
+impl Launched {
+    /// Attach to created container `id`, watch for its exit, and start it.
+    pub(super) async fn launch(
+        engine: &Engine,
+        registry: &Registry,
+        id: &str,
+        name: &str,
+        sink: Option<LogSink>,
+        clock: &mut Clock,
+    ) -> Result<Launched> {
+        let (output, input) = engine.attach(id, true).await?;
+        clock.lap("attach");
+        // Registered before start so the exit code is seen even though the
+        // container removes itself.
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let waiter = engine.clone();
+        let wait_id = id.to_owned();
+        let waiter_registry = registry.clone();
+        tokio::spawn(async move {
+            let code = waiter.wait_exit(&wait_id).await.unwrap_or(-1);
+            waiter_registry.forget(&wait_id);
+            let _ = exit_tx.send(Some(code));
+        });
+        engine.start_container(id).await?;
+        clock.lap("start");
+        Ok(Launched {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            input,
+            lines: Lines::new(name.to_owned(), output, sink),
+            exit: exit_rx,
+        })
+    }
+
+    /// Write `message` as one JSON line on the container's stdin.
+    pub(super) async fn send(&mut self, message: &impl serde::Serialize, what: &str) -> Result<()> {
+        let mut line = serde_json::to_vec(message)
+            .map_err(|e| Error::Internal(format!("cannot encode {what}: {e}")))?;
+        line.push(b'\n');
+        let written = match self.input.write_all(&line).await {
+            Ok(()) => self.input.flush().await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| Error::ContainerExited {
+            id: self.name.clone(),
+            code: None,
+            log_tail: format!("could not hand it {what}: {e}"),
+        })
+    }
+
+    /// Wait up to `timeout` for a stdout line that `wanted` accepts; a
+    /// container that exits or ends its output first is an error with its code
+    /// and last output.
+    pub(super) async fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        mut wanted: impl FnMut(&str) -> Option<T>,
+    ) -> Result<T> {
+        let mut exit = self.exit.clone();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                line = self.lines.next_stdout() => match line {
+                    Some(line) => {
+                        if let Some(found) = wanted(&line) {
+                            return Ok(found);
+                        }
+                    }
+                    None => {
+                        // Output ended: the container is gone or going; report its code.
+                        let mut exit = self.exit.clone();
+                        let code = tokio::time::timeout(Duration::from_secs(5), exit.wait_for(Option::is_some))
+                            .await.ok().and_then(|r| r.ok().and_then(|c| *c));
+                        return Err(Error::ContainerExited { id: self.name.clone(), code, log_tail: self.lines.tail() });
+                    }
+                },
+                Some(code) = async { exit.wait_for(Option::is_some).await.ok().map(|c| *c) } => {
+                    self.lines.drain_for(Duration::from_millis(200)).await;
+                    return Err(Error::ContainerExited { id: self.name.clone(), code, log_tail: self.lines.tail() });
+                }
+                _ = &mut deadline => {
+                    return Err(Error::NotServing { id: self.name.clone(), waited: timeout, log_tail: self.lines.tail() });
+                }
+            }
+        }
+    }
+
+    /// Its server said `ready` at `address`: announce it to this process's
+    /// discovery, keep forwarding its output, and hand over the running worker.
+    pub(super) fn serving(
+        self,
+        engine: &Engine,
+        registry: &Registry,
+        address: String,
+        ready: Ready,
+        timings: Vec<(&'static str, f64)>,
+    ) -> Running {
+        tokio::spawn(self.lines.pump());
+        registry.mark_serving(ready.clone());
+        Running {
+            id: self.id,
+            name: self.name,
+            address,
+            version: ready.version.unwrap_or_default(),
+            pid: ready.pid.unwrap_or_default(),
+            timings,
+            engine: engine.clone(),
+            registry: registry.clone(),
+            control: Mutex::new(Some(self.input)),
+            exit: self.exit,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
+    /// Whether the container has exited.
+    pub(super) fn exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+}
+
+/// `ip:port` of container `info` on the worker's network.
+pub(super) fn address_of(info: &ContainerInfo, cfg: &WorkerConfig, name: &str) -> Result<String> {
     let port = cfg.publication.port;
     match labels::endpoint(info, cfg.network.as_deref()).map(|(_, ep)| ep) {
         Some(ep) if !ep.ip.is_empty() => Ok(format!("{}:{port}", ep.ip)),
         _ => Err(Error::ContainerRejected {
-            id: cfg.name.clone(),
+            id: name.to_owned(),
             message: format!(
                 "it has no IP address on network {:?}",
                 cfg.network.as_deref().unwrap_or("bridge")
@@ -406,20 +506,20 @@ async fn shut_down(
 }
 
 /// Measures the phases of a start.
-struct Clock {
+pub(super) struct Clock {
     last: std::time::Instant,
-    laps: Vec<(&'static str, f64)>,
+    pub(super) laps: Vec<(&'static str, f64)>,
 }
 
 impl Clock {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Clock {
             last: std::time::Instant::now(),
             laps: Vec::new(),
         }
     }
 
-    fn lap(&mut self, phase: &'static str) {
+    pub(super) fn lap(&mut self, phase: &'static str) {
         let now = std::time::Instant::now();
         self.laps.push((phase, (now - self.last).as_secs_f64()));
         self.last = now;
@@ -428,8 +528,18 @@ impl Clock {
 
 /// TLS material as the entry point reads it from stdin (one JSON line).
 #[derive(serde::Serialize)]
-struct TlsFiles<'a> {
+pub(super) struct TlsFiles<'a> {
     ca: &'a str,
     cert: &'a str,
     key: &'a str,
+}
+
+impl<'a> TlsFiles<'a> {
+    pub(super) fn of(tls: &'a super::config::Tls) -> Self {
+        TlsFiles {
+            ca: &tls.ca,
+            cert: &tls.cert,
+            key: &tls.key,
+        }
+    }
 }

@@ -9,7 +9,9 @@
 mod config;
 mod lifecycle;
 mod spec;
+mod standby;
 
 pub use crate::output::LogSink;
 pub use config::{EngineAccess, Sandbox, Tls, WorkerConfig};
 pub use lifecycle::{start, Owner, Running};
+pub use standby::{Plan, Refill, Standby};

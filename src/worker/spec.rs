@@ -22,15 +22,52 @@ const TMP_OPTIONS: &str = "rw,noexec,nosuid,nodev,size=256m,mode=1777";
 pub(super) fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
     let mut labels = labels::to_labels(&cfg.publication, &cfg.selector);
     labels.extend(cfg.labels.clone());
-    labels.insert(labels::MANAGED.to_owned(), "true".to_owned());
-    labels.insert(labels::OWNER.to_owned(), crate::owner::token());
+    let mut env = worker_env(cfg);
+    if cfg.tls.is_some() {
+        env.insert("WOOL_DOCKER_TLS_STDIN".to_owned(), "1".to_owned());
+    }
+    container_spec(cfg, cfg.name.clone(), labels, env, cfg.tls.is_some())
+}
+
+/// A standby container parked for workers shaped like `cfg`, named `name`: the
+/// same container, but labelled without the worker's metadata (it has none
+/// yet) and marked standby, with the TLS directory always mounted (a claim
+/// may bring TLS material) and no healthcheck (it serves nothing until then).
+pub(super) fn park_spec(cfg: &WorkerConfig, name: String) -> CreateSpec {
+    let mut labels = cfg.selector.clone();
+    labels.insert(labels::PORT.to_owned(), cfg.publication.port.to_string());
+    if let Some(network) = &cfg.publication.network {
+        labels.insert(labels::NETWORK.to_owned(), network.clone());
+    }
+    labels.extend(cfg.labels.clone());
+    labels.insert(labels::STANDBY.to_owned(), "true".to_owned());
+    let env = BTreeMap::from([
+        ("WOOL_DOCKER_STANDBY".to_owned(), "1".to_owned()),
+        ("WOOL_PORT".to_owned(), cfg.publication.port.to_string()),
+    ]);
+    let mut spec = container_spec(cfg, name, labels, env, true);
+    spec.no_healthcheck = true;
+    spec
+}
+
+/// What a parked container is told when claimed: the environment that makes
+/// its server the worker `cfg` describes, except what the user set for the
+/// container (the user's environment wins, as at create).
+pub(super) fn claim_env(cfg: &WorkerConfig) -> BTreeMap<String, String> {
+    let mut env = worker_env(cfg);
+    env.retain(|k, _| !cfg.env.contains_key(k));
+    env
+}
+
+/// The environment that makes a container's server the worker `cfg`
+/// describes: its uid, metadata, server settings, hook and TLS paths.
+fn worker_env(cfg: &WorkerConfig) -> BTreeMap<String, String> {
     let p = &cfg.publication;
     let mut env: BTreeMap<String, String> = BTreeMap::from([
         ("WOOL_UID".to_owned(), p.uid.clone()),
         ("WOOL_PORT".to_owned(), p.port.to_string()),
         ("WOOL_TAGS".to_owned(), p.tags.join(",")),
         ("WOOL_EXTRA".to_owned(), p.extra.to_json()),
-        ("WOOL_DOCKER_STDIN_CONTROL".to_owned(), "1".to_owned()),
     ]);
     if let Some(options) = &p.options {
         env.insert("WOOL_OPTIONS".to_owned(), labels::options_json(options));
@@ -64,9 +101,23 @@ pub(super) fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
         env.insert("WOOL_TLS_CERT".to_owned(), format!("{TLS_DIR}/cert.pem"));
         env.insert("WOOL_TLS_KEY".to_owned(), format!("{TLS_DIR}/key.pem"));
         env.insert("WOOL_TLS_MUTUAL".to_owned(), tls.mutual.to_string());
-        env.insert("WOOL_DOCKER_TLS_STDIN".to_owned(), "1".to_owned());
     }
-    let confinement = confinement(&cfg.sandbox, cfg.tls.is_some());
+    env
+}
+
+/// The container both kinds share: the owner's marks, stdin control, the
+/// sandbox and what it implies, and the user's environment over `env`.
+fn container_spec(
+    cfg: &WorkerConfig,
+    name: String,
+    mut labels: BTreeMap<String, String>,
+    mut env: BTreeMap<String, String>,
+    tls_dir: bool,
+) -> CreateSpec {
+    labels.insert(labels::MANAGED.to_owned(), "true".to_owned());
+    labels.insert(labels::OWNER.to_owned(), crate::owner::token());
+    env.insert("WOOL_DOCKER_STDIN_CONTROL".to_owned(), "1".to_owned());
+    let confinement = confinement(&cfg.sandbox, tls_dir);
     if confinement.tmpfs.contains_key(HOME) {
         env.insert("HOME".to_owned(), HOME.to_owned());
     }
@@ -76,7 +127,7 @@ pub(super) fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
     }
     env.extend(cfg.env.clone());
     CreateSpec {
-        name: cfg.name.clone(),
+        name,
         image: cfg.image.clone(),
         labels,
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
@@ -88,6 +139,7 @@ pub(super) fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
         gpus: cfg.gpus,
         auto_remove: true,
         stdin_once: true,
+        no_healthcheck: false,
         confinement,
     }
 }

@@ -40,6 +40,10 @@ Environment variables:
   before anything else is read (see `wool_docker._handoff`).
 - ``WOOL_ALLOW_ROOT`` -- boolean; the worker refuses to serve as root (uid 0)
   unless this is true. Default off.
+- ``WOOL_DOCKER_STANDBY`` -- boolean; when true, the container parks: it
+  imports wool, prints a parked line and waits on stdin for its claim, which
+  sets the worker's variables (see `wool_docker._entrypoint.standby`). Default
+  off.
 
 Booleans accept ``1/0``, ``true/false``, ``yes/no`` and ``on/off``.
 
@@ -77,8 +81,9 @@ imports wool or grpc, so it stays fast.
 
 Layout: `config` reads and checks what the container was given (environment,
 TLS on stdin) and holds the exit codes; `health` is ``--health``; `control`
-turns signals and stdin commands into one stop; `serve` runs wool's server and
-prints the ready line. Each imports only those before it; `main` wires them.
+turns signals and stdin commands into one stop; `standby` parks a standby
+container until its claim; `serve` runs wool's server and prints the ready
+line. Each imports only those before it; `main` wires them.
 """
 
 from __future__ import annotations
@@ -98,12 +103,15 @@ from wool_docker._entrypoint.config import EXIT_FAILURE
 from wool_docker._entrypoint.config import EXIT_OK
 from wool_docker._entrypoint.config import ConfigError
 from wool_docker._entrypoint.config import load_config
+from wool_docker._entrypoint.config import read_boolean
 from wool_docker._entrypoint.config import receive_tls
 from wool_docker._entrypoint.config import refuse_root
 from wool_docker._entrypoint.health import HEALTH_TIMEOUT
 from wool_docker._entrypoint.health import check
 from wool_docker._entrypoint.serve import READY_PREFIX
 from wool_docker._entrypoint.serve import run
+from wool_docker._entrypoint.standby import Unclaimed
+from wool_docker._entrypoint.standby import park
 
 __all__ = [
     "DEFAULT_BIND_HOST",
@@ -148,9 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         refuse_root(os.environ)
-        receive_tls(os.environ)
+        if read_boolean(os.environ, "WOOL_DOCKER_STANDBY", default=False):
+            park(sys.stdin.fileno() if sys.stdin else 0)
+        else:
+            receive_tls(os.environ)
         config = load_config(os.environ)
         return run(config)
+    except Unclaimed as e:
+        logging.getLogger("wool_docker.entrypoint").info("%s; exiting", e)
+        return EXIT_OK
     except ConfigError as e:
         print(f"wool-docker: {e}", file=sys.stderr, flush=True)
         return EXIT_CONFIG

@@ -168,6 +168,15 @@ def worker_options(raw: dict[str, Any], server: dict[str, Any] | None = None) ->
         raise ConfigError("WOOL_SERVER_OPTIONS", str(e)) from None
 
 
+def _options_fields(options: Any) -> dict[str, Any] | None:
+    """The advertised channel options as the label schema writes them."""
+    if options is None:
+        return None
+    from wool_docker._convert import options_fields
+
+    return options_fields(options)
+
+
 def _announce_ready(connection: Any) -> None:
     """Print the ready line once wool reports the bound server's metadata.
 
@@ -197,6 +206,8 @@ def _announce_ready(connection: Any) -> None:
         "identity": metadata.identity,
         "tags": sorted(metadata.tags),
         "extra": dict(metadata.extra),
+        # A standby container's labels could not carry these: discovery reads them here.
+        "options": _options_fields(metadata.options),
     }
     line = READY_PREFIX + json.dumps(ready, separators=(",", ":"))
     try:

@@ -1,0 +1,450 @@
+//! Warm standby: worker containers parked ahead of the pools that claim them.
+//!
+//! A parked container is a worker container of the standby's shape, started with
+//! `WOOL_DOCKER_STANDBY=1`: its interpreter is up and wool imported, but no
+//! server is bound; it prints the parked line and waits for one line on stdin,
+//! its claim (the worker's environment, and TLS material when it serves TLS).
+//! Its labels carry no worker metadata (`labels::STANDBY` marks it), so no
+//! discovery announces it until its ready line states the worker it became.
+//!
+//! Parked containers hold the owner's stdin like every worker, so the owner's
+//! death takes them along. A claimed container is never parked again: it ran
+//! someone's routines.
+//!
+//! The pool of parked containers, the ones being parked, and the claims waiting
+//! for them are one [`Pool`] behind one lock; every change wakes the waiters.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+
+use super::config::WorkerConfig;
+use super::lifecycle::{
+    address_of, discard, owned_task, prepare, with_engine_access, Clock, Launched, Owner, Running,
+    TlsFiles,
+};
+use super::spec::{claim_env, park_spec};
+use crate::engine::{now_nanos, Engine};
+use crate::error::{Error, Result};
+use crate::output::LogSink;
+use crate::ready::{Ready, PARKED_PREFIX};
+
+/// When a claimed container's place in the standby is filled again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refill {
+    /// Once the claimed worker's container is gone (its pool stopped it): a
+    /// pool's first burst never shares the machine with new containers.
+    Release,
+    /// At once: the standby is full again sooner, at the cost of the burst.
+    Claim,
+}
+
+/// What a standby parks: the shape of its containers and how to refill.
+pub struct Plan {
+    /// A worker config of the shape to park; its per-worker values are unused.
+    pub shape: WorkerConfig,
+    /// Containers to keep parked.
+    pub size: usize,
+    /// Parked containers are named `{name_prefix}-{12 hex}`.
+    pub name_prefix: String,
+    pub refill: Refill,
+    /// How long a container may take to park.
+    pub timeout: Duration,
+}
+
+/// Containers parked for claims; clones share them.
+#[derive(Clone)]
+pub struct Standby {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    owner: Owner,
+    /// The shape as given (claims are compared with it).
+    given: WorkerConfig,
+    /// The shape with its references resolved (what is created).
+    shape: WorkerConfig,
+    size: usize,
+    name_prefix: String,
+    refill: Refill,
+    timeout: Duration,
+    sink: Option<LogSink>,
+    pool: Mutex<Pool>,
+    /// Bumped on every change of `pool`.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct Pool {
+    parked: VecDeque<Parked>,
+    /// Containers being parked.
+    parking: usize,
+    /// Claims waiting for one of those.
+    waiting: usize,
+    /// Claimed containers whose end refills the standby (`Refill::Release`).
+    claimed: HashSet<String>,
+    /// The first failure to park since `filled` last looked.
+    failure: Option<Error>,
+    closed: bool,
+}
+
+/// A container waiting for its claim, and its address on the worker network.
+struct Parked {
+    launched: Launched,
+    address: String,
+}
+
+impl Standby {
+    /// Check the shape's image and network, then start parking `size`
+    /// containers in the background.
+    pub async fn open(
+        engine: Engine,
+        owner: Owner,
+        plan: Plan,
+        sink: Option<LogSink>,
+    ) -> Result<Standby> {
+        let given = plan.shape;
+        let mut shape = given.clone();
+        prepare(&engine, &mut shape).await?;
+        // Fail now on what no container of this shape could get.
+        with_engine_access(&engine, &owner, &shape, park_spec(&shape, String::new()))?;
+        let standby = Standby {
+            inner: Arc::new(Inner {
+                engine,
+                owner,
+                given,
+                shape,
+                size: plan.size,
+                name_prefix: plan.name_prefix,
+                refill: plan.refill,
+                timeout: plan.timeout,
+                sink,
+                pool: Mutex::new(Pool::default()),
+                changed: watch::channel(0).0,
+            }),
+        };
+        standby.top_up();
+        Ok(standby)
+    }
+
+    /// Containers parked now.
+    pub fn parked(&self) -> usize {
+        self.inner.pool().parked.len()
+    }
+
+    /// Park containers until `size` are parked or being parked, then wait until
+    /// `size` are parked. A failure to park (a container that exits first, the
+    /// Engine refusing) is raised; the next call tries again.
+    pub async fn filled(&self) -> Result<()> {
+        {
+            let mut pool = self.inner.pool();
+            pool.failure = None;
+        }
+        self.top_up();
+        let mut changed = self.inner.changed.subscribe();
+        loop {
+            {
+                let mut pool = self.inner.pool();
+                if pool.closed {
+                    return Err(Error::Cancelled("the standby was closed".to_owned()));
+                }
+                if pool.parked.len() >= self.inner.size {
+                    return Ok(());
+                }
+                if let Some(failure) = pool.failure.take() {
+                    return Err(failure);
+                }
+            }
+            if changed.changed().await.is_err() {
+                return Err(Error::Cancelled("the standby was closed".to_owned()));
+            }
+        }
+    }
+
+    /// Claim a parked container for the worker `cfg` describes and wait until
+    /// it serves; `None` when none is parked or about to be (start a fresh
+    /// one), or when `cfg` shapes its container otherwise than this standby.
+    ///
+    /// A claim waits for a container being parked rather than start one of its
+    /// own: that one is further along. If the wait ends without one, `None`.
+    pub async fn claim(&self, cfg: &WorkerConfig, timeout: Duration) -> Option<Result<Running>> {
+        if !same_container(&self.inner.given, cfg) {
+            return None;
+        }
+        let parked = self.next_parked().await?;
+        let inner = self.inner.clone();
+        let cfg = cfg.clone();
+        Some(
+            owned_task("the worker claim", move |cancelled| {
+                claim_owned(inner, parked, cfg, timeout, cancelled)
+            })
+            .await,
+        )
+    }
+
+    /// Remove every parked container and stop parking; waits until every
+    /// container it parked or was parking is gone. Claimed ones are their
+    /// workers' to stop.
+    pub async fn close(&self) {
+        let parked: Vec<Parked> = {
+            let mut pool = self.inner.pool();
+            pool.closed = true;
+            pool.claimed.clear();
+            pool.parked.drain(..).collect()
+        };
+        self.inner.changed.send_modify(|n| *n += 1);
+        let registry = &self.inner.owner.registry;
+        futures_util::future::join_all(
+            parked
+                .iter()
+                .map(|p| discard(&self.inner.engine, registry, &p.launched.id)),
+        )
+        .await;
+        // Parks in flight see `closed` and remove their own containers.
+        let mut changed = self.inner.changed.subscribe();
+        while self.inner.pool().parking > 0 {
+            if changed.changed().await.is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Start parking as many containers as the standby lacks.
+    fn top_up(&self) {
+        let missing = {
+            let mut pool = self.inner.pool();
+            if pool.closed {
+                return;
+            }
+            let have = pool.parked.len() + pool.parking;
+            let missing = self.inner.size.saturating_sub(have);
+            pool.parking += missing;
+            missing
+        };
+        for _ in 0..missing {
+            tokio::spawn(park(self.inner.clone()));
+        }
+    }
+
+    /// Take the next parked container that still runs, waiting for one being
+    /// parked when no other claim waits for it already.
+    async fn next_parked(&self) -> Option<Parked> {
+        let mut changed = self.inner.changed.subscribe();
+        loop {
+            let _waiting = {
+                let mut pool = self.inner.pool();
+                // A dead one stays for its watcher, which replaces it.
+                if let Some(at) = pool.parked.iter().position(|p| !p.launched.exited()) {
+                    let parked = pool.parked.remove(at)?;
+                    pool.claimed.insert(parked.launched.id.clone());
+                    drop(pool);
+                    self.inner.notify();
+                    if self.inner.refill == Refill::Claim {
+                        self.top_up();
+                    }
+                    return Some(parked);
+                }
+                if pool.closed || pool.parking <= pool.waiting {
+                    return None;
+                }
+                pool.waiting += 1;
+                Waiting(&self.inner)
+            };
+            changed.changed().await.ok()?;
+        }
+    }
+}
+
+/// A claim counted among those waiting for a container being parked, until
+/// it is dropped (woken, or its caller gave up).
+struct Waiting<'a>(&'a Inner);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.pool().waiting -= 1;
+    }
+}
+
+impl Inner {
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        // A panic elsewhere must not take the standby down with it.
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notify(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// Park one container (counted in `parking` by the caller): create, start, wait
+/// for its parked line, learn its address; then watch it until it ends.
+async fn park(inner: Arc<Inner>) {
+    let result = park_one(&inner).await;
+    let (watch, unwanted) = {
+        let mut pool = inner.pool();
+        pool.parking -= 1;
+        match result {
+            Ok(parked) if pool.closed => (None, Some(parked.launched.id.clone())),
+            Ok(parked) => {
+                let watch = (parked.launched.id.clone(), parked.launched.exit.clone());
+                pool.parked.push_back(parked);
+                (Some(watch), None)
+            }
+            Err(e) => {
+                if !pool.closed {
+                    tracing::warn!(error = %e, "could not park a standby container");
+                    pool.failure.get_or_insert(e);
+                }
+                (None, None)
+            }
+        }
+    };
+    if let Some(id) = unwanted {
+        discard(&inner.engine, &inner.owner.registry, &id).await;
+    }
+    inner.notify();
+    let Some((id, mut exit)) = watch else {
+        return;
+    };
+    // Until it ends: parked, it is replaced; claimed, its release refills.
+    let _ = exit.wait_for(Option::is_some).await;
+    let refill = {
+        let mut pool = inner.pool();
+        let was_parked = pool.parked.iter().position(|p| p.launched.id == id);
+        if let Some(at) = was_parked {
+            pool.parked.remove(at);
+        }
+        let released = pool.claimed.remove(&id) && inner.refill == Refill::Release;
+        !pool.closed && (was_parked.is_some() || released)
+    };
+    inner.notify();
+    if refill {
+        Standby { inner }.top_up();
+    }
+}
+
+async fn park_one(inner: &Inner) -> Result<Parked> {
+    let name = format!("{}-{}", inner.name_prefix, random_suffix()?);
+    let spec = with_engine_access(
+        &inner.engine,
+        &inner.owner,
+        &inner.shape,
+        park_spec(&inner.shape, name.clone()),
+    )?;
+    let engine = &inner.engine;
+    let registry = &inner.owner.registry;
+    let id = engine.create_container(&spec).await?;
+    // Admitted now: once claimed, its routines use the feed from their first moment.
+    registry.admit(&id);
+    let mut closed = inner.changed.subscribe();
+    let parking = async {
+        let mut clock = Clock::new();
+        let mut launched =
+            Launched::launch(engine, registry, &id, &name, inner.sink.clone(), &mut clock).await?;
+        launched
+            .wait_for(inner.timeout, |line| {
+                line.starts_with(PARKED_PREFIX).then_some(())
+            })
+            .await?;
+        let info = engine
+            .inspect(&id)
+            .await?
+            .ok_or_else(|| Error::ContainerExited {
+                id: name.clone(),
+                code: None,
+                log_tail: launched.lines.tail(),
+            })?;
+        let address = address_of(&info, &inner.shape, &name)?;
+        Ok(Parked { launched, address })
+    };
+    let result = tokio::select! {
+        r = parking => r,
+        _ = closed.wait_for(|_| inner.pool().closed) => Err(Error::Cancelled("the standby was closed".to_owned())),
+    };
+    if result.is_err() {
+        discard(engine, registry, &id).await;
+    }
+    result
+}
+
+/// The claim line: what makes a parked container's server the worker.
+#[derive(serde::Serialize)]
+struct Claim<'a> {
+    env: std::collections::BTreeMap<String, String>,
+    tls: Option<TlsFiles<'a>>,
+}
+
+async fn claim_owned(
+    inner: Arc<Inner>,
+    mut parked: Parked,
+    cfg: WorkerConfig,
+    timeout: Duration,
+    mut cancelled: oneshot::Receiver<()>,
+) -> Result<Running> {
+    let id = parked.launched.id.clone();
+    let mut clock = Clock::new();
+    let claiming = async {
+        let claim = Claim {
+            env: claim_env(&cfg),
+            tls: cfg.tls.as_ref().map(TlsFiles::of),
+        };
+        parked.launched.send(&claim, "its claim").await?;
+        clock.lap("claim");
+        let ready = parked
+            .launched
+            .wait_for(timeout, |line| Ready::parse(&id, now_nanos(), line))
+            .await?;
+        clock.lap("bind");
+        Ok(ready)
+    };
+    let result = tokio::select! {
+        r = claiming => r,
+        _ = &mut cancelled => Err(Error::Cancelled(format!("the claim of {}", parked.launched.name))),
+    };
+    match result {
+        Ok(ready) => Ok(parked.launched.serving(
+            &inner.engine,
+            &inner.owner.registry,
+            parked.address,
+            ready,
+            clock.laps,
+        )),
+        Err(e) => {
+            // Never parked again, whatever it was told.
+            discard(&inner.engine, &inner.owner.registry, &id).await;
+            Err(e)
+        }
+    }
+}
+
+/// Whether `cfg` makes the same container as `shape`: everything but the
+/// worker's own values (uid, tags, extra, security, identity, options, server
+/// settings, hook, TLS material, name).
+fn same_container(shape: &WorkerConfig, cfg: &WorkerConfig) -> bool {
+    shape.image == cfg.image
+        && shape.network == cfg.network
+        && shape.publication.port == cfg.publication.port
+        && shape.publication.network == cfg.publication.network
+        && shape.selector == cfg.selector
+        && shape.labels == cfg.labels
+        && shape.env == cfg.env
+        && shape.binds == cfg.binds
+        && shape.nano_cpus == cfg.nano_cpus
+        && shape.memory == cfg.memory
+        && shape.gpus == cfg.gpus
+        && shape.python == cfg.python
+        && shape.wool_version == cfg.wool_version
+        && shape.engine_access == cfg.engine_access
+        && shape.sandbox == cfg.sandbox
+}
+
+/// 48 random bits as hex: parked containers' names must not collide.
+fn random_suffix() -> Result<String> {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| Error::Internal(format!("no randomness for a container name: {e}")))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
