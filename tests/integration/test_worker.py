@@ -734,7 +734,7 @@ class TestDockerWorker:
         """Test cancelling a routine by stopping its worker without grace.
 
         Given:
-            A started worker running a routine that sleeps for 60 seconds
+            A started worker running a routine that sleeps for 120 seconds
         When:
             The worker is stopped with ``grace=None`` while the routine sleeps
         Then:
@@ -747,11 +747,14 @@ class TestDockerWorker:
             await worker.start()
         token = uuid4().hex
         async with wool.WorkerProxy(workers=[worker.metadata]):
-            call = asyncio.create_task(routines.nap(token, 60.0))
+            call = asyncio.create_task(routines.nap(token, 120.0))
             await output.wait_for(f"napping {token}", timeout=TIMEOUT)
 
             # Act
-            async with asyncio.timeout(8):
+            # A quarter of the nap: a stop that waited for the routine could not
+            # make it, while a loaded machine's slow teardown (our own kill comes
+            # only 10 s after the stop command) still does.
+            async with asyncio.timeout(30):
                 await worker.stop(grace=None)
                 await asyncio.wait([call])
 
