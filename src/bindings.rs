@@ -292,6 +292,17 @@ pub struct StandbyHandle {
     inner: Standby,
 }
 
+impl Drop for StandbyHandle {
+    /// A standby collected without `close()` (never left, or its `Standby`
+    /// dropped) must not keep containers parked until the process exits.
+    fn drop(&mut self) {
+        let inner = self.inner.clone();
+        // After the exit hook this does nothing; the process's exit then
+        // closes the parked containers' stdin, which stops them.
+        runtime::handle().spawn(async move { inner.close().await });
+    }
+}
+
 #[pymethods]
 impl StandbyHandle {
     /// Containers parked now.
