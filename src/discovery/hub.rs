@@ -268,7 +268,10 @@ mod tests {
         let position = |wanted: &dyn Fn(&Change) -> bool| changes.iter().position(wanted);
         let drop_a = position(&|c| matches!(c, Change::Dropped(r, _) if r.uid == "u1"));
         let add_a = position(&|c| matches!(c, Change::Added(r, _) if r.uid == "u2"));
-        assert!(drop_a < add_a, "the old uid must go before the new one comes");
+        assert!(
+            drop_a.is_some() && drop_a < add_a,
+            "the old uid must go before the new one comes"
+        );
         let mut view = BTreeMap::from([("a".to_owned(), record("a", "u1"))]);
         for change in &changes {
             match change {
