@@ -199,6 +199,13 @@ def _memory(stats: dict[str, Any]) -> float:
     return usage - float(cache)
 
 
+def _rss(stats: dict[str, Any]) -> float:
+    """Bytes of anonymous memory (the processes' own, no file cache)."""
+    extra = stats["memory_stats"].get("stats", {})
+    # cgroup v1: total_rss (rss without children); v2: anon.
+    return float(extra.get("total_rss", extra.get("rss", extra.get("anon", 0))))
+
+
 async def _sample(client: aiodocker.Docker, ids: list[str]) -> dict[str, dict[str, Any]]:
     async def one(cid: str) -> tuple[str, dict[str, Any]]:
         data = await client.containers.container(cid).stats(stream=False)
@@ -207,9 +214,7 @@ async def _sample(client: aiodocker.Docker, ids: list[str]) -> dict[str, dict[st
     return dict(await asyncio.gather(*(one(i) for i in ids)))
 
 
-async def measure_idle(
-    run_id: str, kinds: dict[str, list[str]], window: float
-) -> dict[str, Any]:
+async def measure_idle(kinds: dict[str, list[str]], window: float) -> dict[str, Any]:
     """CPU (share of one core over ``window`` seconds) and memory of every
     container in ``kinds`` (label -> container ids), all in one window."""
     ids = [i for group in kinds.values() for i in group]
@@ -237,6 +242,7 @@ async def measure_idle(
                     "cpu_percent": 100 * cpu_ns / 1e9 / seconds,
                     "memory_mib": _memory(b) / 2**20,
                     "memory_mib_before": _memory(a) / 2**20,
+                    "rss_mib": _rss(b) / 2**20,
                     "pids": b.get("pids_stats", {}).get("current"),
                     "window_s": seconds,
                 }
@@ -312,29 +318,40 @@ async def _measure(
         out["first_fill"] = await fill(standby)
         progress(f"standby: {size} parked in {out['first_fill']:.2f}s")
 
-        # Idle cost: the parked containers beside serving idle DockerWorkers.
-        serving = [cold.worker() for _ in range(plan["standby_serving"])]
+        # Idle cost, in one window: parked containers, containers claimed from
+        # the standby and serving (created without the image's healthcheck),
+        # and cold DockerWorkers serving (with it).
+        k = plan["standby_serving"]
+        serving = [cold.worker() for _ in range(k)]
+        claimed = [warm.worker() for _ in range(k)]
         try:
             async with asyncio.timeout(START_TIMEOUT):
-                await asyncio.gather(*(w.start() for w in serving))
-            parked = await parked_ids(run_id)
+                await asyncio.gather(*(w.start() for w in serving + claimed))
+            out["idle_claimed"] = warm.claimed()
+            claimed_ids = [w._handle.id for w in claimed]  # type: ignore[attr-defined]
+            # Claimed containers keep the standby label (labels are fixed at create).
+            taken = {i[:12] for i in claimed_ids}
+            parked = [i for i in await parked_ids(run_id) if i[:12] not in taken]
             out["idle"] = await measure_idle(
-                run_id,
                 {
                     "parked": parked,
+                    "claimed": claimed_ids,
                     "serving": [w._handle.id for w in serving],  # type: ignore[attr-defined]
                 },
                 plan["standby_idle_window"],
             )
         finally:
             await asyncio.gather(
-                *(w.stop(grace=5) for w in serving if w.metadata is not None),
+                *(w.stop(grace=5) for w in serving + claimed if w.metadata is not None),
                 return_exceptions=True,
             )
         progress(
-            "standby idle: parked "
-            f"{median([r['memory_mib'] for r in out['idle']['parked']]):.1f} MiB, "
-            f"{median([r['cpu_percent'] for r in out['idle']['parked']]):.3f} % CPU"
+            "standby idle: "
+            + ", ".join(
+                f"{label} {median([r['memory_mib'] for r in rows]):.1f} MiB "
+                f"{median([r['cpu_percent'] for r in rows]):.3f} % CPU"
+                for label, rows in out["idle"].items()
+            )
         )
 
         # x1: claims, then pools of one.
@@ -448,6 +465,7 @@ def _stats(out: dict[str, Any]) -> dict[str, Any]:
             label: {
                 "n": len(rows),
                 "memory_mib": summary(r["memory_mib"] for r in rows),
+                "rss_mib": summary(r["rss_mib"] for r in rows),
                 "cpu_percent": summary(r["cpu_percent"] for r in rows),
                 "pids": median([r["pids"] for r in rows if r["pids"] is not None]),
             }
@@ -534,14 +552,20 @@ def tables(s: dict[str, Any], targets: list[dict[str, Any]]) -> str:
                 f"<= {BURST_RATIO_TARGET:.2f}x cold" if name == "release" else "",
             ]
         )
-    for label, name in (("parked", "parked"), ("serving idle DockerWorker", "serving")):
+    for label, name in (
+        ("parked", "parked"),
+        ("claimed from it, serving idle", "claimed"),
+        ("cold DockerWorker, serving idle", "serving"),
+    ):
         i = st["idle"][name]
         rows.append(
             [
-                f"{label} (x{i['n']}): memory MiB / CPU % of a core",
-                f"{i['memory_mib']['median']:.1f} / {i['cpu_percent']['median']:.3f}",
-                f"max {i['memory_mib']['max']:.1f} / {i['cpu_percent']['max']:.3f}, "
-                f"{i['pids']:.0f} pids",
+                f"{label} (x{i['n']}): memory / RSS MiB, CPU % of a core",
+                f"{i['memory_mib']['median']:.1f} / {i['rss_mib']['median']:.1f}, "
+                f"{i['cpu_percent']['median']:.3f}",
+                f"max {i['memory_mib']['max']:.1f} / {i['rss_mib']['max']:.1f}, "
+                f"{i['cpu_percent']['max']:.3f}; {i['pids']:.0f} pids"
+                + (f"; {s['idle_claimed']} claimed" if name == "claimed" else ""),
                 "",
             ]
         )
