@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
+from typing import Literal
 
 import aiodocker
 import bench_routines
@@ -97,12 +98,14 @@ def _was_claimed(worker: Any) -> bool:
     return handle is not None and any(name == "claim" for name, _ in handle.timings)
 
 
-def open_standby(run_id: str, network: str, size: int, refill: str) -> Standby:
+def open_standby(
+    run_id: str, network: str, size: int, refill: Literal["release", "claim"]
+) -> Standby:
     return Standby(
         IMAGE,
         network,
         size,
-        refill=refill,  # type: ignore[arg-type]
+        refill=refill,
         labels={BENCH_LABEL: run_id},
         name_prefix=f"wdb-{run_id}",
         log_output=False,
