@@ -30,4 +30,17 @@ async def burn(seconds: float) -> str:
     return f"{socket.gethostname()}/{os.getpid()}"
 
 
+@wool.routine
+async def spin(cpu_seconds: float) -> str:
+    """Use ``cpu_seconds`` of this thread's CPU; return ``hostname/pid``.
+
+    Unlike `burn`, which ends at a wall-clock deadline, this takes longer when
+    other processes compete for the cores, so it shows what they cost.
+    """
+    end = time.thread_time() + cpu_seconds
+    while time.thread_time() < end:
+        pass
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

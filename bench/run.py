@@ -2,6 +2,7 @@
 
 Run with ``scripts/bench.sh [--quick] [--repeats N] [--only SECTION[,SECTION]]``.
 Sections: start, burst (2N CPU-bound routines gathered at a fresh pool's entry),
+sandbox, standby (a warm standby against cold starts, `standby_bench.py`),
 dispatch, discovery-latency, discovery-scale, baseline (the
 aiodocker subscriber, run on the workloads of discovery-latency and
 discovery-scale side by side with wool-docker's), and swarm (discovery of the
@@ -35,6 +36,7 @@ import common
 import discovery_bench
 import report
 import sandbox_bench
+import standby_bench
 import swarm_latency
 import workers
 
@@ -45,6 +47,7 @@ SECTIONS = [
     "start",
     "burst",
     "sandbox",
+    "standby",
     "dispatch",
     "discovery-latency",
     "discovery-scale",
@@ -77,6 +80,12 @@ FULL = {
     "swarm_on_node": 8,
     "swarm_step": 4,
     "swarm_idle_seconds": 60.0,
+    "standby_pool": 8,
+    "standby_burst": 4,
+    "standby_claims": 20,
+    "standby_repeats": 5,
+    "standby_serving": 4,
+    "standby_idle_window": 20.0,
 }
 QUICK = {
     "start_sizes": [1, 8],
@@ -99,6 +108,12 @@ QUICK = {
     "swarm_on_node": 4,
     "swarm_step": 2,
     "swarm_idle_seconds": 10.0,
+    "standby_pool": 8,
+    "standby_burst": 4,
+    "standby_claims": 10,
+    "standby_repeats": 2,
+    "standby_serving": 2,
+    "standby_idle_window": 10.0,
 }
 
 
@@ -173,7 +188,7 @@ async def bench(args: argparse.Namespace, run_id: str, out: dict[str, Any]) -> N
     plan = dict(QUICK if args.quick else FULL)
     if args.repeats is not None:
         plan["start_repeats"] = plan["scale_repeats"] = args.repeats
-        plan["burst_repeats"] = args.repeats
+        plan["burst_repeats"] = plan["standby_repeats"] = args.repeats
     # A `true` healthcheck costs the Engine ~20 ms of CPU (measured here: 20
     # containers checking every second kept 0.4 of a core busy), so 200
     # containers at 1 s would saturate a 2-core machine. Bound the total rate.
@@ -216,6 +231,11 @@ async def bench(args: argparse.Namespace, run_id: str, out: dict[str, Any]) -> N
                 max(3, plan["start_repeats"]),
                 progress,
             )
+        if "standby" in only:
+            progress("section standby")
+            out["loadavg_before"]["standby"] = os.getloadavg()
+            out["standby"] = await standby_bench.section(run_id, network, plan, progress)
+            out["loadavg_after"] = {"standby": os.getloadavg()}
         if "dispatch" in only:
             progress("section dispatch")
             out["loadavg_before"]["dispatch"] = os.getloadavg()
@@ -273,6 +293,8 @@ def render(out: dict[str, Any]) -> str:
         parts.append(report.burst_table(out["burst"], targets))
     if "sandbox" in out:
         parts.append(sandbox_bench.tables(out["sandbox"], targets))
+    if "standby" in out:
+        parts.append(standby_bench.tables(out["standby"], targets))
     if "dispatch" in out:
         parts.append(report.dispatch_table(out["dispatch"]))
     if "discovery_latency" in out:
