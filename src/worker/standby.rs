@@ -183,9 +183,9 @@ impl Standby {
             })
             .await;
             match claimed {
-                Ok(Claimed::Serving(running)) => return Some(Ok(running)),
+                Ok(Some(running)) => return Some(Ok(running)),
                 // Its death was not seen before the claim: take the next one.
-                Ok(Claimed::DiedParked) => continue,
+                Ok(None) => continue,
                 Err(e) => return Some(Err(e)),
             }
         }
@@ -383,21 +383,16 @@ struct Claim<'a> {
     tls: Option<TlsFiles<'a>>,
 }
 
-/// How a claim ended, when it did not fail.
-enum Claimed {
-    Serving(Running),
-    /// The container died parked (killed, out of memory) before the claim
-    /// reached it, or without a word after it: no fault of the claim.
-    DiedParked,
-}
-
+/// Claim `parked` for `cfg` and wait until it serves; `None` when it died
+/// parked (killed, out of memory) before the claim reached it, or without a
+/// word after it: no fault of the claim, so the caller claims another.
 async fn claim_owned(
     inner: Arc<Inner>,
     mut parked: Parked,
     cfg: WorkerConfig,
     timeout: Duration,
     mut cancelled: oneshot::Receiver<()>,
-) -> Result<Claimed> {
+) -> Result<Option<Running>> {
     let id = parked.launched.id.clone();
     // What it printed while parked; a claim it acted on adds to it.
     let parked_tail = parked.launched.lines.tail();
@@ -421,7 +416,7 @@ async fn claim_owned(
         _ = &mut cancelled => Err(Error::Cancelled(format!("the claim of {}", parked.launched.name))),
     };
     match result {
-        Ok(ready) => Ok(Claimed::Serving(parked.launched.serving(
+        Ok(ready) => Ok(Some(parked.launched.serving(
             &inner.engine,
             &inner.owner.registry,
             parked.address,
@@ -435,7 +430,7 @@ async fn claim_owned(
             discard(&inner.engine, &inner.owner.registry, &id).await;
             if died_parked {
                 tracing::info!(container = %parked.launched.name, "a parked container died as it was claimed; claiming another");
-                Ok(Claimed::DiedParked)
+                Ok(None)
             } else {
                 Err(e)
             }
