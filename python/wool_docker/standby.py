@@ -6,6 +6,7 @@ checks the keywords (with `DockerWorker`'s rules) and hands pools a factory.
 
 from __future__ import annotations
 
+import inspect
 from types import TracebackType
 from typing import Any
 from typing import Final
@@ -36,6 +37,19 @@ _PER_WORKER: Final[frozenset[str]] = frozenset(
 )
 """`DockerWorker`'s keywords that a claim can still decide; every other one
 shapes the container, so it is the standby's."""
+
+_CONTAINER: Final[frozenset[str]] = (
+    frozenset(
+        name
+        for name, parameter in inspect.signature(
+            DockerWorker.__init__
+        ).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    )
+    - _PER_WORKER
+    - {"image", "network"}
+)
+"""`DockerWorker`'s keywords that shape a container: the standby's."""
 
 
 # public
@@ -113,6 +127,13 @@ class Standby:
             )
         if "tags" in container or "extra" in container:
             raise ValueError("tags and extra are each worker's own")
+        if unknown := sorted(set(container) - _CONTAINER):
+            # DockerWorker would take it as extra: every claimed worker's
+            # metadata, which is each worker's own (a typo must not hide there).
+            raise ValueError(
+                f"{unknown[0]} is not a keyword that shapes a container; a "
+                "worker's extra goes to the pool's workers (standby.worker)"
+            )
         # A worker of this shape checks every keyword with DockerWorker's rules.
         self._template = DockerWorker(image=image, network=network, **container)
         self._image = image

@@ -174,15 +174,21 @@ impl Standby {
         if !same_container(&self.inner.given, cfg) {
             return None;
         }
-        let parked = self.next_parked().await?;
-        let inner = self.inner.clone();
-        let cfg = cfg.clone();
-        Some(
-            owned_task("the worker claim", move |cancelled| {
+        loop {
+            let parked = self.next_parked().await?;
+            let inner = self.inner.clone();
+            let cfg = cfg.clone();
+            let claimed = owned_task("the worker claim", move |cancelled| {
                 claim_owned(inner, parked, cfg, timeout, cancelled)
             })
-            .await,
-        )
+            .await;
+            match claimed {
+                Ok(Some(running)) => return Some(Ok(running)),
+                // Its death was not seen before the claim: take the next one.
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 
     /// Remove every parked container and stop parking; waits until every
@@ -377,14 +383,19 @@ struct Claim<'a> {
     tls: Option<TlsFiles<'a>>,
 }
 
+/// Claim `parked` for `cfg` and wait until it serves; `None` when it died
+/// parked (killed, out of memory) before the claim reached it, or without a
+/// word after it: no fault of the claim, so the caller claims another.
 async fn claim_owned(
     inner: Arc<Inner>,
     mut parked: Parked,
     cfg: WorkerConfig,
     timeout: Duration,
     mut cancelled: oneshot::Receiver<()>,
-) -> Result<Running> {
+) -> Result<Option<Running>> {
     let id = parked.launched.id.clone();
+    // What it printed while parked; a claim it acted on adds to it.
+    let parked_tail = parked.launched.lines.tail();
     let mut clock = Clock::new();
     let claiming = async {
         let claim = Claim {
@@ -405,17 +416,24 @@ async fn claim_owned(
         _ = &mut cancelled => Err(Error::Cancelled(format!("the claim of {}", parked.launched.name))),
     };
     match result {
-        Ok(ready) => Ok(parked.launched.serving(
+        Ok(ready) => Ok(Some(parked.launched.serving(
             &inner.engine,
             &inner.owner.registry,
             parked.address,
             ready,
             clock.laps,
-        )),
+        ))),
         Err(e) => {
+            let died_parked = matches!(e, Error::ContainerExited { .. })
+                && parked.launched.lines.tail() == parked_tail;
             // Never parked again, whatever it was told.
             discard(&inner.engine, &inner.owner.registry, &id).await;
-            Err(e)
+            if died_parked {
+                tracing::info!(container = %parked.launched.name, "a parked container died as it was claimed; claiming another");
+                Ok(None)
+            } else {
+                Err(e)
+            }
         }
     }
 }
