@@ -90,7 +90,7 @@ pub enum Error {
     },
 
     /// A worker container stopped before it served, or could not start.
-    #[error("container {id} exited with code {code:?} before serving{}", tail_suffix(.log_tail))]
+    #[error("container {id} {} before serving{}", exit_text(*.code), tail_suffix(.log_tail))]
     ContainerExited {
         /// Container name or id.
         id: String,
@@ -180,6 +180,14 @@ pub enum Error {
         #[source]
         source: bollard::errors::Error,
     },
+}
+
+/// "exited with code 137", or "exited" when the code is not known.
+fn exit_text(code: Option<i64>) -> String {
+    match code {
+        Some(code) => format!("exited with code {code}"),
+        None => "exited".to_owned(),
+    }
 }
 
 fn tail_suffix(tail: &str) -> String {

@@ -391,6 +391,27 @@ impl Launched {
     pub(super) fn exited(&self) -> bool {
         self.exit.borrow().is_some()
     }
+
+    /// Stop a container that never served, as a worker is stopped without
+    /// grace: the stop command, its exit (killed past the bound), its removal.
+    /// Not a forced removal of a running container, which can race the
+    /// Engine's own auto-removal.
+    pub(super) async fn retire(self, engine: &Engine, registry: &Registry) {
+        let id = self.id.clone();
+        let stopped = shut_down(
+            engine.clone(),
+            registry.clone(),
+            self.id,
+            self.exit,
+            Some(self.input),
+            None,
+        )
+        .await;
+        if let Err(e) = stopped {
+            tracing::warn!(id = %id, error = %e, "could not remove a parked container");
+        }
+        registry.forget(&id);
+    }
 }
 
 /// `ip:port` of container `info` on the worker's network.

@@ -205,8 +205,8 @@ impl Standby {
         let registry = &self.inner.owner.registry;
         futures_util::future::join_all(
             parked
-                .iter()
-                .map(|p| discard(&self.inner.engine, registry, &p.launched.id)),
+                .into_iter()
+                .map(|p| p.launched.retire(&self.inner.engine, registry)),
         )
         .await;
         // Parks in flight see `closed` and remove their own containers.
@@ -291,15 +291,17 @@ async fn park(inner: Arc<Inner>) {
     let result = park_one(&inner).await;
     let (watch, unwanted) = {
         let mut pool = inner.pool();
-        pool.parking -= 1;
         match result {
-            Ok(parked) if pool.closed => (None, Some(parked.launched.id.clone())),
+            // Still counted as parking until it is gone: `close` waits for it.
+            Ok(parked) if pool.closed => (None, Some(parked)),
             Ok(parked) => {
+                pool.parking -= 1;
                 let watch = (parked.launched.id.clone(), parked.launched.exit.clone());
                 pool.parked.push_back(parked);
                 (Some(watch), None)
             }
             Err(e) => {
+                pool.parking -= 1;
                 if !pool.closed {
                     tracing::warn!(error = %e, "could not park a standby container");
                     pool.failure.get_or_insert(e);
@@ -308,8 +310,12 @@ async fn park(inner: Arc<Inner>) {
             }
         }
     };
-    if let Some(id) = unwanted {
-        discard(&inner.engine, &inner.owner.registry, &id).await;
+    if let Some(parked) = unwanted {
+        parked
+            .launched
+            .retire(&inner.engine, &inner.owner.registry)
+            .await;
+        inner.pool().parking -= 1;
     }
     inner.notify();
     let Some((id, mut exit)) = watch else {
@@ -345,35 +351,52 @@ async fn park_one(inner: &Inner) -> Result<Parked> {
     let id = engine.create_container(&spec).await?;
     // Admitted now: once claimed, its routines use the feed from their first moment.
     registry.admit(&id);
-    let mut closed = inner.changed.subscribe();
-    let parking = async {
-        let mut clock = Clock::new();
-        let mut launched =
-            Launched::launch(engine, registry, &id, &name, inner.sink.clone(), &mut clock).await?;
-        launched
-            .wait_for(inner.timeout, |line| {
-                line.starts_with(PARKED_PREFIX).then_some(())
-            })
-            .await?;
-        let info = engine
-            .inspect(&id)
-            .await?
-            .ok_or_else(|| Error::ContainerExited {
+    let closed = || async {
+        let mut changed = inner.changed.subscribe();
+        let _ = changed.wait_for(|_| inner.pool().closed).await;
+    };
+    let cancelled = || Error::Cancelled("the standby was closed".to_owned());
+    let mut clock = Clock::new();
+    let launching = Launched::launch(engine, registry, &id, &name, inner.sink.clone(), &mut clock);
+    let launched = tokio::select! {
+        r = launching => r,
+        _ = closed() => Err(cancelled()),
+    };
+    let mut launched = match launched {
+        Ok(launched) => launched,
+        Err(e) => {
+            discard(engine, registry, &id).await;
+            return Err(e);
+        }
+    };
+    let waited = tokio::select! {
+        r = launched.wait_for(inner.timeout, |line| line.starts_with(PARKED_PREFIX).then_some(())) => r,
+        _ = closed() => Err(cancelled()),
+    };
+    let address = match waited {
+        Ok(()) => match engine.inspect(&id).await {
+            Ok(Some(info)) => address_of(&info, &inner.shape, &name),
+            Ok(None) => Err(Error::ContainerExited {
                 id: name.clone(),
                 code: None,
                 log_tail: launched.lines.tail(),
-            })?;
-        let address = address_of(&info, &inner.shape, &name)?;
-        Ok(Parked { launched, address })
+            }),
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
     };
-    let result = tokio::select! {
-        r = parking => r,
-        _ = closed.wait_for(|_| inner.pool().closed) => Err(Error::Cancelled("the standby was closed".to_owned())),
-    };
-    if result.is_err() {
-        discard(engine, registry, &id).await;
+    match address {
+        Ok(address) => Ok(Parked { launched, address }),
+        // Closed while it parked: stopped as a worker is, not force-removed.
+        Err(e @ Error::Cancelled(_)) => {
+            launched.retire(engine, registry).await;
+            Err(e)
+        }
+        Err(e) => {
+            discard(engine, registry, &id).await;
+            Err(e)
+        }
     }
-    result
 }
 
 /// The claim line: what makes a parked container's server the worker.
