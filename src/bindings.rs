@@ -354,6 +354,17 @@ pub fn owner_token() -> String {
     crate::owner::token()
 }
 
+/// The owner a `DockerDiscovery` built here filters for by default: this
+/// process's token, or inside a worker container that reads its owner's feed,
+/// the owner's (the feed serves the owner's scopes alone).
+#[pyfunction]
+pub fn discovery_owner() -> String {
+    match (feed::from_env(), std::env::var(feed::OWNER_ENV)) {
+        (Some(_), Ok(owner)) if !owner.is_empty() => owner,
+        _ => crate::owner::token(),
+    }
+}
+
 /// A serving worker container owned by this process.
 #[pyclass(frozen, module = "wool_docker._native")]
 pub struct WorkerHandle {

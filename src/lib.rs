@@ -59,6 +59,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bindings::check_extra, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::prune, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::owner_token, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::discovery_owner, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::subscribe, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::list_workers, m)?)?;
     logging::Bridge::install();

@@ -24,6 +24,7 @@ __all__ = [
     "check_extra",
     "check_port",
     "check_worker_config",
+    "discovery_owner",
     "engine_info",
     "inspect_image",
     "list_workers",
@@ -116,6 +117,11 @@ def prune(
     """Remove this user's orphaned (or all) managed containers (``any_user``:
     every user's); returns their names and how many containers were left
     because their user cannot be told."""
+
+def discovery_owner() -> str:
+    """The owner a ``DockerDiscovery`` built here filters for by default: this
+    process's token, or inside a worker container that reads its owner's feed,
+    the owner's."""
 
 def owner_token() -> str:
     """This process's owner token (``wool.docker.owner``)."""

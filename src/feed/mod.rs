@@ -41,4 +41,4 @@ pub mod wire;
 
 pub use client::{from_env, subscribe, Client};
 pub use server::{container_in_cgroup, Feed, Grant, QUEUE_BYTES};
-pub use wire::{CONTAINER_PATH, ENV};
+pub use wire::{CONTAINER_PATH, ENV, OWNER_ENV};

@@ -13,6 +13,10 @@ use crate::scope::{Change, Scope};
 pub const CONTAINER_PATH: &str = "/run/wool-docker/feed.sock";
 /// The variable telling a container's subscribers where the feed is.
 pub const ENV: &str = "WOOL_DOCKER_FEED";
+/// The variable holding the owner's token in its containers: a discovery built
+/// there with the default owner filter means the owner's workers, the only
+/// ones its feed serves.
+pub const OWNER_ENV: &str = "WOOL_DOCKER_OWNER";
 /// Largest request line; a scope is a few hundred bytes.
 pub const MAX_REQUEST: usize = 4096;
 /// How long a client has to send its request.

@@ -181,6 +181,11 @@ pub(super) fn with_engine_access(
                 crate::feed::ENV,
                 crate::feed::CONTAINER_PATH
             ));
+            spec.env.push(format!(
+                "{}={}",
+                crate::feed::OWNER_ENV,
+                crate::owner::token()
+            ));
         }
         EngineAccess::Socket => {
             let path = engine.host().strip_prefix("unix://").ok_or_else(|| {

@@ -95,6 +95,21 @@ async def subscribe_elsewhere(labels: dict[str, str]) -> str:
 
 
 @wool.routine
+async def first_worker_here(network: str) -> str:
+    """The uid of the first worker a `DockerDiscovery` built in this routine,
+    with the default labels and owner filter, announces."""
+    from wool_docker import DockerDiscovery
+
+    try:
+        async with asyncio.timeout(15):
+            async for event in DockerDiscovery(network=network).subscriber:
+                return str(event.metadata.uid)
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return "the iteration ended"
+
+
+@wool.routine
 async def flood(n: int) -> list[bytes]:
     """Hold ``n`` connections open at once, sending nothing, and return what
     each got before the owner hung up (or ``<no hang-up>``)."""

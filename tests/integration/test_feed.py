@@ -28,6 +28,7 @@ from typing import Any
 from typing import Final
 
 import pytest
+import wool
 
 from tests.integration import attack
 from tests.integration.conftest import NAME_PREFIX
@@ -35,6 +36,7 @@ from tests.integration.conftest import RUN_ID
 from tests.integration.conftest import RUN_LABEL
 from tests.integration.conftest import Case
 from tests.integration.conftest import DockerCli
+from wool_docker import DockerDiscovery
 
 SMUGGLED = f"{NAME_PREFIX}-smuggled"
 """The container every smuggling payload tries to create."""
@@ -370,6 +372,32 @@ class TestWorkerFeedData:
         # Assert
         assert outcome.startswith("WorkerFeedError:"), outcome
         assert f"wdt.other={RUN_ID}" in outcome
+
+    @pytest.mark.asyncio
+    async def test_subscriber_built_in_a_container(self, case):
+        """Test a DockerDiscovery that a routine builds itself, default labels.
+
+        Given:
+            A pool of one DockerWorker found by a default DockerDiscovery
+        When:
+            A routine builds ``DockerDiscovery(network=...)`` and iterates it
+        Then:
+            It should see the pool's worker: its default owner filter is the
+            owner's (whose scopes the feed serves), not the container's own
+        """
+        # Arrange
+        worker = case.worker()
+        pool = wool.WorkerPool(
+            spawn=1,
+            worker=lambda *tags, **kw: worker,
+            discovery=DockerDiscovery(network=case.network),
+        )
+        async with pool:
+            # Act
+            seen = await attack.first_worker_here(case.network)
+
+        # Assert
+        assert seen == str(worker.uid), seen
 
 
 class TestWorkerFeedAccess:
