@@ -590,8 +590,9 @@ class TestWorkerFeedLifetime:
             and a routine holding a feed connection to it
         When:
             Ten containers of ~500 KB records each join the scope at once
-            while the routine reads 128 KB every half second (fast enough to
-            take any batch within the 30 s write timeout, slower than they come)
+            while the routine reads 128 KB a second (fast enough to take any
+            batch within the 30 s write timeout, slower than they come even
+            when a loaded Engine spreads the ten starts over 30 s)
         Then:
             The owner should hang up on it before it has read half of the
             ~5 MB of changes, instead of queueing them for it
@@ -632,7 +633,7 @@ class TestWorkerFeedLifetime:
                     held = await attack.hold(request)
 
                     # Act
-                    reading = asyncio.ensure_future(attack.held_reply(131072, 0.5, 120))
+                    reading = asyncio.ensure_future(attack.held_reply(131072, 1.0, 120))
                     await docker.arun("start", *names)
                     reply = await reading
                 finally:
