@@ -4,10 +4,11 @@
 //! 1. `error`, `env`, `runtime` (the tokio runtime), `logging` (to Python's);
 //! 2. `context` (which Engine), `engine` (the client and our models of its objects);
 //! 3. contracts, pure: `labels` (the schema and the selector match), `ready`
-//!    (the ready line), `scope` (what a discovery follows), `output` (a
+//!    (the ready and parked lines), `scope` (what a discovery follows), `output` (a
 //!    container's lines), `owner` (owner tokens);
 //! 4. `registry`: the containers this process owns;
-//! 5. `worker` (a container's lifecycle), `swarm` (remote tasks), `discovery`,
+//! 5. `worker` (a container's lifecycle; `standby`: parked ones and their claims),
+//!    `swarm` (remote tasks), `discovery`,
 //!    `feed` (`wire`; `server` in the owner, `client` in a container);
 //! 6. `bindings`: the Python functions; the only module that wires the others
 //!    together, and the owner of the exit sequence.
