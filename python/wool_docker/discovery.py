@@ -140,7 +140,9 @@ class DockerDiscovery(Discovery):
         self._shared = shared
         # Fixed here and pickled with the discovery, so its subscribers filter
         # by this process's containers wherever they are unpickled.
-        self._owner = _native.discovery_owner() if labels is None and not shared else None
+        self._owner = (
+            _native.discovery_owner() if labels is None and not shared else None
+        )
 
     def __hash__(self) -> int:
         return hash(
