@@ -100,15 +100,7 @@ impl InboxState {
             out.extend(batch);
         }
         for change in &out {
-            match change {
-                Change::Added(r, _) | Change::Updated(r, _) => {
-                    self.given.insert(r.container_id.clone(), r.clone());
-                }
-                Change::Dropped(r, _) => {
-                    self.given.remove(&r.container_id);
-                }
-                Change::Warning(_) => {}
-            }
+            apply(&mut self.given, change);
         }
         out
     }
@@ -147,6 +139,19 @@ impl InboxState {
         self.overflowed = false;
         self.dropped = 0;
         out
+    }
+}
+
+/// `change` applied to a set of workers by container id.
+fn apply(workers: &mut BTreeMap<String, WorkerRecord>, change: &Change) {
+    match change {
+        Change::Added(r, _) | Change::Updated(r, _) => {
+            workers.insert(r.container_id.clone(), r.clone());
+        }
+        Change::Dropped(r, _) => {
+            workers.remove(&r.container_id);
+        }
+        Change::Warning(_) => {}
     }
 }
 
@@ -274,15 +279,7 @@ mod tests {
         );
         let mut view = BTreeMap::from([("a".to_owned(), record("a", "u1"))]);
         for change in &changes {
-            match change {
-                Change::Added(r, _) | Change::Updated(r, _) => {
-                    view.insert(r.container_id.clone(), r.clone());
-                }
-                Change::Dropped(r, _) => {
-                    view.remove(&r.container_id);
-                }
-                Change::Warning(_) => {}
-            }
+            apply(&mut view, change);
         }
         assert_eq!(view, announced);
         assert!(!state.overflowed && state.queue.is_empty());

@@ -255,15 +255,7 @@ async fn bring_up(
         .wait_for(timeout, |line| Ready::parse(id, now_nanos(), line))
         .await?;
     clock.lap("interpreter, wool import, bind");
-    let info = engine
-        .inspect(id)
-        .await?
-        .ok_or_else(|| Error::ContainerExited {
-            id: cfg.name.clone(),
-            code: None,
-            log_tail: launched.lines.tail(),
-        })?;
-    let address = address_of(&info, cfg, &cfg.name)?;
+    let address = launched.address(engine, cfg).await?;
     clock.lap("inspect address");
     Ok(launched.serving(engine, registry, address, ready, clock.laps))
 }
@@ -392,6 +384,21 @@ impl Launched {
         }
     }
 
+    /// Its `ip:port` on the worker network of `cfg`, as an inspect tells; a
+    /// container gone meanwhile is an error with its last output. (`&mut`:
+    /// its streams are `Send` but not `Sync`, and the future must be `Send`.)
+    pub(super) async fn address(&mut self, engine: &Engine, cfg: &WorkerConfig) -> Result<String> {
+        let info = engine
+            .inspect(&self.id)
+            .await?
+            .ok_or_else(|| Error::ContainerExited {
+                id: self.name.clone(),
+                code: None,
+                log_tail: self.lines.tail(),
+            })?;
+        address_of(&info, cfg, &self.name)
+    }
+
     /// Whether the container has exited.
     pub(super) fn exited(&self) -> bool {
         self.exit.borrow().is_some()
@@ -412,15 +419,15 @@ impl Launched {
             None,
         )
         .await;
+        // Its exit watcher forgets it.
         if let Err(e) = stopped {
             tracing::warn!(id = %id, error = %e, "could not remove a parked container");
         }
-        registry.forget(&id);
     }
 }
 
 /// `ip:port` of container `info` on the worker's network.
-pub(super) fn address_of(info: &ContainerInfo, cfg: &WorkerConfig, name: &str) -> Result<String> {
+fn address_of(info: &ContainerInfo, cfg: &WorkerConfig, name: &str) -> Result<String> {
     let port = cfg.publication.port;
     match labels::endpoint(info, cfg.network.as_deref()).map(|(_, ep)| ep) {
         Some(ep) if !ep.ip.is_empty() => Ok(format!("{}:{port}", ep.ip)),

@@ -22,8 +22,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::config::WorkerConfig;
 use super::lifecycle::{
-    address_of, discard, owned_task, prepare, with_engine_access, Clock, Launched, Owner, Running,
-    TlsFiles,
+    discard, owned_task, prepare, with_engine_access, Clock, Launched, Owner, Running, TlsFiles,
 };
 use super::spec::{claim_env, park_spec};
 use crate::engine::{now_nanos, Engine};
@@ -374,15 +373,7 @@ async fn park_one(inner: &Inner) -> Result<Parked> {
         _ = closed() => Err(cancelled()),
     };
     let address = match waited {
-        Ok(()) => match engine.inspect(&id).await {
-            Ok(Some(info)) => address_of(&info, &inner.shape, &name),
-            Ok(None) => Err(Error::ContainerExited {
-                id: name.clone(),
-                code: None,
-                log_tail: launched.lines.tail(),
-            }),
-            Err(e) => Err(e),
-        },
+        Ok(()) => launched.address(engine, &inner.shape).await,
         Err(e) => Err(e),
     };
     match address {
