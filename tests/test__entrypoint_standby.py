@@ -19,18 +19,6 @@ MATERIAL = {"ca": "CA PEM", "cert": "CERT PEM", "key": "KEY PEM"}
 
 
 @pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    """A pipe standing in for the container's stdin: (read end, write end)."""
-    read, write = os.pipe()
-    yield read, write
-    for fd in (read, write):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
-@pytest.fixture
 def environ(monkeypatch, tmp_path) -> Iterator[Path]:
     """A clean process environment naming TLS paths under ``tmp_path``; the
     claim variables `park` sets are removed afterwards."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,6 @@ from wool_docker import _handoff
 
 MATERIAL = {"ca": "CA PEM", "cert": "CERT PEM", "key": "KEY PEM"}
 """What the owner sends."""
-
-
-@pytest.fixture
-def pipe() -> Iterator[tuple[int, int]]:
-    """A pipe standing in for the container's stdin: (read end, write end)."""
-    read, write = os.pipe()
-    yield read, write
-    for fd in (read, write):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 def _environ(directory: Path) -> dict[str, str]:
