@@ -30,6 +30,12 @@ creates with `DockerWorker` and removes when its pool exits)::
     ... /client.py --network wool-overlay --label wool.worker=true \\
         --spawn 2 --image wool-docker-worker:dev
 
+Workers of its own placed by the Swarm on any node (`SwarmWorker`; ``mixed``
+alternates them with `DockerWorker` on this Engine)::
+
+    ... /client.py --network wool-overlay --spawn 4 --kind swarm \\
+        --image wool-docker-worker:dev
+
 ``--rounds 0`` runs until standard input reaches its end or reads ``stop``
 (``docker run -i``), which is how the tests drive it.
 """
@@ -49,11 +55,17 @@ import wool
 
 from wool_docker import DockerDiscovery
 from wool_docker import DockerWorker
+from wool_docker import SwarmWorker
 
 
 @wool.routine
-async def hostname() -> str:
-    """Return the hostname of the container serving this call."""
+async def hostname(spin: float = 0.0) -> str:
+    """Return the hostname of the container serving this call, after keeping
+    its CPU busy for ``spin`` seconds (the loop is blocked meanwhile, as by
+    any CPU-bound routine)."""
+    until = time.process_time() + spin
+    while time.process_time() < until:
+        pass
     return socket.gethostname()
 
 
@@ -80,14 +92,16 @@ async def _stop_requested() -> None:
             return
 
 
-async def _rounds(count: int, calls: int, concurrency: int, interval: float) -> None:
+async def _rounds(
+    count: int, calls: int, concurrency: int, interval: float, spin: float
+) -> None:
     """Dispatch ``count`` rounds (``0``: until asked to stop) and report each."""
     stop = asyncio.ensure_future(_stop_requested()) if count == 0 else None
     slots = asyncio.Semaphore(concurrency or calls)
 
     async def call() -> str:
         async with slots:
-            return await hostname()
+            return await hostname(spin)
 
     number = 0
     try:
@@ -119,7 +133,13 @@ async def main() -> None:
         metavar="KEY=VALUE",
         help="discovery selector label (repeatable; default wool.worker=true)",
     )
-    parser.add_argument("--spawn", type=int, default=0, help="burst DockerWorkers")
+    parser.add_argument("--spawn", type=int, default=0, help="burst workers")
+    parser.add_argument(
+        "--kind",
+        choices=("docker", "swarm", "mixed"),
+        default="docker",
+        help="burst workers: DockerWorker, SwarmWorker, or alternately both",
+    )
     parser.add_argument("--image", help="worker image of the burst workers")
     parser.add_argument(
         "--worker-label",
@@ -138,6 +158,9 @@ async def main() -> None:
         help="calls in flight at once (default: all calls of a round)",
     )
     parser.add_argument("--interval", type=float, default=0.2, help="seconds")
+    parser.add_argument(
+        "--spin", type=float, default=0.0, help="CPU seconds each call spends"
+    )
     args = parser.parse_args()
     if args.spawn and not args.image:
         parser.error("--spawn needs --image")
@@ -145,13 +168,18 @@ async def main() -> None:
     discovery = DockerDiscovery(network=args.network, labels=_pairs(args.label) or None)
     if args.spawn:
         worker_labels = _pairs(args.worker_label)
+        made = 0
 
         def burst(*tags, **kw):
+            nonlocal made
+            made += 1
+            swarm = args.kind == "swarm" or (args.kind == "mixed" and made % 2 == 1)
             # engine_access="none": this client runs in a container, so the
             # worker feed it would serve lives in this container's file
             # system, which the Engine cannot bind-mount into the burst workers.
             # Routines here do not nest, so the workers need no Engine access.
-            return DockerWorker(
+            kind = SwarmWorker if swarm else DockerWorker
+            return kind(
                 *tags,
                 image=args.image,
                 network=args.network,
@@ -170,7 +198,9 @@ async def main() -> None:
     else:
         pool = wool.WorkerPool(discovery=discovery.subscriber, quorum=args.quorum)
     async with pool:
-        await _rounds(args.rounds, args.calls, args.concurrency, args.interval)
+        await _rounds(
+            args.rounds, args.calls, args.concurrency, args.interval, args.spin
+        )
     _emit({"closed": True, "at": time.time()})
 
 

@@ -21,13 +21,15 @@ use crate::registry::Registry;
 use crate::runtime::{self, future_into_py};
 use crate::scope::{Change, Scope};
 use crate::worker::{
-    self, EngineAccess, LogSink, Owner, Plan, Refill, Running, Standby, WorkerConfig,
+    self, EngineAccess, Lifeline, LogSink, Owner, Plan, Refill, Running, Standby, WorkerConfig,
 };
 
-/// What this process owns: its containers and the feed that serves them.
+/// What this process owns: its containers, the feed that serves them, and
+/// the lifeline its Swarm workers' tasks connect to (served on first use).
 struct Process {
     registry: Registry,
     feed: Feed,
+    lifeline: tokio::sync::OnceCell<Lifeline>,
 }
 
 /// A static because the native module, and so the owner, is loaded once per
@@ -39,6 +41,7 @@ fn process() -> &'static Process {
         Process {
             feed: Feed::new(registry.clone()),
             registry,
+            lifeline: tokio::sync::OnceCell::new(),
         }
     })
 }
@@ -204,7 +207,10 @@ pub fn start_worker<'py>(
             }
         }
         let engine = engine(host).await?;
-        let owner = owner(&engine, cfg.engine_access).await?;
+        let mut owner = owner(&engine, cfg.engine_access).await?;
+        if cfg.swarm.is_some() {
+            owner.lifeline = Some(lifeline().await?);
+        }
         let running = worker::start(engine, owner, cfg, timeout, sink).await?;
         Ok(WorkerHandle {
             inner: Arc::new(running),
@@ -240,7 +246,29 @@ async fn owner(engine: &Engine, access: EngineAccess) -> Result<Owner, Error> {
     Ok(Owner {
         registry: registry().clone(),
         feed_socket,
+        lifeline: None,
     })
+}
+
+/// The process's lifeline listener, on `WOOL_DOCKER_LIFELINE_PORT` (default:
+/// any free port), started on first use.
+async fn lifeline() -> Result<Lifeline, Error> {
+    let port = std::env::var("WOOL_DOCKER_LIFELINE_PORT")
+        .ok()
+        .map(|p| {
+            p.trim().parse::<u16>().map_err(|_| {
+                Error::InvalidArgument(format!(
+                    "WOOL_DOCKER_LIFELINE_PORT={p:?} is not a port number"
+                ))
+            })
+        })
+        .transpose()?
+        .unwrap_or(0);
+    process()
+        .lifeline
+        .get_or_try_init(|| Lifeline::serve(port))
+        .await
+        .cloned()
 }
 
 /// Open a standby: check the shape's image and network, then park `size`
@@ -343,7 +371,16 @@ pub fn prune(
     any_user: bool,
 ) -> PyResult<Bound<'_, PyAny>> {
     future_into_py(py, async move {
-        Ok(crate::owner::prune(&engine(host).await?, all, any_user, &labels).await?)
+        let engine = engine(host).await?;
+        let (mut removed, unknown) = crate::owner::prune(&engine, all, any_user, &labels).await?;
+        // On a manager, also the services of Swarm workers nobody runs any more.
+        if matches!(
+            engine.swarm_role().await?,
+            crate::engine::SwarmRole::Manager { .. }
+        ) {
+            removed.extend(worker::prune_services(&engine).await?);
+        }
+        Ok((removed, unknown))
     })
 }
 
@@ -401,6 +438,12 @@ impl WorkerHandle {
     #[getter]
     fn pid(&self) -> i64 {
         self.inner.pid
+    }
+
+    /// The Swarm node a Swarm worker's task runs on; `None` for a container.
+    #[getter]
+    fn node(&self) -> Option<&str> {
+        self.inner.node.as_deref()
     }
 
     /// Where the start went: `[(phase, seconds), ...]` in order.

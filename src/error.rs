@@ -89,6 +89,43 @@ pub enum Error {
         network: String,
     },
 
+    /// A Swarm worker needs an overlay network (its task may land on any node).
+    #[error(
+        "network '{network}' is a {driver} network; a SwarmWorker's task may run on any \
+         node, so it needs an attachable overlay: `docker network create -d overlay \
+         --attachable {network}`"
+    )]
+    NetworkNotOverlay {
+        /// The network name.
+        network: String,
+        /// Its driver.
+        driver: String,
+    },
+
+    /// A Swarm task's node does not have the worker image.
+    #[error(
+        "image '{image}' is not on Swarm node {node}, where worker {id} was placed: load it \
+         there (`docker save {image} | docker -H NODE load`), push it to a registry every \
+         node pulls from, or constrain the placement to nodes that have it"
+    )]
+    ImageNotOnNode {
+        /// The worker's service.
+        id: String,
+        /// The image reference.
+        image: String,
+        /// The node's hostname and id.
+        node: String,
+    },
+
+    /// No Swarm node can take a worker's task.
+    #[error("no Swarm node can run worker {id}: {message}; it was removed")]
+    NoSuitableNode {
+        /// The worker's service.
+        id: String,
+        /// The scheduler's words.
+        message: String,
+    },
+
     /// A worker container stopped before it served, or could not start.
     #[error("container {id} {} before serving{}", exit_text(*.code), tail_suffix(.log_tail))]
     ContainerExited {
@@ -275,8 +312,14 @@ impl From<Error> for PyErr {
             Error::BuildFailed { tag, log_tail, .. } => {
                 ImageBuildError::new_err((message, tag, log_tail))
             }
-            Error::NetworkNotFound { network } | Error::NetworkNotAttachable { network } => {
+            Error::NetworkNotFound { network }
+            | Error::NetworkNotAttachable { network }
+            | Error::NetworkNotOverlay { network, .. } => {
                 NetworkNotFoundError::new_err((message, network))
+            }
+            Error::ImageNotOnNode { image, .. } => ImageNotFoundError::new_err((message, image)),
+            Error::NoSuitableNode { id, .. } => {
+                ContainerFailedError::new_err((message, id, None::<i64>, String::new()))
             }
             Error::ContainerExited { id, code, log_tail } => {
                 ContainerFailedError::new_err((message, id, code, log_tail))

@@ -324,6 +324,9 @@ mod tests {
                     ip: "10.0.1.7".to_owned(),
                 },
             )]),
+            message: String::new(),
+            exit_code: None,
+            changed_ns: None,
         }
     }
 

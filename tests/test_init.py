@@ -16,6 +16,7 @@ PUBLIC_NAMES = {
     "DockerDiscovery": "wool_docker.discovery",
     "DockerWorker": "wool_docker.worker",
     "Standby": "wool_docker.standby",
+    "SwarmWorker": "wool_docker.swarm",
     "build_image": "wool_docker.image",
     "ContainerFailedError": "wool_docker.exceptions",
     "EngineError": "wool_docker.exceptions",

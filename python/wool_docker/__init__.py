@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from wool_docker.exceptions import WorkerStartTimeout
     from wool_docker.image import build_image
     from wool_docker.standby import Standby
+    from wool_docker.swarm import SwarmWorker
     from wool_docker.worker import DockerWorker
 
 __version__: str = _native.__version__
@@ -51,6 +52,7 @@ _LAZY: dict[str, str] = {
     "DockerDiscovery": "wool_docker.discovery",
     "DockerWorker": "wool_docker.worker",
     "Standby": "wool_docker.standby",
+    "SwarmWorker": "wool_docker.swarm",
     "build_image": "wool_docker.image",
     "ContainerFailedError": "wool_docker.exceptions",
     "EngineError": "wool_docker.exceptions",
@@ -81,6 +83,7 @@ __all__ = [
     "NetworkNotFoundError",
     "NotPublishedError",
     "Standby",
+    "SwarmWorker",
     "WoolDockerError",
     "WoolDockerInternalError",
     "WoolDockerWarning",

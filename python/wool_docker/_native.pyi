@@ -155,6 +155,9 @@ class WorkerHandle:
     @property
     def pid(self) -> int: ...
     @property
+    def node(self) -> str | None:
+        """The Swarm node a Swarm worker's task runs on; ``None`` for a container."""
+    @property
     def timings(self) -> list[tuple[str, float]]:
         """Where the start went: ``[(phase, seconds), ...]`` in order."""
     @property

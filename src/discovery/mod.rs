@@ -139,6 +139,18 @@ pub async fn list(
             out.push((record, health));
         }
     }
+    // On a Swarm manager, the tasks of other nodes that serve.
+    if let Ok(crate::engine::SwarmRole::Manager { node_id }) = engine.swarm_role().await {
+        let mut poller = crate::swarm::Poller::default();
+        poller
+            .poll(engine, &scope.selector, network.as_deref(), &node_id)
+            .await?;
+        for c in poller.serving().iter().filter(|c| scope.admits(&c.labels)) {
+            if let Ok(Ok(record)) = labels::parse(c, network.as_deref()) {
+                out.push((record, c.health.clone()));
+            }
+        }
+    }
     Ok(out)
 }
 

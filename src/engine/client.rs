@@ -42,9 +42,9 @@ const USER_AGENT: &str = concat!("wool-docker/", env!("CARGO_PKG_VERSION"));
 /// A connected, version-negotiated Docker Engine client. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
-    docker: Docker,
-    host: Arc<str>,
-    api_version: Arc<str>,
+    pub(super) docker: Docker,
+    pub(super) host: Arc<str>,
+    pub(super) api_version: Arc<str>,
     /// The Engine's clock minus ours, in nanoseconds, once read
     /// (`i64::MIN`: not yet).
     clock_offset: Arc<std::sync::atomic::AtomicI64>,
@@ -52,7 +52,7 @@ pub struct Engine {
     endpoint: Arc<context::Endpoint>,
     /// The same endpoint through hyper, for the answer bollard cannot model;
     /// made on first use (only Swarm managers are asked for it).
-    transport: Arc<OnceLock<std::result::Result<Transport, String>>>,
+    pub(super) transport: Arc<OnceLock<std::result::Result<Transport, String>>>,
 }
 
 impl Engine {
@@ -110,7 +110,7 @@ impl Engine {
         &self.api_version
     }
 
-    fn err(&self, op: &'static str, e: bollard::errors::Error) -> Error {
+    pub(super) fn err(&self, op: &'static str, e: bollard::errors::Error) -> Error {
         Error::engine(op, &self.host, e)
     }
 
@@ -559,7 +559,12 @@ impl Engine {
     /// Read as JSON (see `transport`): bollard's `Task` model has no
     /// `NetworksAttachments`, which is where a task's addresses are.
     pub async fn tasks(&self) -> Result<Vec<TaskInfo>> {
-        let path = tasks_path(&self.api_version);
+        self.tasks_where(r#"{"desired-state":["running"]}"#).await
+    }
+
+    /// The tasks that `filters` (the Engine's JSON filter text) selects.
+    pub(super) async fn tasks_where(&self, filters: &str) -> Result<Vec<TaskInfo>> {
+        let path = tasks_path(&self.api_version, filters);
         let transport = self
             .transport
             .get_or_init(|| Transport::new(&self.endpoint))
@@ -692,8 +697,7 @@ fn open(endpoint: &context::Endpoint) -> Result<Docker> {
 }
 
 /// `GET /tasks` of the tasks the Swarm wants running, in API `version`.
-fn tasks_path(version: &str) -> String {
-    let filters = r#"{"desired-state":["running"]}"#;
+fn tasks_path(version: &str, filters: &str) -> String {
     format!(
         "/v{version}/tasks?filters={}",
         utf8_percent_encode(filters, QUERY_VALUE)
@@ -729,7 +733,7 @@ mod tests {
     #[test]
     fn the_task_filter_is_percent_encoded() {
         assert_eq!(
-            tasks_path("1.41"),
+            tasks_path("1.41", r#"{"desired-state":["running"]}"#),
             "/v1.41/tasks?filters=%7B%22desired-state%22%3A%5B%22running%22%5D%7D"
         );
     }

@@ -57,6 +57,14 @@ impl TaskInfo {
             image: text(&spec["Image"]),
             labels,
             networks,
+            message: [&v["Status"]["Err"], &v["Status"]["Message"]]
+                .into_iter()
+                .filter_map(|m| m.as_str())
+                .find(|m| !m.is_empty())
+                .unwrap_or_default()
+                .to_owned(),
+            exit_code: v["Status"]["ContainerStatus"]["ExitCode"].as_i64(),
+            changed_ns: v["Status"]["Timestamp"].as_str().and_then(rfc3339_nanos),
         }
     }
 }

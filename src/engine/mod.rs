@@ -3,12 +3,14 @@
 //! this module alone, and every Engine model field is treated as optional.
 //!
 //! `model` holds those structs, `client` the [`Engine`] handle and its calls,
+//! `service` its Swarm service calls,
 //! `convert` the pure translation between bollard's models and ours, `transport`
 //! the one request read through hyper directly.
 
 mod client;
 mod convert;
 mod model;
+mod service;
 mod transport;
 
 pub use client::Engine;
@@ -17,3 +19,4 @@ pub use model::{
     BindMount, Confinement, ContainerEvent, ContainerInfo, CreateSpec, Endpoint, EventStream,
     ImageInfo, InputWriter, NetworkInfo, Output, OutputStream, SwarmRole, TaskInfo,
 };
+pub use service::{Placement, ServiceCreate, ServiceInfo};

@@ -103,6 +103,13 @@ pub struct TaskInfo {
     pub labels: BTreeMap<String, String>,
     /// Network name → the task's address on it.
     pub networks: BTreeMap<String, Endpoint>,
+    /// Why it is in its state, as Swarm says (`Status.Err`, else
+    /// `Status.Message`): "No such image: …", "no suitable node (…)".
+    pub message: String,
+    /// Its container's exit code, once it exited.
+    pub exit_code: Option<i64>,
+    /// When its state last changed, Unix nanoseconds.
+    pub changed_ns: Option<i64>,
 }
 
 /// One container event from the Engine's stream.

@@ -78,6 +78,27 @@ pub struct WorkerConfig {
     pub backpressure: Option<Pickle>,
     /// How the container is confined.
     pub sandbox: Sandbox,
+    /// A `SwarmWorker`'s placement: its container runs as a one-task Swarm
+    /// service. `None`: a container on the Engine itself.
+    pub swarm: Option<SwarmPlacement>,
+}
+
+/// Where the Swarm may place a `SwarmWorker`'s task, and how the task
+/// reaches its owner.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwarmPlacement {
+    /// Placement constraints (`node.labels.gpu==true`).
+    pub constraints: Vec<String>,
+    /// Spread descriptors (`node.labels.zone`), in order of preference.
+    pub spread: Vec<String>,
+    /// CPUs reserved, in billionths.
+    pub reserve_nano_cpus: Option<i64>,
+    /// Memory reserved, in bytes.
+    pub reserve_memory: Option<i64>,
+    /// The owner's address the task connects to; `None`: this process's
+    /// address on the worker's network, read from the Engine.
+    pub lifeline_host: Option<String>,
 }
 
 /// Opaque bytes (a cloudpickle) that only the container's Python reads.

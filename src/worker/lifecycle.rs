@@ -8,6 +8,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::{oneshot, watch, Mutex};
 
 use super::config::{EngineAccess, WorkerConfig};
+use super::lifeline::Lifeline;
 use super::spec::create_spec;
 use crate::engine::{now_nanos, ContainerInfo, CreateSpec, Engine, InputWriter};
 use crate::error::{Error, Result};
@@ -35,6 +36,10 @@ pub struct Running {
     pub pid: i64,
     /// Where the start went, in seconds per phase, in order.
     pub timings: Vec<(&'static str, f64)>,
+    /// The Swarm node it runs on, for a Swarm worker.
+    pub node: Option<String>,
+    /// What a stop removes.
+    target: Target,
     engine: Engine,
     registry: Registry,
     /// The container's stdin; `None` once a stop has begun.
@@ -42,6 +47,14 @@ pub struct Running {
     exit: watch::Receiver<Option<i64>>,
     /// Where a dropped handle's stop runs.
     runtime: tokio::runtime::Handle,
+}
+
+/// What a worker is to the Engine: a container, or a Swarm service whose
+/// one task's container serves.
+#[derive(Clone)]
+pub(super) enum Target {
+    Container,
+    Service(String),
 }
 
 /// What a worker's owner lends it: the record of the containers it owns, and
@@ -52,23 +65,8 @@ pub struct Owner {
     pub registry: Registry,
     /// The owner's feed socket, bind-mounted when `engine_access` is the feed.
     pub feed_socket: Option<PathBuf>,
-}
-
-/// Start a worker container and wait until it serves.
-///
-/// Runs on its own task: if the caller stops waiting (the asyncio task was
-/// cancelled), the container is still removed before the task ends.
-pub async fn start(
-    engine: Engine,
-    owner: Owner,
-    cfg: WorkerConfig,
-    timeout: Duration,
-    sink: Option<LogSink>,
-) -> Result<Running> {
-    owned_task("the worker start", move |cancelled| {
-        start_owned(engine, owner, cfg, timeout, sink, cancelled)
-    })
-    .await
+    /// The owner's lifeline listener, which a Swarm worker's task connects to.
+    pub lifeline: Option<Lifeline>,
 }
 
 /// Run `work` on a task of its own, handing it a receiver that resolves when
@@ -94,7 +92,9 @@ where
     }
 }
 
-async fn start_owned(
+/// Start a worker container and wait until it serves (on a task of its own:
+/// see [`super::start`]).
+pub(super) async fn start_owned(
     engine: Engine,
     owner: Owner,
     mut cfg: WorkerConfig,
@@ -214,7 +214,7 @@ pub(super) fn with_engine_access(
     Ok(spec)
 }
 
-async fn check_image(engine: &Engine, cfg: &WorkerConfig) -> Result<()> {
+pub(super) async fn check_image(engine: &Engine, cfg: &WorkerConfig) -> Result<()> {
     let image = engine.image(&cfg.image).await?;
     let mismatch = |detail: String| Error::ImageMismatch {
         image: cfg.image.clone(),
@@ -368,20 +368,21 @@ impl Launched {
         timings: Vec<(&'static str, f64)>,
     ) -> Running {
         tokio::spawn(self.lines.pump());
-        registry.mark_serving(ready.clone());
-        Running {
-            id: self.id,
-            name: self.name,
+        Running::serving(
+            Control {
+                id: self.id,
+                name: self.name,
+                input: self.input,
+                exit: self.exit,
+                target: Target::Container,
+                node: None,
+            },
+            engine,
+            registry,
             address,
-            version: ready.version.unwrap_or_default(),
-            pid: ready.pid.unwrap_or_default(),
+            ready,
             timings,
-            engine: engine.clone(),
-            registry: registry.clone(),
-            control: Mutex::new(Some(self.input)),
-            exit: self.exit,
-            runtime: tokio::runtime::Handle::current(),
-        }
+        )
     }
 
     /// Its `ip:port` on the worker network of `cfg`, as an inspect tells; a
@@ -413,7 +414,7 @@ impl Launched {
         let stopped = shut_down(
             engine.clone(),
             registry.clone(),
-            self.id,
+            (self.id, Target::Container),
             self.exit,
             Some(self.input),
             None,
@@ -441,7 +442,46 @@ fn address_of(info: &ContainerInfo, cfg: &WorkerConfig, name: &str) -> Result<St
     }
 }
 
+/// What the owner holds of a worker that serves: its control stream, its
+/// exit, and what a stop removes.
+pub(super) struct Control {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) input: InputWriter,
+    pub(super) exit: watch::Receiver<Option<i64>>,
+    pub(super) target: Target,
+    pub(super) node: Option<String>,
+}
+
 impl Running {
+    /// Worker `control` serves at `address`, as `ready` says: announce it to
+    /// this process's discovery and hand over the running worker.
+    pub(super) fn serving(
+        control: Control,
+        engine: &Engine,
+        registry: &Registry,
+        address: String,
+        ready: Ready,
+        timings: Vec<(&'static str, f64)>,
+    ) -> Running {
+        registry.mark_serving(ready.clone());
+        Running {
+            id: control.id,
+            name: control.name,
+            address,
+            version: ready.version.unwrap_or_default(),
+            pid: ready.pid.unwrap_or_default(),
+            timings,
+            node: control.node,
+            target: control.target,
+            engine: engine.clone(),
+            registry: registry.clone(),
+            control: Mutex::new(Some(control.input)),
+            exit: control.exit,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+
     /// Drain and remove the container. `grace`: `None` cancels in-flight work at
     /// once, negative waits for the drain indefinitely, positive bounds it. Past the
     /// bound the container is killed. Safe after the container already died.
@@ -451,7 +491,7 @@ impl Running {
         let task = tokio::spawn(shut_down(
             self.engine.clone(),
             self.registry.clone(),
-            self.id.clone(),
+            (self.id.clone(), self.target.clone()),
             self.exit.clone(),
             control,
             grace,
@@ -483,11 +523,11 @@ impl Drop for Running {
             return;
         };
         let (engine, registry, id) = (self.engine.clone(), self.registry.clone(), self.id.clone());
-        let exit = self.exit.clone();
+        let (exit, target) = (self.exit.clone(), self.target.clone());
         // After the runtime shut down (interpreter exit) this does nothing; the
         // process's exit then closes the container's stdin, which stops it.
         self.runtime.spawn(async move {
-            if let Err(e) = shut_down(engine, registry, id.clone(), exit, Some(control), None).await {
+            if let Err(e) = shut_down(engine, registry, (id.clone(), target), exit, Some(control), None).await {
                 tracing::warn!(id = %id, error = %e, "could not remove a dropped worker's container");
             }
         });
@@ -495,11 +535,11 @@ impl Drop for Running {
 }
 
 /// Send the stop command, wait for the server per `grace`, kill past the bound,
-/// and remove the container.
+/// and remove the container (or the service, whose removal kills its task).
 async fn shut_down(
     engine: Engine,
     registry: Registry,
-    id: String,
+    (id, target): (String, Target),
     mut exit: watch::Receiver<Option<i64>>,
     control: Option<InputWriter>,
     grace: Option<f64>,
@@ -532,10 +572,15 @@ async fn shut_down(
         }
         drop(writer);
     }
-    if !exited {
-        engine.kill(&id, "SIGKILL").await?;
+    match target {
+        Target::Container => {
+            if !exited {
+                engine.kill(&id, "SIGKILL").await?;
+            }
+            engine.remove(&id).await
+        }
+        Target::Service(service) => engine.remove_service(&service).await,
     }
-    engine.remove(&id).await
 }
 
 /// Measures the phases of a start.

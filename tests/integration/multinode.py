@@ -7,9 +7,9 @@
   machine is in that /24);
 - a second Docker Engine in that namespace (``nsenter --net``; ``ip netns exec``
   remounts ``/sys`` and dockerd then finds no cgroups), with its own config
-  file, data root (``vfs``), exec root and socket, all in one temporary
-  directory; the worker image is loaded into it with ``docker save | docker
-  load`` (there is no registry);
+  file, data root (fuse-overlayfs, else ``vfs``), exec root and socket, all in
+  one temporary directory; the worker image is loaded into it with ``docker
+  save | docker load`` (there is no registry);
 - the machine's Engine as the swarm's only manager, advertising ``10.231.K.1``,
   and the second Engine joined as a worker;
 - an attachable overlay network spanning both.
@@ -565,6 +565,13 @@ def _free_subnet() -> int:
     raise MultiNodeError(f"no free /24 in {SUBNET}.0.0/16")
 
 
+def _storage() -> str:
+    """The second Engine's storage driver: fuse-overlayfs where it is installed
+    (the machine's own Engine uses it), else vfs. With vfs every task copies the
+    whole image: tasks spent 15-22 s preparing, against under 2 s."""
+    return "fuse-overlayfs" if shutil.which("fuse-overlayfs") else "vfs"
+
+
 def _networks(engine: Engine) -> set[str]:
     return set(engine.out("network", "ls", "--format", "{{.Name}}").split())
 
@@ -625,7 +632,11 @@ def two_node_swarm(
         _command(*inside, "link", "set", "lo", "up")
         timings["namespace"] = time.monotonic() - begin
 
-        config = {"data-root": str(root / "data"), "storage-driver": "vfs", "mtu": 1400}
+        config = {
+            "data-root": str(root / "data"),
+            "storage-driver": _storage(),
+            "mtu": 1400,
+        }
         (root / "daemon.json").write_text(json.dumps(config))
         timings["dockerd_start"] = worker.start()
 

@@ -40,6 +40,10 @@ Environment variables:
   before anything else is read (see `wool_docker._handoff`).
 - ``WOOL_ALLOW_ROOT`` -- boolean; the worker refuses to serve as root (uid 0)
   unless this is true. Default off.
+- ``WOOL_DOCKER_LIFELINE`` -- ``host:port`` of the owner's lifeline, with
+  ``WOOL_DOCKER_LIFELINE_TOKEN``: a Swarm worker connects there and takes the
+  connection as its stdin, and writes its ready line to it too (see
+  `wool_docker._entrypoint.lifeline`).
 - ``WOOL_DOCKER_STANDBY`` -- boolean; when true, the container parks: it
   imports wool, prints a parked line and waits on stdin for its claim, which
   sets the worker's variables (see `wool_docker._entrypoint.standby`). Default
@@ -80,7 +84,8 @@ if it connects, 1 otherwise; it is the image's ``HEALTHCHECK`` and never
 imports wool or grpc, so it stays fast.
 
 Layout: `config` reads and checks what the container was given (environment,
-TLS on stdin) and holds the exit codes; `health` is ``--health``; `control`
+TLS on stdin) and holds the exit codes; `health` is ``--health``; `lifeline`
+connects a Swarm worker's stdin to its owner; `control`
 turns signals and stdin commands into one stop; `standby` parks a standby
 container until its claim; `serve` runs wool's server and prints the ready
 line. Each imports only those before it; `main` wires them.
@@ -94,6 +99,7 @@ import signal
 import sys
 from typing import Final
 
+from wool_docker._entrypoint import lifeline
 from wool_docker._entrypoint.config import DEFAULT_BIND_HOST
 from wool_docker._entrypoint.config import DEFAULT_DEREGISTER_DELAY
 from wool_docker._entrypoint.config import DEFAULT_PORT
@@ -156,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         refuse_root(os.environ)
+        lifeline.attach(os.environ)
         if read_boolean(os.environ, "WOOL_DOCKER_STANDBY", default=False):
             park(sys.stdin.fileno() if sys.stdin else 0)
         else:

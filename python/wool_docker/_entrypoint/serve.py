@@ -15,6 +15,7 @@ from typing import Any
 from typing import Final
 
 from wool_docker import _native
+from wool_docker._entrypoint import lifeline
 from wool_docker._entrypoint.config import EXIT_FAILURE
 from wool_docker._entrypoint.config import EXIT_OK
 from wool_docker._entrypoint.config import Config
@@ -214,4 +215,9 @@ def _announce_ready(connection: Any) -> None:
         print(line, flush=True)
     except (BrokenPipeError, ValueError):
         logger.warning("Could not write the ready line: stdout is closed")
+    if os.environ.get(lifeline.ADDRESS_VARIABLE):
+        try:
+            lifeline.announce(line)
+        except OSError as e:
+            logger.warning("Could not write the ready line to the owner: %s", e)
     logger.info("Worker %s ready on %s", metadata.uid, metadata.address)

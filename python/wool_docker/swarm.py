@@ -1,0 +1,148 @@
+"""`SwarmWorker`: a wool worker placed by Docker Swarm on any node."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from wool_docker.worker import DockerWorker
+from wool_docker.worker import _memory
+from wool_docker.worker import _nano_cpus
+
+__all__ = ["SwarmWorker"]
+
+
+class SwarmWorker(DockerWorker):
+    """A wool worker that runs as a one-task Swarm service, on any node.
+
+    Usable wherever `DockerWorker` is, including as a `WorkerPool` factory,
+    with the same keywords where Swarm has them. On `start` a service of one
+    task is created on ``network`` (an attachable overlay): its container is
+    the one `DockerWorker` would create, with the worker's labels, never
+    restarted, with no virtual IP and no published port. The Swarm places the
+    task; `start` waits until its server serves and advertises the task's
+    address on the overlay. On `stop` the server drains per ``grace`` and the
+    service is removed.
+
+    The task connects back to this process over the overlay (its lifeline)
+    and stops when that connection ends, so if this process dies, even by
+    ``SIGKILL``, its tasks on every node stop within seconds; the service
+    objects left behind are removed by the next `SwarmWorker` start on that
+    manager and by ``wool-docker prune``.
+
+    So this process must run on a Swarm manager's Engine (or reach one with
+    ``docker_host``), in a container attached to ``network``: the pool reaches
+    its workers there, and they reach it. Every node the task may land on
+    needs the image (loaded there, or pulled from a registry).
+
+    Swarm has no place for some of `DockerWorker`'s settings: ``gpus``,
+    ``runtime``, ``security_opt`` and ``oom_score_adj`` are refused, and
+    ``engine_access`` is ``"none"`` (the task may run where neither this
+    process's feed nor its Engine socket is), so nested routines find no
+    workers. tmpfs mounts get their size and mode only.
+
+    .. code-block:: python
+
+        pool = wool.WorkerPool(
+            spawn=8,
+            worker=lambda *tags, **kw: SwarmWorker(
+                *tags, image="wool-worker:latest", network="wool", **kw
+            ),
+            discovery=DockerDiscovery(network="wool"),
+        )
+
+    :param tags:
+        Capability tags, as for `DockerWorker`.
+    :param image:
+        The worker image; every node the task may run on needs it.
+    :param network:
+        An attachable overlay network that this process is attached to.
+    :param constraints:
+        Placement constraints, as ``docker service create --constraint``
+        takes them: ``("node.role==worker", "node.labels.gpu==true")``.
+    :param spread:
+        Placement preferences: descriptors to spread tasks over, in order,
+        e.g. ``("node.labels.zone",)``.
+    :param reserve_cpus:
+        CPUs the Swarm reserves for the task on its node.
+    :param reserve_memory:
+        Memory the Swarm reserves, in bytes or with a ``k``/``m``/``g``
+        suffix.
+    :param lifeline_host:
+        The address the task connects back to; default: this process's
+        address on ``network``, read from the Engine.
+    :param engine_access:
+        Only ``"none"``; see above.
+    :param kwargs:
+        `DockerWorker`'s other keywords.
+    :raises ValueError:
+        If an argument cannot describe a Swarm worker.
+    """
+
+    def __init__(
+        self,
+        *tags: str,
+        image: str,
+        network: str,
+        constraints: Sequence[str] = (),
+        spread: Sequence[str] = (),
+        reserve_cpus: float | None = None,
+        reserve_memory: int | str | None = None,
+        lifeline_host: str | None = None,
+        engine_access: str = "none",
+        security_opt: Sequence[str] = (),
+        oom_score_adj: int | None = None,
+        gpus: int | str | None = None,
+        runtime: str | None = None,
+        **kwargs: Any,
+    ):
+        if not network:
+            raise ValueError("a SwarmWorker needs network=, an attachable overlay")
+        refused = {
+            "engine_access": engine_access != "none",
+            "security_opt": bool(tuple(security_opt)),
+            "oom_score_adj": oom_score_adj is not None,
+            "gpus": gpus is not None,
+            "runtime": runtime is not None,
+        }
+        named = [name for name, given in refused.items() if given]
+        if named:
+            raise ValueError(
+                f"a SwarmWorker cannot take {', '.join(named)}: Swarm services have "
+                "no place for it (engine_access must be 'none')"
+            )
+        for kind, values in (("constraints", constraints), ("spread", spread)):
+            if isinstance(values, str):
+                raise ValueError(f"{kind} must be a sequence of strings, not a string")
+        super().__init__(
+            *tags,
+            image=image,
+            network=network,
+            engine_access="none",
+            security_opt=(),
+            oom_score_adj=None,
+            **kwargs,
+        )
+        self._placement = {
+            "constraints": [str(c) for c in constraints],
+            "spread": [str(s) for s in spread],
+            "reserve_nano_cpus": (
+                None if reserve_cpus is None else _nano_cpus(reserve_cpus)
+            ),
+            "reserve_memory": _memory(reserve_memory),
+            "lifeline_host": lifeline_host,
+        }
+
+    @property
+    def service(self) -> str | None:
+        """The service's name while it runs, else ``None``."""
+        return self.container
+
+    @property
+    def node(self) -> str | None:
+        """The id of the Swarm node its task runs on, while it runs."""
+        return self._handle.node if self._handle is not None else None
+
+    def _config(self, tls: dict[str, Any] | None) -> dict[str, Any]:
+        """`DockerWorker`'s configuration, placed by the Swarm."""
+        return {**super()._config(tls), "swarm": self._placement}

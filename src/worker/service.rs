@@ -1,0 +1,520 @@
+//! A worker placed by the Swarm: a one-task service on an overlay network,
+//! whose task may run on any node.
+//!
+//! The container is the one `DockerWorker` creates (the same labels, the
+//! same environment and the confinement Swarm can express), run by a
+//! replicated service of one task that is never restarted, with no virtual
+//! IP and no published port. Its task connects back to the owner's
+//! [`Lifeline`] and takes that connection as its stdin; the owner learns it
+//! serves from its ready line there, and takes its address from the task's
+//! network attachment as the manager reports it. Until then the manager's
+//! task list tells why a task does not run (no such image on its node, no
+//! node that fits), and its output is read through the manager.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::{oneshot, watch};
+
+use super::config::{EngineAccess, SwarmPlacement, WorkerConfig};
+use super::lifecycle::{check_image, Clock, Control, Owner, Running, Target, TlsFiles};
+use super::lifeline;
+use super::spec::create_spec;
+use crate::engine::{now_nanos, Engine, Placement, ServiceCreate, SwarmRole, TaskInfo};
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::output::{Lines, LogSink};
+use crate::ready::{Ready, READY_PREFIX};
+use crate::registry::Registry;
+
+/// The label on a worker's service object (not its container): which kind of
+/// wool-docker service it is, so `prune` finds it.
+pub const SERVICE_KIND: &str = "wool.docker.service";
+/// [`SERVICE_KIND`]'s value for a worker.
+pub const SERVICE_KIND_WORKER: &str = "worker";
+/// How often the manager is asked about a starting task.
+const TASK_POLL: Duration = Duration::from_millis(250);
+/// Longest line read from a task's lifeline (the ready line is well under).
+const MAX_LINE: u64 = 64 * 1024;
+/// Lines of output an error carries.
+const TAIL_LINES: usize = 40;
+/// How long a failed task's last output may take to arrive.
+const TAIL_WAIT: Duration = Duration::from_secs(5);
+/// A service whose tasks have all ended this long ago is an owner's leftover
+/// (a stopped worker's service is removed by its owner at once).
+const LEFTOVER_AFTER: Duration = Duration::from_secs(10);
+
+/// Start a Swarm worker and wait until it serves (on a task of its own: see
+/// [`super::start`]).
+pub(super) async fn start_owned(
+    engine: Engine,
+    owner: Owner,
+    mut cfg: WorkerConfig,
+    timeout: Duration,
+    sink: Option<LogSink>,
+    mut cancelled: oneshot::Receiver<()>,
+) -> Result<Running> {
+    let mut clock = Clock::new();
+    let placement = cfg.swarm.clone().unwrap_or_default();
+    let lifeline = owner
+        .lifeline
+        .clone()
+        .ok_or_else(|| Error::Internal("the lifeline listener is not being served".into()))?;
+    prepare(&engine, &mut cfg).await?;
+    let host = match &placement.lifeline_host {
+        Some(host) => host.clone(),
+        None => own_address(&engine, cfg.network.as_deref().unwrap_or_default()).await?,
+    };
+    // Leftovers of owners that died are removed by the next start.
+    if let Err(e) = prune(&engine).await {
+        tracing::warn!(error = %e, "could not remove the services of workers whose owner is gone");
+    }
+    clock.lap("check");
+    let mut expected = lifeline.expect()?;
+    let spec = service_spec(
+        &cfg,
+        &placement,
+        &format!("{host}:{}", lifeline.port()),
+        expected.token(),
+    );
+    let service = engine.create_service(&spec).await?;
+    clock.lap("create");
+    let result = tokio::select! {
+        r = bring_up(&engine, &owner.registry, &service, &cfg, &mut expected, timeout, sink, &mut clock) => r,
+        _ = &mut cancelled => Err(Error::Cancelled(format!("the start of worker {}", cfg.name))),
+    };
+    match result {
+        Ok((control, address, ready)) => Ok(Running::serving(
+            control,
+            &engine,
+            &owner.registry,
+            address,
+            ready,
+            clock.laps,
+        )),
+        Err(e) => {
+            if let Err(removal) = engine.remove_service(&service).await {
+                tracing::warn!(service = %cfg.name, error = %removal, "could not remove a worker service that did not serve");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Check what a Swarm worker needs before anything is created: a manager, an
+/// attachable overlay, and (where the manager has it) an image that can serve
+/// this process. An image only the nodes have is checked when a task runs.
+async fn prepare(engine: &Engine, cfg: &mut WorkerConfig) -> Result<()> {
+    if cfg.engine_access != EngineAccess::None {
+        return Err(Error::InvalidArgument(
+            "a SwarmWorker's task may run on another node, where neither this \
+             process's worker feed nor its Engine socket is: pass engine_access=\"none\""
+                .into(),
+        ));
+    }
+    match engine.swarm_role().await? {
+        SwarmRole::Manager { .. } => {}
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "a SwarmWorker needs a Swarm manager's Engine, and {} is not one; pass \
+                 docker_host= a manager's",
+                engine.host()
+            )))
+        }
+    }
+    let network = cfg.network.clone().ok_or_else(|| {
+        Error::InvalidArgument("a SwarmWorker needs network=, an attachable overlay".into())
+    })?;
+    let info = engine.network(&network).await?;
+    if info.driver != "overlay" {
+        return Err(Error::NetworkNotOverlay {
+            network,
+            driver: info.driver,
+        });
+    }
+    if !info.attachable {
+        return Err(Error::NetworkNotAttachable { network });
+    }
+    cfg.network = Some(info.name);
+    match check_image(engine, cfg).await {
+        Err(Error::ImageNotFound { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+/// This process's address on `network`: the container it runs in, as the
+/// Engine reports it. The task connects there.
+async fn own_address(engine: &Engine, network: &str) -> Result<String> {
+    let not_there = || {
+        Error::InvalidArgument(format!(
+            "a SwarmWorker's task connects back to its owner over network {network:?}, and \
+             this process is not in a container attached to it on this Engine: run the pool \
+             in a container on that network (`docker run --network {network} ...`), or pass \
+             lifeline_host= an address of this process that the network reaches"
+        ))
+    };
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .map_err(|_| not_there())?;
+    let info = engine.inspect(&hostname).await?.ok_or_else(not_there)?;
+    match labels::endpoint(&info, Some(network)) {
+        Some((_, endpoint)) if !endpoint.ip.is_empty() => Ok(endpoint.ip.clone()),
+        _ => Err(not_there()),
+    }
+}
+
+/// The service: the worker's container, plus the lifeline's address and token,
+/// and the owner's marks on the service object itself.
+fn service_spec(
+    cfg: &WorkerConfig,
+    placement: &SwarmPlacement,
+    lifeline: &str,
+    token: &str,
+) -> ServiceCreate {
+    let mut container = create_spec(cfg);
+    container
+        .env
+        .push(format!("{}={lifeline}", lifeline::ADDRESS_ENV));
+    container
+        .env
+        .push(format!("{}={token}", lifeline::TOKEN_ENV));
+    let labels = [
+        (labels::MANAGED, "true".to_owned()),
+        (labels::OWNER, crate::owner::token()),
+        (SERVICE_KIND, SERVICE_KIND_WORKER.to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    ServiceCreate {
+        container,
+        labels,
+        placement: Placement {
+            constraints: placement.constraints.clone(),
+            spread: placement.spread.clone(),
+            reserve_nano_cpus: placement.reserve_nano_cpus,
+            reserve_memory: placement.reserve_memory,
+        },
+    }
+}
+
+/// Wait for the task's lifeline, hand it the TLS material, read its ready
+/// line and its address; meanwhile, a task the Swarm gives up on is an error
+/// saying why.
+#[allow(clippy::too_many_arguments)]
+async fn bring_up(
+    engine: &Engine,
+    registry: &Registry,
+    service: &str,
+    cfg: &WorkerConfig,
+    expected: &mut lifeline::Expected,
+    timeout: Duration,
+    sink: Option<LogSink>,
+    clock: &mut Clock,
+) -> Result<(Control, String, Ready)> {
+    let name = cfg.name.as_str();
+    let deadline = tokio::time::Instant::now() + timeout;
+    let watch = watch_task(engine, service, name, &cfg.image, deadline);
+    tokio::pin!(watch);
+    let stream = tokio::select! {
+        stream = expected.connection() => stream
+            .ok_or_else(|| Error::Internal("the lifeline listener stopped".into()))?,
+        failed = &mut watch => return Err(failed),
+    };
+    clock.lap("placed, started, connected");
+    let (read, mut write) = stream.into_split();
+    if let Some(tls) = &cfg.tls {
+        send_line(&mut write, &TlsFiles::of(tls), name).await?;
+        clock.lap("hand over TLS material");
+    }
+    let mut reader = BufReader::new(read);
+    let line = tokio::select! {
+        line = ready_line(&mut reader) => line,
+        failed = &mut watch => return Err(failed),
+    };
+    let Some(line) = line else {
+        return Err(Error::ContainerExited {
+            id: name.to_owned(),
+            code: None,
+            log_tail: last_output(engine, service).await,
+        });
+    };
+    clock.lap("interpreter, wool import, bind");
+    // Its container and address, from the manager. (A task whose image has a
+    // healthcheck is `starting` until it passes, though it serves already.)
+    let task = engine
+        .service_tasks(service)
+        .await?
+        .into_iter()
+        .find(|t| t.container_id.is_some() && matches!(t.state.as_str(), "starting" | "running"))
+        .ok_or_else(|| Error::ContainerExited {
+            id: name.to_owned(),
+            code: None,
+            log_tail: "its task is no longer running".into(),
+        })?;
+    let container = task.container_id.clone().unwrap_or_default();
+    let network = cfg.network.as_deref().unwrap_or_default();
+    let ip = task
+        .networks
+        .get(network)
+        .map(|ep| ep.ip.clone())
+        .filter(|ip| !ip.is_empty())
+        .ok_or_else(|| Error::ContainerRejected {
+            id: name.to_owned(),
+            message: format!("its task has no address on network {network:?}"),
+        })?;
+    let ready = Ready::parse(&container, now_nanos(), &line)
+        .ok_or_else(|| Error::Internal(format!("worker {name} sent an unreadable ready line")))?;
+    clock.lap("inspect address");
+    registry.admit(&container);
+    let exit = watch_exit(
+        engine.clone(),
+        registry.clone(),
+        service.to_owned(),
+        container.clone(),
+        reader,
+    );
+    if let Some(sink) = sink {
+        let output = engine.service_logs(service, true, Some(0));
+        tokio::spawn(Lines::new(name.to_owned(), output, Some(sink)).pump());
+    }
+    let control = Control {
+        id: container,
+        name: name.to_owned(),
+        input: Box::pin(write),
+        exit,
+        target: Target::Service(service.to_owned()),
+        node: Some(task.node_id),
+    };
+    Ok((control, format!("{ip}:{}", cfg.publication.port), ready))
+}
+
+/// Write `message` as one JSON line on a task's lifeline.
+async fn send_line(
+    write: &mut tokio::net::tcp::OwnedWriteHalf,
+    message: &impl serde::Serialize,
+    name: &str,
+) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut line = serde_json::to_vec(message)
+        .map_err(|e| Error::Internal(format!("cannot encode the TLS material: {e}")))?;
+    line.push(b'\n');
+    write
+        .write_all(&line)
+        .await
+        .map_err(|e| Error::ContainerExited {
+            id: name.to_owned(),
+            code: None,
+            log_tail: format!("could not hand it its TLS material: {e}"),
+        })
+}
+
+/// The first ready line on a lifeline; `None` if it ends first. Other lines
+/// are skipped, and a line past `MAX_LINE` ends the wait.
+async fn ready_line(reader: &mut BufReader<OwnedReadHalf>) -> Option<String> {
+    loop {
+        let mut line = String::new();
+        let read = reader.take(MAX_LINE).read_line(&mut line).await.ok()?;
+        if read == 0 || !line.ends_with('\n') {
+            return None;
+        }
+        if line.starts_with(READY_PREFIX) {
+            return Some(line.trim_end().to_owned());
+        }
+    }
+}
+
+/// Watch service `service`'s task until the Swarm gives up on it or the
+/// deadline passes; returns the error that says which.
+async fn watch_task(
+    engine: &Engine,
+    service: &str,
+    name: &str,
+    image: &str,
+    deadline: tokio::time::Instant,
+) -> Error {
+    let mut tick = tokio::time::interval(TASK_POLL);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                let waited = deadline.elapsed();
+                return Error::NotServing {
+                    id: name.to_owned(),
+                    waited: waited.max(Duration::ZERO),
+                    log_tail: last_output(engine, service).await,
+                };
+            }
+        }
+        let tasks = match engine.service_tasks(service).await {
+            Ok(tasks) => tasks,
+            Err(e) if e.is_unreachable() => return e,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot read a starting worker's task");
+                continue;
+            }
+        };
+        if let Some(failed) = given_up(&tasks, name, image) {
+            return match failed {
+                Error::ContainerExited { id, code, .. } => Error::ContainerExited {
+                    id,
+                    code,
+                    log_tail: last_output(engine, service).await,
+                },
+                other => other,
+            };
+        }
+    }
+}
+
+/// Why the Swarm gave up on a worker's task, if it did: a task that ended
+/// (its code and Swarm's words), was rejected for want of the image, or
+/// waits for a node that fits.
+fn given_up(tasks: &[TaskInfo], name: &str, image: &str) -> Option<Error> {
+    // Restarts are off: the service has one task.
+    let task = tasks
+        .iter()
+        .max_by_key(|t| t.changed_ns.unwrap_or_default())?;
+    let message = task.message.as_str();
+    match task.state.as_str() {
+        "pending" if message.contains("no suitable node") => Some(Error::NoSuitableNode {
+            id: name.to_owned(),
+            message: message.to_owned(),
+        }),
+        "rejected" if message.contains("No such image") => Some(Error::ImageNotOnNode {
+            id: name.to_owned(),
+            image: image.to_owned(),
+            node: task.node_id.clone(),
+        }),
+        "rejected" | "failed" | "complete" | "shutdown" | "orphaned" | "remove" => {
+            Some(Error::ContainerExited {
+                id: name.to_owned(),
+                code: task.exit_code,
+                log_tail: message.to_owned(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A service's last lines of output, through the manager; empty if they do
+/// not come in time.
+async fn last_output(engine: &Engine, service: &str) -> String {
+    let output = engine.service_logs(service, false, Some(TAIL_LINES));
+    let mut lines = Lines::new(service.to_owned(), output, None);
+    lines.drain_for(TAIL_WAIT).await;
+    lines.tail()
+}
+
+/// Read a serving task's lifeline to its end (its server exited, or its node
+/// went away), discarding what comes; then its exit code, as the manager
+/// reports it. The container is forgotten then.
+fn watch_exit(
+    engine: Engine,
+    registry: Registry,
+    service: String,
+    container: String,
+    mut reader: BufReader<OwnedReadHalf>,
+) -> watch::Receiver<Option<i64>> {
+    let (tx, rx) = watch::channel(None);
+    tokio::spawn(async move {
+        let mut sink = tokio::io::sink();
+        let _ = tokio::io::copy(&mut reader, &mut sink).await;
+        registry.forget(&container);
+        let code = engine
+            .service_tasks(&service)
+            .await
+            .ok()
+            .and_then(|tasks| tasks.iter().find_map(|t| t.exit_code))
+            .unwrap_or(-1);
+        let _ = tx.send(Some(code));
+    });
+    rx
+}
+
+/// Remove the worker services whose tasks have all ended at least
+/// `LEFTOVER_AFTER` ago: their owner is gone (its lifeline's end stopped
+/// them) or never removed them. Returns the names removed.
+pub async fn prune(engine: &Engine) -> Result<Vec<String>> {
+    let terms = [
+        format!("{}=true", labels::MANAGED),
+        format!("{SERVICE_KIND}={SERVICE_KIND_WORKER}"),
+    ];
+    let mut removed = Vec::new();
+    let now = now_nanos();
+    for service in engine.list_services(&terms).await? {
+        let tasks = engine.service_tasks(&service.id).await?;
+        if is_leftover(&tasks, now) {
+            engine.remove_service(&service.id).await?;
+            removed.push(service.name);
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether a worker service's tasks say nobody needs it any more.
+fn is_leftover(tasks: &[TaskInfo], now_ns: i64) -> bool {
+    let after = i64::try_from(LEFTOVER_AFTER.as_nanos()).unwrap_or(i64::MAX);
+    let ended = |t: &TaskInfo| {
+        matches!(
+            t.state.as_str(),
+            "complete" | "failed" | "shutdown" | "rejected" | "orphaned" | "remove"
+        ) && t.changed_ns.is_some_and(|at| now_ns - at >= after)
+    };
+    !tasks.is_empty() && tasks.iter().all(ended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(state: &str, message: &str, changed_ns: i64) -> TaskInfo {
+        TaskInfo {
+            id: "t".into(),
+            service_id: "s".into(),
+            node_id: "n2".into(),
+            slot: Some(1),
+            state: state.into(),
+            desired_state: "running".into(),
+            container_id: None,
+            image: "img".into(),
+            labels: Default::default(),
+            networks: Default::default(),
+            message: message.into(),
+            exit_code: Some(3),
+            changed_ns: Some(changed_ns),
+        }
+    }
+
+    #[test]
+    fn the_swarm_giving_up_is_told_apart() {
+        let failed = |t| given_up(&[t], "w", "img").map(|e| e.to_string());
+        assert!(failed(task("running", "", 1)).is_none());
+        assert!(failed(task("pending", "", 1)).is_none());
+        let no_node = failed(task(
+            "pending",
+            "no suitable node (scheduling constraints)",
+            1,
+        ));
+        assert!(no_node.is_some_and(|m| m.contains("no Swarm node can run worker w")));
+        let no_image = failed(task("rejected", "No such image: img", 1));
+        assert!(no_image.is_some_and(|m| m.contains("not on Swarm node n2")));
+        let exited = failed(task("failed", "task: non-zero exit (3)", 1));
+        assert!(exited.is_some_and(|m| m.contains("exited with code 3")));
+    }
+
+    #[test]
+    fn only_services_whose_tasks_all_ended_a_while_ago_are_leftovers() {
+        let s = 1_000_000_000;
+        let now = 100 * s;
+        assert!(is_leftover(&[task("complete", "", now - 11 * s)], now));
+        assert!(!is_leftover(&[task("complete", "", now - 2 * s)], now));
+        assert!(!is_leftover(&[task("running", "", 0)], now));
+        assert!(!is_leftover(&[], now));
+        assert!(!is_leftover(
+            &[task("failed", "", 0), task("running", "", 0)],
+            now
+        ));
+    }
+}
