@@ -24,6 +24,9 @@ pub struct Ready {
     /// well formed. Only a standby container's record is taken from here
     /// (`labels::STANDBY`); every other container's labels are its word.
     pub published: Option<Published>,
+    /// A Swarm worker's task on another node: its container as the manager
+    /// describes it (no local listing shows it).
+    pub remote: Option<crate::engine::ContainerInfo>,
 }
 
 /// A worker's metadata as its ready line states it: for a claimed standby
@@ -59,6 +62,7 @@ impl Ready {
                 .map(str::to_owned),
             pid: fields.get("pid").and_then(|v| v.as_i64()),
             published: Published::read(&fields),
+            remote: None,
         })
     }
 }

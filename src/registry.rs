@@ -113,6 +113,7 @@ mod tests {
             version: Some("0.15.0".to_owned()),
             pid: Some(7),
             published: None,
+            remote: None,
         }
     }
 

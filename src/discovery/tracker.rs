@@ -53,6 +53,9 @@ pub(super) struct Tracker<E: Source> {
     cause_ns: i64,
     /// Tasks on other Swarm nodes announced, by container id (see `swarm`).
     remote: HashMap<String, WorkerRecord>,
+    /// This process's Swarm workers on other nodes announced from the
+    /// registry, and when, until a poll confirms them.
+    own_remote: HashMap<String, tokio::time::Instant>,
     /// Containers a periodic re-list corrected, until when an event about
     /// them may still explain it (see `anti_entropy`).
     suspects: HashMap<String, tokio::time::Instant>,
@@ -61,6 +64,10 @@ pub(super) struct Tracker<E: Source> {
 /// How long after a periodic re-list an event about a container it corrected
 /// still counts as the explanation (it was on its way while the listing ran).
 const IN_FLIGHT: Duration = Duration::from_secs(2);
+/// How long this process's own Swarm worker on another node stays announced
+/// without a poll that finds it serving (the probe takes well under a second
+/// where the pool can reach it at all).
+const OWN_REMOTE_GRACE: Duration = Duration::from_secs(10);
 
 /// The task behind a hub, until the hub is dropped (`shutdown`).
 pub(super) async fn run<E: Source>(
@@ -91,6 +98,7 @@ pub(super) async fn run<E: Source>(
         reread_tx,
         cause_ns: 0,
         remote: HashMap::new(),
+        own_remote: HashMap::new(),
         suspects: HashMap::new(),
     };
     // On a Swarm manager, the tasks of other nodes; aborted with this task.
@@ -500,6 +508,10 @@ impl<E: Source> Tracker<E> {
     }
 
     fn on_ready(&mut self, ready: Ready) {
+        if let Some(task) = &ready.remote {
+            self.on_own_remote(task);
+            return;
+        }
         if self.book.contains(&ready.id) {
             self.cause_ns = ready.at_ns;
             let delta = self.observe(&ready.id, &Observation::Ready(Served::from(&ready)));
@@ -615,6 +627,26 @@ impl<E: Source> Tracker<E> {
         record
     }
 
+    /// A Swarm worker of this process serves on another node: announce it at
+    /// once, as a poll would once it probed it. Until a poll finds it
+    /// serving (for `OWN_REMOTE_GRACE` at most), polls keep it.
+    fn on_own_remote(&mut self, task: &ContainerInfo) {
+        if !self.scope.admits(&task.labels) {
+            return;
+        }
+        let Ok(Ok(record)) = labels::parse(task, self.network.as_deref()) else {
+            return;
+        };
+        if self.remote.contains_key(&task.id) {
+            return;
+        }
+        self.cause_ns = 0;
+        self.own_remote
+            .insert(task.id.clone(), tokio::time::Instant::now());
+        self.remote.insert(task.id.clone(), record.clone());
+        self.publish(vec![(task.id.clone(), Delta::Added(record))]);
+    }
+
     /// A poll's serving remote tasks: announce exactly the difference.
     fn on_remote(&mut self, found: Vec<ContainerInfo>) {
         self.cause_ns = 0;
@@ -626,6 +658,18 @@ impl<E: Source> Tracker<E> {
                     continue;
                 }
                 desired.insert(c.id.clone(), record);
+            }
+        }
+        // This process's own tasks, announced before a poll could confirm
+        // them, stay until one does (or their grace ends).
+        let now = tokio::time::Instant::now();
+        self.own_remote
+            .retain(|id, at| !desired.contains_key(id) && now - *at < OWN_REMOTE_GRACE);
+        for id in self.own_remote.keys() {
+            if let Some(record) = self.remote.get(id) {
+                if self.registry.serving(id).is_some() {
+                    desired.insert(id.clone(), record.clone());
+                }
             }
         }
         let mut deltas = Vec::new();

@@ -61,7 +61,7 @@ pub(super) async fn start_owned(
         .lifeline
         .clone()
         .ok_or_else(|| Error::Internal("the lifeline listener is not being served".into()))?;
-    prepare(&engine, &mut cfg).await?;
+    let manager = prepare(&engine, &mut cfg).await?;
     let host = match &placement.lifeline_host {
         Some(host) => host.clone(),
         None => own_address(&engine, cfg.network.as_deref().unwrap_or_default()).await?,
@@ -81,7 +81,7 @@ pub(super) async fn start_owned(
     let service = engine.create_service(&spec).await?;
     clock.lap("create");
     let result = tokio::select! {
-        r = bring_up(&engine, &owner.registry, &service, &cfg, &mut expected, timeout, sink, &mut clock) => r,
+        r = bring_up(&engine, &owner.registry, (&service, &manager), &cfg, &mut expected, timeout, sink, &mut clock) => r,
         _ = &mut cancelled => Err(Error::Cancelled(format!("the start of worker {}", cfg.name))),
     };
     match result {
@@ -105,7 +105,8 @@ pub(super) async fn start_owned(
 /// Check what a Swarm worker needs before anything is created: a manager, an
 /// attachable overlay, and (where the manager has it) an image that can serve
 /// this process. An image only the nodes have is checked when a task runs.
-async fn prepare(engine: &Engine, cfg: &mut WorkerConfig) -> Result<()> {
+/// Returns the manager's node id.
+async fn prepare(engine: &Engine, cfg: &mut WorkerConfig) -> Result<String> {
     if cfg.engine_access != EngineAccess::None {
         return Err(Error::InvalidArgument(
             "a SwarmWorker's task may run on another node, where neither this \
@@ -113,8 +114,8 @@ async fn prepare(engine: &Engine, cfg: &mut WorkerConfig) -> Result<()> {
                 .into(),
         ));
     }
-    match engine.swarm_role().await? {
-        SwarmRole::Manager { .. } => {}
+    let manager = match engine.swarm_role().await? {
+        SwarmRole::Manager { node_id } => node_id,
         _ => {
             return Err(Error::InvalidArgument(format!(
                 "a SwarmWorker needs a Swarm manager's Engine, and {} is not one; pass \
@@ -122,7 +123,7 @@ async fn prepare(engine: &Engine, cfg: &mut WorkerConfig) -> Result<()> {
                 engine.host()
             )))
         }
-    }
+    };
     let network = cfg.network.clone().ok_or_else(|| {
         Error::InvalidArgument("a SwarmWorker needs network=, an attachable overlay".into())
     })?;
@@ -138,8 +139,8 @@ async fn prepare(engine: &Engine, cfg: &mut WorkerConfig) -> Result<()> {
     }
     cfg.network = Some(info.name);
     match check_image(engine, cfg).await {
-        Err(Error::ImageNotFound { .. }) => Ok(()),
-        other => other,
+        Ok(()) | Err(Error::ImageNotFound { .. }) => Ok(manager),
+        Err(e) => Err(e),
     }
 }
 
@@ -206,7 +207,7 @@ fn service_spec(
 async fn bring_up(
     engine: &Engine,
     registry: &Registry,
-    service: &str,
+    (service, manager): (&str, &str),
     cfg: &WorkerConfig,
     expected: &mut lifeline::Expected,
     timeout: Duration,
@@ -264,8 +265,19 @@ async fn bring_up(
             id: name.to_owned(),
             message: format!("its task has no address on network {network:?}"),
         })?;
-    let ready = Ready::parse(&container, now_nanos(), &line)
+    let mut ready = Ready::parse(&container, now_nanos(), &line)
         .ok_or_else(|| Error::Internal(format!("worker {name} sent an unreadable ready line")))?;
+    if task.node_id != manager {
+        // No listing of this Engine shows it: this process's discovery is told
+        // what a poll of the manager would find.
+        let image = engine.image(&cfg.image).await.map(|i| i.labels);
+        ready.remote = Some(crate::swarm::as_container(
+            &task,
+            &container,
+            name,
+            &image.unwrap_or_default(),
+        ));
+    }
     clock.lap("inspect address");
     registry.admit(&container);
     let exit = watch_exit(
