@@ -235,11 +235,15 @@ async fn bring_up(
         failed = &mut watch => return Err(failed),
     };
     let Some(line) = line else {
-        return Err(Error::ContainerExited {
-            id: name.to_owned(),
-            code: None,
-            log_tail: last_output(engine, service).await,
-        });
+        // It hung up before serving: its task is ending; the manager tells
+        // its code and output once it has.
+        return Err(tokio::time::timeout(TAIL_WAIT * 2, &mut watch)
+            .await
+            .unwrap_or_else(|_| Error::ContainerExited {
+                id: name.to_owned(),
+                code: None,
+                log_tail: String::new(),
+            }));
     };
     clock.lap("interpreter, wool import, bind");
     // Its container and address, from the manager. (A task whose image has a

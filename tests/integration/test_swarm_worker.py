@@ -8,7 +8,13 @@ the manager's Engine (``examples/client.py``, or a script of the test's own).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
+import subprocess
+import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from collections.abc import Awaitable
 from collections.abc import Callable
@@ -22,6 +28,8 @@ from .conftest import RUN_ID
 from .conftest import RUN_LABEL
 from .modes_harness import ROOT
 from .modes_harness import ClientContainer
+from .modes_harness import _engine_socket
+from .modes_harness import xfail_on_known_wool_failure
 from .multinode import Swarm
 from .multinode import wait_for
 
@@ -42,26 +50,16 @@ OWNER_SCRIPT = ROOT / "tests" / "integration" / "swarm_owner_script.py"
 
 def _worker_services(swarm: Swarm) -> dict[str, dict[str, Any]]:
     """The Swarm workers' services by name, with their tasks."""
+    filters = urllib.parse.quote(json.dumps({"label": [f"{_KIND}=worker"]}))
     found = {}
-    for service in swarm.manager.get(
-        f"/services?filters={_filters(label=[f'{_KIND}=worker'])}"
-    ):
-        name = service["Spec"]["Name"]
-        found[name] = {
-            "id": service["ID"],
-            "tasks": swarm.manager.tasks(service=service["ID"]),
-        }
+    for service in swarm.manager.get(f"/services?filters={filters}"):
+        tasks = swarm.manager.tasks(service=service["ID"])
+        found[service["Spec"]["Name"]] = {"id": service["ID"], "tasks": tasks}
     return found
 
 
-def _filters(**values: list[str]) -> str:
-    import urllib.parse
-
-    return urllib.parse.quote(json.dumps(values))
-
-
 def _task_containers(swarm: Swarm) -> dict[str, str]:
-    """Running task containers of Swarm workers on both nodes: id → node."""
+    """Task containers of Swarm workers that run, on both nodes: id[:12] → node."""
     found = {}
     for service in _worker_services(swarm).values():
         for task in service["tasks"]:
@@ -73,11 +71,90 @@ def _task_containers(swarm: Swarm) -> dict[str, str]:
     return found
 
 
+def _no_worker_services(swarm: Swarm, timeout: float = _GONE) -> None:
+    wait_for(
+        lambda: _worker_services(swarm) == {} or None,
+        timeout=timeout,
+        what="no Swarm worker service left",
+    )
+
+
+class OwnerContainer:
+    """``swarm_owner_script.py`` in a container on the overlay on the manager,
+    with the manager's Engine socket (a test harness privilege)."""
+
+    def __init__(self, swarm: Swarm, image: str, name: str, config: dict[str, Any]):
+        self.name = name
+        socket = _engine_socket()
+        config = {"image": image, "network": swarm.overlay, **config}
+        self.command = [
+            "docker", "run", "--rm", "-i", "--name", name,
+            "--network", swarm.overlay, "--label", f"{RUN_LABEL}={RUN_ID}",
+            "-v", f"{OWNER_SCRIPT}:/owner.py:ro",
+            "-v", f"{socket}:/var/run/docker.sock",
+            "--group-add", str(os.stat(socket).st_gid),
+            "-e", "DOCKER_HOST=unix:///var/run/docker.sock",
+            "--entrypoint", "python3", image, "/owner.py", json.dumps(config),
+        ]  # fmt: skip
+        self.process: asyncio.subprocess.Process | None = None
+        self.stderr: list[str] = []
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._stderr = asyncio.create_task(self._read_stderr())
+
+    async def _read_stderr(self) -> None:
+        assert self.process is not None and self.process.stderr is not None
+        async for raw in self.process.stderr:
+            self.stderr = [*self.stderr[-40:], raw.decode(errors="replace").rstrip()]
+
+    async def record(self, key: str, timeout: float = _START) -> dict[str, Any]:
+        """The next JSON line that has ``key``."""
+        assert self.process is not None and self.process.stdout is not None
+        try:
+            async with asyncio.timeout(timeout):
+                async for raw in self.process.stdout:
+                    with contextlib.suppress(ValueError):
+                        line = json.loads(raw)
+                        if isinstance(line, dict) and key in line:
+                            return line
+        except TimeoutError:
+            pass
+        tail = "\n".join(self.stderr[-20:])
+        raise AssertionError(f"the owner printed no {key!r}; its stderr:\n{tail}")
+
+    async def send(self, line: str) -> None:
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(line.encode() + b"\n")
+        await self.process.stdin.drain()
+
+    async def wait(self, timeout: float = _START) -> int:
+        assert self.process is not None
+        async with asyncio.timeout(timeout):
+            return await self.process.wait()
+
+    async def remove(self) -> None:
+        subprocess.run(["docker", "rm", "--force", self.name], capture_output=True)
+        if self.process is not None:
+            with contextlib.suppress(TimeoutError, ProcessLookupError):
+                async with asyncio.timeout(30):
+                    await self.process.wait()
+            self._stderr.cancel()
+
+
 @pytest_asyncio.fixture
 async def client(
     two_nodes: Swarm, image: str
 ) -> AsyncIterator[Callable[..., Awaitable[ClientContainer]]]:
-    """Starts ``examples/client.py`` in containers on the overlay on the manager."""
+    """Starts ``examples/client.py`` in containers on the overlay on the manager.
+
+    Afterwards fails the test if a Swarm worker service is left.
+    """
     clients: list[ClientContainer] = []
 
     async def start(*arguments: str) -> ClientContainer:
@@ -95,15 +172,42 @@ async def client(
     yield start
     for client in clients:
         await client.remove()
-    # Whatever a test left: a leak fails it.
-    left = _worker_services(two_nodes)
-    for name in left:
-        two_nodes.remove_service(name)
-    assert left == {}, f"the test left Swarm worker services {sorted(left)}"
+    _assert_no_leftovers(two_nodes)
+
+
+@pytest_asyncio.fixture
+async def owner(
+    two_nodes: Swarm, image: str
+) -> AsyncIterator[Callable[..., Awaitable[OwnerContainer]]]:
+    """Starts ``swarm_owner_script.py`` owners; removes them and checks leaks."""
+    owners: list[OwnerContainer] = []
+
+    async def start(**config: Any) -> OwnerContainer:
+        name = f"{NAME_PREFIX}-sw-owner{len(owners)}"
+        started = OwnerContainer(two_nodes, image, name, config)
+        owners.append(started)
+        await started.start()
+        return started
+
+    yield start
+    for started in owners:
+        await started.remove()
+    _assert_no_leftovers(two_nodes)
+
+
+def _assert_no_leftovers(swarm: Swarm) -> None:
+    """Remove what a test left of Swarm workers, and fail it if there was any."""
+    try:
+        _no_worker_services(swarm)
+    except Exception:
+        left = _worker_services(swarm)
+        for name in left:
+            swarm.remove_service(name)
+        pytest.fail(f"the test left Swarm worker services {sorted(left)}")
 
 
 class TestPool:
-    """A pool of Swarm workers spread over both nodes."""
+    """Pools of Swarm workers spread over both nodes."""
 
     @pytest.mark.asyncio
     async def test_burst_uses_workers_on_both_nodes(self, two_nodes, client):
@@ -121,19 +225,9 @@ class TestPool:
         """
         # Arrange
         pool = await client(
-            "--spawn",
-            "4",
-            "--kind",
-            "swarm",
-            "--quorum",
-            "4",
-            "--calls",
-            "8",
-            "--spin",
-            "0.3",
-            "--interval",
-            "0.1",
-        )
+            "--spawn", "4", "--kind", "swarm", "--quorum", "4",
+            "--calls", "8", "--spin", "0.3", "--interval", "0.1",
+        )  # fmt: skip
         every = await pool.log.wait_for(
             lambda r: len(r.hosts) == 4,
             what="a round on all 4 Swarm workers",
@@ -146,13 +240,280 @@ class TestPool:
 
         # Assert
         assert set(every.hosts) == set(tasks), (every, tasks)
-        assert set(tasks.values()) == {
-            two_nodes.manager.node_id,
-            two_nodes.worker.node_id,
-        }
+        nodes = {two_nodes.manager.node_id, two_nodes.worker.node_id}
+        assert set(tasks.values()) == nodes
         assert sum(every.hosts.values()) == 8
-        wait_for(
-            lambda: _worker_services(two_nodes) == {} or None,
-            timeout=_GONE,
-            what="no Swarm worker service after the pool exits",
+        _no_worker_services(two_nodes)
+
+    @pytest.mark.asyncio
+    async def test_hybrid_with_a_service_and_docker_workers(self, two_nodes, client):
+        """Test SwarmWorkers next to a Swarm service and DockerWorkers.
+
+        Given:
+            A Swarm service of 2 tasks labelled ``wool.worker=true``, and a
+            client pool with ``spawn=4`` alternating `SwarmWorker` and
+            `DockerWorker`, discovering ``wool.worker=true``
+        When:
+            It dispatches rounds, then leaves its pool
+        Then:
+            A round should reach all 6 workers; after the exit the service
+            should still run its 2 tasks, and no worker the pool started
+            should be left
+        """
+        # Arrange
+        service = two_nodes.create_service(2, "--replicas-max-per-node", "1")
+        label = f"{RUN_LABEL}={RUN_ID}"
+        pool = await client(
+            "--spawn", "4", "--kind", "mixed", "--quorum", "4",
+            "--label", "wool.worker=true", "--worker-label", label,
+            "--calls", "12", "--interval", "0.1",
+        )  # fmt: skip
+
+        # Act
+        every = await pool.log.wait_for(
+            lambda r: len(r.hosts) == 6,
+            what="a round on the 2 service tasks and the 4 workers of the pool",
+            timeout=_START,
         )
+        await pool.stop(timeout=_START)
+
+        # Assert
+        assert len(every.hosts) == 6
+        _no_worker_services(two_nodes)
+        own = two_nodes.manager.out(
+            "ps", "-a", "-q", "--filter", f"label={label}",
+            "--filter", "label=wool.docker.managed=true",
+        )  # fmt: skip
+        assert own == "", f"DockerWorker containers left: {own}"
+        running = two_nodes.manager.tasks(service=service, desired_state="running")
+        assert len(running) == 2
+        two_nodes.remove_service(service)
+
+    @pytest.mark.asyncio
+    async def test_the_other_node_drained(self, two_nodes, client):
+        """Test draining the other node while the pool runs.
+
+        Given:
+            A client pool of 4 `SwarmWorker` s on both nodes
+        When:
+            The other node is drained
+        Then:
+            No round started 5 s after its tasks are gone should reach them,
+            rounds should go on on the manager's workers, and the pool should
+            exit cleanly, leaving no service
+        """
+        # Arrange
+        pool = await client(
+            "--spawn", "4", "--kind", "swarm", "--quorum", "4",
+            "--calls", "8", "--concurrency", "2", "--interval", "0.1",
+        )  # fmt: skip
+        await pool.log.wait_for(
+            lambda r: len(r.hosts) == 4, what="a round on all 4", timeout=_START
+        )
+        tasks = _task_containers(two_nodes)
+        other = two_nodes.worker.node_id
+        away = {h for h, node in tasks.items() if node == other}
+        assert away, tasks
+
+        # Act
+        drained_at = time.time()
+        two_nodes.manager.run("node", "update", "--availability", "drain", other)
+        try:
+            wait_for(
+                lambda: not (away & set(_task_containers(two_nodes))) or None,
+                timeout=_GONE,
+                what="the drained node's tasks to end",
+            )
+            gone = time.time()
+            later = await pool.log.wait_for(
+                lambda r: r.number > 0 and len(r.hosts) > 0,
+                what="a round after the drain",
+                timeout=_START,
+                since=gone + _DROP,
+            )
+            await pool.stop(timeout=_START)
+        finally:
+            two_nodes.manager.run("node", "update", "--availability", "active", other)
+
+        # Assert
+        assert not (away & set(later.hosts)), later
+        late = [str(r) for r in pool.log.since(gone + _DROP) if away & r.hosts.keys()]
+        assert late == [], f"the drained node's workers still got work: {late}"
+        unexpected, known = pool.log.failures([(drained_at, gone + _DROP)])
+        assert unexpected == [], pool.log.tail(len(pool.log.rounds))
+        xfail_on_known_wool_failure(known)
+
+
+class TestLifetime:
+    """What is left when the owner goes, and when a start is cancelled."""
+
+    @pytest.mark.asyncio
+    async def test_owner_sigkill_ends_every_task(self, two_nodes, owner, image):
+        """Test the lifeline across nodes.
+
+        Given:
+            An owner holding 4 `SwarmWorker` s spread over both nodes
+        When:
+            The owner's container is killed (SIGKILL)
+        Then:
+            Every task on both nodes should end within the bound, and
+            ``wool-docker prune`` should then remove the services
+        """
+        # Arrange
+        held = await owner(mode="hold", count=4)
+        workers = (await held.record("workers"))["workers"]
+        nodes = {w["node"] for w in workers}
+
+        # Act
+        killed = time.monotonic()
+        two_nodes.manager.run("kill", held.name)
+        wait_for(
+            lambda: not _task_containers(two_nodes) or None,
+            timeout=_GONE,
+            what="every task of the killed owner's workers to end",
+        )
+        ended = time.monotonic() - killed
+        print(f"owner SIGKILL → every task ended: {ended:.1f} s")
+        removed = wait_for(
+            lambda: _prune(two_nodes) or None,
+            timeout=_GONE + 15,
+            what="prune to remove the dead owner's services",
+        )
+
+        # Assert
+        assert nodes == {two_nodes.manager.node_id, two_nodes.worker.node_id}
+        assert ended < _GONE
+        assert removed == {w["service"] for w in workers}
+
+    @pytest.mark.asyncio
+    async def test_cancelled_starts_leave_nothing(self, two_nodes, owner):
+        """Test cancelling ``start()`` at a sweep of delays.
+
+        Given:
+            An owner that starts a `SwarmWorker` and cancels the start after
+            0 to 3 s
+        When:
+            Each start is cancelled
+        Then:
+            Each should end (cancelled, or started and stopped), and no
+            service should be left
+        """
+        # Arrange
+        delays = [0.0, 0.05, 0.2, 0.5, 1.0, 2.0, 3.0]
+
+        # Act
+        started = await owner(mode="cancel", delays=delays)
+        outcomes = (await started.record("cancelled"))["cancelled"]
+        code = await started.wait()
+
+        # Assert
+        assert code == 0, started.stderr
+        assert set(outcomes) == {str(d) for d in delays}
+        assert outcomes["0.0"] == "cancelled"
+        _no_worker_services(two_nodes)
+
+    @pytest.mark.asyncio
+    async def test_a_routine_cannot_use_or_flood_the_lifeline(self, two_nodes, owner):
+        """Test the owner's lifeline listener against its own worker.
+
+        Given:
+            An owner holding a `SwarmWorker`
+        When:
+            A routine replays the worker's (used) lifeline token, then opens
+            200 connections that send 4 KiB each and no newline
+        Then:
+            The replay should be closed, and the owner should still serve a
+            call afterwards and stop its worker cleanly
+        """
+        # Arrange
+        held = await owner(mode="hold", count=1, attack=True)
+        await held.record("workers")
+
+        # Act
+        attack = await held.record("attack", timeout=_START)
+        await held.send("exit")
+        stopped = (await held.record("stopped"))["stopped"]
+
+        # Assert
+        assert attack["attack"]["replay_closed"] is True
+        assert attack["attack"]["flooded"] == 200
+        assert attack["after"]
+        assert stopped is True
+        assert await held.wait() == 0
+
+
+class TestErrors:
+    """Bad input: a clear error, and nothing left."""
+
+    @pytest.mark.asyncio
+    async def test_errors_name_what_is_wrong(self, two_nodes, owner, image):
+        """Test the start errors of SwarmWorker.
+
+        Given:
+            A bridge network, an overlay that is not attachable, an image tag
+            only the manager has, a constraint no node meets, and an
+            environment the entry point refuses
+        When:
+            A `SwarmWorker` is started with each
+        Then:
+            Each should raise its error, naming the cause (the node without
+            the image, the scheduler's words, the task's last output)
+        """
+        # Arrange
+        bridge = two_nodes.name("bridge")
+        closed = two_nodes.name("closed")
+        local = f"{image.rsplit(':', 1)[0]}:{two_nodes.name('local')}"
+        two_nodes.manager.run(
+            "network", "create", "--label", f"{RUN_LABEL}={RUN_ID}", bridge
+        )
+        two_nodes.manager.run("network", "create", "-d", "overlay", closed)
+        two_nodes.manager.run("tag", image, local)
+        try:
+            cases = {
+                "bridge": {"network": bridge},
+                "closed": {"network": closed},
+                "image": {
+                    "image": local,
+                    "constraints": [f"node.id=={two_nodes.worker.node_id}"],
+                },
+                "no_node": {"constraints": ["node.labels.wool-docker-nowhere==1"]},
+                "refused": {"environment": {"WOOL_SHUTDOWN_GRACE": "-1"}},
+            }
+
+            # Act
+            started = await owner(mode="errors", cases=cases, timeout=60.0)
+            errors = (await started.record("errors"))["errors"]
+        finally:
+            two_nodes.manager.run("network", "rm", bridge, check=False)
+            two_nodes.manager.run("network", "rm", closed, check=False)
+            two_nodes.manager.run("rmi", local, check=False)
+
+        # Assert
+        assert errors["bridge"][0] == "NetworkNotFoundError"
+        assert "attachable overlay" in errors["bridge"][1]
+        assert errors["closed"][0] == "NetworkNotFoundError"
+        assert "not attachable" in errors["closed"][1]
+        assert errors["image"][0] == "ImageNotFoundError", errors["image"]
+        assert two_nodes.worker.node_id in errors["image"][1]
+        assert errors["no_node"][0] == "ContainerFailedError", errors["no_node"]
+        assert "no suitable node" in errors["no_node"][1]
+        assert errors["refused"][0] == "ContainerFailedError", errors["refused"]
+        assert "WOOL_SHUTDOWN_GRACE" in errors["refused"][1]
+        _no_worker_services(two_nodes)
+
+
+def _prune(swarm: Swarm) -> set[str] | None:
+    """Run ``wool-docker prune`` against the manager; the services it removed."""
+    before = set(_worker_services(swarm))
+    subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "wool-docker"), "prune"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    after = set(_worker_services(swarm))
+    return (before - after) if not after else None
+
+
+_DROP = 5.0
+"""Seconds after which a departed task gets no more work (see test_swarm_nodes)."""

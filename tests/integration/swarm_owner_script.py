@@ -1,0 +1,151 @@
+"""An owner of Swarm workers, run by `test_swarm_worker` in a container on the
+overlay on the manager (where such an owner runs).
+
+``python3 swarm_owner_script.py '<json>'`` with keys ``image``, ``network``,
+``mode`` and the mode's own. Talks to the test on its standard streams, one
+JSON line each way.
+
+- ``errors``: starts a `SwarmWorker` for each case of ``cases`` (name to
+  keywords) and prints ``{"errors": {name: [type, message]}}``.
+- ``cancel``: for each of ``delays``, starts a worker and cancels the start
+  that many seconds later; prints ``{"cancelled": {delay: outcome}}``, where
+  the outcome is ``"cancelled"`` or ``"started"`` (the start won the race and
+  the worker was then stopped).
+- ``hold``: starts ``count`` workers with ``keywords``, prints ``{"workers":
+  [{"service", "node", "address", "uid"}]}``, then with ``attack`` has a
+  routine use its own lifeline token and flood the owner's lifeline port, and
+  prints ``{"attack": ..., "after": <hostname served by a call afterwards>}``;
+  then waits for ``exit`` (or to be killed) and stops its workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import wool
+
+from wool_docker import DockerDiscovery
+from wool_docker import SwarmWorker
+
+TIMEOUT: float = 120.0
+"""Seconds any one step may take."""
+
+
+def emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+@wool.routine
+async def hostname() -> str:
+    import socket
+
+    return socket.gethostname()
+
+
+@wool.routine
+async def attack_lifeline() -> dict[str, Any]:
+    """Replay this worker's own (used) lifeline token, then flood the port."""
+    import socket
+
+    with open("/proc/self/environ", "rb") as f:
+        environ = dict(
+            item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item
+        )
+    address = environ[b"WOOL_DOCKER_LIFELINE"].decode()
+    token = environ[b"WOOL_DOCKER_LIFELINE_TOKEN"]
+    host, port = address.rsplit(":", 1)
+    replay = socket.create_connection((host, int(port)), timeout=10)
+    replay.sendall(token + b"\n")
+    replay.settimeout(15)
+    closed = replay.recv(1) == b""
+    replay.close()
+    idle = []
+    for _ in range(200):
+        connection = socket.create_connection((host, int(port)), timeout=10)
+        connection.sendall(b"x" * 4096)
+        idle.append(connection)
+    for connection in idle:
+        connection.close()
+    return {"replay_closed": closed, "flooded": len(idle)}
+
+
+async def errors(config: dict[str, Any]) -> None:
+    found = {}
+    for name, keywords in config["cases"].items():
+        keywords = {"network": config["network"], **keywords}
+        worker = SwarmWorker(image=keywords.pop("image", config["image"]), **keywords)
+        try:
+            await worker.start(timeout=config.get("timeout", 60.0))
+        except Exception as e:
+            found[name] = [type(e).__name__, str(e)]
+        else:
+            await worker.stop()
+            found[name] = ["started", ""]
+    emit({"errors": found})
+
+
+async def cancel(config: dict[str, Any]) -> None:
+    outcomes = {}
+    for delay in config["delays"]:
+        worker = SwarmWorker(image=config["image"], network=config["network"])
+        start = asyncio.ensure_future(worker.start(timeout=TIMEOUT))
+        await asyncio.sleep(delay)
+        start.cancel()
+        try:
+            await start
+        except asyncio.CancelledError:
+            outcomes[str(delay)] = "cancelled"
+        else:
+            outcomes[str(delay)] = "started"
+            await worker.stop()
+    emit({"cancelled": outcomes})
+
+
+async def hold(config: dict[str, Any]) -> None:
+    keywords = config.get("keywords", {})
+    workers = [
+        SwarmWorker(image=config["image"], network=config["network"], **keywords)
+        for _ in range(config["count"])
+    ]
+    async with asyncio.timeout(TIMEOUT):
+        await asyncio.gather(*(w.start() for w in workers))
+    emit(
+        {
+            "workers": [
+                {
+                    "service": w.service,
+                    "node": w.node,
+                    "address": w.address,
+                    "uid": str(w.uid),
+                }
+                for w in workers
+            ]
+        }
+    )
+    if config.get("attack"):
+        discovery = DockerDiscovery(network=config["network"])
+        pool = wool.WorkerPool(discovery=discovery.subscriber)
+        async with pool:
+            attack = await attack_lifeline()
+            after = await hostname()
+        emit({"attack": attack, "after": after})
+    await asyncio.to_thread(sys.stdin.readline)
+    await asyncio.gather(*(w.stop() for w in workers))
+    emit({"stopped": True})
+
+
+async def main() -> None:
+    config = json.loads(sys.argv[1])
+    modes = {"errors": errors, "cancel": cancel, "hold": hold}
+    await modes[config["mode"]](config)
+
+
+if __name__ == "__main__":
+    import cloudpickle
+
+    # The routines live in __main__, which the workers do not have.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    asyncio.run(main())
