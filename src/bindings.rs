@@ -378,7 +378,7 @@ pub fn prune(
             engine.swarm_role().await?,
             crate::engine::SwarmRole::Manager { .. }
         ) {
-            removed.extend(worker::prune_services(&engine).await?);
+            removed.extend(worker::prune_services(&engine, any_user, &labels).await?);
         }
         Ok((removed, unknown))
     })

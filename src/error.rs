@@ -113,7 +113,7 @@ pub enum Error {
         id: String,
         /// The image reference.
         image: String,
-        /// The node's hostname and id.
+        /// The node's id.
         node: String,
     },
 

@@ -142,6 +142,12 @@ fn host_identity() -> String {
     format!("{}.{}.{}", clean(&machine), clean(&boot), pidns)
 }
 
+/// Whether an owner token names this process's user (`any_user`: whoever).
+pub fn same_user(token: Option<&str>, any_user: bool) -> bool {
+    let me = current_uid();
+    any_user || (me.is_some() && token.and_then(owner_uid) == me)
+}
+
 /// This process's real uid.
 fn current_uid() -> Option<u32> {
     proc_uid("self")

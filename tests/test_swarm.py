@@ -19,7 +19,6 @@ NETWORK = "wool-overlay"
 
 PLACEMENT_KEYS = {
     "constraints",
-    "spread",
     "reserve_nano_cpus",
     "reserve_memory",
     "lifeline_host",
@@ -181,13 +180,13 @@ class TestSwarmWorker:
         # Assert
         assert worker.service is None
 
-    @pytest.mark.parametrize("keyword", ["constraints", "spread"])
+    @pytest.mark.parametrize("keyword", ["constraints"])
     def test___init___with_bare_string(self, keyword):
         """Test placement given as one string instead of a sequence.
 
         Given:
-            ``constraints`` or ``spread`` as a bare string (which would
-            otherwise be split into characters)
+            ``constraints`` as a bare string (which would otherwise be split
+            into characters)
         When:
             `SwarmWorker` is constructed
         Then:
@@ -271,7 +270,7 @@ class TestSwarmWorker:
         Then:
             It should be `DockerWorker`'s config (engine access ``"none"``, no
             ``security_opt``, no OOM score adjustment) plus a ``"swarm"``
-            part with empty constraints and spread and no reservations or
+            part with empty constraints and no reservations or
             lifeline host, and the native schema should accept it
         """
         # Arrange
@@ -283,7 +282,6 @@ class TestSwarmWorker:
         # Assert
         assert config["swarm"] == {
             "constraints": [],
-            "spread": [],
             "reserve_nano_cpus": None,
             "reserve_memory": None,
             "lifeline_host": None,
@@ -303,7 +301,7 @@ class TestSwarmWorker:
         """Test the native config of a Swarm worker with every placement keyword.
 
         Given:
-            Constraints, spread descriptors, CPU and memory reservations and a
+            Constraints, CPU and memory reservations and a
             lifeline host
         When:
             ``_config(None)`` is built
@@ -316,7 +314,6 @@ class TestSwarmWorker:
             image=IMAGE,
             network=NETWORK,
             constraints=("node.role==worker", "node.labels.gpu==true"),
-            spread=["node.labels.zone"],
             reserve_cpus=0.25,
             reserve_memory="64m",
             lifeline_host="10.0.1.2",
@@ -328,7 +325,6 @@ class TestSwarmWorker:
         # Assert
         assert config["swarm"] == {
             "constraints": ["node.role==worker", "node.labels.gpu==true"],
-            "spread": ["node.labels.zone"],
             "reserve_nano_cpus": 250_000_000,
             "reserve_memory": 64 * 1024**2,
             "lifeline_host": "10.0.1.2",
@@ -375,7 +371,7 @@ class TestSwarmWorker:
 
     @pytest.mark.parametrize(
         ("key", "value"),
-        [("contraints", []), ("replicas", 2), ("spread_over", ["node.id"])],
+        [("contraints", []), ("replicas", 2), ("spread", ["node.labels.zone"])],
     )
     def test__config_with_unknown_swarm_key(self, key, value):
         """Test that the native schema refuses a misspelt placement key.

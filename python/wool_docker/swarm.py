@@ -60,9 +60,6 @@ class SwarmWorker(DockerWorker):
     :param constraints:
         Placement constraints, as ``docker service create --constraint``
         takes them: ``("node.role==worker", "node.labels.gpu==true")``.
-    :param spread:
-        Placement preferences: descriptors to spread tasks over, in order,
-        e.g. ``("node.labels.zone",)``.
     :param reserve_cpus:
         CPUs the Swarm reserves for the task on its node.
     :param reserve_memory:
@@ -85,7 +82,6 @@ class SwarmWorker(DockerWorker):
         image: str,
         network: str,
         constraints: Sequence[str] = (),
-        spread: Sequence[str] = (),
         reserve_cpus: float | None = None,
         reserve_memory: int | str | None = None,
         lifeline_host: str | None = None,
@@ -111,9 +107,8 @@ class SwarmWorker(DockerWorker):
                 f"a SwarmWorker cannot take {', '.join(named)}: Swarm services have "
                 "no place for it (engine_access must be 'none')"
             )
-        for kind, values in (("constraints", constraints), ("spread", spread)):
-            if isinstance(values, str):
-                raise ValueError(f"{kind} must be a sequence of strings, not a string")
+        if isinstance(constraints, str):
+            raise ValueError("constraints must be a sequence of strings, not a string")
         super().__init__(
             *tags,
             image=image,
@@ -123,13 +118,18 @@ class SwarmWorker(DockerWorker):
             oom_score_adj=None,
             **kwargs,
         )
+        try:
+            nano_cpus = None if reserve_cpus is None else _nano_cpus(reserve_cpus)
+        except ValueError as e:
+            raise ValueError(f"reserve_cpus: {e}") from None
+        try:
+            memory = _memory(reserve_memory)
+        except ValueError as e:
+            raise ValueError(f"reserve_memory: {e}") from None
         self._placement = {
             "constraints": [str(c) for c in constraints],
-            "spread": [str(s) for s in spread],
-            "reserve_nano_cpus": (
-                None if reserve_cpus is None else _nano_cpus(reserve_cpus)
-            ),
-            "reserve_memory": _memory(reserve_memory),
+            "reserve_nano_cpus": nano_cpus,
+            "reserve_memory": memory,
             "lifeline_host": lifeline_host,
         }
 

@@ -8,8 +8,8 @@ use bollard::models::{
     EndpointSpec, EndpointSpecModeEnum, Limit, Mount, MountTmpfsOptions, MountType,
     NetworkAttachmentConfig, ResourceObject, ResourcesUlimits, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec, TaskSpecLogDriver,
-    TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
+    TaskSpecRestartPolicyConditionEnum,
 };
 use bollard::query_parameters::{ListServicesOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt;
@@ -30,8 +30,6 @@ const STOP_GRACE_NS: i64 = 2_000_000_000;
 pub struct Placement {
     /// Constraints, as `docker service create --constraint` takes them.
     pub constraints: Vec<String>,
-    /// Spread descriptors (`node.labels.zone`), in order of preference.
-    pub spread: Vec<String>,
     /// CPUs reserved, in billionths.
     pub reserve_nano_cpus: Option<i64>,
     /// Memory reserved, in bytes.
@@ -59,6 +57,8 @@ pub struct ServiceInfo {
     pub name: String,
     /// The service object's labels.
     pub labels: BTreeMap<String, String>,
+    /// Its task's container labels.
+    pub container_labels: BTreeMap<String, String>,
 }
 
 impl Engine {
@@ -113,10 +113,18 @@ impl Engine {
             .into_iter()
             .filter_map(|s| {
                 let spec = s.spec?;
+                let container_labels = spec
+                    .task_template
+                    .and_then(|t| t.container_spec)
+                    .and_then(|c| c.labels)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
                 Some(ServiceInfo {
                     id: s.id?,
                     name: spec.name.unwrap_or_default(),
                     labels: spec.labels.unwrap_or_default().into_iter().collect(),
+                    container_labels,
                 })
             })
             .collect())
@@ -210,16 +218,6 @@ fn service_body(spec: &ServiceCreate) -> Result<ServiceSpec> {
         }),
         placement: Some(TaskSpecPlacement {
             constraints: (!p.constraints.is_empty()).then(|| p.constraints.clone()),
-            preferences: (!p.spread.is_empty()).then(|| {
-                p.spread
-                    .iter()
-                    .map(|descriptor| TaskSpecPlacementPreferences {
-                        spread: Some(TaskSpecPlacementSpread {
-                            spread_descriptor: Some(descriptor.clone()),
-                        }),
-                    })
-                    .collect()
-            }),
             ..Default::default()
         }),
         networks: c.network.as_ref().map(|network| {
@@ -360,7 +358,6 @@ mod tests {
             labels: BTreeMap::from([("wool.docker.managed".into(), "true".into())]),
             placement: Placement {
                 constraints: vec!["node.role==worker".into()],
-                spread: vec!["node.id".into()],
                 reserve_nano_cpus: Some(100_000_000),
                 reserve_memory: None,
             },
@@ -378,10 +375,6 @@ mod tests {
         assert_eq!(task["RestartPolicy"]["Condition"], "none");
         assert_eq!(task["Networks"][0]["Target"], "ov");
         assert_eq!(task["Placement"]["Constraints"][0], "node.role==worker");
-        assert_eq!(
-            task["Placement"]["Preferences"][0]["Spread"]["SpreadDescriptor"],
-            "node.id"
-        );
         assert_eq!(task["Resources"]["Limits"]["Pids"], 512);
         assert_eq!(task["Resources"]["Limits"]["NanoCPUs"], 500_000_000);
         assert_eq!(task["Resources"]["Reservations"]["NanoCPUs"], 100_000_000);

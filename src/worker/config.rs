@@ -90,8 +90,6 @@ pub struct WorkerConfig {
 pub struct SwarmPlacement {
     /// Placement constraints (`node.labels.gpu==true`).
     pub constraints: Vec<String>,
-    /// Spread descriptors (`node.labels.zone`), in order of preference.
-    pub spread: Vec<String>,
     /// CPUs reserved, in billionths.
     pub reserve_nano_cpus: Option<i64>,
     /// Memory reserved, in bytes.

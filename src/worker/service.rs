@@ -66,8 +66,8 @@ pub(super) async fn start_owned(
         Some(host) => host.clone(),
         None => own_address(&engine, cfg.network.as_deref().unwrap_or_default()).await?,
     };
-    // Leftovers of owners that died are removed by the next start.
-    if let Err(e) = prune(&engine).await {
+    // This user's leftovers of owners that died are removed by the next start.
+    if let Err(e) = prune(&engine, false, &[]).await {
         tracing::warn!(error = %e, "could not remove the services of workers whose owner is gone");
     }
     clock.lap("check");
@@ -75,7 +75,7 @@ pub(super) async fn start_owned(
     let spec = service_spec(
         &cfg,
         &placement,
-        &format!("{host}:{}", lifeline.port()),
+        &lifeline_address(&host, lifeline.port()),
         expected.token(),
     );
     let service = engine.create_service(&spec).await?;
@@ -165,6 +165,15 @@ async fn own_address(engine: &Engine, network: &str) -> Result<String> {
     }
 }
 
+/// `host:port`, with an IPv6 host in brackets.
+fn lifeline_address(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 /// The service: the worker's container, plus the lifeline's address and token,
 /// and the owner's marks on the service object itself.
 fn service_spec(
@@ -193,7 +202,6 @@ fn service_spec(
         labels,
         placement: Placement {
             constraints: placement.constraints.clone(),
-            spread: placement.spread.clone(),
             reserve_nano_cpus: placement.reserve_nano_cpus,
             reserve_memory: placement.reserve_memory,
         },
@@ -449,10 +457,13 @@ fn watch_exit(
     rx
 }
 
-/// Remove the worker services whose tasks have all ended at least
-/// `LEFTOVER_AFTER` ago: their owner is gone (its lifeline's end stopped
-/// them) or never removed them. Returns the names removed.
-pub async fn prune(engine: &Engine) -> Result<Vec<String>> {
+/// Remove this user's (`any_user`: anyone's) worker services whose tasks
+/// have all ended at least `LEFTOVER_AFTER` ago, among those whose container
+/// carries every `key=value` of `only`: their owner is gone (its lifeline's
+/// end stopped them) or never removed them. Returns the names removed. (A
+/// task still pending when its owner died runs once a node fits, finds no
+/// owner within its connect timeout, and ends: then its service goes too.)
+pub async fn prune(engine: &Engine, any_user: bool, only: &[String]) -> Result<Vec<String>> {
     let terms = [
         format!("{}=true", labels::MANAGED),
         format!("{SERVICE_KIND}={SERVICE_KIND_WORKER}"),
@@ -460,6 +471,17 @@ pub async fn prune(engine: &Engine) -> Result<Vec<String>> {
     let mut removed = Vec::new();
     let now = now_nanos();
     for service in engine.list_services(&terms).await? {
+        let owner = service.labels.get(labels::OWNER).map(String::as_str);
+        let selected = only.iter().all(|term| {
+            let (key, value) = term.split_once('=').unwrap_or((term, ""));
+            service
+                .container_labels
+                .get(key)
+                .is_some_and(|v| value.is_empty() || v == value)
+        });
+        if !selected || !crate::owner::same_user(owner, any_user) {
+            continue;
+        }
         let tasks = engine.service_tasks(&service.id).await?;
         if is_leftover(&tasks, now) {
             engine.remove_service(&service.id).await?;
@@ -518,6 +540,13 @@ mod tests {
         assert!(no_image.is_some_and(|m| m.contains("not on Swarm node n2")));
         let exited = failed(task("failed", "task: non-zero exit (3)", 1));
         assert!(exited.is_some_and(|m| m.contains("exited with code 3")));
+    }
+
+    #[test]
+    fn an_ipv6_lifeline_host_is_bracketed() {
+        assert_eq!(lifeline_address("10.0.1.2", 7), "10.0.1.2:7");
+        assert_eq!(lifeline_address("fd00::1", 7), "[fd00::1]:7");
+        assert_eq!(lifeline_address("[fd00::1]", 7), "[fd00::1]:7");
     }
 
     #[test]

@@ -57,14 +57,17 @@ def attach(environ: MutableMapping[str, str], stdin: int = 0) -> bool:
         return False
     token = environ.pop(TOKEN_VARIABLE, "")
     host, sep, port_text = address.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not token:
+    # `[fd00::1]:port`: an IPv6 address in brackets.
+    host = host.removeprefix("[").removesuffix("]")
+    port = int(port_text) if port_text.isascii() and port_text.isdigit() else 0
+    if not sep or not host or not 0 < port < 65536 or not token:
         raise ConfigError(
             ADDRESS_VARIABLE, f"expected host:port and a token, got {address!r}"
         )
     deadline = time.monotonic() + CONNECT_FOR
     while True:
         try:
-            connection = socket.create_connection((host, int(port_text)), timeout=5)
+            connection = socket.create_connection((host, port), timeout=5)
             break
         except OSError as e:
             if time.monotonic() >= deadline:
