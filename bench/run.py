@@ -5,9 +5,11 @@ Sections: start, burst (2N CPU-bound routines gathered at a fresh pool's entry),
 sandbox, standby (a warm standby against cold starts, `standby_bench.py`),
 dispatch, discovery-latency, discovery-scale, baseline (the
 aiodocker subscriber, run on the workloads of discovery-latency and
-discovery-scale side by side with wool-docker's), and swarm (discovery of the
-tasks of another node on a real two-node Swarm, `swarm_latency.py`: root, the
-machine's Engine in no swarm; it runs only when named). Prints a table, writes the raw
+discovery-scale side by side with wool-docker's), swarm (discovery of the
+tasks of another node on a real two-node Swarm, `swarm_latency.py`) and
+swarm-worker (`SwarmWorker` against `DockerWorker` on that swarm,
+`swarm_worker_bench.py`); the last two need root and the machine's Engine in no
+swarm, and run only when named. Prints a table, writes the raw
 numbers to ``bench/results/<timestamp>.json`` and the start-latency chart to
 ``bench/results/start-latency.png``. Everything created is labelled
 ``wool.docker.bench=<run id>`` and removed before exit.
@@ -38,6 +40,7 @@ import report
 import sandbox_bench
 import standby_bench
 import swarm_latency
+import swarm_worker_bench
 import workers
 
 MAX_HEALTH_CHECKS_PER_SECOND = 10
@@ -53,11 +56,12 @@ SECTIONS = [
     "discovery-scale",
     "baseline",
     "swarm",
+    "swarm-worker",
 ]
 
-DEFAULT_SECTIONS = [s for s in SECTIONS if s != "swarm"]
-"""What runs without ``--only``: the swarm section needs root and builds a swarm
-on the machine's Engine, so it runs only when asked for."""
+DEFAULT_SECTIONS = [s for s in SECTIONS if s not in ("swarm", "swarm-worker")]
+"""What runs without ``--only``: the swarm sections need root and build a swarm
+on the machine's Engine, so they run only when asked for."""
 
 FULL = {
     "start_sizes": [1, 4, 8],
@@ -78,6 +82,9 @@ FULL = {
     "swarm_intervals": [1.0, 5.0],
     "swarm_kills": [24, 24],
     "swarm_on_node": 8,
+    "swarm_worker_sizes": [1, 4],
+    "swarm_worker_repeats": 5,
+    "swarm_worker_deaths": 5,
     "swarm_step": 4,
     "swarm_idle_seconds": 60.0,
     "standby_pool": 8,
@@ -106,6 +113,9 @@ QUICK = {
     "swarm_intervals": [1.0],
     "swarm_kills": [4],
     "swarm_on_node": 4,
+    "swarm_worker_sizes": [1, 4],
+    "swarm_worker_repeats": 2,
+    "swarm_worker_deaths": 2,
     "swarm_step": 2,
     "swarm_idle_seconds": 10.0,
     "standby_pool": 8,
@@ -303,6 +313,8 @@ def render(out: dict[str, Any]) -> str:
         parts.append(report.scale_tables(out["discovery_scale"], targets))
     if "swarm" in out:
         parts.append(swarm_latency.tables(out["swarm"], targets))
+    if "swarm_worker" in out:
+        parts.append(swarm_worker_bench.tables(out["swarm_worker"], targets))
     if targets:
         parts.append(report.targets_table(targets))
     out["targets"] = targets
@@ -350,6 +362,17 @@ def main(argv: list[str]) -> int:
                 plan["swarm_on_node"],
                 plan["swarm_step"],
                 plan["swarm_idle_seconds"],
+                progress,
+            )
+        if "swarm-worker" in args.only:
+            plan = out["plan"]
+            progress("section swarm-worker")
+            out["loadavg_before"]["swarm-worker"] = os.getloadavg()
+            out["swarm_worker"] = swarm_worker_bench.section(
+                run_id,
+                plan["swarm_worker_sizes"],
+                plan["swarm_worker_repeats"],
+                plan["swarm_worker_deaths"],
                 progress,
             )
     except BaseException as e:  # noqa: BLE001 - report, clean up, then fail

@@ -92,9 +92,9 @@ impl Engine {
         }
     }
 
-    /// Every task of service `id`, whatever its state.
-    pub async fn service_tasks(&self, id: &str) -> Result<Vec<TaskInfo>> {
-        let filters = serde_json::json!({ "service": [id] }).to_string();
+    /// Every task of the services `ids`, whatever its state.
+    pub async fn service_tasks(&self, ids: &[&str]) -> Result<Vec<TaskInfo>> {
+        let filters = serde_json::json!({ "service": ids }).to_string();
         self.tasks_where(&filters).await
     }
 

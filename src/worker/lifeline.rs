@@ -37,6 +37,9 @@ const HANDSHAKES: usize = 64;
 pub struct Lifeline {
     port: u16,
     expected: Arc<Mutex<HashMap<String, oneshot::Sender<TcpStream>>>>,
+    /// When this process last looked for dead owners' services (see
+    /// [`Lifeline::prune_due`]).
+    pruned: Arc<Mutex<Option<std::time::Instant>>>,
 }
 
 /// A connection the owner waits for; dropping it forgets the token.
@@ -60,6 +63,7 @@ impl Lifeline {
         let lifeline = Lifeline {
             port,
             expected: Arc::default(),
+            pruned: Arc::default(),
         };
         tokio::spawn(accept(listener, lifeline.expected.clone()));
         Ok(lifeline)
@@ -68,6 +72,19 @@ impl Lifeline {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Whether this process's Swarm workers should look for dead owners'
+    /// services now: at its first start, then at most once per `every`, so
+    /// that a pool's many starts do not each list every service.
+    pub fn prune_due(&self, every: Duration) -> bool {
+        let mut last = lock(&self.pruned);
+        let now = std::time::Instant::now();
+        if last.is_some_and(|at| now.duration_since(at) < every) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// Expect one connection, which will present the returned token.
@@ -179,6 +196,14 @@ async fn read_token(stream: TcpStream) -> Option<(String, TcpStream)> {
 mod tests {
     use super::*;
     use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn leftovers_are_looked_for_at_first_then_at_most_once_a_period() {
+        let lifeline = Lifeline::serve(0).await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(lifeline.prune_due(Duration::from_secs(60)));
+        assert!(!lifeline.clone().prune_due(Duration::from_secs(60)));
+        assert!(lifeline.prune_due(Duration::ZERO));
+    }
 
     #[tokio::test]
     async fn a_connection_with_the_token_is_handed_over_and_others_are_closed() {

@@ -44,6 +44,8 @@ const TAIL_WAIT: Duration = Duration::from_secs(5);
 /// A service whose tasks have all ended this long ago is an owner's leftover
 /// (a stopped worker's service is removed by its owner at once).
 const LEFTOVER_AFTER: Duration = Duration::from_secs(10);
+/// How often this process's starts look for leftovers, at most.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
 /// Start a Swarm worker and wait until it serves (on a task of its own: see
 /// [`super::start`]).
@@ -67,8 +69,10 @@ pub(super) async fn start_owned(
         None => own_address(&engine, cfg.network.as_deref().unwrap_or_default()).await?,
     };
     // This user's leftovers of owners that died are removed by the next start.
-    if let Err(e) = prune(&engine, false, &[]).await {
-        tracing::warn!(error = %e, "could not remove the services of workers whose owner is gone");
+    if lifeline.prune_due(PRUNE_EVERY) {
+        if let Err(e) = prune(&engine, false, &[]).await {
+            tracing::warn!(error = %e, "could not remove the services of workers whose owner is gone");
+        }
     }
     clock.lap("check");
     let mut expected = lifeline.expect()?;
@@ -223,8 +227,7 @@ async fn bring_up(
     clock: &mut Clock,
 ) -> Result<(Control, String, Ready)> {
     let name = cfg.name.as_str();
-    let deadline = tokio::time::Instant::now() + timeout;
-    let watch = watch_task(engine, service, name, &cfg.image, deadline);
+    let watch = watch_task(engine, service, name, &cfg.image, timeout);
     tokio::pin!(watch);
     let stream = tokio::select! {
         stream = expected.connection() => stream
@@ -257,7 +260,7 @@ async fn bring_up(
     // Its container and address, from the manager. (A task whose image has a
     // healthcheck is `starting` until it passes, though it serves already.)
     let task = engine
-        .service_tasks(service)
+        .service_tasks(&[service])
         .await?
         .into_iter()
         .find(|t| t.container_id.is_some() && matches!(t.state.as_str(), "starting" | "running"))
@@ -300,7 +303,8 @@ async fn bring_up(
         reader,
     );
     if let Some(sink) = sink {
-        let output = engine.service_logs(service, true, Some(0));
+        // From its first line, as a container's output is forwarded.
+        let output = engine.service_logs(service, true, None);
         tokio::spawn(Lines::new(name.to_owned(), output, Some(sink)).pump());
     }
     let control = Control {
@@ -356,22 +360,22 @@ async fn watch_task(
     service: &str,
     name: &str,
     image: &str,
-    deadline: tokio::time::Instant,
+    timeout: Duration,
 ) -> Error {
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut tick = tokio::time::interval(TASK_POLL);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = tokio::time::sleep_until(deadline) => {
-                let waited = deadline.elapsed();
                 return Error::NotServing {
                     id: name.to_owned(),
-                    waited: waited.max(Duration::ZERO),
+                    waited: timeout,
                     log_tail: last_output(engine, service).await,
                 };
             }
         }
-        let tasks = match engine.service_tasks(service).await {
+        let tasks = match engine.service_tasks(&[service]).await {
             Ok(tasks) => tasks,
             Err(e) if e.is_unreachable() => return e,
             Err(e) => {
@@ -447,7 +451,7 @@ fn watch_exit(
         let _ = tokio::io::copy(&mut reader, &mut sink).await;
         registry.forget(&container);
         let code = engine
-            .service_tasks(&service)
+            .service_tasks(&[&service])
             .await
             .ok()
             .and_then(|tasks| tasks.iter().find_map(|t| t.exit_code))
@@ -469,8 +473,18 @@ pub async fn prune(engine: &Engine, any_user: bool, only: &[String]) -> Result<V
         format!("{SERVICE_KIND}={SERVICE_KIND_WORKER}"),
     ];
     let mut removed = Vec::new();
+    let services = engine.list_services(&terms).await?;
+    if services.is_empty() {
+        return Ok(removed);
+    }
+    // One task list for them all.
+    let ids: Vec<&str> = services.iter().map(|s| s.id.as_str()).collect();
+    let mut tasks: std::collections::HashMap<String, Vec<TaskInfo>> = Default::default();
+    for task in engine.service_tasks(&ids).await? {
+        tasks.entry(task.service_id.clone()).or_default().push(task);
+    }
     let now = now_nanos();
-    for service in engine.list_services(&terms).await? {
+    for service in services {
         let owner = service.labels.get(labels::OWNER).map(String::as_str);
         let selected = only.iter().all(|term| {
             let (key, value) = term.split_once('=').unwrap_or((term, ""));
@@ -482,7 +496,7 @@ pub async fn prune(engine: &Engine, any_user: bool, only: &[String]) -> Result<V
         if !selected || !crate::owner::same_user(owner, any_user) {
             continue;
         }
-        let tasks = engine.service_tasks(&service.id).await?;
+        let tasks = tasks.remove(&service.id).unwrap_or_default();
         if is_leftover(&tasks, now) {
             engine.remove_service(&service.id).await?;
             removed.push(service.name);
