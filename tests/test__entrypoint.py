@@ -358,7 +358,8 @@ async def test_main_stdin_stop_zero_cancels_in_flight_routine(
     When:
         The owner writes "stop 0"
     Then:
-        It should cancel the routine, then exit 0
+        It should cancel the routine (its call ends, cancelled or refused by
+        the stopping server, long before the sleep is over), then exit 0
     """
     # Arrange
     worker = await spawn(WOOL_DOCKER_STDIN_CONTROL="1")
@@ -374,14 +375,18 @@ async def test_main_stdin_stop_zero_cancels_in_flight_routine(
 
             # Act
             await worker.send(b"stop 0\n")
-
-            # Assert
-            with pytest.raises(asyncio.CancelledError):
-                async with asyncio.timeout(30):
-                    await task
+            async with asyncio.timeout(30):
+                await asyncio.wait([task])
         finally:
             task.cancel()
 
+    # Assert
+    # The cancellation reaches the caller as a cancellation, or, when the
+    # server's shutdown beats it to the caller, as that shutdown (UNAVAILABLE,
+    # GOAWAY; seen once under load): either way the call ended without a result.
+    if not task.cancelled():
+        error = task.exception()
+        assert error is not None and "UNAVAILABLE" in str(error), error
     assert await worker.exit_code() == 0
 
 

@@ -12,7 +12,10 @@ JSON line each way.
   the outcome is ``"cancelled"`` or ``"started"`` (the start won the race and
   the worker was then stopped).
 - ``hold``: starts ``count`` workers with ``keywords``, prints ``{"workers":
-  [{"service", "node", "address", "uid"}]}``, then with ``attack`` has a
+  [{"service", "node", "address", "uid"}]}``; with ``watch``, a subscriber of
+  this process (subscribed before the starts) then follows discovery until
+  every worker was added and ``window`` seconds more, and it prints ``{"events":
+  [[type, uid, seconds after its start returned], ...]}``; with ``attack`` has a
   routine use its own lifeline token and flood the owner's lifeline port, and
   prints ``{"attack": ..., "after": <hostname served by a call afterwards>}``;
   then waits for ``exit`` (or to be killed) and stops its workers.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from typing import Any
 
 import wool
@@ -110,8 +114,43 @@ async def hold(config: dict[str, Any]) -> None:
         SwarmWorker(image=config["image"], network=config["network"], **keywords)
         for _ in range(config["count"])
     ]
+    events: list[tuple[str, str, float]] = []
+    started: dict[str, float] = {}
+    watching = None
+    if config.get("watch"):
+        subscriber = DockerDiscovery(network=config["network"]).subscriber
+
+        async def watch() -> None:
+            async for event in subscriber:
+                events.append(
+                    (str(event.type), str(event.metadata.uid), time.monotonic())
+                )
+
+        watching = asyncio.ensure_future(watch())
+
+    async def start(worker: SwarmWorker) -> None:
+        await worker.start()
+        started[str(worker.uid)] = time.monotonic()
+
     async with asyncio.timeout(TIMEOUT):
-        await asyncio.gather(*(w.start() for w in workers))
+        await asyncio.gather(*(start(w) for w in workers))
+    if watching is not None:
+        uids = set(started)
+        async with asyncio.timeout(TIMEOUT):
+            while not uids <= {uid for kind, uid, _ in events if kind == "worker-added"}:
+                await asyncio.sleep(0.05)
+        # Past the first polls of the manager, which must not announce them again.
+        await asyncio.sleep(config.get("window", 3.0))
+        watching.cancel()
+        emit(
+            {
+                "events": [
+                    [kind, uid, at - started[uid]]
+                    for kind, uid, at in events
+                    if uid in started
+                ]
+            }
+        )
     emit(
         {
             "workers": [

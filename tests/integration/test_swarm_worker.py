@@ -376,17 +376,21 @@ class TestLifetime:
         """Test the lifeline across nodes.
 
         Given:
-            An owner holding 4 `SwarmWorker` s spread over both nodes
+            An owner holding 4 `SwarmWorker` s spread over both nodes, with a
+            subscriber of its own
         When:
             The owner's container is killed (SIGKILL)
         Then:
-            Every task on both nodes should end within the bound, and
-            ``wool-docker prune`` should then remove the services
+            Its subscriber should have announced each worker once, with the
+            uid the worker advertised, and nothing else of them; every task
+            on both nodes should end within the bound, and ``wool-docker
+            prune`` should then remove the services
         """
         # Arrange
-        held = await owner(mode="hold", count=4)
+        held = await owner(mode="hold", count=4, watch=True)
         workers = (await held.record("workers"))["workers"]
         nodes = {w["node"] for w in workers}
+        events = (await held.record("events"))["events"]
 
         # Act
         killed = time.monotonic()
@@ -408,6 +412,11 @@ class TestLifetime:
 
         # Assert
         assert nodes == {two_nodes.manager.node_id, two_nodes.worker.node_id}
+        added = sorted(uid for kind, uid, _ in events if kind == "worker-added")
+        assert added == sorted(w["uid"] for w in workers), events
+        assert [e for e in events if e[0] != "worker-added"] == [], events
+        late = {uid: round(after, 3) for kind, uid, after in events}
+        print(f"worker-added, seconds after start() returned: {late}")
         assert ended < _GONE
 
     @pytest.mark.asyncio
