@@ -24,9 +24,17 @@ pub struct Ready {
     /// well formed. Only a standby container's record is taken from here
     /// (`labels::STANDBY`); every other container's labels are its word.
     pub published: Option<Published>,
-    /// A Swarm worker's task on another node: its container as the manager
-    /// describes it (no local listing shows it).
-    pub remote: Option<crate::engine::ContainerInfo>,
+    /// A Swarm worker's task on another node (no local listing shows it).
+    pub remote: Option<Box<Remote>>,
+}
+
+/// A Swarm worker's task on another node, as its manager describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Remote {
+    /// The manager's Engine address: only discovery of that Engine follows it.
+    pub manager: String,
+    /// Its container, as a poll of the manager would describe it.
+    pub container: crate::engine::ContainerInfo,
 }
 
 /// A worker's metadata as its ready line states it: for a claimed standby

@@ -27,7 +27,17 @@ pub struct Registry {
 
 struct Inner {
     owned: Mutex<HashMap<String, Owned>>,
-    updates: broadcast::Sender<Ready>,
+    updates: broadcast::Sender<Update>,
+}
+
+/// What followers of the registry learn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Update {
+    /// An owned container serves.
+    Serving(Ready),
+    /// An owned Swarm worker on another node is being stopped or is gone: no
+    /// event of this Engine tells of it.
+    RemoteGone(String),
 }
 
 /// One owned container.
@@ -70,20 +80,27 @@ impl Registry {
         } else {
             return;
         }
-        let _ = self.inner.updates.send(ready);
+        let _ = self.inner.updates.send(Update::Serving(ready));
     }
 
     /// Container `id` is being stopped: no longer announced from here, though
     /// its draining routines still use the feed.
     pub fn stopping(&self, id: &str) {
-        if let Some(owned) = self.owned().get_mut(id) {
-            owned.ready = None;
-        }
+        let was = self.owned().get_mut(id).and_then(|o| o.ready.take());
+        self.withdraw(id, was);
     }
 
     /// Container `id` is gone: no longer served, nor announced from here.
     pub fn forget(&self, id: &str) {
-        self.owned().remove(id);
+        let was = self.owned().remove(id).and_then(|o| o.ready);
+        self.withdraw(id, was);
+    }
+
+    /// Tell followers that a remote worker that served no longer does.
+    fn withdraw(&self, id: &str, was: Option<Ready>) {
+        if was.is_some_and(|r| r.remote.is_some()) {
+            let _ = self.inner.updates.send(Update::RemoteGone(id.to_owned()));
+        }
     }
 
     /// Whether owned container `id` serves, and what it reported.
@@ -91,8 +108,9 @@ impl Registry {
         self.owned().get(id).and_then(|o| o.ready.clone())
     }
 
-    /// Every owned container that starts serving from now on.
-    pub fn serving_updates(&self) -> broadcast::Receiver<Ready> {
+    /// Every owned container that starts serving from now on, and every
+    /// owned remote worker that stops.
+    pub fn serving_updates(&self) -> broadcast::Receiver<Update> {
         self.inner.updates.subscribe()
     }
 
@@ -134,7 +152,7 @@ mod tests {
         );
         registry.mark_serving(ready("a"));
         assert_eq!(registry.serving("a"), Some(ready("a")));
-        assert_eq!(updates.try_recv().ok(), Some(ready("a")));
+        assert_eq!(updates.try_recv().ok(), Some(Update::Serving(ready("a"))));
 
         registry.stopping("a");
         assert!(registry.serving("a").is_none(), "announced while stopping");

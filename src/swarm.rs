@@ -226,6 +226,11 @@ impl Poller {
         self.probe(true).await
     }
 
+    /// Every candidate of the last poll, serving or not, as containers.
+    pub fn candidates(&self) -> Vec<ContainerInfo> {
+        self.candidates.iter().map(|(c, _)| c.clone()).collect()
+    }
+
     /// The candidates that serve, as containers.
     pub fn serving(&self) -> Vec<ContainerInfo> {
         self.candidates

@@ -139,13 +139,22 @@ pub async fn list(
             out.push((record, health));
         }
     }
-    // On a Swarm manager, the tasks of other nodes that serve.
+    // On a Swarm manager, the started tasks of other nodes too (whether this
+    // process can reach them or not: `ps` on a manager's host cannot reach
+    // an overlay). Without them, still what this node runs.
     if let Ok(crate::engine::SwarmRole::Manager { node_id }) = engine.swarm_role().await {
         let mut poller = crate::swarm::Poller::default();
-        poller
+        let polled = poller
             .poll(engine, &scope.selector, network.as_deref(), &node_id)
-            .await?;
-        for c in poller.serving().iter().filter(|c| scope.admits(&c.labels)) {
+            .await;
+        if let Err(e) = polled {
+            tracing::warn!(target: source::LOG, error = %e, "cannot list the Swarm's tasks on other nodes");
+        }
+        for c in poller
+            .candidates()
+            .iter()
+            .filter(|c| scope.admits(&c.labels))
+        {
             if let Ok(Ok(record)) = labels::parse(c, network.as_deref()) {
                 out.push((record, c.health.clone()));
             }
@@ -231,6 +240,61 @@ mod tests {
             .windows(2)
             .map(|w| (w[1] - w[0]).as_millis() as u64)
             .collect()
+    }
+
+    /// A Swarm worker of this process on another node, under manager `manager`.
+    fn own_remote(n: u8, manager: &str) -> crate::ready::Ready {
+        let id = format!("{n:02x}").repeat(32);
+        let container = crate::engine::ContainerInfo {
+            id: id.clone(),
+            name: format!("remote-{n}"),
+            image: "img".to_owned(),
+            labels: BTreeMap::from([
+                (labels::SELECTOR.to_owned(), "true".to_owned()),
+                (
+                    labels::UID.to_owned(),
+                    format!("00000000-0000-4000-8000-0000000000{n:02x}"),
+                ),
+            ]),
+            state: "running".to_owned(),
+            health: None,
+            networks: BTreeMap::from([(
+                NETWORK.to_owned(),
+                crate::engine::Endpoint {
+                    network_id: "net".to_owned(),
+                    ip: format!("10.0.9.{n}"),
+                },
+            )]),
+            started_at_ns: None,
+        };
+        crate::ready::Ready {
+            id,
+            at_ns: 1,
+            remote: Some(Box::new(crate::ready::Remote {
+                manager: manager.to_owned(),
+                container,
+            })),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn own_remote_workers_are_announced_at_once_and_dropped_when_gone() {
+        let fake = Fake::new();
+        let registry = Registry::default();
+        let mut sub = subscribe_every(&fake, scope(), &registry, NEVER);
+        assert_eq!(next(&mut sub).await, Vec::<String>::new());
+        for n in [1, 2] {
+            registry.admit(&own_remote(n, "").id);
+        }
+        // Under another Engine's manager: not this discovery's to follow.
+        registry.mark_serving(own_remote(2, "tcp://elsewhere:2375"));
+        registry.mark_serving(own_remote(1, super::source::Source::host(&fake)));
+        assert_eq!(next(&mut sub).await, ["+remote-1"]);
+        // Stopping it (or its lifeline's end) drops it, as an event would.
+        registry.stopping(&own_remote(1, "").id);
+        assert_eq!(next(&mut sub).await, ["-remote-1"]);
+        assert!(quiet(&mut sub, Duration::from_secs(5)).await);
     }
 
     #[tokio::test(start_paused = true)]

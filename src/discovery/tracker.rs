@@ -24,7 +24,7 @@ use crate::engine::{now_nanos, ContainerEvent, ContainerInfo};
 use crate::error::Result;
 use crate::labels::{self, Skip, WorkerRecord};
 use crate::ready::Ready;
-use crate::registry::Registry;
+use crate::registry::{Registry, Update};
 use crate::scope::{Change, Scope};
 
 /// The stream task's state.
@@ -56,6 +56,9 @@ pub(super) struct Tracker<E: Source> {
     /// This process's Swarm workers on other nodes announced from the
     /// registry, and when, until a poll confirms them.
     own_remote: HashMap<String, tokio::time::Instant>,
+    /// This process's Swarm workers on other nodes being stopped, until polls
+    /// no longer find them.
+    withdrawn: HashSet<String>,
     /// Containers a periodic re-list corrected, until when an event about
     /// them may still explain it (see `anti_entropy`).
     suspects: HashMap<String, tokio::time::Instant>,
@@ -99,6 +102,7 @@ pub(super) async fn run<E: Source>(
         cause_ns: 0,
         remote: HashMap::new(),
         own_remote: HashMap::new(),
+        withdrawn: HashSet::new(),
         suspects: HashMap::new(),
     };
     // On a Swarm manager, the tasks of other nodes; aborted with this task.
@@ -208,9 +212,12 @@ pub(super) async fn run<E: Source>(
                             None
                         }
                         own = own_ready.recv() => {
-                            // A lagging receiver lost some: the log watchers still report them.
-                            if let Ok(ready) = own {
-                                t.on_ready(ready);
+                            // A lagging receiver lost some: the log watchers
+                            // (and for remote workers, the polls) still report them.
+                            match own {
+                                Ok(Update::Serving(ready)) => t.on_ready(ready),
+                                Ok(Update::RemoteGone(id)) => t.on_own_remote_gone(&id),
+                                Err(_) => {}
                             }
                             None
                         }
@@ -508,8 +515,11 @@ impl<E: Source> Tracker<E> {
     }
 
     fn on_ready(&mut self, ready: Ready) {
-        if let Some(task) = &ready.remote {
-            self.on_own_remote(task);
+        if let Some(remote) = &ready.remote {
+            // Only discovery of the manager it runs under follows it.
+            if remote.manager == self.engine.host() {
+                self.on_own_remote(&remote.container);
+            }
             return;
         }
         if self.book.contains(&ready.id) {
@@ -647,6 +657,18 @@ impl<E: Source> Tracker<E> {
         self.publish(vec![(task.id.clone(), Delta::Added(record))]);
     }
 
+    /// This process's Swarm worker on another node is being stopped or is
+    /// gone: drop it now, as an event would drop a container.
+    fn on_own_remote_gone(&mut self, id: &str) {
+        self.own_remote.remove(id);
+        // Polls may still find its task running while it drains.
+        self.withdrawn.insert(id.to_owned());
+        if let Some(record) = self.remote.remove(id) {
+            self.cause_ns = 0;
+            self.publish(vec![(id.to_owned(), Delta::Dropped(record))]);
+        }
+    }
+
     /// A poll's serving remote tasks: announce exactly the difference.
     fn on_remote(&mut self, found: Vec<ContainerInfo>) {
         self.cause_ns = 0;
@@ -660,6 +682,11 @@ impl<E: Source> Tracker<E> {
                 desired.insert(c.id.clone(), record);
             }
         }
+        // This process's own workers being stopped stay dropped; polls that
+        // no longer find them end that.
+        self.withdrawn
+            .retain(|id| found.iter().any(|c| &c.id == id));
+        desired.retain(|id, _| !self.withdrawn.contains(id));
         // This process's own tasks, announced before a poll could confirm
         // them, stay until one does (or their grace ends).
         let now = tokio::time::Instant::now();

@@ -182,6 +182,8 @@ fn service_body(spec: &ServiceCreate) -> Result<ServiceSpec> {
         read_only: Some(k.read_only),
         mounts: (!mounts.is_empty()).then_some(mounts),
         stop_grace_period: Some(STOP_GRACE_NS),
+        // An init reaps what routines' children leave, as for a container.
+        init: Some(true),
         capability_drop: (!k.cap_drop.is_empty()).then(|| k.cap_drop.clone()),
         capability_add: (!k.cap_add.is_empty()).then(|| k.cap_add.clone()),
         ulimits: (!k.ulimits.is_empty()).then(|| {
@@ -381,6 +383,7 @@ mod tests {
         let c = &task["ContainerSpec"];
         assert_eq!(c["User"], "65532:65532");
         assert_eq!(c["ReadOnly"], true);
+        assert_eq!(c["Init"], true);
         assert_eq!(c["CapabilityDrop"][0], "ALL");
         assert_eq!(c["Ulimits"][0]["Soft"], 1024);
         assert_eq!(c["Labels"]["wool.worker"], "true");

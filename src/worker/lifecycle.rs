@@ -54,7 +54,9 @@ pub struct Running {
 #[derive(Clone)]
 pub(super) enum Target {
     Container,
-    Service(String),
+    /// The service's id, and the task that forwards its output (which a
+    /// followed service log never ends by itself).
+    Service(String, Option<tokio::task::AbortHandle>),
 }
 
 /// What a worker's owner lends it: the record of the containers it owns, and
@@ -305,18 +307,7 @@ impl Launched {
 
     /// Write `message` as one JSON line on the container's stdin.
     pub(super) async fn send(&mut self, message: &impl serde::Serialize, what: &str) -> Result<()> {
-        let mut line = serde_json::to_vec(message)
-            .map_err(|e| Error::Internal(format!("cannot encode {what}: {e}")))?;
-        line.push(b'\n');
-        let written = match self.input.write_all(&line).await {
-            Ok(()) => self.input.flush().await,
-            Err(e) => Err(e),
-        };
-        written.map_err(|e| Error::ContainerExited {
-            id: self.name.clone(),
-            code: None,
-            log_tail: format!("could not hand it {what}: {e}"),
-        })
+        send_line(&mut self.input, message, &self.name, what).await
     }
 
     /// Wait up to `timeout` for a stdout line that `wanted` accepts; a
@@ -425,6 +416,29 @@ impl Launched {
             tracing::warn!(id = %id, error = %e, "could not remove a parked container");
         }
     }
+}
+
+/// Write `message` as one JSON line to worker `name`'s control stream (its
+/// stdin, or a Swarm worker's lifeline); a stream already closed means the
+/// worker is gone.
+pub(super) async fn send_line(
+    writer: &mut (impl tokio::io::AsyncWrite + Unpin),
+    message: &impl serde::Serialize,
+    name: &str,
+    what: &str,
+) -> Result<()> {
+    let mut line = serde_json::to_vec(message)
+        .map_err(|e| Error::Internal(format!("cannot encode {what}: {e}")))?;
+    line.push(b'\n');
+    let written = match writer.write_all(&line).await {
+        Ok(()) => writer.flush().await,
+        Err(e) => Err(e),
+    };
+    written.map_err(|e| Error::ContainerExited {
+        id: name.to_owned(),
+        code: None,
+        log_tail: format!("could not hand it {what}: {e}"),
+    })
 }
 
 /// `ip:port` of container `info` on the worker's network.
@@ -579,7 +593,13 @@ async fn shut_down(
             }
             engine.remove(&id).await
         }
-        Target::Service(service) => engine.remove_service(&service).await,
+        Target::Service(service, output) => {
+            let removed = engine.remove_service(&service).await;
+            if let Some(output) = output {
+                output.abort();
+            }
+            removed
+        }
     }
 }
 

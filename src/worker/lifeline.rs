@@ -12,12 +12,13 @@
 //! whatever shares the overlay.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
 
@@ -26,36 +27,51 @@ pub const ADDRESS_ENV: &str = "WOOL_DOCKER_LIFELINE";
 /// The variable that carries the one-time token.
 pub const TOKEN_ENV: &str = "WOOL_DOCKER_LIFELINE_TOKEN";
 /// Longest token line read (a token is 32 hex digits).
-const MAX_TOKEN_LINE: u64 = 128;
-/// How long a new connection may take to present its token.
-const TOKEN_WAIT: Duration = Duration::from_secs(10);
-/// Connections that have not presented a token yet, at once.
-const HANDSHAKES: usize = 64;
+const MAX_TOKEN_LINE: usize = 128;
+/// How long a new connection may take to present its token (a task sends
+/// it as soon as it has connected).
+const TOKEN_WAIT: Duration = Duration::from_secs(5);
+/// Connections from one address that have not presented a token yet, at
+/// once; past it, new ones from that address are closed at once. A task
+/// makes one from its own overlay address (many share one only behind a
+/// NAT, with `lifeline_host`), so an address holding this many is not tasks
+/// starting.
+const HANDSHAKES_PER_PEER: usize = 64;
+/// Such connections from all addresses together.
+const HANDSHAKES: usize = 1024;
+/// TCP keepalive of a paired connection: idle time, probe interval and
+/// probes, so a task whose node vanished is noticed within about 25 s.
+const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(10), Duration::from_secs(5), 3);
+
+/// Tokens this process waits for, each with where its connection goes.
+type Expecting = Arc<Mutex<HashMap<String, oneshot::Sender<TcpStream>>>>;
 
 /// The owner's lifeline listener; clones share it.
 #[derive(Clone)]
 pub struct Lifeline {
     port: u16,
-    expected: Arc<Mutex<HashMap<String, oneshot::Sender<TcpStream>>>>,
-    /// When this process last looked for dead owners' services (see
-    /// [`Lifeline::prune_due`]).
-    pruned: Arc<Mutex<Option<std::time::Instant>>>,
+    expected: Expecting,
 }
 
 /// A connection the owner waits for; dropping it forgets the token.
 pub struct Expected {
     token: String,
     connection: oneshot::Receiver<TcpStream>,
-    expected: Arc<Mutex<HashMap<String, oneshot::Sender<TcpStream>>>>,
+    expected: Expecting,
 }
 
 impl Lifeline {
-    /// Listen on every address of this machine (or container), on `port`
-    /// (0: any free one), and pair connections with the tokens expected.
+    /// Listen on every address of this machine (or container), IPv6 and
+    /// IPv4 where the kernel has IPv6, on `port` (0: any free one), and pair
+    /// connections with the tokens expected.
     pub async fn serve(port: u16) -> Result<Lifeline> {
-        let listener = TcpListener::bind(("0.0.0.0", port))
-            .await
-            .map_err(|e| Error::Internal(format!("cannot listen for worker lifelines: {e}")))?;
+        let listener = match TcpListener::bind(("::", port)).await {
+            Ok(listener) => listener,
+            // No IPv6 in this network namespace.
+            Err(_) => TcpListener::bind(("0.0.0.0", port))
+                .await
+                .map_err(|e| Error::Internal(format!("cannot listen for worker lifelines: {e}")))?,
+        };
         let port = listener
             .local_addr()
             .map_err(|e| Error::Internal(format!("the lifeline listener has no address: {e}")))?
@@ -63,7 +79,6 @@ impl Lifeline {
         let lifeline = Lifeline {
             port,
             expected: Arc::default(),
-            pruned: Arc::default(),
         };
         tokio::spawn(accept(listener, lifeline.expected.clone()));
         Ok(lifeline)
@@ -72,19 +87,6 @@ impl Lifeline {
     /// The port it listens on.
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// Whether this process's Swarm workers should look for dead owners'
-    /// services now: at its first start, then at most once per `every`, so
-    /// that a pool's many starts do not each list every service.
-    pub fn prune_due(&self, every: Duration) -> bool {
-        let mut last = lock(&self.pruned);
-        let now = std::time::Instant::now();
-        if last.is_some_and(|at| now.duration_since(at) < every) {
-            return false;
-        }
-        *last = Some(now);
-        true
     }
 
     /// Expect one connection, which will present the returned token.
@@ -131,11 +133,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn accept(
-    listener: TcpListener,
-    expected: Arc<Mutex<HashMap<String, oneshot::Sender<TcpStream>>>>,
-) {
-    let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
+/// Accept every connection at once, and give each a bounded handshake of
+/// its own: no peer, however many connections it holds open, keeps a task's
+/// connection from being read.
+async fn accept(listener: TcpListener, expected: Expecting) {
+    let pending: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -146,50 +148,77 @@ async fn accept(
                 continue;
             }
         };
-        // Past the bound, new connections wait their turn (and may time out).
-        let Ok(permit) = handshakes.clone().acquire_owned().await else {
-            return;
-        };
-        let expected = expected.clone();
+        let ip = peer.ip().to_canonical();
+        {
+            let mut pending = lock(&pending);
+            let total: usize = pending.values().sum();
+            let from_peer = pending.entry(ip).or_default();
+            if *from_peer >= HANDSHAKES_PER_PEER || total >= HANDSHAKES {
+                tracing::debug!(%peer, "too many lifeline handshakes from this address; closed");
+                continue;
+            }
+            *from_peer += 1;
+        }
+        let (expected, pending) = (expected.clone(), pending.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(TOKEN_WAIT, read_token(stream)).await {
-                Ok(Some((token, stream))) => {
-                    let waiting = lock(&expected).remove(&token);
-                    match waiting {
-                        Some(tx) => {
-                            let _ = tx.send(stream);
-                        }
-                        None => {
-                            tracing::warn!(%peer, "a lifeline connection presented no token this process waits for; closed");
-                        }
+            let token = tokio::time::timeout(TOKEN_WAIT, read_token(stream)).await;
+            {
+                let mut pending = lock(&pending);
+                if let Some(count) = pending.get_mut(&ip) {
+                    *count -= 1;
+                    if *count == 0 {
+                        pending.remove(&ip);
                     }
                 }
-                _ => tracing::debug!(%peer, "a lifeline connection sent no token in time; closed"),
+            }
+            let Ok(Some((token, stream))) = token else {
+                tracing::debug!(%peer, "a lifeline connection sent no token in time; closed");
+                return;
+            };
+            let waiting = lock(&expected).remove(&token);
+            match waiting {
+                Some(tx) => {
+                    keepalive(&stream);
+                    let _ = tx.send(stream);
+                }
+                // Debug, not a warning: any overlay peer can cause it, as often as it likes.
+                None => {
+                    tracing::debug!(%peer, "a lifeline connection presented no token this process waits for; closed")
+                }
             }
         });
     }
 }
 
-/// The first line of `stream`, if it is a short line; the stream is handed
-/// back with nothing read past that line.
-async fn read_token(stream: TcpStream) -> Option<(String, TcpStream)> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    (&mut reader)
-        .take(MAX_TOKEN_LINE)
-        .read_line(&mut line)
-        .await
-        .ok()?;
-    if !line.ends_with('\n') {
-        return None;
+/// The first line of `stream`, if it is a short one. Read a byte at a time:
+/// what the task sends after it (its ready line) stays in the stream.
+async fn read_token(mut stream: TcpStream) -> Option<(String, TcpStream)> {
+    let mut line = Vec::with_capacity(40);
+    let mut byte = [0u8; 1];
+    while line.len() < MAX_TOKEN_LINE {
+        if stream.read(&mut byte).await.ok()? == 0 {
+            return None;
+        }
+        if byte[0] == b'\n' {
+            let token = String::from_utf8(line).ok()?;
+            return Some((token.trim().to_owned(), stream));
+        }
+        line.push(byte[0]);
     }
-    // The task writes nothing before its owner's first line (TLS, if any)
-    // has arrived, so nothing is left buffered.
-    if !reader.buffer().is_empty() {
-        return None;
+    None
+}
+
+/// Probe a paired connection when idle, so that a task whose node vanished
+/// (no FIN, no RST) ends it, and with it the worker's exit watcher.
+fn keepalive(stream: &TcpStream) {
+    let (idle, interval, retries) = KEEPALIVE;
+    let settings = socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(interval)
+        .with_retries(retries);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&settings) {
+        tracing::debug!(error = %e, "cannot set keepalive on a lifeline");
     }
-    Some((line.trim().to_owned(), reader.into_inner()))
 }
 
 #[cfg(test)]
@@ -198,11 +227,48 @@ mod tests {
     use tokio::io::AsyncWriteExt;
 
     #[tokio::test]
-    async fn leftovers_are_looked_for_at_first_then_at_most_once_a_period() {
+    async fn idle_connections_do_not_keep_a_task_from_pairing() {
         let lifeline = Lifeline::serve(0).await.unwrap_or_else(|e| panic!("{e}"));
-        assert!(lifeline.prune_due(Duration::from_secs(60)));
-        assert!(!lifeline.clone().prune_due(Duration::from_secs(60)));
-        assert!(lifeline.prune_due(Duration::ZERO));
+        let address = ("127.0.0.1", lifeline.port());
+        // One peer holds far more idle connections than it may.
+        let mut idle = Vec::new();
+        for _ in 0..200 {
+            idle.push(
+                TcpStream::connect(address)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        let mut expected = lifeline.expect().unwrap_or_else(|e| panic!("{e}"));
+        // The task, from an address of its own.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap_or_else(|e| panic!("{e}"));
+        socket
+            .bind("127.0.0.2:0".parse().unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut task = socket
+            .connect(
+                format!("127.0.0.1:{}", lifeline.port())
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{e}")),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The token and the ready line in one write: nothing may be lost.
+        let hello = format!("{}\nwool-docker ready {{}}\n", expected.token());
+        task.write_all(hello.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let paired = tokio::time::timeout(Duration::from_secs(5), expected.connection())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no connection"));
+        let mut rest = String::new();
+        let mut reader = tokio::io::BufReader::new(paired);
+        tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut rest)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rest, "wool-docker ready {}\n");
+        drop(idle);
     }
 
     #[tokio::test]

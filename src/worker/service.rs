@@ -18,7 +18,7 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{oneshot, watch};
 
 use super::config::{EngineAccess, SwarmPlacement, WorkerConfig};
-use super::lifecycle::{check_image, Clock, Control, Owner, Running, Target, TlsFiles};
+use super::lifecycle::{check_image, send_line, Clock, Control, Owner, Running, Target, TlsFiles};
 use super::lifeline;
 use super::spec::create_spec;
 use crate::engine::{now_nanos, Engine, Placement, ServiceCreate, SwarmRole, TaskInfo};
@@ -47,6 +47,21 @@ const LEFTOVER_AFTER: Duration = Duration::from_secs(10);
 /// How often this process's starts look for leftovers, at most.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 
+/// Whether a start should look for dead owners' services now: at this
+/// process's first, then at most once per `PRUNE_EVERY`, so that a pool's
+/// many starts do not each list every service.
+fn prune_due() -> bool {
+    // Process-wide: leftovers are the manager's, whichever pool starts next.
+    static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    let now = std::time::Instant::now();
+    if last.is_some_and(|at| now.duration_since(at) < PRUNE_EVERY) {
+        return false;
+    }
+    *last = Some(now);
+    true
+}
+
 /// Start a Swarm worker and wait until it serves (on a task of its own: see
 /// [`super::start`]).
 pub(super) async fn start_owned(
@@ -69,7 +84,7 @@ pub(super) async fn start_owned(
         None => own_address(&engine, cfg.network.as_deref().unwrap_or_default()).await?,
     };
     // This user's leftovers of owners that died are removed by the next start.
-    if lifeline.prune_due(PRUNE_EVERY) {
+    if prune_due() {
         if let Err(e) = prune(&engine, false, &[]).await {
             tracing::warn!(error = %e, "could not remove the services of workers whose owner is gone");
         }
@@ -117,6 +132,23 @@ async fn prepare(engine: &Engine, cfg: &mut WorkerConfig) -> Result<String> {
              process's worker feed nor its Engine socket is: pass engine_access=\"none\""
                 .into(),
         ));
+    }
+    // What a service cannot carry is refused, never dropped without a word.
+    let sandbox = &cfg.sandbox;
+    let refused: Vec<&str> = [
+        ("gpus", cfg.gpus.is_some()),
+        ("runtime", sandbox.runtime.is_some()),
+        ("security_opt", !sandbox.security_opt.is_empty()),
+        ("oom_score_adj", sandbox.oom_score_adj.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, given)| given.then_some(name))
+    .collect();
+    if !refused.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "a SwarmWorker cannot take {}: Swarm services have no place for it",
+            refused.join(", ")
+        )));
     }
     let manager = match engine.swarm_role().await? {
         SwarmRole::Manager { node_id } => node_id,
@@ -237,7 +269,7 @@ async fn bring_up(
     clock.lap("placed, started, connected");
     let (read, mut write) = stream.into_split();
     if let Some(tls) = &cfg.tls {
-        send_line(&mut write, &TlsFiles::of(tls), name).await?;
+        send_line(&mut write, &TlsFiles::of(tls), name, "its TLS material").await?;
         clock.lap("hand over TLS material");
     }
     let mut reader = BufReader::new(read);
@@ -257,18 +289,10 @@ async fn bring_up(
             }));
     };
     clock.lap("interpreter, wool import, bind");
-    // Its container and address, from the manager. (A task whose image has a
-    // healthcheck is `starting` until it passes, though it serves already.)
-    let task = engine
-        .service_tasks(&[service])
-        .await?
-        .into_iter()
-        .find(|t| t.container_id.is_some() && matches!(t.state.as_str(), "starting" | "running"))
-        .ok_or_else(|| Error::ContainerExited {
-            id: name.to_owned(),
-            code: None,
-            log_tail: "its task is no longer running".into(),
-        })?;
+    let task = tokio::select! {
+        task = started_task(engine, service) => task?,
+        failed = &mut watch => return Err(failed),
+    };
     let container = task.container_id.clone().unwrap_or_default();
     let network = cfg.network.as_deref().unwrap_or_default();
     let ip = task
@@ -286,12 +310,15 @@ async fn bring_up(
         // No listing of this Engine shows it: this process's discovery is told
         // what a poll of the manager would find.
         let image = engine.image(&cfg.image).await.map(|i| i.labels);
-        ready.remote = Some(crate::swarm::as_container(
-            &task,
-            &container,
-            name,
-            &image.unwrap_or_default(),
-        ));
+        ready.remote = Some(Box::new(crate::ready::Remote {
+            manager: engine.host().to_owned(),
+            container: crate::swarm::as_container(
+                &task,
+                &container,
+                name,
+                &image.unwrap_or_default(),
+            ),
+        }));
     }
     clock.lap("inspect address");
     registry.admit(&container);
@@ -302,40 +329,38 @@ async fn bring_up(
         container.clone(),
         reader,
     );
-    if let Some(sink) = sink {
+    let output = sink.map(|sink| {
         // From its first line, as a container's output is forwarded.
         let output = engine.service_logs(service, true, None);
-        tokio::spawn(Lines::new(name.to_owned(), output, Some(sink)).pump());
-    }
+        tokio::spawn(Lines::new(name.to_owned(), output, Some(sink)).pump()).abort_handle()
+    });
     let control = Control {
         id: container,
         name: name.to_owned(),
         input: Box::pin(write),
         exit,
-        target: Target::Service(service.to_owned()),
+        target: Target::Service(service.to_owned(), output),
         node: Some(task.node_id),
     };
     Ok((control, format!("{ip}:{}", cfg.publication.port), ready))
 }
 
-/// Write `message` as one JSON line on a task's lifeline.
-async fn send_line(
-    write: &mut tokio::net::tcp::OwnedWriteHalf,
-    message: &impl serde::Serialize,
-    name: &str,
-) -> Result<()> {
-    use tokio::io::AsyncWriteExt;
-    let mut line = serde_json::to_vec(message)
-        .map_err(|e| Error::Internal(format!("cannot encode the TLS material: {e}")))?;
-    line.push(b'\n');
-    write
-        .write_all(&line)
-        .await
-        .map_err(|e| Error::ContainerExited {
-            id: name.to_owned(),
-            code: None,
-            log_tail: format!("could not hand it its TLS material: {e}"),
-        })
+/// The service's task once the manager reports it started, with its
+/// container and addresses. (Its node reports it in batches, so the manager
+/// can learn it a moment after the task said it serves; a task whose image
+/// has a healthcheck is `starting` until that passes, serving already.)
+async fn started_task(engine: &Engine, service: &str) -> Result<TaskInfo> {
+    loop {
+        let tasks = engine.service_tasks(&[service]).await?;
+        let started = tasks.into_iter().find(|t| {
+            t.container_id.is_some() && matches!(t.state.as_str(), "starting" | "running")
+        });
+        if let Some(task) = started {
+            return Ok(task);
+        }
+        // The task watch, polled beside this, ends the wait if it ended.
+        tokio::time::sleep(TASK_POLL).await;
+    }
 }
 
 /// The first ready line on a lifeline; `None` if it ends first. Other lines
@@ -450,15 +475,33 @@ fn watch_exit(
         let mut sink = tokio::io::sink();
         let _ = tokio::io::copy(&mut reader, &mut sink).await;
         registry.forget(&container);
-        let code = engine
-            .service_tasks(&[&service])
-            .await
-            .ok()
-            .and_then(|tasks| tasks.iter().find_map(|t| t.exit_code))
-            .unwrap_or(-1);
-        let _ = tx.send(Some(code));
+        let _ = tx.send(Some(exit_code(&engine, &service).await.unwrap_or(-1)));
     });
     rx
+}
+
+/// A service's task's exit code, once the manager has recorded its end (a
+/// running task reports 0), waiting for that a few seconds at most.
+async fn exit_code(engine: &Engine, service: &str) -> Option<i64> {
+    let waited = tokio::time::timeout(TAIL_WAIT, async {
+        loop {
+            if let Ok(tasks) = engine.service_tasks(&[service]).await {
+                if let Some(code) = tasks.iter().filter(|t| ended(t)).find_map(|t| t.exit_code) {
+                    return code;
+                }
+            }
+            tokio::time::sleep(TASK_POLL).await;
+        }
+    });
+    waited.await.ok()
+}
+
+/// Whether a task has ended, for good.
+fn ended(task: &TaskInfo) -> bool {
+    matches!(
+        task.state.as_str(),
+        "complete" | "failed" | "shutdown" | "rejected" | "orphaned" | "remove"
+    )
 }
 
 /// Remove this user's (`any_user`: anyone's) worker services whose tasks
@@ -483,7 +526,13 @@ pub async fn prune(engine: &Engine, any_user: bool, only: &[String]) -> Result<V
     for task in engine.service_tasks(&ids).await? {
         tasks.entry(task.service_id.clone()).or_default().push(task);
     }
-    let now = now_nanos();
+    // The manager's clock stamps the tasks: judge their age by it.
+    let now = engine
+        .now_ns(false)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(now_nanos);
     for service in services {
         let owner = service.labels.get(labels::OWNER).map(String::as_str);
         let selected = only.iter().all(|term| {
@@ -508,13 +557,8 @@ pub async fn prune(engine: &Engine, any_user: bool, only: &[String]) -> Result<V
 /// Whether a worker service's tasks say nobody needs it any more.
 fn is_leftover(tasks: &[TaskInfo], now_ns: i64) -> bool {
     let after = i64::try_from(LEFTOVER_AFTER.as_nanos()).unwrap_or(i64::MAX);
-    let ended = |t: &TaskInfo| {
-        matches!(
-            t.state.as_str(),
-            "complete" | "failed" | "shutdown" | "rejected" | "orphaned" | "remove"
-        ) && t.changed_ns.is_some_and(|at| now_ns - at >= after)
-    };
-    !tasks.is_empty() && tasks.iter().all(ended)
+    let long_ended = |t: &TaskInfo| ended(t) && t.changed_ns.is_some_and(|at| now_ns - at >= after);
+    !tasks.is_empty() && tasks.iter().all(long_ended)
 }
 
 #[cfg(test)]

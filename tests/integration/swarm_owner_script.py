@@ -11,7 +11,8 @@ JSON line each way.
   that many seconds later; prints ``{"cancelled": {delay: outcome}}``, where
   the outcome is ``"cancelled"`` or ``"started"`` (the start won the race and
   the worker was then stopped).
-- ``hold``: starts ``count`` workers with ``keywords``, prints ``{"workers":
+- ``hold``: starts ``count`` workers with ``keywords`` (each with its own
+  ``placements`` constraints, where given), prints ``{"workers":
   [{"service", "node", "address", "uid"}]}``; with ``watch``, a subscriber of
   this process (subscribed before the starts) then follows discovery until
   every worker was added and ``window`` seconds more, and it prints ``{"events":
@@ -47,6 +48,29 @@ async def hostname() -> str:
     import socket
 
     return socket.gethostname()
+
+
+@wool.routine
+async def hold_idle(count: int, seconds: float) -> int:
+    """Hold ``count`` connections to the owner's lifeline that never send a
+    byte, for ``seconds``; how many connected."""
+    import socket
+
+    with open("/proc/self/environ", "rb") as f:
+        environ = dict(
+            item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item
+        )
+    host, port = environ[b"WOOL_DOCKER_LIFELINE"].decode().rsplit(":", 1)
+    held = []
+    for _ in range(count):
+        try:
+            held.append(socket.create_connection((host, int(port)), timeout=10))
+        except OSError:
+            break
+    await asyncio.sleep(seconds)
+    for connection in held:
+        connection.close()
+    return len(held)
 
 
 @wool.routine
@@ -110,9 +134,16 @@ async def cancel(config: dict[str, Any]) -> None:
 
 async def hold(config: dict[str, Any]) -> None:
     keywords = config.get("keywords", {})
+    # Per worker, where given: its placement constraints.
+    placements = config.get("placements") or [()] * config["count"]
     workers = [
-        SwarmWorker(image=config["image"], network=config["network"], **keywords)
-        for _ in range(config["count"])
+        SwarmWorker(
+            image=config["image"],
+            network=config["network"],
+            constraints=placement,
+            **keywords,
+        )
+        for placement in placements
     ]
     events: list[tuple[str, str, float]] = []
     started: dict[str, float] = {}
@@ -134,23 +165,6 @@ async def hold(config: dict[str, Any]) -> None:
 
     async with asyncio.timeout(TIMEOUT):
         await asyncio.gather(*(start(w) for w in workers))
-    if watching is not None:
-        uids = set(started)
-        async with asyncio.timeout(TIMEOUT):
-            while not uids <= {uid for kind, uid, _ in events if kind == "worker-added"}:
-                await asyncio.sleep(0.05)
-        # Past the first polls of the manager, which must not announce them again.
-        await asyncio.sleep(config.get("window", 3.0))
-        watching.cancel()
-        emit(
-            {
-                "events": [
-                    [kind, uid, at - started[uid]]
-                    for kind, uid, at in events
-                    if uid in started
-                ]
-            }
-        )
     emit(
         {
             "workers": [
@@ -164,13 +178,42 @@ async def hold(config: dict[str, Any]) -> None:
             ]
         }
     )
+    if watching is not None:
+        uids = set(started)
+        try:
+            async with asyncio.timeout(TIMEOUT / 2):
+                while not uids <= {u for kind, u, _ in events if kind == "worker-added"}:
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            pass  # The events say what is missing.
+        else:
+            # Past the polls of the manager and the grace of an own remote
+            # worker (10 s): none may drop it or announce it again.
+            await asyncio.sleep(config.get("window", 12.0))
+        watching.cancel()
+        emit(
+            {
+                "events": [
+                    [kind, uid, at - started.get(uid, at)] for kind, uid, at in events
+                ]
+            }
+        )
     if config.get("attack"):
         discovery = DockerDiscovery(network=config["network"])
         pool = wool.WorkerPool(discovery=discovery.subscriber)
         async with pool:
             attack = await attack_lifeline()
             after = await hostname()
-        emit({"attack": attack, "after": after})
+            # A new worker starts while a routine holds idle connections to
+            # the owner's lifeline, far past one address's handshakes.
+            other = SwarmWorker(image=config["image"], network=config["network"])
+            holding = asyncio.ensure_future(hold_idle(200, 8.0))
+            await asyncio.sleep(1.0)
+            async with asyncio.timeout(TIMEOUT):
+                await other.start()
+            await other.stop()
+            held = await holding
+        emit({"attack": attack, "after": after, "held": held, "started": True})
     await asyncio.to_thread(sys.stdin.readline)
     await asyncio.gather(*(w.stop() for w in workers))
     emit({"stopped": True})

@@ -43,6 +43,11 @@ _GONE = 30.0
 """Seconds within which every task of a dead owner must be gone: its lifeline
 ends at once, and its server cancels what runs and exits."""
 
+_LIFELINE_ENDED = 15.0
+"""Seconds within which a dead owner's tasks end through their lifelines:
+well under the task's keepalive (25 s) and connect window (30 s), which are
+what would end them if the lifeline did not."""
+
 _KIND = "wool.docker.service"
 """The label on a Swarm worker's service object."""
 
@@ -387,7 +392,14 @@ class TestLifetime:
             prune`` should then remove the services
         """
         # Arrange
-        held = await owner(mode="hold", count=4, watch=True)
+        # Two on each node: this test is about the lifeline, not placement.
+        on = [
+            f"node.id=={n}"
+            for n in (two_nodes.manager.node_id, two_nodes.worker.node_id)
+        ]
+        held = await owner(
+            mode="hold", count=4, watch=True, placements=[[on[0]], [on[1]]] * 2
+        )
         workers = (await held.record("workers"))["workers"]
         nodes = {w["node"] for w in workers}
         events = (await held.record("events"))["events"]
@@ -402,6 +414,8 @@ class TestLifetime:
         )
         ended = time.monotonic() - killed
         print(f"owner SIGKILL → every task ended: {ended:.1f} s")
+        # Measured 0.5-0.7 s; the lifeline's end, not a timeout, must stop them.
+        assert ended < _LIFELINE_ENDED
         services = {w["service"] for w in workers}
         assert services <= set(_worker_services(two_nodes))
         wait_for(
@@ -412,12 +426,13 @@ class TestLifetime:
 
         # Assert
         assert nodes == {two_nodes.manager.node_id, two_nodes.worker.node_id}
+        uids = {w["uid"] for w in workers}
+        events = [e for e in events if e[1] in uids]
         added = sorted(uid for kind, uid, _ in events if kind == "worker-added")
-        assert added == sorted(w["uid"] for w in workers), events
+        assert added == sorted(uids), (events, workers)
         assert [e for e in events if e[0] != "worker-added"] == [], events
         late = {uid: round(after, 3) for kind, uid, after in events}
         print(f"worker-added, seconds after start() returned: {late}")
-        assert ended < _GONE
 
     @pytest.mark.asyncio
     async def test_cancelled_starts_leave_nothing(self, two_nodes, owner):
@@ -453,11 +468,13 @@ class TestLifetime:
         Given:
             An owner holding a `SwarmWorker`
         When:
-            A routine replays the worker's (used) lifeline token, then opens
-            200 connections that send 4 KiB each and no newline
+            A routine replays the worker's (used) lifeline token, opens 200
+            connections that send 4 KiB each and no newline, then holds 200
+            idle connections while the owner starts another worker
         Then:
-            The replay should be closed, and the owner should still serve a
-            call afterwards and stop its worker cleanly
+            The replay should be closed, the owner should still serve a call,
+            the other worker should start, and the owner should stop its
+            workers cleanly
         """
         # Arrange
         held = await owner(mode="hold", count=1, attack=True)
@@ -472,6 +489,7 @@ class TestLifetime:
         assert attack["attack"]["replay_closed"] is True
         assert attack["attack"]["flooded"] == 200
         assert attack["after"]
+        assert attack["held"] == 200 and attack["started"] is True
         assert stopped is True
         assert await held.wait() == 0
 
