@@ -10,7 +10,7 @@ use bollard::models::{
 };
 
 use super::model::{
-    ContainerEvent, ContainerInfo, CreateSpec, Endpoint, Output, SwarmRole, TaskInfo,
+    Confinement, ContainerEvent, ContainerInfo, CreateSpec, Endpoint, Output, SwarmRole, TaskInfo,
 };
 use crate::error::{Error, Result};
 
@@ -117,6 +117,20 @@ pub(super) fn convert_output(
         Ok(LogOutput::StdIn { .. }) => None,
         Err(e) => Some(Err(Error::engine("read container output", host, e))),
     }
+}
+
+/// The Engine's ulimits of confinement `c`; `None` leaves the daemon's.
+pub(super) fn ulimits(c: &Confinement) -> Option<Vec<ResourcesUlimits>> {
+    (!c.ulimits.is_empty()).then(|| {
+        c.ulimits
+            .iter()
+            .map(|(name, soft, hard)| ResourcesUlimits {
+                name: Some(name.clone()),
+                soft: Some(*soft),
+                hard: Some(*hard),
+            })
+            .collect()
+    })
 }
 
 /// The last `n` lines of `lines`, joined.
@@ -255,16 +269,7 @@ pub(super) fn container_create_body(spec: &CreateSpec) -> ContainerCreateBody {
         security_opt: (!c.security_opt.is_empty()).then(|| c.security_opt.clone()),
         pids_limit: c.pids_limit,
         oom_score_adj: c.oom_score_adj,
-        ulimits: (!c.ulimits.is_empty()).then(|| {
-            c.ulimits
-                .iter()
-                .map(|(name, soft, hard)| ResourcesUlimits {
-                    name: Some(name.clone()),
-                    soft: Some(*soft),
-                    hard: Some(*hard),
-                })
-                .collect()
-        }),
+        ulimits: ulimits(c),
         log_config: c.log.as_ref().map(|(driver, options)| HostConfigLogConfig {
             typ: Some(driver.clone()),
             config: Some(

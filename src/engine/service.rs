@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bollard::models::{
     EndpointSpec, EndpointSpecModeEnum, Limit, Mount, MountTmpfsOptions, MountType,
-    NetworkAttachmentConfig, ResourceObject, ResourcesUlimits, ServiceSpec, ServiceSpecMode,
+    NetworkAttachmentConfig, ResourceObject, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, TaskSpec, TaskSpecContainerSpec, TaskSpecLogDriver,
     TaskSpecPlacement, TaskSpecResources, TaskSpecRestartPolicy,
     TaskSpecRestartPolicyConditionEnum,
@@ -15,7 +15,7 @@ use bollard::query_parameters::{ListServicesOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt;
 
 use super::client::Engine;
-use super::convert::{convert_output, message_of, status_of};
+use super::convert::{convert_output, message_of, status_of, ulimits};
 use super::model::{CreateSpec, OutputStream, TaskInfo};
 use crate::error::{Error, Result};
 
@@ -186,16 +186,7 @@ fn service_body(spec: &ServiceCreate) -> Result<ServiceSpec> {
         init: Some(true),
         capability_drop: (!k.cap_drop.is_empty()).then(|| k.cap_drop.clone()),
         capability_add: (!k.cap_add.is_empty()).then(|| k.cap_add.clone()),
-        ulimits: (!k.ulimits.is_empty()).then(|| {
-            k.ulimits
-                .iter()
-                .map(|(name, soft, hard)| ResourcesUlimits {
-                    name: Some(name.clone()),
-                    soft: Some(*soft),
-                    hard: Some(*hard),
-                })
-                .collect()
-        }),
+        ulimits: ulimits(k),
         ..Default::default()
     };
     let p = &spec.placement;

@@ -24,7 +24,7 @@ use super::spec::create_spec;
 use crate::engine::{now_nanos, Engine, Placement, ServiceCreate, SwarmRole, TaskInfo};
 use crate::error::{Error, Result};
 use crate::labels;
-use crate::output::{Lines, LogSink};
+use crate::output::{Lines, LogSink, MAX_LINE, TAIL_LINES};
 use crate::ready::{Ready, READY_PREFIX};
 use crate::registry::Registry;
 
@@ -35,10 +35,6 @@ pub const SERVICE_KIND: &str = "wool.docker.service";
 pub const SERVICE_KIND_WORKER: &str = "worker";
 /// How often the manager is asked about a starting task.
 const TASK_POLL: Duration = Duration::from_millis(250);
-/// Longest line read from a task's lifeline (the ready line is well under).
-const MAX_LINE: u64 = 64 * 1024;
-/// Lines of output an error carries.
-const TAIL_LINES: usize = 40;
 /// How long a failed task's last output may take to arrive.
 const TAIL_WAIT: Duration = Duration::from_secs(5);
 /// A service whose tasks have all ended this long ago is an owner's leftover
@@ -364,11 +360,15 @@ async fn started_task(engine: &Engine, service: &str) -> Result<TaskInfo> {
 }
 
 /// The first ready line on a lifeline; `None` if it ends first. Other lines
-/// are skipped, and a line past `MAX_LINE` ends the wait.
+/// are skipped, and a line past `MAX_LINE` (an output line's cap) ends the wait.
 async fn ready_line(reader: &mut BufReader<OwnedReadHalf>) -> Option<String> {
     loop {
         let mut line = String::new();
-        let read = reader.take(MAX_LINE).read_line(&mut line).await.ok()?;
+        let read = reader
+            .take(MAX_LINE as u64)
+            .read_line(&mut line)
+            .await
+            .ok()?;
         if read == 0 || !line.ends_with('\n') {
             return None;
         }
