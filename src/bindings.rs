@@ -20,6 +20,8 @@ use crate::labels::{Extra, Port, WorkerRecord};
 use crate::registry::Registry;
 use crate::runtime::{self, future_into_py};
 use crate::scope::{Change, Scope};
+use crate::serving;
+use crate::values::Seconds;
 use crate::worker::{
     self, EngineAccess, Lifeline, LogSink, Owner, Plan, Refill, Running, Standby, WorkerConfig,
 };
@@ -129,19 +131,25 @@ pub fn remove_image(
     })
 }
 
-/// Read a worker config as `DockerWorker` builds it: a dict that must match
-/// [`WorkerConfig`] exactly (an unknown or missing key is a `ValueError`).
+/// Read a worker config as `DockerWorker` passes it: the user's keywords in
+/// [`WorkerConfig`]'s schema (an unknown, missing or bad key is a
+/// `ValueError` naming it).
 fn worker_config(config: &Bound<'_, PyAny>) -> Result<WorkerConfig, Error> {
-    pythonize::depythonize(config)
-        .map_err(|e| Error::InvalidArgument(format!("invalid worker configuration: {e}")))
+    let mut de = pythonize::Depythonizer::from_object(config);
+    WorkerConfig::read(&mut de).map_err(Error::InvalidArgument)
 }
 
-/// Check a worker config without starting anything: what `start_worker`
-/// accepts, it accepts (`DockerWorker`'s tests prove the boundary with it).
+/// Check a worker config without starting anything, and return it as the
+/// core reads it (sizes in bytes, binds as `src:dst:mode`, limits as pairs):
+/// what `start_worker` accepts, it accepts.
 #[pyfunction]
-pub fn check_worker_config(config: &Bound<'_, PyAny>) -> PyResult<()> {
-    worker_config(config)?;
-    Ok(())
+pub fn check_worker_config<'py>(
+    py: Python<'py>,
+    config: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let cfg = worker_config(config)?;
+    pythonize::pythonize(py, &cfg)
+        .map_err(|e| Error::InvalidArgument(format!("worker configuration: {e}")).into())
 }
 
 /// The port rule (1-65535) for a number or its text: the port, or `ValueError`.
@@ -166,17 +174,36 @@ pub fn check_port(port: &Bound<'_, PyAny>) -> PyResult<u16> {
 #[pyfunction]
 pub fn check_extra(extra: &Bound<'_, PyAny>) -> PyResult<BTreeMap<String, String>> {
     let checked = match extra.extract::<String>() {
-        Ok(text) => Extra::parse(&text),
-        Err(_) => pythonize::depythonize::<Extra>(extra).map_err(|e| e.to_string()),
+        Ok(text) => Extra::read(&text),
+        Err(_) => pythonize::depythonize::<Extra>(extra).map_err(|e| Extra::rule(e.to_string())),
     };
-    let message = |e: String| {
-        if e.starts_with("extra metadata") {
-            e
-        } else {
-            format!("extra metadata must map strings to strings (wool sends it as map<string, string>): {e}")
-        }
-    };
-    Ok(checked.map_err(|e| Error::InvalidArgument(message(e)))?.0)
+    Ok(checked.map_err(Error::InvalidArgument)?.0)
+}
+
+/// Read a worker container's configuration from its environment (the
+/// documented `WOOL_*` variables): a dict, or `ValueError("VARIABLE: problem")`
+/// for the first bad variable. The entry point's one reader.
+#[pyfunction]
+pub fn read_server_env<'py>(
+    py: Python<'py>,
+    environ: BTreeMap<String, String>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let cfg = serving::ServerConfig::from_env(&environ)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    pythonize::pythonize(py, &cfg)
+        .map_err(|e| Error::InvalidArgument(format!("server configuration: {e}")).into())
+}
+
+/// A boolean variable by the entry point's rule, or `ValueError("VARIABLE:
+/// problem")`; `default` when unset or blank.
+#[pyfunction]
+pub fn env_flag(
+    environ: BTreeMap<String, String>,
+    variable: String,
+    default: bool,
+) -> PyResult<bool> {
+    Ok(serving::flag(&environ, &variable, default)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?)
 }
 
 /// Start a worker container from its config (see [`WorkerConfig`]) and wait
@@ -185,17 +212,20 @@ pub fn check_extra(extra: &Bound<'_, PyAny>) -> PyResult<BTreeMap<String, String
 /// standby is claimed when one is free (or about to be), else a fresh one
 /// starts.
 #[pyfunction]
-#[pyo3(signature = (config, timeout, log_output=true, host=None, standby=None))]
+#[pyo3(signature = (config, timeout=None, log_output=true, host=None, standby=None))]
 pub fn start_worker<'py>(
     py: Python<'py>,
     config: &Bound<'py, PyAny>,
-    timeout: f64,
+    timeout: Option<f64>,
     log_output: bool,
     host: Option<String>,
     standby: Option<PyRef<'py, StandbyHandle>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let cfg = worker_config(config)?;
-    let timeout = seconds("timeout", timeout)?;
+    let timeout = match timeout {
+        Some(given) => seconds("timeout", given)?,
+        None => cfg.start_timeout.duration(),
+    };
     let sink = log_sink(log_output);
     let standby = standby.map(|s| s.inner.clone());
     future_into_py(py, async move {
@@ -220,12 +250,9 @@ pub fn start_worker<'py>(
 
 /// A positive, finite number of seconds, or `ValueError` naming `what`.
 fn seconds(what: &str, value: f64) -> Result<Duration, Error> {
-    if !(value.is_finite() && value > 0.0) {
-        return Err(Error::InvalidArgument(format!(
-            "{what} must be a positive number of seconds"
-        )));
-    }
-    Ok(Duration::try_from_secs_f64(value).unwrap_or(Duration::MAX))
+    Seconds::new(value)
+        .map(Seconds::duration)
+        .map_err(|e| Error::InvalidArgument(format!("{what}: {e}")))
 }
 
 fn log_sink(log_output: bool) -> Option<LogSink> {

@@ -174,6 +174,24 @@ impl Extra {
         })
     }
 
+    /// Read `extra` as a user gave it (a label, a variable, the command line):
+    /// the error says the rule whatever serde found wrong.
+    pub fn read(text: &str) -> std::result::Result<Extra, String> {
+        Extra::parse(text).map_err(Extra::rule)
+    }
+
+    /// A problem with `extra`, said with its rule.
+    pub fn rule(problem: String) -> String {
+        if problem.starts_with("extra metadata") {
+            problem
+        } else {
+            format!(
+                "extra metadata must map strings to strings (wool sends it as \
+                 map<string, string>): {problem}"
+            )
+        }
+    }
+
     /// The canonical JSON text (compact, keys sorted) of labels and the
     /// worker's environment.
     pub fn to_json(&self) -> String {

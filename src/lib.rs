@@ -1,11 +1,13 @@
 //! Native core of wool-docker: Docker Engine I/O and state for wool workers and
 //! discovery. Modules form layers; each uses only those below it:
 //!
-//! 1. `error`, `env`, `runtime` (the tokio runtime), `logging` (to Python's);
+//! 1. `error`, `env`, `runtime` (the tokio runtime), `logging` (to Python's),
+//!    `values` (self-validating values: seconds, sizes, counts, names);
 //! 2. `context` (which Engine), `engine` (the client and our models of its objects);
 //! 3. contracts, pure: `labels` (the schema and the selector match), `ready`
 //!    (the ready and parked lines), `scope` (what a discovery follows), `output` (a
-//!    container's lines), `owner` (owner tokens);
+//!    container's lines), `owner` (owner tokens), `serving` (the one reader of a
+//!    worker container's `WOOL_*` variables);
 //! 4. `registry`: the containers this process owns;
 //! 5. `worker` (a container's lifecycle; `standby`: parked ones and their claims),
 //!    `swarm` (remote tasks), `discovery`,
@@ -28,7 +30,9 @@ pub mod ready;
 pub mod registry;
 pub mod runtime;
 pub mod scope;
+pub mod serving;
 pub mod swarm;
+pub mod values;
 pub mod worker;
 
 use pyo3::prelude::*;
@@ -42,6 +46,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PARKED_PREFIX", ready::PARKED_PREFIX)?;
     m.add("STANDBY_LABEL", labels::STANDBY)?;
     m.add("DEFAULT_PORT", labels::DEFAULT_PORT)?;
+    m.add("DEFAULT_BIND_HOST", serving::DEFAULT_BIND_HOST)?;
+    m.add("DEFAULT_SHUTDOWN_GRACE", serving::DEFAULT_SHUTDOWN_GRACE)?;
+    m.add(
+        "DEFAULT_DEREGISTER_DELAY",
+        serving::DEFAULT_DEREGISTER_DELAY,
+    )?;
     m.add(
         "DEFAULT_SELECTOR",
         (labels::SELECTOR, labels::SELECTOR_VALUE),
@@ -58,6 +68,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bindings::check_worker_config, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::check_port, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::check_extra, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::read_server_env, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::env_flag, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::prune, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::owner_token, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::discovery_owner, m)?)?;

@@ -21,7 +21,7 @@ string_maps = st.dictionaries(st.text(), st.text())
 
 
 def _config() -> dict[str, Any]:
-    """A complete worker config, every key present, as ``worker.py`` builds it."""
+    """A complete worker config, every key present, as ``worker.py`` passes it."""
     return {
         "image": "wool-worker:test",
         "name": "wool-worker-0123456789ab",
@@ -38,15 +38,16 @@ def _config() -> dict[str, Any]:
         },
         "selector": {"wool.worker": "true"},
         "labels": {},
-        "env": {},
-        "binds": [],
-        "nano_cpus": None,
-        "memory": None,
+        "environment": {},
+        "volumes": [],
+        "cpus": None,
+        "mem_limit": None,
         "gpus": None,
         "python": "3.11",
         "wool_version": "0.15.7",
         "tls": None,
-        "shutdown_grace": 60.0,
+        "start_timeout": 60.0,
+        "shutdown_grace_period": 60.0,
         "server_options": {"proxy_pool_ttl": 60.0},
         "proxy_pool_ttl": 60.0,
         "backpressure": b"\x80\x05N.",
@@ -60,9 +61,10 @@ def _config() -> dict[str, Any]:
             "pids_limit": 512,
             "oom_score_adj": 500,
             "ulimits": {"nofile": (8192, 8192)},
-            "log": ("local", {"max-size": "10m"}),
+            "log_config": {"type": "local", "config": {"max-size": "10m"}},
             "runtime": None,
         },
+        "swarm": None,
     }
 
 
@@ -255,7 +257,7 @@ def test_check_worker_config_with_unknown_key(path):
 
 
 @pytest.mark.parametrize(
-    "key", ["image", "labels", "shutdown_grace", "server_options", "sandbox"]
+    "key", ["image", "labels", "shutdown_grace_period", "server_options", "sandbox"]
 )
 def test_check_worker_config_with_renamed_key(key):
     """Test that a key renamed on one side does not become a default.

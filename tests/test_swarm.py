@@ -19,7 +19,7 @@ NETWORK = "wool-overlay"
 
 PLACEMENT_KEYS = {
     "constraints",
-    "reserve_nano_cpus",
+    "reserve_cpus",
     "reserve_memory",
     "lifeline_host",
 }
@@ -277,12 +277,12 @@ class TestSwarmWorker:
         worker = SwarmWorker(image=IMAGE, network=NETWORK)
 
         # Act
-        config = worker._config(None)
+        config = _native.check_worker_config(worker._config(None))
 
         # Assert
         assert config["swarm"] == {
             "constraints": [],
-            "reserve_nano_cpus": None,
+            "reserve_cpus": None,
             "reserve_memory": None,
             "lifeline_host": None,
         }
@@ -295,7 +295,6 @@ class TestSwarmWorker:
         assert config["sandbox"]["oom_score_adj"] is None
         assert config["sandbox"]["runtime"] is None
         assert config["gpus"] is None
-        _native.check_worker_config(config)
 
     def test__config_with_placement(self):
         """Test the native config of a Swarm worker with every placement keyword.
@@ -306,8 +305,8 @@ class TestSwarmWorker:
         When:
             ``_config(None)`` is built
         Then:
-            Its ``"swarm"`` part should hold them as lists, billionths of a
-            CPU and bytes, and the native schema should accept it
+            The native schema should accept it, its ``"swarm"`` part holding
+            them as lists, CPUs and bytes
         """
         # Arrange
         worker = SwarmWorker(
@@ -320,16 +319,15 @@ class TestSwarmWorker:
         )
 
         # Act
-        config = worker._config(None)
+        config = _native.check_worker_config(worker._config(None))
 
         # Assert
         assert config["swarm"] == {
             "constraints": ["node.role==worker", "node.labels.gpu==true"],
-            "reserve_nano_cpus": 250_000_000,
+            "reserve_cpus": 0.25,
             "reserve_memory": 64 * 1024**2,
             "lifeline_host": "10.0.1.2",
         }
-        _native.check_worker_config(config)
 
     def test__config_holds_docker_worker_config(self):
         """Test that a Swarm worker's config is a `DockerWorker`'s plus placement.
@@ -342,7 +340,7 @@ class TestSwarmWorker:
             Both ``_config(None)`` are built
         Then:
             They should differ only in the worker's name and uid and in the
-            ``"swarm"`` key
+            ``"swarm"`` key, ``None`` for the `DockerWorker`
         """
         # Arrange
         keywords = dict(
@@ -364,8 +362,8 @@ class TestSwarmWorker:
         docker_config = _without_identity(docker._config(None))
 
         # Assert
-        assert set(swarm_config) - set(docker_config) == {"swarm"}
-        del swarm_config["swarm"]
+        assert docker_config.pop("swarm") is None
+        assert swarm_config.pop("swarm") is not None
         assert swarm_config == docker_config
         assert set(swarm._config(None)["swarm"]) == PLACEMENT_KEYS
 

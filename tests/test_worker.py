@@ -61,11 +61,12 @@ def start_worker(mocker, handle):
 
 
 def _config(start_worker) -> dict:
-    """The container config of the last ``start_worker`` call, checked by the
-    real native schema: what the stub received, the native core accepts."""
+    """The container config of the last ``start_worker`` call as the real
+    native schema reads it: what the stub received, the native core accepts,
+    with each value in its canonical form (sizes in bytes, binds as
+    ``src:dst:mode``, limits as pairs)."""
     config = start_worker.await_args.args[0]
-    worker_module._native.check_worker_config(config)
-    return config
+    return worker_module._native.check_worker_config(config)
 
 
 def _without_identity(config: dict) -> dict:
@@ -234,7 +235,7 @@ class TestDockerWorker:
             worker = DockerWorker(image=IMAGE, engine_access="proxy")
 
         # Assert
-        assert worker._engine_access == "feed"
+        assert worker._config(None)["engine_access"] == "feed"
 
     def test___init___with_identity_without_credentials(self):
         """Test constructing a worker that claims an identity it cannot prove.
@@ -312,7 +313,7 @@ class TestDockerWorker:
             It should raise `ValueError`
         """
         # Act & assert
-        with pytest.raises(ValueError, match="mem_limit must be positive"):
+        with pytest.raises(ValueError, match="mem_limit: must be positive"):
             DockerWorker(image=IMAGE, mem_limit=mem_limit)
 
     @pytest.mark.parametrize("gpus", [0, -1, "2", "any", "ALL", 1.5])
@@ -520,14 +521,14 @@ class TestDockerWorker:
         assert config["network"] is None
         assert config["selector"] == {"wool.worker": "true"}
         assert config["labels"] == {}
-        assert config["env"] == {}
-        assert config["binds"] == []
-        assert config["nano_cpus"] is None
-        assert config["memory"] is None
+        assert config["environment"] == {}
+        assert config["volumes"] == []
+        assert config["cpus"] is None
+        assert config["mem_limit"] is None
         assert config["gpus"] is None
         assert config["tls"] is None
         assert config["engine_access"] == "feed"
-        assert config["shutdown_grace"] == 60.0
+        assert config["shutdown_grace_period"] == 60.0
         assert config["python"] == "{}.{}".format(*sys.version_info[:2])
         assert config["wool_version"] == protocol.__version__
 
@@ -708,7 +709,7 @@ class TestDockerWorker:
         await worker.start()
 
         # Assert
-        assert _config(start_worker)["env"] == {"MODE": "fast", "SEED": "7"}
+        assert _config(start_worker)["environment"] == {"MODE": "fast", "SEED": "7"}
 
     @pytest.mark.asyncio
     async def test_start_with_volume_mapping(self, start_worker):
@@ -734,7 +735,7 @@ class TestDockerWorker:
         await worker.start()
 
         # Assert
-        assert _config(start_worker)["binds"] == [
+        assert _config(start_worker)["volumes"] == [
             "/srv/data:/data:ro",
             "cache:/cache:rw",
         ]
@@ -757,7 +758,7 @@ class TestDockerWorker:
         await worker.start()
 
         # Assert
-        assert _config(start_worker)["binds"] == ["/srv/data:/data:ro", "cache:/c"]
+        assert _config(start_worker)["volumes"] == ["/srv/data:/data:ro", "cache:/c"]
 
     @pytest.mark.asyncio
     async def test_start_with_fractional_cpus(self, start_worker):
@@ -768,7 +769,7 @@ class TestDockerWorker:
         When:
             It is started
         Then:
-            It should ask for 1,500,000,000 nano-CPUs
+            It should ask for 1.5 CPUs (the core holds 1,500,000,000 nano-CPUs)
         """
         # Arrange
         worker = DockerWorker(image=IMAGE, cpus=1.5)
@@ -777,7 +778,7 @@ class TestDockerWorker:
         await worker.start()
 
         # Assert
-        assert _config(start_worker)["nano_cpus"] == 1_500_000_000
+        assert _config(start_worker)["cpus"] == 1.5
 
     @pytest.mark.asyncio
     async def test_start_with_two_decimal_cpus(self, start_worker):
@@ -788,8 +789,9 @@ class TestDockerWorker:
         When:
             It is started
         Then:
-            It should ask for 2,010,000,000 nano-CPUs, as ``docker run --cpus``
-            does
+            It should ask for 2.01 CPUs; the core rounds them to 2,010,000,000
+            nano-CPUs as ``docker run --cpus`` does (a Rust unit test of
+            ``values::NanoCpus``)
         """
         # Arrange
         worker = DockerWorker(image=IMAGE, cpus=2.01)
@@ -798,7 +800,7 @@ class TestDockerWorker:
         await worker.start()
 
         # Assert
-        assert _config(start_worker)["nano_cpus"] == 2_010_000_000
+        assert _config(start_worker)["cpus"] == 2.01
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize(
@@ -830,7 +832,7 @@ class TestDockerWorker:
         await worker.start()
 
         # Assert
-        assert _config(start_worker)["memory"] == memory
+        assert _config(start_worker)["mem_limit"] == memory
 
     @settings(
         max_examples=50,
@@ -866,10 +868,10 @@ class TestDockerWorker:
         await worker.start()
 
         # Assert
-        assert _config(start_worker)["memory"] == count * multiplier
+        assert _config(start_worker)["mem_limit"] == count * multiplier
 
     @pytest.mark.asyncio
-    @pytest.mark.parametrize(("gpus", "requested"), [("all", -1), (1, 1), (4, 4)])
+    @pytest.mark.parametrize(("gpus", "requested"), [("all", "all"), (1, 1), (4, 4)])
     async def test_start_with_gpus(self, start_worker, gpus, requested):
         """Test a GPU request.
 
@@ -878,7 +880,7 @@ class TestDockerWorker:
         When:
             It is started
         Then:
-            It should ask for -1 (Docker's every GPU) or that count
+            It should ask for every GPU (Docker's -1, in the core) or that count
         """
         # Arrange
         worker = DockerWorker(image=IMAGE, gpus=gpus)
@@ -928,7 +930,7 @@ class TestDockerWorker:
         await worker.start()
 
         # Assert
-        assert _config(start_worker)["shutdown_grace"] == 5
+        assert _config(start_worker)["shutdown_grace_period"] == 5
 
     @pytest.mark.asyncio
     async def test_start_with_credentials_and_identity(self, start_worker):
@@ -957,13 +959,15 @@ class TestDockerWorker:
         await worker.start()
 
         # Assert
-        config = _config(start_worker)
-        assert config["tls"] == {
+        assert start_worker.await_args.args[0]["tls"] == {
             "ca": "-----CA-----",
             "cert": "-----CERT-----",
             "key": "-----KEY-----",
             "mutual": False,
         }
+        # The canonical form never shows the PEM text.
+        config = _config(start_worker)
+        assert config["tls"] == {"mutual": False}
         assert config["publication"]["secure"] is True
         assert config["publication"]["identity"] == "worker.wool.test"
 
@@ -1003,7 +1007,7 @@ class TestDockerWorker:
         When:
             It is started without a timeout
         Then:
-            It should wait up to 12 seconds
+            It should leave the deadline to the config's 12 seconds
         """
         # Arrange
         worker = DockerWorker(image=IMAGE, start_timeout=12)
@@ -1012,7 +1016,8 @@ class TestDockerWorker:
         await worker.start()
 
         # Assert
-        assert start_worker.await_args.args[1] == 12
+        assert start_worker.await_args.args[1] is None
+        assert _config(start_worker)["start_timeout"] == 12
 
     @pytest.mark.asyncio
     async def test_start_with_timeout(self, start_worker):
@@ -1326,7 +1331,10 @@ class TestConfinement:
             "pids_limit": 512,
             "oom_score_adj": 500,
             "ulimits": {"nofile": (8192, 8192)},
-            "log": ("local", {"max-size": "10m", "max-file": "3"}),
+            "log_config": {
+                "type": "local",
+                "config": {"max-size": "10m", "max-file": "3"},
+            },
             "runtime": None,
         }
 
@@ -1370,7 +1378,7 @@ class TestConfinement:
             "pids_limit": 64,
             "oom_score_adj": -10,
             "ulimits": {"nofile": (100, 100), "nproc": (10, 20)},
-            "log": ("json-file", {"max-size": "1m"}),
+            "log_config": {"type": "json-file", "config": {"max-size": "1m"}},
             "runtime": "runsc",
         }
 

@@ -7,11 +7,16 @@ coroutine: await it directly; wrap it with ``asyncio.ensure_future`` (not
 
 from collections.abc import Awaitable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
+from typing import TypedDict
 from typing import final
 
 __all__ = [
+    "DEFAULT_BIND_HOST",
+    "DEFAULT_DEREGISTER_DELAY",
     "DEFAULT_PORT",
+    "DEFAULT_SHUTDOWN_GRACE",
     "DEFAULT_SELECTOR",
     "PARKED_PREFIX",
     "READY_PREFIX",
@@ -25,12 +30,14 @@ __all__ = [
     "check_port",
     "check_worker_config",
     "discovery_owner",
+    "env_flag",
     "engine_info",
     "inspect_image",
     "list_workers",
     "open_standby",
     "owner_token",
     "prune",
+    "read_server_env",
     "remove_image",
     "start_worker",
     "subscribe",
@@ -45,6 +52,12 @@ STANDBY_LABEL: str
 """The label marking a standby container, whose worker its ready line states."""
 DEFAULT_PORT: int
 """Port the worker image serves on inside the container."""
+DEFAULT_BIND_HOST: str
+"""Host a worker binds when ``WOOL_BIND_HOST`` is unset."""
+DEFAULT_SHUTDOWN_GRACE: float
+"""Seconds of shutdown grace when ``WOOL_SHUTDOWN_GRACE`` is unset."""
+DEFAULT_DEREGISTER_DELAY: float
+"""Seconds from SIGTERM to the drain when ``WOOL_DEREGISTER_DELAY`` is unset."""
 DEFAULT_SELECTOR: tuple[str, str]
 """The label every DockerWorker container carries and discovery's default filter."""
 
@@ -66,21 +79,87 @@ def build_image(context: bytes, tag: str, host: str | None = None) -> Awaitable[
 def remove_image(image: str, host: str | None = None) -> Awaitable[None]:
     """Remove an image; a missing one is fine."""
 
-WorkerConfig = Mapping[str, Any]
-"""A worker container's config as ``DockerWorker`` builds it: exactly the keys
-of the native core's ``WorkerConfig`` (nested: ``publication``, ``tls``,
-``sandbox``), values as plain Python objects (``backpressure`` as bytes). An
-unknown or missing key is a ``ValueError``."""
+class Tls(TypedDict):
+    """TLS material, PEM text."""
+
+    ca: str
+    cert: str
+    key: str
+    mutual: bool
+
+class Publication(TypedDict):
+    """What the worker's labels publish."""
+
+    uid: str
+    port: int | str
+    tags: Sequence[str]
+    extra: Mapping[str, str]
+    secure: bool
+    identity: str | None
+    options: Mapping[str, Any] | None
+    network: str | None
+
+class Sandbox(TypedDict):
+    """The confinement keywords of ``DockerWorker``, as the user gave them."""
+
+    user: str | None
+    read_only: bool
+    tmpfs: Mapping[str, str] | None
+    cap_add: Sequence[str]
+    security_opt: Sequence[str]
+    pids_limit: int | None
+    oom_score_adj: int | None
+    ulimits: Mapping[str, int | tuple[int, int]] | None
+    log_config: Mapping[str, Any] | None
+    runtime: str | None
+
+class SwarmPlacement(TypedDict):
+    """A ``SwarmWorker``'s placement keywords."""
+
+    constraints: Sequence[str]
+    reserve_cpus: float | None
+    reserve_memory: int | str | None
+    lifeline_host: str | None
+
+class WorkerConfig(TypedDict):
+    """A worker's configuration: ``DockerWorker``'s keywords as the user gave
+    them, in the native core's one schema (``worker::WorkerConfig``). Each
+    value is checked by its own type there; an unknown, missing or bad key is
+    a ``ValueError`` naming the keyword."""
+
+    image: str
+    name: str
+    network: str | None
+    publication: Publication
+    selector: Mapping[str, str]
+    labels: Mapping[str, str]
+    environment: Mapping[str, str]
+    volumes: Sequence[str] | Mapping[str, Mapping[str, str]] | None
+    cpus: float | None
+    mem_limit: int | str | None
+    gpus: int | str | None
+    python: str
+    wool_version: str
+    tls: Tls | None
+    start_timeout: float
+    shutdown_grace_period: float
+    engine_access: str
+    server_options: Mapping[str, Any]
+    proxy_pool_ttl: float
+    backpressure: bytes | None
+    sandbox: Sandbox
+    swarm: SwarmPlacement | None
 
 def start_worker(
     config: WorkerConfig,
-    timeout: float,
+    timeout: float | None = None,
     log_output: bool = True,
     host: str | None = None,
     standby: StandbyHandle | None = None,
 ) -> Awaitable[WorkerHandle]:
     """Start a worker container from its config and wait until it serves; with
-    ``log_output`` its output goes to the ``wool_docker.worker`` logger. With
+    ``log_output`` its output goes to the ``wool_docker.worker`` logger;
+    ``timeout`` ``None`` waits the config's ``start_timeout``. With
     ``standby``, a parked container of it is claimed when one is free (or about
     to be). A bad config raises ``ValueError`` here, before any Engine I/O."""
 
@@ -97,9 +176,11 @@ def open_standby(
     per-worker values are unused) and park ``size`` containers of its shape in
     the background. ``refill``: ``"release"`` or ``"claim"``."""
 
-def check_worker_config(config: WorkerConfig) -> None:
-    """Check a config exactly as ``start_worker`` reads it; ``ValueError`` if it
-    does not match."""
+def check_worker_config(config: WorkerConfig) -> dict[str, Any]:
+    """Check a config exactly as ``start_worker`` reads it (``ValueError``
+    naming the keyword if it does not match) and return it in its canonical
+    form: sizes in bytes, CPUs as a number, binds as ``src:dst:mode``, limits
+    as ``(soft, hard)``, TLS without its PEM text."""
 
 def check_port(port: int | str) -> int:
     """The port rule, 1-65535, for a number or its text; ``ValueError`` if not."""
@@ -107,6 +188,19 @@ def check_port(port: int | str) -> int:
 def check_extra(extra: Mapping[Any, Any] | str) -> dict[str, str]:
     """The ``extra`` rule, strings to strings, for a mapping or its JSON object
     text; ``ValueError`` if not."""
+
+def read_server_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Read a worker container's ``WOOL_*`` variables (the entry point's one
+    reader): ``host``, ``port``, ``uid`` (text or ``None``), ``tags``,
+    ``extra``, ``options``, ``identity``, ``tls`` (CA, certificate and key
+    paths, or ``None``), ``tls_mutual``, ``shutdown_grace``,
+    ``stdin_control``, ``deregister_delay``, ``server_options``,
+    ``proxy_pool_ttl``, ``backpressure`` (bytes). ``ValueError("VARIABLE:
+    problem")`` for the first bad variable."""
+
+def env_flag(environ: Mapping[str, str], variable: str, default: bool) -> bool:
+    """A boolean variable (``1/true/yes/on``, ``0/false/no/off``);
+    ``ValueError("VARIABLE: problem")`` otherwise, ``default`` when unset."""
 
 def prune(
     all: bool = False,

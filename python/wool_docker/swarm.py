@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from typing import Literal
 
+from wool_docker import _native
 from wool_docker.worker import DockerWorker
-from wool_docker.worker import _memory
-from wool_docker.worker import _nano_cpus
 
 __all__ = ["SwarmWorker"]
 
@@ -85,7 +85,7 @@ class SwarmWorker(DockerWorker):
         reserve_cpus: float | None = None,
         reserve_memory: int | str | None = None,
         lifeline_host: str | None = None,
-        engine_access: str = "none",
+        engine_access: Literal["feed", "socket", "none", "proxy"] = "none",
         security_opt: Sequence[str] = (),
         oom_score_adj: int | None = None,
         gpus: int | str | None = None,
@@ -94,44 +94,25 @@ class SwarmWorker(DockerWorker):
     ):
         if not network:
             raise ValueError("a SwarmWorker needs network=, an attachable overlay")
-        refused = {
-            "engine_access": engine_access != "none",
-            "security_opt": bool(tuple(security_opt)),
-            "oom_score_adj": oom_score_adj is not None,
-            "gpus": gpus is not None,
-            "runtime": runtime is not None,
+        # Read by `_placement` during DockerWorker's check of every keyword,
+        # which refuses what a Swarm service has no place for.
+        self._swarm: _native.SwarmPlacement = {
+            "constraints": constraints,
+            "reserve_cpus": reserve_cpus,
+            "reserve_memory": reserve_memory,
+            "lifeline_host": lifeline_host,
         }
-        named = [name for name, given in refused.items() if given]
-        if named:
-            raise ValueError(
-                f"a SwarmWorker cannot take {', '.join(named)}: Swarm services have "
-                "no place for it (engine_access must be 'none')"
-            )
-        if isinstance(constraints, str):
-            raise ValueError("constraints must be a sequence of strings, not a string")
         super().__init__(
             *tags,
             image=image,
             network=network,
-            engine_access="none",
-            security_opt=(),
-            oom_score_adj=None,
+            engine_access=engine_access,
+            security_opt=security_opt,
+            oom_score_adj=oom_score_adj,
+            gpus=gpus,
+            runtime=runtime,
             **kwargs,
         )
-        try:
-            nano_cpus = None if reserve_cpus is None else _nano_cpus(reserve_cpus)
-        except ValueError as e:
-            raise ValueError(f"reserve_cpus: {e}") from None
-        try:
-            memory = _memory(reserve_memory)
-        except ValueError as e:
-            raise ValueError(f"reserve_memory: {e}") from None
-        self._placement = {
-            "constraints": [str(c) for c in constraints],
-            "reserve_nano_cpus": nano_cpus,
-            "reserve_memory": memory,
-            "lifeline_host": lifeline_host,
-        }
 
     @property
     def service(self) -> str | None:
@@ -143,6 +124,6 @@ class SwarmWorker(DockerWorker):
         """The id of the Swarm node its task runs on, while it runs."""
         return self._handle.node if self._handle is not None else None
 
-    def _config(self, tls: dict[str, Any] | None) -> dict[str, Any]:
-        """`DockerWorker`'s configuration, placed by the Swarm."""
-        return {**super()._config(tls), "swarm": self._placement}
+    def _placement(self) -> _native.SwarmPlacement | None:
+        """The Swarm placement, as the user gave it."""
+        return self._swarm

@@ -7,8 +7,6 @@ the native core; this module converts wool's arguments and results.
 from __future__ import annotations
 
 import dataclasses
-import math
-import re
 import sys
 import warnings
 from collections.abc import Mapping
@@ -76,11 +74,6 @@ LOG_CONFIG: Final[Mapping[str, Any]] = MappingProxyType(
 """Default log driver: Docker's ``local`` driver (compressed, rotated; ``docker
 logs`` reads it), so what a container prints takes at most 30 MB of the host's
 disk, whatever the daemon's own default."""
-
-_MEMORY_UNITS: Final[Mapping[str, int]] = MappingProxyType(
-    {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-)
-"""docker-py's ``mem_limit`` suffixes."""
 
 
 # public
@@ -221,28 +214,12 @@ class DockerWorker(Worker):
         If an argument cannot describe a container.
     """
 
-    _image: Final[str]
-    _network: Final[str | None]
     _provider: Final[WorkerCredentialsProvider | None]
     _identity: Final[str | None]
-    _port: Final[int]
-    _name: Final[str]
-    _labels: Final[dict[str, str]]
-    _environment: Final[dict[str, str]]
-    _binds: Final[list[str]]
-    _nano_cpus: Final[int | None]
-    _memory: Final[int | None]
-    _gpus: Final[int | None]
     _options: Final[ChannelOptions]
-    _server_options: Final[dict[str, Any]]
-    _proxy_pool_ttl: Final[float]
-    _backpressure: Final[bytes | None]
-    _start_timeout: Final[float]
-    _shutdown_grace: Final[float]
+    _keywords: Final[_native.WorkerConfig]
     _docker_host: Final[str | None]
-    _engine_access: Final[str]
     _log_output: Final[bool]
-    _sandbox: Final[dict[str, Any]]
     _handle: _native.WorkerHandle | None
 
     def __init__(
@@ -283,27 +260,9 @@ class DockerWorker(Worker):
         **extra: Any,
     ):
         super().__init__(*tags, **extra)
-        if not image or not image.strip():
-            raise ValueError("image must name a wool worker image")
-        for tag in self._tags:
-            if "," in tag:
-                raise ValueError(
-                    f"tag {tag!r} contains a comma; labels join tags with commas"
-                )
-        port = _native.check_port(port)
-        if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", name_prefix):
-            raise ValueError(
-                f"name_prefix {name_prefix!r} is not a valid container name"
-            )
-        # `not x > 0` also rejects NaN.
-        if not start_timeout > 0 or not math.isfinite(start_timeout):
-            raise ValueError("start_timeout must be a positive number of seconds")
-        if not shutdown_grace_period > 0 or not math.isfinite(shutdown_grace_period):
-            raise ValueError(
-                "shutdown_grace_period must be a positive number of seconds"
-            )
-        if not proxy_pool_ttl > 0 or not math.isfinite(proxy_pool_ttl):
-            raise ValueError("proxy_pool_ttl must be a positive number of seconds")
+        # Only what needs Python is handled here: wool's types, the hook's
+        # pickle, warnings. Every other keyword goes to the native core's one
+        # schema as given, and is checked there now, not at start.
         if backpressure is not None and not callable(backpressure):
             raise TypeError(
                 f"backpressure must be a callable taking a BackpressureContext, "
@@ -319,31 +278,6 @@ class DockerWorker(Worker):
                 stacklevel=2,
             )
             engine_access = "feed"
-        if engine_access not in ("feed", "socket", "none"):
-            raise ValueError(
-                "engine_access must be 'feed', 'socket' or 'none', "
-                f"got {engine_access!r}"
-            )
-        # Rounded like `docker run --cpus`: 2.01 is 2_010_000_000, not one less.
-        nano_cpus = None if cpus is None else _nano_cpus(cpus)
-        self._provider = WorkerCredentialsProvider.coerce(credentials)
-        self._identity = normalize_peer(identity, parameter="identity")
-        if self._identity is not None and self._provider is None:
-            raise ValueError(
-                "identity requires credentials: it is proven by a name in the "
-                "worker's certificate"
-            )
-        _native.check_extra(self._extra)  # fail now, not at start
-        self._image = image
-        self._network = network
-        self._port = port
-        self._name = f"{name_prefix}-{self._uid.hex[:12]}"
-        self._labels = _string_map("labels", labels)
-        self._environment = {str(k): str(v) for k, v in (environment or {}).items()}
-        self._binds = _binds(volumes)
-        self._nano_cpus = nano_cpus
-        self._memory = _memory(mem_limit)
-        self._gpus = _gpus(gpus)
         if options is None:
             options = WorkerOptions()
         elif isinstance(options, ChannelOptions):
@@ -352,30 +286,60 @@ class DockerWorker(Worker):
             raise TypeError(
                 f"options must be WorkerOptions or ChannelOptions, got {options!r}"
             )
+        self._provider = WorkerCredentialsProvider.coerce(credentials)
+        self._identity = normalize_peer(identity, parameter="identity")
         self._options = options.channel
-        self._server_options = _server_options(options)
-        self._proxy_pool_ttl = proxy_pool_ttl
-        # Pickled now: a hook that cannot travel fails here, not at start.
-        self._backpressure = (
-            None if backpressure is None else cloudpickle.dumps(backpressure)
-        )
-        self._start_timeout = start_timeout
-        self._shutdown_grace = shutdown_grace_period
         self._docker_host = docker_host
-        self._engine_access = engine_access
         self._log_output = log_output
-        self._sandbox = _sandbox(
-            user=user,
-            read_only=read_only,
-            tmpfs=tmpfs,
-            cap_add=cap_add,
-            security_opt=security_opt,
-            pids_limit=pids_limit,
-            oom_score_adj=oom_score_adj,
-            ulimits=ulimits,
-            log_config=log_config,
-            runtime=runtime,
-        )
+        self._keywords = {
+            "image": image,
+            "name": f"{name_prefix}-{self._uid.hex[:12]}",
+            "network": network,
+            "publication": {
+                "uid": str(self._uid),
+                "port": port,
+                "tags": sorted(self._tags),
+                "extra": dict(self._extra),
+                "secure": self._provider is not None,
+                "identity": self._identity,
+                "options": options_fields(self._options),
+                "network": network,
+            },
+            "selector": dict(SELECTOR),
+            "labels": labels or {},
+            # Environment values are text; Python's str() is what users expect.
+            "environment": {str(k): str(v) for k, v in (environment or {}).items()},
+            "volumes": volumes,
+            "cpus": cpus,
+            "mem_limit": mem_limit,
+            "gpus": gpus,
+            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+            "wool_version": protocol.__version__,
+            "start_timeout": start_timeout,
+            "shutdown_grace_period": shutdown_grace_period,
+            "engine_access": engine_access,
+            "server_options": _server_options(options),
+            "proxy_pool_ttl": proxy_pool_ttl,
+            # Pickled now: a hook that cannot travel fails here, not at start.
+            "backpressure": (
+                None if backpressure is None else cloudpickle.dumps(backpressure)
+            ),
+            "sandbox": {
+                "user": user,
+                "read_only": read_only,
+                "tmpfs": tmpfs,
+                "cap_add": cap_add,
+                "security_opt": security_opt,
+                "pids_limit": pids_limit,
+                "oom_score_adj": oom_score_adj,
+                "ulimits": ulimits,
+                "log_config": log_config,
+                "runtime": runtime,
+            },
+            "swarm": self._placement(),
+            "tls": None,
+        }
+        _native.check_worker_config(self._config(None))
         self._handle = None
 
     @property
@@ -407,7 +371,7 @@ class DockerWorker(Worker):
         :raises EngineUnavailableError:
             If the Docker Engine cannot be reached.
         """
-        tls = None
+        tls: _native.Tls | None = None
         if self._provider is not None:
             material = await self._provider.credentials
             tls = {
@@ -421,7 +385,7 @@ class DockerWorker(Worker):
         # missing key is a ValueError, never a silent default.
         self._handle = await _native.start_worker(
             config,
-            timeout if timeout is not None else self._start_timeout,
+            timeout,
             self._log_output,
             self._docker_host,
             self._standby(),
@@ -438,43 +402,18 @@ class DockerWorker(Worker):
             identity=self._identity,
         )
 
-    def _config(self, tls: dict[str, Any] | None) -> dict[str, Any]:
-        """This worker's configuration in the native core's one schema.
+    def _config(self, tls: _native.Tls | None) -> _native.WorkerConfig:
+        """This worker's keywords in the native core's one schema.
 
         :param tls:
-            The TLS material, or ``None`` for a plaintext worker.
+            The TLS material, or ``None`` for a plaintext worker (and before
+            start, when the credentials are not yet awaited).
         """
-        return {
-            "image": self._image,
-            "name": self._name,
-            "network": self._network,
-            "publication": {
-                "uid": str(self._uid),
-                "port": self._port,
-                "tags": sorted(self._tags),
-                "extra": dict(self._extra),
-                "secure": tls is not None,
-                "identity": self._identity,
-                "options": options_fields(self._options),
-                "network": self._network,
-            },
-            "selector": dict(SELECTOR),
-            "labels": self._labels,
-            "env": self._environment,
-            "binds": self._binds,
-            "nano_cpus": self._nano_cpus,
-            "memory": self._memory,
-            "gpus": self._gpus,
-            "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-            "wool_version": protocol.__version__,
-            "tls": tls,
-            "shutdown_grace": self._shutdown_grace,
-            "server_options": self._server_options,
-            "proxy_pool_ttl": self._proxy_pool_ttl,
-            "backpressure": self._backpressure,
-            "engine_access": self._engine_access,
-            "sandbox": self._sandbox,
-        }
+        return {**self._keywords, "tls": tls}
+
+    def _placement(self) -> _native.SwarmPlacement | None:
+        """Where the Swarm places this worker's task; ``None``: a container."""
+        return None
 
     def _standby(self) -> _native.StandbyHandle | None:
         """The standby to claim a parked container from; ``None``: start one."""
@@ -503,148 +442,3 @@ def _server_options(options: WorkerOptions) -> dict[str, Any]:
         for f in dataclasses.fields(options)
         if f.name != "channel"
     }
-
-
-def _sandbox(
-    *,
-    user: str | None,
-    read_only: bool,
-    tmpfs: Mapping[str, str] | None,
-    cap_add: Sequence[str],
-    security_opt: Sequence[str],
-    pids_limit: int | None,
-    oom_score_adj: int | None,
-    ulimits: Mapping[str, int | tuple[int, int]] | None,
-    log_config: Mapping[str, Any] | None,
-    runtime: str | None,
-) -> dict[str, Any]:
-    """Check the confinement keywords and put them in the native core's shape."""
-    if user is not None and (not isinstance(user, str) or not user.strip()):
-        raise ValueError(f"user must be 'user[:group]' or None, got {user!r}")
-    if not isinstance(read_only, bool):
-        raise TypeError(f"read_only must be a bool, got {read_only!r}")
-    for name, words in (("cap_add", cap_add), ("security_opt", security_opt)):
-        if isinstance(words, str) or not all(
-            isinstance(w, str) and w.strip() for w in words
-        ):
-            raise ValueError(
-                f"{name} must be a list of non-empty strings, got {words!r}"
-            )
-    for path in tmpfs or {}:
-        if not isinstance(path, str) or not path.startswith("/"):
-            raise ValueError(f"tmpfs paths must be absolute, got {path!r}")
-    if pids_limit is not None and (
-        isinstance(pids_limit, bool) or not isinstance(pids_limit, int) or pids_limit < 1
-    ):
-        raise ValueError(
-            f"pids_limit must be a positive count or None, got {pids_limit!r}"
-        )
-    if oom_score_adj is not None and (
-        isinstance(oom_score_adj, bool)
-        or not isinstance(oom_score_adj, int)
-        or not -1000 <= oom_score_adj <= 1000
-    ):
-        raise ValueError(
-            f"oom_score_adj must be -1000..1000 or None, got {oom_score_adj!r}"
-        )
-    limits: dict[str, tuple[int, int]] = {}
-    for name, limit in (ulimits or {}).items():
-        soft, hard = limit if isinstance(limit, tuple) else (limit, limit)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (soft, hard)):
-            raise ValueError(
-                f"ulimits[{name!r}] must be an int or (soft, hard), got {limit!r}"
-            )
-        if not 0 <= soft <= hard:
-            raise ValueError(f"ulimits[{name!r}] needs 0 <= soft <= hard, got {limit!r}")
-        limits[str(name)] = (soft, hard)
-    log = None
-    if log_config is not None:
-        unknown = set(log_config) - {"type", "config"}
-        driver = log_config.get("type")
-        if unknown or not isinstance(driver, str) or not driver:
-            raise ValueError(
-                "log_config must be {'type': driver, 'config': {...}}, "
-                f"got {dict(log_config)!r}"
-            )
-        log = (driver, _string_map("log_config['config']", log_config.get("config")))
-    if runtime is not None and (not isinstance(runtime, str) or not runtime.strip()):
-        raise ValueError(f"runtime must name an OCI runtime or be None, got {runtime!r}")
-    return {
-        "user": user,
-        "read_only": read_only,
-        "tmpfs": _string_map("tmpfs", tmpfs),
-        "cap_add": list(cap_add),
-        "security_opt": list(security_opt),
-        "pids_limit": pids_limit,
-        "oom_score_adj": oom_score_adj,
-        "ulimits": limits,
-        "log": log,
-        "runtime": runtime,
-    }
-
-
-def _binds(volumes: Sequence[str] | Mapping[str, Mapping[str, str]] | None) -> list[str]:
-    """Normalize docker-py style ``volumes`` to ``src:dst[:mode]`` binds."""
-    if volumes is None:
-        return []
-    if isinstance(volumes, Mapping):
-        binds = []
-        for source, spec in volumes.items():
-            if "bind" not in spec:
-                raise ValueError(f"volume {source!r} needs a 'bind' destination")
-            binds.append(f"{source}:{spec['bind']}:{spec.get('mode', 'rw')}")
-        return binds
-    if isinstance(volumes, str):
-        raise ValueError(
-            "volumes must be a list of 'src:dst[:mode]' strings or a mapping"
-        )
-    return [str(v) for v in volumes]
-
-
-def _nano_cpus(cpus: float) -> int:
-    """CPUs as Docker's billionths of a CPU, rounded like ``docker run --cpus``."""
-    if isinstance(cpus, bool) or not isinstance(cpus, int | float):
-        raise ValueError(f"cpus must be a number, got {cpus!r}")
-    if not math.isfinite(cpus) or round(cpus * 1e9) < 1:
-        raise ValueError(f"cpus must be a positive, finite number, got {cpus!r}")
-    return round(cpus * 1e9)
-
-
-def _string_map(name: str, mapping: Mapping[str, str] | None) -> dict[str, str]:
-    """Check that a mapping holds only strings (labels are text)."""
-    result = dict(mapping or {})
-    for key, value in result.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise ValueError(
-                f"{name} must map strings to strings; got {key!r}: {value!r}"
-            )
-    return result
-
-
-def _memory(limit: int | str | None) -> int | None:
-    """Parse docker-py's ``mem_limit`` (bytes, or ``512m``-style)."""
-    if limit is None:
-        return None
-    if isinstance(limit, bool) or not isinstance(limit, int | str):
-        raise ValueError(f"mem_limit must be bytes or a size like 512m, got {limit!r}")
-    if isinstance(limit, int):
-        value = limit
-    else:
-        match = re.fullmatch(r"\s*(\d+)\s*([bkmgBKMG]?)\s*", limit)
-        if match is None:
-            raise ValueError(f"mem_limit {limit!r} is not a size like 512m or 2g")
-        value = int(match.group(1)) * _MEMORY_UNITS[match.group(2).lower()]
-    if value <= 0:
-        raise ValueError("mem_limit must be positive")
-    return value
-
-
-def _gpus(gpus: int | str | None) -> int | None:
-    """``"all"`` → -1 (Docker's "every GPU"), a count stays a count."""
-    if gpus is None:
-        return None
-    if gpus == "all":
-        return -1
-    if isinstance(gpus, int) and not isinstance(gpus, bool) and gpus > 0:
-        return gpus
-    raise ValueError(f"gpus must be a positive count or 'all', got {gpus!r}")

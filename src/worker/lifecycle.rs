@@ -217,9 +217,9 @@ pub(super) fn with_engine_access(
 }
 
 pub(super) async fn check_image(engine: &Engine, cfg: &WorkerConfig) -> Result<()> {
-    let image = engine.image(&cfg.image).await?;
+    let image = engine.image(cfg.image.as_str()).await?;
     let mismatch = |detail: String| Error::ImageMismatch {
-        image: cfg.image.clone(),
+        image: cfg.image.0.clone(),
         detail,
     };
     if let Some(python) = image.labels.get("wool.docker.python") {
@@ -245,7 +245,8 @@ async fn bring_up(
     sink: Option<LogSink>,
     mut clock: Clock,
 ) -> Result<Running> {
-    let mut launched = Launched::launch(engine, registry, id, &cfg.name, sink, &mut clock).await?;
+    let mut launched =
+        Launched::launch(engine, registry, id, cfg.name.as_str(), sink, &mut clock).await?;
     if let Some(tls) = &cfg.tls {
         // The entry point reads this one line before anything else on stdin.
         launched

@@ -129,23 +129,8 @@ async fn prepare(engine: &Engine, cfg: &mut WorkerConfig) -> Result<String> {
                 .into(),
         ));
     }
-    // What a service cannot carry is refused, never dropped without a word.
-    let sandbox = &cfg.sandbox;
-    let refused: Vec<&str> = [
-        ("gpus", cfg.gpus.is_some()),
-        ("runtime", sandbox.runtime.is_some()),
-        ("security_opt", !sandbox.security_opt.is_empty()),
-        ("oom_score_adj", sandbox.oom_score_adj.is_some()),
-    ]
-    .into_iter()
-    .filter_map(|(name, given)| given.then_some(name))
-    .collect();
-    if !refused.is_empty() {
-        return Err(Error::InvalidArgument(format!(
-            "a SwarmWorker cannot take {}: Swarm services have no place for it",
-            refused.join(", ")
-        )));
-    }
+    // What a service cannot carry was refused when the config was read
+    // (`WorkerConfig::check`), never dropped without a word.
     let manager = match engine.swarm_role().await? {
         SwarmRole::Manager { node_id } => node_id,
         _ => {
@@ -233,9 +218,9 @@ fn service_spec(
         container,
         labels,
         placement: Placement {
-            constraints: placement.constraints.clone(),
-            reserve_nano_cpus: placement.reserve_nano_cpus,
-            reserve_memory: placement.reserve_memory,
+            constraints: placement.constraints.0.clone(),
+            reserve_nano_cpus: placement.reserve_nano_cpus.map(|c| c.0),
+            reserve_memory: placement.reserve_memory.map(|m| m.0),
         },
     }
 }
@@ -255,7 +240,7 @@ async fn bring_up(
     clock: &mut Clock,
 ) -> Result<(Control, String, Ready)> {
     let name = cfg.name.as_str();
-    let watch = watch_task(engine, service, name, &cfg.image, timeout);
+    let watch = watch_task(engine, service, name, cfg.image.as_str(), timeout);
     tokio::pin!(watch);
     let stream = tokio::select! {
         stream = expected.connection() => stream
@@ -305,7 +290,7 @@ async fn bring_up(
     if task.node_id != manager {
         // No listing of this Engine shows it: this process's discovery is told
         // what a poll of the manager would find.
-        let image = engine.image(&cfg.image).await.map(|i| i.labels);
+        let image = engine.image(cfg.image.as_str()).await.map(|i| i.labels);
         ready.remote = Some(Box::new(crate::ready::Remote {
             manager: engine.host().to_owned(),
             container: crate::swarm::as_container(

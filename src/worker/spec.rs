@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::config::{Sandbox, WorkerConfig};
 use crate::engine::{Confinement, CreateSpec};
 use crate::labels;
+use crate::values::Word;
 
 /// Where TLS material lands in the container: a tmpfs of its own, filled over
 /// stdin (never env, labels, layers or disk).
@@ -26,7 +27,7 @@ pub(super) fn create_spec(cfg: &WorkerConfig) -> CreateSpec {
     if cfg.tls.is_some() {
         env.insert("WOOL_DOCKER_TLS_STDIN".to_owned(), "1".to_owned());
     }
-    container_spec(cfg, cfg.name.clone(), labels, env, cfg.tls.is_some())
+    container_spec(cfg, cfg.name.0.clone(), labels, env, cfg.tls.is_some())
 }
 
 /// A standby container parked for workers shaped like `cfg`, named `name`: the
@@ -121,22 +122,28 @@ fn container_spec(
     if confinement.tmpfs.contains_key(HOME) {
         env.insert("HOME".to_owned(), HOME.to_owned());
     }
-    if cfg.sandbox.user.as_deref().is_some_and(is_root) {
+    if cfg
+        .sandbox
+        .user
+        .as_ref()
+        .map(Word::as_str)
+        .is_some_and(is_root)
+    {
         // Asked for explicitly: the entry point refuses root otherwise.
         env.insert("WOOL_ALLOW_ROOT".to_owned(), "1".to_owned());
     }
     env.extend(cfg.env.clone());
     CreateSpec {
         name,
-        image: cfg.image.clone(),
+        image: cfg.image.0.clone(),
         labels,
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         network: cfg.network.clone(),
-        binds: cfg.binds.clone(),
+        binds: cfg.binds.0.clone(),
         mounts: Vec::new(),
-        nano_cpus: cfg.nano_cpus,
-        memory: cfg.memory,
-        gpus: cfg.gpus,
+        nano_cpus: cfg.nano_cpus.map(|c| c.0),
+        memory: cfg.memory.map(|m| m.0),
+        gpus: cfg.gpus.map(|g| g.0),
         auto_remove: true,
         stdin_once: true,
         no_healthcheck: false,
@@ -153,7 +160,8 @@ fn confinement(sandbox: &Sandbox, tls: bool) -> Confinement {
     // worker's user when its uid is known (a name is resolved only in the image).
     let owner = sandbox
         .user
-        .as_deref()
+        .as_ref()
+        .map(Word::as_str)
         .and_then(numeric_ids)
         .map(|(uid, gid)| format!(",uid={uid},gid={gid}"));
     let private = match &owner {
@@ -170,21 +178,24 @@ fn confinement(sandbox: &Sandbox, tls: bool) -> Confinement {
     }
     tmpfs.extend(sandbox.tmpfs.clone());
     Confinement {
-        user: sandbox.user.clone(),
+        user: sandbox.user.as_ref().map(|u| u.0.clone()),
         read_only: sandbox.read_only,
         tmpfs,
         cap_drop: vec!["ALL".to_owned()],
-        cap_add: sandbox.cap_add.clone(),
-        security_opt: sandbox.security_opt.clone(),
-        pids_limit: sandbox.pids_limit,
-        oom_score_adj: sandbox.oom_score_adj,
+        cap_add: sandbox.cap_add.0.clone(),
+        security_opt: sandbox.security_opt.0.clone(),
+        pids_limit: sandbox.pids_limit.map(|c| c.0),
+        oom_score_adj: sandbox.oom_score_adj.map(|o| o.0),
         ulimits: sandbox
             .ulimits
             .iter()
-            .map(|(name, (soft, hard))| (name.clone(), *soft, *hard))
+            .map(|(name, limit)| (name.clone(), limit.soft, limit.hard))
             .collect(),
-        log: sandbox.log.clone(),
-        runtime: sandbox.runtime.clone(),
+        log: sandbox
+            .log
+            .as_ref()
+            .map(|log| (log.driver.0.clone(), log.config.clone())),
+        runtime: sandbox.runtime.as_ref().map(|r| r.0.clone()),
         group_add: Vec::new(),
     }
 }
@@ -203,11 +214,12 @@ fn is_root(user: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serving::ServerConfig;
 
     #[test]
     fn a_default_sandbox_drops_everything_and_mounts_private_tmpfs() {
         let sandbox = Sandbox {
-            user: Some("65532:65532".into()),
+            user: Some(Word("65532:65532".into())),
             read_only: true,
             ..Default::default()
         };
@@ -221,12 +233,39 @@ mod tests {
         assert!(open.tmpfs.is_empty() && !open.read_only);
         let named = confinement(
             &Sandbox {
-                user: Some("wool".into()),
+                user: Some(Word("wool".into())),
                 ..Default::default()
             },
             true,
         );
         assert!(named.tmpfs[TLS_DIR].ends_with("mode=1777"));
+    }
+
+    #[test]
+    fn what_the_owner_writes_the_container_reads_back() {
+        let mut given = crate::worker::config::tests::complete();
+        given["publication"]["tags"] = serde_json::json!(["gpu", "fast"]);
+        given["publication"]["identity"] = serde_json::json!("w.example");
+        given["publication"]["secure"] = serde_json::json!(true);
+        given["backpressure"] = serde_json::Value::Null;
+        given["shutdown_grace_period"] = serde_json::json!(2.5);
+        let cfg = WorkerConfig::read(given).unwrap_or_else(|e| panic!("{e}"));
+        let mut env = worker_env(&cfg);
+        // TLS paths name files the container has; the reader checks they exist.
+        for variable in ["WOOL_TLS_CA", "WOOL_TLS_CERT", "WOOL_TLS_KEY"] {
+            env.insert(variable.to_owned(), "/proc/self/status".to_owned());
+        }
+        env.insert("WOOL_IDENTITY".to_owned(), "w.example".to_owned());
+        let read = ServerConfig::from_env(&env).unwrap_or_else(|e| panic!("{e}"));
+        let p = &cfg.publication;
+        assert_eq!(read.uid.as_deref(), Some(p.uid.as_str()));
+        assert_eq!(read.port, p.port);
+        assert_eq!(read.tags, ["fast", "gpu"]);
+        assert_eq!(read.extra, p.extra);
+        assert_eq!(Some(&read.options), p.options.as_ref());
+        assert_eq!(read.shutdown_grace, 2.5);
+        assert_eq!(read.server_options, cfg.server_options);
+        assert_eq!(read.proxy_pool_ttl, Some(cfg.proxy_pool_ttl.get()));
     }
 
     #[test]

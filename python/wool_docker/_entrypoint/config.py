@@ -7,11 +7,8 @@ variables are listed in the package's docstring.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import json
 import logging
-import math
 import os
 import re
 import sys
@@ -29,15 +26,15 @@ logger = logging.getLogger("wool_docker.entrypoint")
 DEFAULT_PORT: Final[int] = _native.DEFAULT_PORT
 """Port bound when ``WOOL_PORT`` is unset; gRPC's customary port."""
 
-DEFAULT_BIND_HOST: Final[str] = "0.0.0.0"
+DEFAULT_BIND_HOST: Final[str] = _native.DEFAULT_BIND_HOST
 """Host bound when ``WOOL_BIND_HOST`` is unset; every interface, so the
 container's published port reaches the server."""
 
-DEFAULT_SHUTDOWN_GRACE: Final[float] = 60.0
+DEFAULT_SHUTDOWN_GRACE: Final[float] = _native.DEFAULT_SHUTDOWN_GRACE
 """Seconds the gRPC server gives open calls after the service has stopped,
 when ``WOOL_SHUTDOWN_GRACE`` is unset; wool's own default."""
 
-DEFAULT_DEREGISTER_DELAY: Final[float] = 1.0
+DEFAULT_DEREGISTER_DELAY: Final[float] = _native.DEFAULT_DEREGISTER_DELAY
 """Seconds between SIGTERM and the drain when ``WOOL_DEREGISTER_DELAY`` is
 unset: ample for discovery to drop the worker (milliseconds) and for calls
 already routed to it to arrive."""
@@ -52,12 +49,6 @@ EXIT_CONFIG: Final[int] = 2
 """Exit code for bad configuration (never used by ``--health``: Docker
 reserves 2 there)."""
 
-_TRUE: Final[frozenset[str]] = frozenset({"1", "true", "yes", "on"})
-"""Spellings of a true boolean variable, compared lower-cased."""
-
-_FALSE: Final[frozenset[str]] = frozenset({"0", "false", "no", "off"})
-"""Spellings of a false boolean variable, compared lower-cased."""
-
 _CONTAINER_ID_MOUNT: Final[re.Pattern[str]] = re.compile(
     r"containers/([0-9a-f]{64})/(?:userdata/)?(?:hostname|hosts|resolv\.conf)\s"
 )
@@ -71,9 +62,6 @@ _CONTAINER_ID_CGROUP: Final[re.Pattern[str]] = re.compile(
     r"/docker[/-]([0-9a-f]{64})(?:\.scope)?$", re.MULTILINE
 )
 """A cgroup v1 path (``/docker/<id>``) or systemd scope (``docker-<id>.scope``)."""
-
-_TLS_VARIABLES: Final[tuple[str, ...]] = ("WOOL_TLS_CA", "WOOL_TLS_CERT", "WOOL_TLS_KEY")
-"""The TLS file variables, all set or none."""
 
 
 class ConfigError(Exception):
@@ -120,6 +108,9 @@ class Config:
 def load_config(environ: Mapping[str, str]) -> Config:
     """Parse and validate every variable the worker reads.
 
+    The rules are the native core's (``serving::ServerConfig``), the same
+    types the owner checks its keywords with.
+
     :param environ:
         The environment.
     :returns:
@@ -127,107 +118,35 @@ def load_config(environ: Mapping[str, str]) -> Config:
     :raises ConfigError:
         For the first variable found to be bad.
     """
-    host = environ.get("WOOL_BIND_HOST", "").strip() or DEFAULT_BIND_HOST
-
-    raw_uid = environ.get("WOOL_UID", "").strip()
     try:
-        uid = uuid.UUID(raw_uid) if raw_uid else None
-    except ValueError:
-        raise ConfigError("WOOL_UID", f"not a UUID: {raw_uid!r}") from None
-
-    tags = frozenset(
-        t for t in (t.strip() for t in environ.get("WOOL_TAGS", "").split(",")) if t
-    )
-
-    raw_extra = environ.get("WOOL_EXTRA", "").strip()
-    try:
-        extra = _native.check_extra(raw_extra) if raw_extra else {}
+        read = _native.read_server_env(dict(environ))
     except ValueError as e:
-        raise ConfigError("WOOL_EXTRA", str(e)) from None
-
-    identity = environ.get("WOOL_IDENTITY", "").strip() or None
-
-    paths = {v: environ.get(v, "").strip() for v in _TLS_VARIABLES}
-    missing = [v for v in _TLS_VARIABLES if not paths[v]]
-    if missing and len(missing) < len(_TLS_VARIABLES):
-        raise ConfigError(
-            missing[0],
-            f"unset, but TLS needs all of {', '.join(_TLS_VARIABLES)} or none",
-        )
-    for variable, path in paths.items():
-        if path and not os.path.isfile(path):
-            raise ConfigError(variable, f"no such file: {path}")
-    tls = (
-        None
-        if missing
-        else (paths["WOOL_TLS_CA"], paths["WOOL_TLS_CERT"], paths["WOOL_TLS_KEY"])
-    )
-    if identity is not None and tls is None:
-        raise ConfigError(
-            "WOOL_IDENTITY",
-            "requires TLS (WOOL_TLS_CA, WOOL_TLS_CERT, WOOL_TLS_KEY): an identity "
-            "is proven by the worker's certificate",
-        )
-
-    raw_grace = environ.get("WOOL_SHUTDOWN_GRACE", "").strip()
-    try:
-        grace = float(raw_grace) if raw_grace else DEFAULT_SHUTDOWN_GRACE
-    except ValueError:
-        raise ConfigError(
-            "WOOL_SHUTDOWN_GRACE", f"not a number: {raw_grace!r}"
-        ) from None
-    if not (math.isfinite(grace) and grace > 0):
-        raise ConfigError(
-            "WOOL_SHUTDOWN_GRACE", f"must be a positive number of seconds: {raw_grace}"
-        )
-
-    port = read_port(environ)
-    options = _json_object(environ, "WOOL_OPTIONS")
-    tls_mutual = read_boolean(environ, "WOOL_TLS_MUTUAL", default=True)
-    stdin_control = read_boolean(environ, "WOOL_DOCKER_STDIN_CONTROL", default=False)
-    raw_delay = environ.get("WOOL_DEREGISTER_DELAY", "").strip()
-    try:
-        delay = float(raw_delay) if raw_delay else DEFAULT_DEREGISTER_DELAY
-    except ValueError:
-        raise ConfigError(
-            "WOOL_DEREGISTER_DELAY", f"not a number: {raw_delay!r}"
-        ) from None
-    if not (math.isfinite(delay) and delay >= 0):
-        raise ConfigError(
-            "WOOL_DEREGISTER_DELAY", f"must be a non-negative number: {raw_delay}"
-        )
-    server_options = _json_object(environ, "WOOL_SERVER_OPTIONS")
-    raw_ttl = environ.get("WOOL_PROXY_POOL_TTL", "").strip()
-    try:
-        ttl = float(raw_ttl) if raw_ttl else None
-    except ValueError:
-        raise ConfigError("WOOL_PROXY_POOL_TTL", f"not a number: {raw_ttl!r}") from None
-    if ttl is not None and not (math.isfinite(ttl) and ttl > 0):
-        raise ConfigError(
-            "WOOL_PROXY_POOL_TTL", f"must be a positive number of seconds: {raw_ttl}"
-        )
-    raw_hook = environ.get("WOOL_BACKPRESSURE", "").strip()
-    try:
-        backpressure = base64.b64decode(raw_hook, validate=True) if raw_hook else None
-    except ValueError:
-        raise ConfigError("WOOL_BACKPRESSURE", "not base64 text") from None
+        raise _config_error(e) from None
+    uid = read["uid"]
+    tls = read["tls"]
     return Config(
-        host=host,
-        port=port,
-        uid=uid,
-        tags=tags,
-        extra=extra,
-        options=options,
-        identity=identity,
-        tls=tls,
-        tls_mutual=tls_mutual,
-        shutdown_grace=grace,
-        stdin_control=stdin_control,
-        deregister_delay=delay,
-        server_options=server_options,
-        proxy_pool_ttl=ttl,
-        backpressure=backpressure,
+        host=read["host"],
+        port=read["port"],
+        uid=None if uid is None else uuid.UUID(uid),
+        tags=frozenset(read["tags"]),
+        extra=read["extra"],
+        options=read["options"],
+        identity=read["identity"],
+        tls=None if tls is None else (tls[0], tls[1], tls[2]),
+        tls_mutual=read["tls_mutual"],
+        shutdown_grace=read["shutdown_grace"],
+        stdin_control=read["stdin_control"],
+        deregister_delay=read["deregister_delay"],
+        server_options=read["server_options"],
+        proxy_pool_ttl=read["proxy_pool_ttl"],
+        backpressure=read["backpressure"],
     )
+
+
+def _config_error(error: ValueError) -> ConfigError:
+    """The native reader's ``"VARIABLE: problem"`` as a `ConfigError`."""
+    variable, _, problem = str(error).partition(": ")
+    return ConfigError(variable, problem)
 
 
 def refuse_root(environ: Mapping[str, str]) -> None:
@@ -284,7 +203,7 @@ def read_port(environ: Mapping[str, str]) -> int:
 
 
 def read_boolean(environ: Mapping[str, str], variable: str, *, default: bool) -> bool:
-    """Read a boolean variable.
+    """Read a boolean variable (``1/true/yes/on``, ``0/false/no/off``).
 
     :param environ:
         The environment.
@@ -297,38 +216,10 @@ def read_boolean(environ: Mapping[str, str], variable: str, *, default: bool) ->
     :raises ConfigError:
         If the value is not a recognised spelling.
     """
-    value = environ.get(variable, "").strip().lower()
-    if not value:
-        return default
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ConfigError(variable, f"not a boolean: {environ[variable]!r}")
-
-
-def _json_object(environ: Mapping[str, str], variable: str) -> dict[str, Any]:
-    """Read a variable holding a JSON object; unset or blank means ``{}``.
-
-    :param environ:
-        The environment.
-    :param variable:
-        The variable's name.
-    :returns:
-        The decoded object.
-    :raises ConfigError:
-        If the value is not JSON or not an object.
-    """
-    raw = environ.get(variable, "").strip()
-    if not raw:
-        return {}
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ConfigError(variable, f"not valid JSON: {e}") from None
-    if not isinstance(value, dict):
-        raise ConfigError(variable, f"must be a JSON object, not {type(value).__name__}")
-    return value
+        return _native.env_flag(dict(environ), variable, default)
+    except ValueError as e:
+        raise _config_error(e) from None
 
 
 def default_uid() -> uuid.UUID:

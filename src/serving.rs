@@ -1,0 +1,245 @@
+//! What a worker container serves with: the one reader of the documented
+//! `WOOL_*` variables, whoever set them (the owner at create or claim, or a
+//! user's `docker run`, Compose file or Swarm service). The entry point calls
+//! it through `_native`, so the container checks its configuration with the
+//! same types as the owner that wrote it. Pure, but for the TLS files' check.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use base64::Engine as _;
+use serde::Serialize;
+
+use crate::labels::{self, Extra, Options, Port};
+use crate::values::Seconds;
+
+/// Host bound when `WOOL_BIND_HOST` is unset: every interface, so a published
+/// port reaches the server.
+pub const DEFAULT_BIND_HOST: &str = "0.0.0.0";
+/// Seconds the server gives open calls at shutdown (wool's own default).
+pub const DEFAULT_SHUTDOWN_GRACE: f64 = 60.0;
+/// Seconds between SIGTERM and the drain: ample for discovery to drop the
+/// worker and for calls already routed to it to arrive.
+pub const DEFAULT_DEREGISTER_DELAY: f64 = 1.0;
+/// The TLS file variables: all set or none.
+const TLS_VARIABLES: [&str; 3] = ["WOOL_TLS_CA", "WOOL_TLS_CERT", "WOOL_TLS_KEY"];
+
+/// A bad variable: its name and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VarError {
+    pub variable: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for VarError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.variable, self.problem)
+    }
+}
+
+fn bad(variable: &str, problem: impl Into<String>) -> VarError {
+    VarError {
+        variable: variable.to_owned(),
+        problem: problem.into(),
+    }
+}
+
+/// The worker's configuration, read from its environment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: Port,
+    /// `None`: derived from the container id by the entry point.
+    pub uid: Option<String>,
+    pub tags: Vec<String>,
+    pub extra: Extra,
+    pub options: Options,
+    pub identity: Option<String>,
+    /// CA, certificate and key paths.
+    pub tls: Option<(String, String, String)>,
+    pub tls_mutual: bool,
+    pub shutdown_grace: f64,
+    pub stdin_control: bool,
+    pub deregister_delay: f64,
+    pub server_options: Options,
+    pub proxy_pool_ttl: Option<f64>,
+    #[serde(serialize_with = "as_bytes")]
+    pub backpressure: Option<Vec<u8>>,
+}
+
+fn as_bytes<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(bytes) => s.serialize_bytes(bytes),
+        None => s.serialize_none(),
+    }
+}
+
+/// The environment a reader looks at.
+pub type Env = BTreeMap<String, String>;
+
+/// A variable's value, trimmed; `None` when unset or blank.
+fn var<'a>(env: &'a Env, name: &str) -> Option<&'a str> {
+    env.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// A boolean variable (`1/true/yes/on`, `0/false/no/off`, any case); `default`
+/// when unset or blank.
+pub fn flag(env: &Env, variable: &str, default: bool) -> Result<bool, VarError> {
+    let Some(raw) = var(env, variable) else {
+        return Ok(default);
+    };
+    match raw.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(bad(variable, format!("not a boolean: {:?}", env[variable]))),
+    }
+}
+
+/// `WOOL_PORT`, or the default port.
+pub fn port(env: &Env) -> Result<Port, VarError> {
+    var(env, "WOOL_PORT")
+        .map_or(Ok(Port::default()), Port::parse)
+        .map_err(|e| bad("WOOL_PORT", e))
+}
+
+/// A number of seconds; `check` says which numbers are allowed.
+fn seconds(
+    env: &Env,
+    variable: &str,
+    check: impl Fn(f64) -> Result<f64, String>,
+) -> Result<Option<f64>, VarError> {
+    let Some(raw) = var(env, variable) else {
+        return Ok(None);
+    };
+    let value: f64 = raw
+        .parse()
+        .map_err(|_| bad(variable, format!("not a number: {raw:?}")))?;
+    check(value).map(Some).map_err(|e| bad(variable, e))
+}
+
+/// A JSON object variable; unset or blank is `{}`.
+fn json_object(env: &Env, variable: &str) -> Result<Options, VarError> {
+    let Some(raw) = var(env, variable) else {
+        return Ok(Options::new());
+    };
+    match serde_json::from_str::<serde_json::Value>(raw) {
+        Ok(serde_json::Value::Object(map)) => Ok(map.into_iter().collect()),
+        Ok(other) => Err(bad(
+            variable,
+            format!("must be a JSON object, not {}", json_kind(&other)),
+        )),
+        Err(e) => Err(bad(variable, format!("not valid JSON: {e}"))),
+    }
+}
+
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// The TLS paths: all three or none, each an existing file.
+fn tls(env: &Env) -> Result<Option<(String, String, String)>, VarError> {
+    let paths = TLS_VARIABLES.map(|v| var(env, v));
+    if paths.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    if let Some(i) = paths.iter().position(Option::is_none) {
+        return Err(bad(
+            TLS_VARIABLES[i],
+            format!(
+                "unset, but TLS needs all of {} or none",
+                TLS_VARIABLES.join(", ")
+            ),
+        ));
+    }
+    for (variable, path) in TLS_VARIABLES.into_iter().zip(paths.iter().flatten()) {
+        if !Path::new(path).is_file() {
+            return Err(bad(variable, format!("no such file: {path}")));
+        }
+    }
+    let [ca, cert, key] = paths.map(|p| p.unwrap_or_default().to_owned());
+    Ok(Some((ca, cert, key)))
+}
+
+impl ServerConfig {
+    /// Read and check every variable the worker reads; the first bad one is
+    /// the error.
+    pub fn from_env(env: &Env) -> Result<ServerConfig, VarError> {
+        let host = var(env, "WOOL_BIND_HOST").unwrap_or(DEFAULT_BIND_HOST);
+        let uid = match var(env, "WOOL_UID") {
+            Some(uid) if labels::is_uuid(uid) => Some(uid.to_owned()),
+            Some(uid) => return Err(bad("WOOL_UID", format!("not a UUID: {uid:?}"))),
+            None => None,
+        };
+        let mut tags: Vec<String> = env
+            .get("WOOL_TAGS")
+            .map(String::as_str)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        tags.sort();
+        tags.dedup();
+        let extra = match var(env, "WOOL_EXTRA") {
+            Some(raw) => Extra::read(raw).map_err(|e| bad("WOOL_EXTRA", e))?,
+            None => Extra::default(),
+        };
+        let identity = var(env, "WOOL_IDENTITY").map(str::to_owned);
+        let tls = tls(env)?;
+        if identity.is_some() && tls.is_none() {
+            return Err(bad(
+                "WOOL_IDENTITY",
+                "requires TLS (WOOL_TLS_CA, WOOL_TLS_CERT, WOOL_TLS_KEY): an identity \
+                 is proven by the worker's certificate",
+            ));
+        }
+        let positive = |v: f64| Seconds::new(v).map(Seconds::get);
+        let shutdown_grace = seconds(env, "WOOL_SHUTDOWN_GRACE", positive)?;
+        let port = port(env)?;
+        let options = json_object(env, "WOOL_OPTIONS")?;
+        let tls_mutual = flag(env, "WOOL_TLS_MUTUAL", true)?;
+        let stdin_control = flag(env, "WOOL_DOCKER_STDIN_CONTROL", false)?;
+        let deregister_delay = seconds(env, "WOOL_DEREGISTER_DELAY", |v| {
+            if v.is_finite() && v >= 0.0 {
+                Ok(v)
+            } else {
+                Err(format!("must be a non-negative number of seconds, got {v}"))
+            }
+        })?;
+        let server_options = json_object(env, "WOOL_SERVER_OPTIONS")?;
+        let proxy_pool_ttl = seconds(env, "WOOL_PROXY_POOL_TTL", positive)?;
+        let backpressure = var(env, "WOOL_BACKPRESSURE")
+            .map(|raw| base64::engine::general_purpose::STANDARD.decode(raw))
+            .transpose()
+            .map_err(|_| bad("WOOL_BACKPRESSURE", "not base64 text"))?;
+        Ok(ServerConfig {
+            host: host.to_owned(),
+            port,
+            uid,
+            tags,
+            extra,
+            options,
+            identity,
+            tls,
+            tls_mutual,
+            shutdown_grace: shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            stdin_control,
+            deregister_delay: deregister_delay.unwrap_or(DEFAULT_DEREGISTER_DELAY),
+            server_options,
+            proxy_pool_ttl,
+            backpressure,
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "serving_tests.rs"]
+mod tests;
