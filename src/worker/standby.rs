@@ -21,10 +21,10 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 use super::config::WorkerConfig;
-use super::lifecycle::{
-    discard, owned_task, prepare, with_engine_access, Clock, Launched, Owner, Running, TlsFiles,
-};
+use super::container::{check_container, discard, with_engine_access, Launched};
+use super::running::Running;
 use super::spec::{claim_env, park_spec};
+use super::toolkit::{owned_task, Clock, Owner, TlsFiles};
 use crate::engine::{now_nanos, Engine};
 use crate::error::{Error, Result};
 use crate::output::LogSink;
@@ -107,7 +107,7 @@ impl Standby {
     ) -> Result<Standby> {
         let given = plan.shape;
         let mut shape = given.clone();
-        prepare(&engine, &mut shape).await?;
+        check_container(&engine, &mut shape).await?;
         // Fail now on what no container of this shape could get.
         with_engine_access(&engine, &owner, &shape, park_spec(&shape, String::new()))?;
         let standby = Standby {
