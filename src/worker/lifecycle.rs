@@ -10,9 +10,9 @@ use super::config::WorkerConfig;
 use super::container::{check_container, discard, with_engine_access, Launched};
 use super::running::Running;
 use super::spec::create_spec;
-use super::toolkit::{Clock, Owner, TlsFiles};
+use super::toolkit::{unless_cancelled, Clock, Owner, TlsFiles};
 use crate::engine::{now_nanos, Engine};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::LogSink;
 use crate::ready::Ready;
 use crate::registry::Registry;
@@ -36,10 +36,11 @@ pub(super) async fn start_owned(
     let registry = &owner.registry;
     registry.admit(&id);
     clock.lap("create");
-    let result = tokio::select! {
-        r = bring_up(&engine, registry, &id, &cfg, timeout, sink, clock) => r,
-        _ = &mut cancelled => Err(Error::Cancelled(format!("the start of worker {}", cfg.name))),
-    };
+    let up = bring_up(&engine, registry, &id, &cfg, timeout, sink, clock);
+    let result = unless_cancelled(up, &mut cancelled, || {
+        format!("the start of worker {}", cfg.name)
+    })
+    .await;
     if result.is_err() {
         discard(&engine, registry, &id).await;
     }

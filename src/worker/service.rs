@@ -21,7 +21,7 @@ use super::config::{EngineAccess, SwarmPlacement, WorkerConfig};
 use super::lifeline;
 use super::running::{Control, Running, Target};
 use super::spec::create_spec;
-use super::toolkit::{check_image, send_line, Clock, Owner, TlsFiles};
+use super::toolkit::{check_image, send_line, unless_cancelled, Clock, Owner, TlsFiles};
 use crate::engine::{now_nanos, Engine, Placement, ServiceCreate, SwarmRole, TaskInfo};
 use crate::error::{Error, Result};
 use crate::labels;
@@ -96,10 +96,20 @@ pub(super) async fn start_owned(
     );
     let service = engine.create_service(&spec).await?;
     clock.lap("create");
-    let result = tokio::select! {
-        r = bring_up(&engine, &owner.registry, (&service, &manager), &cfg, &mut expected, timeout, sink, &mut clock) => r,
-        _ = &mut cancelled => Err(Error::Cancelled(format!("the start of worker {}", cfg.name))),
-    };
+    let up = bring_up(
+        &engine,
+        &owner.registry,
+        (&service, &manager),
+        &cfg,
+        &mut expected,
+        timeout,
+        sink,
+        &mut clock,
+    );
+    let result = unless_cancelled(up, &mut cancelled, || {
+        format!("the start of worker {}", cfg.name)
+    })
+    .await;
     match result {
         Ok((control, address, ready)) => Ok(Running::serving(
             control,

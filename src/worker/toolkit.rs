@@ -49,6 +49,20 @@ where
     }
 }
 
+/// `work`, unless the caller stops waiting first (`cancelled`, from
+/// [`owned_task`]): then an error naming `what`, and the caller removes what
+/// it created.
+pub(super) async fn unless_cancelled<T>(
+    work: impl std::future::Future<Output = Result<T>>,
+    cancelled: &mut oneshot::Receiver<()>,
+    what: impl FnOnce() -> String,
+) -> Result<T> {
+    tokio::select! {
+        r = work => r,
+        _ = cancelled => Err(Error::Cancelled(what())),
+    }
+}
+
 pub(super) async fn check_image(engine: &Engine, cfg: &WorkerConfig) -> Result<()> {
     let image = engine.image(&cfg.image).await?;
     let mismatch = |detail: String| Error::ImageMismatch {
