@@ -9,7 +9,8 @@
 //!    container's lines), `owner` (owner tokens), `serving` (the one reader of a
 //!    worker container's `WOOL_*` variables);
 //! 4. `registry`: the containers this process owns;
-//! 5. `worker` (a container's lifecycle; `standby`: parked ones and their claims),
+//! 5. `worker` (three start paths, `lifecycle`, `service` and `standby`, over
+//!    its shared parts `container`, `running` and `toolkit`),
 //!    `swarm` (remote tasks), `discovery`,
 //!    `feed` (`wire`; `server` in the owner, `client` in a container);
 //! 6. `bindings`: the Python functions; the only module that wires the others

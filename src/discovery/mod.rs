@@ -14,8 +14,10 @@
 //! so a pool's first dispatches see all of them, not the first one found.
 //!
 //! The pieces: [`hub`] fans a scope's changes out to its subscriptions;
-//! [`tracker`] is the task behind a hub, driven by the connection-level
-//! machine of [`watch`] and stepping each container's machine of [`state`];
+//! [`drive`] is the task behind a hub, an I/O loop driven by the
+//! connection-level machine of [`watch`] that feeds a [`tracker`], which
+//! steps each container's machine of [`state`] and decides by the pure steps
+//! of [`reconcile`], [`remotes`] and [`publish`];
 //! [`follow`] and [`ready`] read ready lines from containers' output;
 //! [`remote`] follows the tasks of other Swarm nodes; [`source`] is what all
 //! of them read from an Engine, a trait so that unit tests run on a fake.
@@ -32,12 +34,16 @@ use crate::labels::{self, WorkerRecord};
 use crate::registry::Registry;
 pub use crate::scope::{Change, Scope};
 
+mod drive;
 #[cfg(test)]
 mod fake;
 mod follow;
 mod hub;
+mod publish;
 mod ready;
+mod reconcile;
 mod remote;
+mod remotes;
 mod source;
 mod state;
 #[cfg(test)]
@@ -88,7 +94,7 @@ fn subscribe_every<E: Source>(
         None => {
             let (shutdown_tx, shutdown_rx) = oneshot::channel();
             let hub = Arc::new(Hub::new(shutdown_tx));
-            tokio::spawn(tracker::run(
+            tokio::spawn(drive::run(
                 engine.clone(),
                 scope,
                 Arc::downgrade(&hub),
@@ -165,7 +171,8 @@ pub async fn list(
 
 /// Discovery against a fake Engine, on tokio's paused clock: what a
 /// subscription receives across a listing, a gap, a re-list, an ended
-/// stream and failed inspects, in milliseconds and without a daemon.
+/// stream and failed inspects, in milliseconds and without a daemon. (The
+/// helpers serve the tests of `tracker` and `drive` too.)
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -179,11 +186,11 @@ mod tests {
     use crate::registry::Registry;
 
     /// Far longer than anything here takes (the clock is paused: free).
-    const PATIENCE: Duration = Duration::from_secs(120);
+    pub(super) const PATIENCE: Duration = Duration::from_secs(120);
     /// The re-list period of most tests: longer than any of them.
-    const NEVER: Duration = Duration::from_secs(3600);
+    pub(super) const NEVER: Duration = Duration::from_secs(3600);
 
-    fn scope() -> Scope {
+    pub(super) fn scope() -> Scope {
         Scope {
             selector: BTreeMap::from([(labels::SELECTOR.to_owned(), "true".to_owned())]),
             network: Some(NETWORK.to_owned()),
@@ -196,7 +203,7 @@ mod tests {
     }
 
     /// A batch as `+name` (added), `~name` (updated), `-name` (dropped), sorted.
-    fn said(batch: &[Change]) -> Vec<String> {
+    pub(super) fn said(batch: &[Change]) -> Vec<String> {
         let mut out: Vec<String> = batch
             .iter()
             .map(|c| match c {
@@ -211,7 +218,7 @@ mod tests {
     }
 
     /// The next batch, as `said` puts it; empty if none comes in `PATIENCE`.
-    async fn next(sub: &mut Subscription) -> Vec<String> {
+    pub(super) async fn next(sub: &mut Subscription) -> Vec<String> {
         match tokio::time::timeout(PATIENCE, sub.next_batch(1000)).await {
             Ok(batch) => said(&batch),
             Err(_) => Vec::new(),
@@ -219,14 +226,14 @@ mod tests {
     }
 
     /// Whether no batch comes for `within`.
-    async fn quiet(sub: &mut Subscription, within: Duration) -> bool {
+    pub(super) async fn quiet(sub: &mut Subscription, within: Duration) -> bool {
         tokio::time::timeout(within, sub.next_batch(1000))
             .await
             .is_err()
     }
 
     /// Wait until `cond` holds (the clock only moves while everything waits).
-    async fn until(mut cond: impl FnMut() -> bool) {
+    pub(super) async fn until(mut cond: impl FnMut() -> bool) {
         let deadline = Instant::now() + PATIENCE;
         while !cond() {
             assert!(Instant::now() < deadline, "condition never held");

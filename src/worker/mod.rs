@@ -7,20 +7,32 @@
 //! created with auto-remove). No privileged helper is involved. A Swarm worker's
 //! task, on any node, has a lifeline to its owner instead (`lifeline`,
 //! `service`).
+//!
+//! Three start paths, each read top-down, use the parts below them and never
+//! each other: `lifecycle` (a plain container), `service` (a Swarm worker) and
+//! `standby` (parked containers and their claims). Below them: `container` (a
+//! plain container's checks, Engine access, and the container attached and
+//! started), `running` (the handle every path hands over, and its stop),
+//! `toolkit` (the owner's loan, the owned task, the image check, the control
+//! line, the start's clock), and `config`, `spec`, `lifeline`.
 
 mod config;
+mod container;
 mod lifecycle;
 mod lifeline;
+mod running;
 mod service;
 mod spec;
 mod standby;
+mod toolkit;
 
 pub use crate::output::LogSink;
 pub use config::{EngineAccess, Sandbox, SwarmPlacement, Tls, WorkerConfig};
-pub use lifecycle::{Owner, Running};
 pub use lifeline::Lifeline;
+pub use running::Running;
 pub use service::prune as prune_services;
 pub use standby::{Plan, Refill, Standby};
+pub use toolkit::Owner;
 
 use std::time::Duration;
 
@@ -39,7 +51,7 @@ pub async fn start(
     timeout: Duration,
     sink: Option<LogSink>,
 ) -> Result<Running> {
-    lifecycle::owned_task("the worker start", move |cancelled| async move {
+    toolkit::owned_task("the worker start", move |cancelled| async move {
         if cfg.swarm.is_some() {
             service::start_owned(engine, owner, cfg, timeout, sink, cancelled).await
         } else {

@@ -18,9 +18,10 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{oneshot, watch};
 
 use super::config::{EngineAccess, SwarmPlacement, WorkerConfig};
-use super::lifecycle::{check_image, send_line, Clock, Control, Owner, Running, Target, TlsFiles};
 use super::lifeline;
+use super::running::{Control, Running, Target};
 use super::spec::create_spec;
+use super::toolkit::{check_image, send_line, unless_cancelled, Clock, Owner, TlsFiles};
 use crate::engine::{now_nanos, Engine, Placement, ServiceCreate, SwarmRole, TaskInfo};
 use crate::error::{Error, Result};
 use crate::labels;
@@ -74,7 +75,7 @@ pub(super) async fn start_owned(
         .lifeline
         .clone()
         .ok_or_else(|| Error::Internal("the lifeline listener is not being served".into()))?;
-    let manager = prepare(&engine, &mut cfg).await?;
+    let manager = check_swarm(&engine, &mut cfg).await?;
     let host = match &placement.lifeline_host {
         Some(host) => host.clone(),
         None => own_address(&engine, cfg.network.as_deref().unwrap_or_default()).await?,
@@ -95,10 +96,20 @@ pub(super) async fn start_owned(
     );
     let service = engine.create_service(&spec).await?;
     clock.lap("create");
-    let result = tokio::select! {
-        r = bring_up(&engine, &owner.registry, (&service, &manager), &cfg, &mut expected, timeout, sink, &mut clock) => r,
-        _ = &mut cancelled => Err(Error::Cancelled(format!("the start of worker {}", cfg.name))),
-    };
+    let up = bring_up(
+        &engine,
+        &owner.registry,
+        (&service, &manager),
+        &cfg,
+        &mut expected,
+        timeout,
+        sink,
+        &mut clock,
+    );
+    let result = unless_cancelled(up, &mut cancelled, || {
+        format!("the start of worker {}", cfg.name)
+    })
+    .await;
     match result {
         Ok((control, address, ready)) => Ok(Running::serving(
             control,
@@ -121,7 +132,7 @@ pub(super) async fn start_owned(
 /// attachable overlay, and (where the manager has it) an image that can serve
 /// this process. An image only the nodes have is checked when a task runs.
 /// Returns the manager's node id.
-async fn prepare(engine: &Engine, cfg: &mut WorkerConfig) -> Result<String> {
+async fn check_swarm(engine: &Engine, cfg: &mut WorkerConfig) -> Result<String> {
     if cfg.engine_access != EngineAccess::None {
         return Err(Error::InvalidArgument(
             "a SwarmWorker's task may run on another node, where neither this \

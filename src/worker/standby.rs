@@ -21,10 +21,10 @@ use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 
 use super::config::WorkerConfig;
-use super::lifecycle::{
-    discard, owned_task, prepare, with_engine_access, Clock, Launched, Owner, Running, TlsFiles,
-};
+use super::container::{check_container, discard, with_engine_access, Launched};
+use super::running::Running;
 use super::spec::{claim_env, park_spec};
+use super::toolkit::{owned_task, unless_cancelled, Clock, Owner, TlsFiles};
 use crate::engine::{now_nanos, Engine};
 use crate::error::{Error, Result};
 use crate::output::LogSink;
@@ -107,7 +107,7 @@ impl Standby {
     ) -> Result<Standby> {
         let given = plan.shape;
         let mut shape = given.clone();
-        prepare(&engine, &mut shape).await?;
+        check_container(&engine, &mut shape).await?;
         // Fail now on what no container of this shape could get.
         with_engine_access(&engine, &owner, &shape, park_spec(&shape, String::new()))?;
         let standby = Standby {
@@ -411,6 +411,7 @@ async fn claim_owned(
     // What it printed while parked; a claim it acted on adds to it.
     let parked_tail = parked.launched.lines.tail();
     let mut clock = Clock::new();
+    let name = parked.launched.name.clone();
     let claiming = async {
         let claim = Claim {
             env: claim_env(&cfg),
@@ -425,10 +426,8 @@ async fn claim_owned(
         clock.lap("bind");
         Ok(ready)
     };
-    let result = tokio::select! {
-        r = claiming => r,
-        _ = &mut cancelled => Err(Error::Cancelled(format!("the claim of {}", parked.launched.name))),
-    };
+    let result =
+        unless_cancelled(claiming, &mut cancelled, || format!("the claim of {name}")).await;
     match result {
         Ok(ready) => Ok(Some(parked.launched.serving(
             &inner.engine,

@@ -1,0 +1,281 @@
+//! A plain worker container before it serves, as the container start path
+//! and the standby use it: the checks and the Engine access of its spec, and
+//! the created container attached, started and waited on ([`Launched`]).
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::config::{EngineAccess, WorkerConfig};
+use super::running::{shut_down, Control, Running, Target};
+use super::toolkit::{check_image, send_line, Clock, Owner};
+use crate::engine::{ContainerInfo, CreateSpec, Engine, InputWriter};
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::output::{Lines, LogSink};
+use crate::ready::Ready;
+use crate::registry::Registry;
+
+/// Forget and remove a container that will not serve: whatever went wrong,
+/// leave nothing behind.
+pub(super) async fn discard(engine: &Engine, registry: &Registry, id: &str) {
+    registry.forget(id);
+    if let Err(e) = engine.remove(id).await {
+        tracing::warn!(id = %id, error = %e, "could not remove a worker container that did not serve");
+    }
+}
+
+/// Check what `cfg` names before anything is created: the image can serve this
+/// process, and the network exists and may be joined (resolved to its exact
+/// name from here on).
+pub(super) async fn check_container(engine: &Engine, cfg: &mut WorkerConfig) -> Result<()> {
+    check_image(engine, cfg).await?;
+    if let Some(network) = &cfg.network {
+        let info = engine.network(network).await?;
+        if info.scope == "swarm" && !info.attachable {
+            return Err(Error::NetworkNotAttachable {
+                network: network.clone(),
+            });
+        }
+        cfg.network = Some(info.name);
+    }
+    Ok(())
+}
+
+/// `spec` with what `engine_access` gives the container: the owner's feed
+/// socket, the Engine socket, or nothing.
+pub(super) fn with_engine_access(
+    engine: &Engine,
+    owner: &Owner,
+    cfg: &WorkerConfig,
+    mut spec: CreateSpec,
+) -> Result<CreateSpec> {
+    match cfg.engine_access {
+        EngineAccess::Feed => {
+            if !engine.host().starts_with("unix://") {
+                return Err(Error::InvalidArgument(format!(
+                    "the worker feed is bind-mounted from this machine, so it needs an \
+                     Engine on this machine (unix://), not {}; pass engine_access=\"none\"",
+                    engine.host()
+                )));
+            }
+            let socket = owner
+                .feed_socket
+                .clone()
+                .ok_or_else(|| Error::Internal("the worker feed is not being served".to_owned()))?;
+            // The socket file alone: nothing else of the owner's directory. A
+            // `bind` mount, not `Binds`: should the socket vanish before the
+            // create, the daemon refuses instead of creating it as root.
+            spec.mounts.push(crate::engine::BindMount {
+                source: socket.display().to_string(),
+                target: crate::feed::CONTAINER_PATH.to_owned(),
+                read_only: true,
+            });
+            spec.env.push(format!(
+                "{}={}",
+                crate::feed::ENV,
+                crate::feed::CONTAINER_PATH
+            ));
+            spec.env.push(format!(
+                "{}={}",
+                crate::feed::OWNER_ENV,
+                crate::owner::token()
+            ));
+        }
+        EngineAccess::Socket => {
+            let path = engine.host().strip_prefix("unix://").ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "engine_access=\"socket\" needs a local unix-socket Engine, not {}",
+                    engine.host()
+                ))
+            })?;
+            spec.binds.push(format!("{path}:/var/run/docker.sock"));
+            // The worker's unprivileged user reaches the socket through its group.
+            if let Ok(meta) = std::fs::metadata(path) {
+                use std::os::unix::fs::MetadataExt;
+                spec.confinement.group_add.push(meta.gid().to_string());
+            }
+            spec.env
+                .push("DOCKER_HOST=unix:///var/run/docker.sock".to_owned());
+        }
+        EngineAccess::None => {}
+    }
+    // The user's own DOCKER_HOST wins over ours.
+    if let Some(host) = cfg.env.get("DOCKER_HOST") {
+        let user = format!("DOCKER_HOST={host}");
+        spec.env
+            .retain(|kv| !kv.starts_with("DOCKER_HOST=") || *kv == user);
+    }
+    Ok(spec)
+}
+
+/// A started container the owner holds: its stdin, its output, its exit.
+pub(super) struct Launched {
+    pub(super) id: String,
+    pub(super) name: String,
+    input: InputWriter,
+    pub(super) lines: Lines,
+    pub(super) exit: watch::Receiver<Option<i64>>,
+}
+
+impl Launched {
+    /// Attach to created container `id`, watch for its exit, and start it.
+    pub(super) async fn launch(
+        engine: &Engine,
+        registry: &Registry,
+        id: &str,
+        name: &str,
+        sink: Option<LogSink>,
+        clock: &mut Clock,
+    ) -> Result<Launched> {
+        let (output, input) = engine.attach(id, true).await?;
+        clock.lap("attach");
+        // Registered before start so the exit code is seen even though the
+        // container removes itself.
+        let (exit_tx, exit_rx) = watch::channel(None);
+        let waiter = engine.clone();
+        let wait_id = id.to_owned();
+        let waiter_registry = registry.clone();
+        tokio::spawn(async move {
+            let code = waiter.wait_exit(&wait_id).await.unwrap_or(-1);
+            waiter_registry.forget(&wait_id);
+            let _ = exit_tx.send(Some(code));
+        });
+        engine.start_container(id).await?;
+        clock.lap("start");
+        Ok(Launched {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            input,
+            lines: Lines::new(name.to_owned(), output, sink),
+            exit: exit_rx,
+        })
+    }
+
+    /// Write `message` as one JSON line on the container's stdin.
+    pub(super) async fn send(&mut self, message: &impl serde::Serialize, what: &str) -> Result<()> {
+        send_line(&mut self.input, message, &self.name, what).await
+    }
+
+    /// Wait up to `timeout` for a stdout line that `wanted` accepts; a
+    /// container that exits or ends its output first is an error with its code
+    /// and last output.
+    pub(super) async fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        mut wanted: impl FnMut(&str) -> Option<T>,
+    ) -> Result<T> {
+        let mut exit = self.exit.clone();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                line = self.lines.next_stdout() => match line {
+                    Some(line) => {
+                        if let Some(found) = wanted(&line) {
+                            return Ok(found);
+                        }
+                    }
+                    None => {
+                        // Output ended: the container is gone or going; report its code.
+                        let mut exit = self.exit.clone();
+                        let code = tokio::time::timeout(Duration::from_secs(5), exit.wait_for(Option::is_some))
+                            .await.ok().and_then(|r| r.ok().and_then(|c| *c));
+                        return Err(Error::ContainerExited { id: self.name.clone(), code, log_tail: self.lines.tail() });
+                    }
+                },
+                Some(code) = async { exit.wait_for(Option::is_some).await.ok().map(|c| *c) } => {
+                    self.lines.drain_for(Duration::from_millis(200)).await;
+                    return Err(Error::ContainerExited { id: self.name.clone(), code, log_tail: self.lines.tail() });
+                }
+                _ = &mut deadline => {
+                    return Err(Error::NotServing { id: self.name.clone(), waited: timeout, log_tail: self.lines.tail() });
+                }
+            }
+        }
+    }
+
+    /// Its server said `ready` at `address`: announce it to this process's
+    /// discovery, keep forwarding its output, and hand over the running worker.
+    pub(super) fn serving(
+        self,
+        engine: &Engine,
+        registry: &Registry,
+        address: String,
+        ready: Ready,
+        timings: Vec<(&'static str, f64)>,
+    ) -> Running {
+        tokio::spawn(self.lines.pump());
+        Running::serving(
+            Control {
+                id: self.id,
+                name: self.name,
+                input: self.input,
+                exit: self.exit,
+                target: Target::Container,
+                node: None,
+            },
+            engine,
+            registry,
+            address,
+            ready,
+            timings,
+        )
+    }
+
+    /// Its `ip:port` on the worker network of `cfg`, as an inspect tells; a
+    /// container gone meanwhile is an error with its last output. (`&mut`:
+    /// its streams are `Send` but not `Sync`, and the future must be `Send`.)
+    pub(super) async fn address(&mut self, engine: &Engine, cfg: &WorkerConfig) -> Result<String> {
+        let info = engine
+            .inspect(&self.id)
+            .await?
+            .ok_or_else(|| Error::ContainerExited {
+                id: self.name.clone(),
+                code: None,
+                log_tail: self.lines.tail(),
+            })?;
+        address_of(&info, cfg, &self.name)
+    }
+
+    /// Whether the container has exited.
+    pub(super) fn exited(&self) -> bool {
+        self.exit.borrow().is_some()
+    }
+
+    /// Stop a container that never served, as a worker is stopped without
+    /// grace: the stop command, its exit (killed past the bound), its removal.
+    /// Not a forced removal of a running container, which can race the
+    /// Engine's own auto-removal.
+    pub(super) async fn retire(self, engine: &Engine, registry: &Registry) {
+        let id = self.id.clone();
+        let stopped = shut_down(
+            engine.clone(),
+            registry.clone(),
+            (self.id, Target::Container),
+            self.exit,
+            Some(self.input),
+            None,
+        )
+        .await;
+        // Its exit watcher forgets it.
+        if let Err(e) = stopped {
+            tracing::warn!(id = %id, error = %e, "could not remove a parked container");
+        }
+    }
+}
+
+/// `ip:port` of container `info` on the worker's network.
+fn address_of(info: &ContainerInfo, cfg: &WorkerConfig, name: &str) -> Result<String> {
+    let port = cfg.publication.port;
+    match labels::endpoint(info, cfg.network.as_deref()).map(|(_, ep)| ep) {
+        Some(ep) if !ep.ip.is_empty() => Ok(format!("{}:{port}", ep.ip)),
+        _ => Err(Error::ContainerRejected {
+            id: name.to_owned(),
+            message: format!(
+                "it has no IP address on network {:?}",
+                cfg.network.as_deref().unwrap_or("bridge")
+            ),
+        }),
+    }
+}

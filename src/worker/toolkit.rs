@@ -1,0 +1,146 @@
+//! What every start path borrows, whatever it starts: the owner's loan, the
+//! owned task a start runs on, the image check, the control line and the TLS
+//! material written on it, and the clock of a start's phases.
+
+use std::path::PathBuf;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+
+use super::config::WorkerConfig;
+use super::lifeline::Lifeline;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::labels;
+use crate::registry::Registry;
+
+/// What a worker's owner lends it: the record of the containers it owns, and
+/// the socket of its worker feed when it serves one.
+#[derive(Clone)]
+pub struct Owner {
+    /// The owner's containers; the worker records its own there.
+    pub registry: Registry,
+    /// The owner's feed socket, bind-mounted when `engine_access` is the feed.
+    pub feed_socket: Option<PathBuf>,
+    /// The owner's lifeline listener, which a Swarm worker's task connects to.
+    pub lifeline: Option<Lifeline>,
+}
+
+/// Run `work` on a task of its own, handing it a receiver that resolves when
+/// the caller stops waiting: the work then cleans up before it ends, even
+/// though nobody awaits it any more.
+pub(super) async fn owned_task<T, F>(
+    what: &str,
+    work: impl FnOnce(oneshot::Receiver<()>) -> F,
+) -> Result<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+{
+    let (cancel_tx, cancel_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(work(cancel_rx));
+    let result = task.await;
+    drop(cancel_tx);
+    match result {
+        Ok(r) => r,
+        // Only the runtime's shutdown (interpreter exit) cancels the task.
+        Err(join) if join.is_cancelled() => Err(Error::Cancelled(what.to_owned())),
+        Err(join) => Err(Error::Internal(format!("{what} failed: {join}"))),
+    }
+}
+
+/// `work`, unless the caller stops waiting first (`cancelled`, from
+/// [`owned_task`]): then an error naming `what`, and the caller removes what
+/// it created.
+pub(super) async fn unless_cancelled<T>(
+    work: impl std::future::Future<Output = Result<T>>,
+    cancelled: &mut oneshot::Receiver<()>,
+    what: impl FnOnce() -> String,
+) -> Result<T> {
+    tokio::select! {
+        r = work => r,
+        _ = cancelled => Err(Error::Cancelled(what())),
+    }
+}
+
+pub(super) async fn check_image(engine: &Engine, cfg: &WorkerConfig) -> Result<()> {
+    let image = engine.image(cfg.image.as_str()).await?;
+    let mismatch = |detail: String| Error::ImageMismatch {
+        image: cfg.image.0.clone(),
+        detail,
+    };
+    if let Some(python) = image.labels.get("wool.docker.python") {
+        if python != &cfg.python {
+            return Err(mismatch(format!("it runs Python {python} and this process runs Python {}; cloudpickle needs the same minor version on both sides", cfg.python)));
+        }
+    }
+    if let Some(version) = image.labels.get(labels::VERSION) {
+        let major = |v: &str| v.split('.').next().unwrap_or_default().to_owned();
+        if major(version) != major(&cfg.wool_version) {
+            return Err(mismatch(format!("it serves wool {version} and this process runs wool {}; the major versions must match", cfg.wool_version)));
+        }
+    }
+    Ok(())
+}
+
+/// Write `message` as one JSON line to worker `name`'s control stream (its
+/// stdin, or a Swarm worker's lifeline); a stream already closed means the
+/// worker is gone.
+pub(super) async fn send_line(
+    writer: &mut (impl tokio::io::AsyncWrite + Unpin),
+    message: &impl serde::Serialize,
+    name: &str,
+    what: &str,
+) -> Result<()> {
+    let mut line = serde_json::to_vec(message)
+        .map_err(|e| Error::Internal(format!("cannot encode {what}: {e}")))?;
+    line.push(b'\n');
+    let written = match writer.write_all(&line).await {
+        Ok(()) => writer.flush().await,
+        Err(e) => Err(e),
+    };
+    written.map_err(|e| Error::ContainerExited {
+        id: name.to_owned(),
+        code: None,
+        log_tail: format!("could not hand it {what}: {e}"),
+    })
+}
+
+/// Measures the phases of a start.
+pub(super) struct Clock {
+    last: std::time::Instant,
+    pub(super) laps: Vec<(&'static str, f64)>,
+}
+
+impl Clock {
+    pub(super) fn new() -> Self {
+        Clock {
+            last: std::time::Instant::now(),
+            laps: Vec::new(),
+        }
+    }
+
+    pub(super) fn lap(&mut self, phase: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((phase, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+}
+
+/// TLS material as the entry point reads it from stdin (one JSON line).
+#[derive(serde::Serialize)]
+pub(super) struct TlsFiles<'a> {
+    ca: &'a str,
+    cert: &'a str,
+    key: &'a str,
+}
+
+impl<'a> TlsFiles<'a> {
+    pub(super) fn of(tls: &'a super::config::Tls) -> Self {
+        TlsFiles {
+            ca: &tls.ca,
+            cert: &tls.cert,
+            key: &tls.key,
+        }
+    }
+}
