@@ -5,7 +5,7 @@
 //! 2. `context` (which Engine), `engine` (the client and our models of its objects);
 //! 3. contracts, pure: `labels` (the schema and the selector match), `ready`
 //!    (the ready and parked lines), `scope` (what a discovery follows), `output` (a
-//!    container's lines), `owner` (owner tokens);
+//!    container's lines), `owner` (owner tokens), `version` (which wool serves ours);
 //! 4. `registry`: the containers this process owns;
 //! 5. `worker` (a container's lifecycle; `standby`: parked ones and their claims),
 //!    `swarm` (remote tasks), `discovery`,
@@ -29,6 +29,7 @@ pub mod registry;
 pub mod runtime;
 pub mod scope;
 pub mod swarm;
+pub mod version;
 pub mod worker;
 
 use pyo3::prelude::*;
