@@ -1,7 +1,8 @@
 //! Native core of wool-docker: Docker Engine I/O and state for wool workers and
 //! discovery. Modules form layers; each uses only those below it:
 //!
-//! 1. `error`, `env`, `runtime` (the tokio runtime), `logging` (to Python's);
+//! 1. `error`, `env`, `runtime` (the tokio runtime), `logging` (to Python's),
+//!    `backoff` (the one retry policy);
 //! 2. `context` (which Engine), `engine` (the client and our models of its objects);
 //! 3. contracts, pure: `labels` (the schema and the selector match), `ready`
 //!    (the ready and parked lines), `scope` (what a discovery follows), `output` (a
@@ -13,6 +14,7 @@
 //! 6. `bindings`: the Python functions; the only module that wires the others
 //!    together, and the owner of the exit sequence.
 
+pub mod backoff;
 pub mod bindings;
 pub mod context;
 pub mod discovery;

@@ -20,6 +20,7 @@ use super::state::{
     self, Book, Delta, Event, Health, Logs, Observation, Phase, Run, Seen, Served, State,
 };
 use super::watch::{self, Action, Conn, Input};
+use crate::backoff::Policy;
 use crate::engine::{now_nanos, ContainerEvent, ContainerInfo};
 use crate::error::Result;
 use crate::labels::{self, Skip, WorkerRecord};
@@ -47,6 +48,8 @@ pub(super) struct Tracker<E: Source> {
     duplicates: HashSet<String>,
     /// Containers whose inspect failed, to inspect again: (id, attempt).
     retry_tx: mpsc::UnboundedSender<(String, u32)>,
+    /// The delays of inspect retries and reconnects.
+    backoff: Policy,
     /// Runs read after a listing, for containers it could not settle in time.
     reread_tx: mpsc::UnboundedSender<(ContainerInfo, Option<Ready>)>,
     /// Engine time of the observation being handled (0: a listing).
@@ -80,6 +83,7 @@ pub(super) async fn run<E: Source>(
     mut shutdown: oneshot::Receiver<()>,
     registry: Registry,
     resync_every: Duration,
+    backoff: Policy,
 ) {
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (retry_tx, mut retry_rx) = mpsc::unbounded_channel();
@@ -98,6 +102,7 @@ pub(super) async fn run<E: Source>(
         warnings: Vec::new(),
         duplicates: HashSet::new(),
         retry_tx,
+        backoff,
         reread_tx,
         cause_ns: 0,
         remote: HashMap::new(),
@@ -115,7 +120,7 @@ pub(super) async fn run<E: Source>(
         first_rx,
         remote_tx,
     )));
-    let (mut conn, mut action) = Conn::start(resync_every);
+    let (mut conn, mut action) = Conn::start(resync_every, backoff);
     // The container and network event streams, while watching. The end or
     // failure of either is a gap.
     let mut streams = None;
@@ -145,7 +150,7 @@ pub(super) async fn run<E: Source>(
                     None
                 });
                 if let Err(e) = &synced {
-                    tracing::warn!(target: LOG, error = %e, delay_ms = conn.backoff.as_millis() as u64, "docker list failed; retrying");
+                    tracing::warn!(target: LOG, error = %e, failures = conn.backoff.failures(), "docker list failed; retrying");
                 }
                 Some(Input::Listed {
                     ok: synced.is_ok(),
@@ -589,7 +594,7 @@ impl<E: Source> Tracker<E> {
             }
             Ok(_) => self.observe(id, &Observation::Gone),
             Err(e) => {
-                if let Some(delay) = watch::inspect_retry(attempt) {
+                if let Some(delay) = watch::inspect_retry(self.backoff, attempt) {
                     tracing::debug!(target: LOG, id = %id, attempt, error = %e, "inspect failed; retrying");
                     let (tx, id) = (self.retry_tx.clone(), id.to_owned());
                     tokio::spawn(async move {

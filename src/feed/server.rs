@@ -13,6 +13,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::wire::{authorize, describe, encode, MAX_REQUEST, REQUEST_TIMEOUT};
+use crate::backoff::Policy;
 use crate::discovery;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -200,7 +201,7 @@ impl Feed {
         // Worker images run as any user; the directory is the gate on the host, and
         // the peer check below is the gate for containers.
         set_mode(&socket, 0o666).map_err(|e| fail(&dir, e))?;
-        tokio::spawn(accept_loop(listener, self.clone()));
+        tokio::spawn(accept_loop(listener, self.clone(), Policy::ACCEPT));
         *feed = Some(socket.clone());
         Ok(socket)
     }
@@ -318,13 +319,13 @@ fn remove_stale_dirs() {
     }
 }
 
-async fn accept_loop(listener: UnixListener, feed: Feed) {
+async fn accept_loop(listener: UnixListener, feed: Feed, policy: Policy) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut backoff = Duration::from_millis(10);
+    let mut backoff = policy.start();
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                backoff = Duration::from_millis(10);
+                backoff.reset();
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     // Full: hang up at once rather than queue without bound.
                     continue;
@@ -339,8 +340,7 @@ async fn accept_loop(listener: UnixListener, feed: Feed) {
                 // EMFILE and the like persist until connections close: back off
                 // instead of spinning on accept.
                 tracing::warn!(error = %e, "worker feed: accept failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }

@@ -20,6 +20,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use crate::backoff::Policy;
 use crate::error::{Error, Result};
 
 /// The variable that tells the entry point where to connect (`ip:port`).
@@ -80,7 +81,7 @@ impl Lifeline {
             port,
             expected: Arc::default(),
         };
-        tokio::spawn(accept(listener, lifeline.expected.clone()));
+        tokio::spawn(accept(listener, lifeline.expected.clone(), Policy::ACCEPT));
         Ok(lifeline)
     }
 
@@ -136,15 +137,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Accept every connection at once, and give each a bounded handshake of
 /// its own: no peer, however many connections it holds open, keeps a task's
 /// connection from being read.
-async fn accept(listener: TcpListener, expected: Expecting) {
+async fn accept(listener: TcpListener, expected: Expecting, policy: Policy) {
     let pending: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let mut backoff = policy.start();
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                backoff.reset();
+                accepted
+            }
             Err(e) => {
                 // Out of descriptors and the like: pause rather than spin.
                 tracing::warn!(error = %e, "cannot accept a worker lifeline");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
