@@ -2,7 +2,7 @@
 //! discovery. Modules form layers; each uses only those below it:
 //!
 //! 1. `error`, `env`, `runtime` (the tokio runtime), `logging` (to Python's),
-//!    `backoff` (the one retry policy);
+//!    `backoff` (the one retry policy), `lines` (the one line codec);
 //! 2. `context` (which Engine), `engine` (the client and our models of its objects);
 //! 3. contracts, pure: `labels` (the schema and the selector match), `ready`
 //!    (the ready and parked lines), `scope` (what a discovery follows), `output` (a
@@ -23,6 +23,7 @@ pub mod env;
 pub mod error;
 pub mod feed;
 pub mod labels;
+pub mod lines;
 pub mod logging;
 pub mod output;
 pub mod owner;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
@@ -17,6 +18,7 @@ use crate::backoff::Policy;
 use crate::discovery;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::lines::{self, LineError};
 use crate::registry::{Registry, FEED_SLOTS_PER_CONTAINER};
 use crate::scope::Scope;
 
@@ -539,33 +541,22 @@ async fn write_lines(
 /// Read the request line: at most [`MAX_REQUEST`] bytes within [`REQUEST_TIMEOUT`],
 /// ending in `\n` with nothing after it.
 async fn read_request(stream: &mut UnixStream) -> std::result::Result<Vec<u8>, String> {
-    let mut buf = Vec::with_capacity(256);
+    let mut lines = lines::reader(stream, MAX_REQUEST);
     let read = async {
-        let mut chunk = [0u8; 1024];
-        loop {
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("reading the request failed: {e}"))?;
-            if n == 0 {
-                return Err("the connection closed before a request".to_owned());
+        match lines.next().await {
+            Some(Ok(line)) if lines.read_buffer().is_empty() => Ok(line.into_bytes()),
+            Some(Ok(_)) => Err("bytes follow the request; send one request line".to_owned()),
+            Some(Err(LineError::TooLong(_))) => {
+                Err(format!("the request is longer than {MAX_REQUEST} bytes"))
             }
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(end) = buf.iter().position(|&b| b == b'\n') {
-                if end + 1 != buf.len() {
-                    return Err("bytes follow the request; send one request line".to_owned());
-                }
-                buf.truncate(end);
-                return Ok(());
-            }
-            if buf.len() > MAX_REQUEST {
-                return Err(format!("the request is longer than {MAX_REQUEST} bytes"));
+            Some(Err(LineError::Io(e))) => Err(format!("reading the request failed: {e}")),
+            Some(Err(LineError::CutShort)) | None => {
+                Err("the connection closed before a request".to_owned())
             }
         }
     };
     match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
-        Ok(Ok(())) => Ok(buf),
-        Ok(Err(reason)) => Err(reason),
+        Ok(result) => result,
         Err(_) => Err(format!("no request within {} s", REQUEST_TIMEOUT.as_secs())),
     }
 }
