@@ -2,12 +2,13 @@
 //! discovery. Modules form layers; each uses only those below it:
 //!
 //! 1. `error`, `env`, `runtime` (the tokio runtime), `logging` (to Python's),
-//!    `values` (self-validating values: seconds, sizes, counts, names);
+//!    `values` (self-validating values: seconds, sizes, counts, names),
+//!    `backoff` (the one retry policy), `lines` (the one line codec);
 //! 2. `context` (which Engine), `engine` (the client and our models of its objects);
 //! 3. contracts, pure: `labels` (the schema and the selector match), `ready`
 //!    (the ready and parked lines), `scope` (what a discovery follows), `output` (a
-//!    container's lines), `owner` (owner tokens), `serving` (the one reader of a
-//!    worker container's `WOOL_*` variables);
+//!    container's lines), `owner` (owner tokens), `version` (which wool serves ours),
+//!    `serving` (the one reader of a worker container's `WOOL_*` variables);
 //! 4. `registry`: the containers this process owns;
 //! 5. `worker` (three start paths, `lifecycle`, `service` and `standby`, over
 //!    its shared parts `container`, `running` and `toolkit`),
@@ -16,6 +17,7 @@
 //! 6. `bindings`: the Python functions; the only module that wires the others
 //!    together, and the owner of the exit sequence.
 
+pub mod backoff;
 pub mod bindings;
 pub mod context;
 pub mod discovery;
@@ -24,6 +26,7 @@ pub mod env;
 pub mod error;
 pub mod feed;
 pub mod labels;
+pub mod lines;
 pub mod logging;
 pub mod output;
 pub mod owner;
@@ -34,6 +37,7 @@ pub mod scope;
 pub mod serving;
 pub mod swarm;
 pub mod values;
+pub mod version;
 pub mod worker;
 
 use pyo3::prelude::*;

@@ -24,8 +24,9 @@ use futures_util::{FutureExt, StreamExt};
 use crate::engine::{Output, OutputStream};
 
 /// Longest line kept, in bytes. Long enough for any ready line and for the
-/// lines people read; a longer line is truncated with a marker.
-pub const MAX_LINE: usize = 64 * 1024;
+/// lines people read; a longer line is truncated with a marker. (Output is
+/// split here, not by the line codec: it is cleaned and truncated, not read.)
+pub use crate::lines::MAX_LINE;
 /// Lines of output kept for error messages.
 pub const TAIL_LINES: usize = 40;
 /// Bytes of output kept for error messages, all tail lines together.

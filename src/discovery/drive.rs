@@ -18,6 +18,7 @@ use super::remote::{watch_swarm, AbortOnDrop};
 use super::source::{Source, LOG};
 use super::tracker::{Inbox, Tracker};
 use super::watch::{self, Action, Conn, Input};
+use crate::backoff::Policy;
 use crate::engine::{now_nanos, ContainerEvent, ContainerInfo, EventStream};
 use crate::error::Result;
 use crate::ready::Ready;
@@ -69,9 +70,10 @@ pub(super) async fn run<E: Source>(
     shutdown: oneshot::Receiver<()>,
     registry: Registry,
     resync_every: Duration,
+    backoff: Policy,
 ) {
-    let mut d = Driver::new(engine, scope, hub, shutdown, registry);
-    let (mut conn, mut action) = Conn::start(resync_every);
+    let mut d = Driver::new(engine, scope, hub, shutdown, registry, backoff);
+    let (mut conn, mut action) = Conn::start(resync_every, backoff);
     loop {
         let Ok(input) = d.next_input(action, &conn).await else {
             return;
@@ -87,9 +89,10 @@ impl<E: Source> Driver<E> {
         hub: Weak<Hub>,
         shutdown: oneshot::Receiver<()>,
         registry: Registry,
+        backoff: Policy,
     ) -> Self {
         let own_ready = registry.serving_updates();
-        let (t, inbox) = Tracker::new(engine, scope, hub, registry);
+        let (t, inbox) = Tracker::new(engine, scope, hub, registry, backoff);
         let (remote_tx, remote) = mpsc::channel(4);
         let (first_tx, first_rx) = oneshot::channel();
         let poller = watch_swarm(t.engine.clone(), t.scope.clone(), first_rx, remote_tx);
@@ -107,7 +110,7 @@ impl<E: Source> Driver<E> {
 
     /// Perform `action`, then wait for what the connection's machine hears next.
     async fn next_input(&mut self, action: Action, conn: &Conn) -> Result<Input, Shutdown> {
-        if let Some(input) = self.perform(action, conn.backoff).await? {
+        if let Some(input) = self.perform(action, conn.backoff.failures()).await? {
             return Ok(input);
         }
         match conn.resync_at() {
@@ -119,13 +122,9 @@ impl<E: Source> Driver<E> {
     }
 
     /// Perform an action; those that end in an input give it at once.
-    async fn perform(
-        &mut self,
-        action: Action,
-        backoff: Duration,
-    ) -> Result<Option<Input>, Shutdown> {
+    async fn perform(&mut self, action: Action, failures: u32) -> Result<Option<Input>, Shutdown> {
         Ok(match action {
-            Action::List { fresh_clock } => Some(self.list(fresh_clock, backoff).await),
+            Action::List { fresh_clock } => Some(self.list(fresh_clock, failures).await),
             Action::Watch { since, .. } => {
                 self.streams = Some(self.t.streams(since));
                 None
@@ -146,7 +145,7 @@ impl<E: Source> Driver<E> {
     /// change nothing it did not already show; a replayed stop of a run
     /// before a restart drops the new run until the replayed start and its
     /// ready line bring it back.
-    async fn list(&mut self, fresh_clock: bool, backoff: Duration) -> Input {
+    async fn list(&mut self, fresh_clock: bool, failures: u32) -> Input {
         let before = now_nanos();
         let engine = self.t.engine.clone();
         let (engine_now, synced) =
@@ -161,7 +160,7 @@ impl<E: Source> Driver<E> {
             None
         });
         if let Err(e) = &synced {
-            tracing::warn!(target: LOG, error = %e, delay_ms = backoff.as_millis() as u64, "docker list failed; retrying");
+            tracing::warn!(target: LOG, error = %e, failures, "docker list failed; retrying");
         }
         Input::Listed {
             ok: synced.is_ok(),
@@ -257,6 +256,7 @@ mod tests {
             rx,
             Registry::default(),
             every,
+            crate::backoff::Policy::RECONNECT.exact(),
         ));
         (tx, task)
     }

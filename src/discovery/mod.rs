@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
+use crate::backoff::Policy;
 use crate::env::seconds_from_env;
 use crate::error::Result;
 use crate::labels::{self, WorkerRecord};
@@ -70,15 +71,23 @@ fn resync_interval() -> Duration {
 
 /// Subscribe to a scope; equal scopes on one Engine share one event stream.
 pub fn subscribe<E: Source>(engine: &E, scope: Scope, registry: &Registry) -> Subscription {
-    subscribe_every(engine, scope, registry, resync_interval())
+    subscribe_every(
+        engine,
+        scope,
+        registry,
+        resync_interval(),
+        Policy::RECONNECT,
+    )
 }
 
-/// `subscribe`, with a hub that re-lists every `resync_every` if it starts one.
+/// `subscribe`, with a hub that re-lists every `resync_every` and backs off by
+/// `backoff` if it starts one.
 fn subscribe_every<E: Source>(
     engine: &E,
     scope: Scope,
     registry: &Registry,
     resync_every: Duration,
+    backoff: Policy,
 ) -> Subscription {
     // Static: the bindings and the feed subscribe without a shared handle, and
     // must still find the one hub of an Engine and scope.
@@ -101,6 +110,7 @@ fn subscribe_every<E: Source>(
                 shutdown_rx,
                 registry.clone(),
                 resync_every,
+                backoff,
             ));
             hubs.insert(key, Arc::downgrade(&hub));
             hub
@@ -182,6 +192,7 @@ mod tests {
 
     use super::fake::{Fake, NETWORK};
     use super::{subscribe_every, Change, Scope, Subscription};
+    use crate::backoff::Policy;
     use crate::labels;
     use crate::registry::Registry;
 
@@ -198,8 +209,11 @@ mod tests {
         }
     }
 
+    /// Exact delays: the tests assert them.
+    const EXACT: Policy = Policy::RECONNECT.exact();
+
     fn start(fake: &Fake, resync_every: Duration) -> Subscription {
-        subscribe_every(fake, scope(), &Registry::default(), resync_every)
+        subscribe_every(fake, scope(), &Registry::default(), resync_every, EXACT)
     }
 
     /// A batch as `+name` (added), `~name` (updated), `-name` (dropped), sorted.
@@ -289,7 +303,7 @@ mod tests {
     async fn own_remote_workers_are_announced_at_once_and_dropped_when_gone() {
         let fake = Fake::new();
         let registry = Registry::default();
-        let mut sub = subscribe_every(&fake, scope(), &registry, NEVER);
+        let mut sub = subscribe_every(&fake, scope(), &registry, NEVER, EXACT);
         assert_eq!(next(&mut sub).await, Vec::<String>::new());
         for n in [1, 2] {
             registry.admit(&own_remote(n, "").id);

@@ -4,11 +4,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
+use tokio_util::codec::Decoder;
 
 use super::source::Source;
 use crate::engine::{rfc3339_nanos, ContainerInfo, Output, OutputStream};
+use crate::lines::{LineCodec, MAX_LINE};
 use crate::ready::Ready;
 
 /// How long a listing waits for the logs of the containers it found, so their
@@ -16,8 +19,6 @@ use crate::ready::Ready;
 const LIST_READY_BOUND: Duration = Duration::from_secs(2);
 /// Containers whose logs a listing reads at once.
 const LIST_READY_CONCURRENCY: usize = 32;
-/// Longest output line a ready-line reader keeps; longer lines cannot be one.
-const MAX_LINE: usize = 64 * 1024;
 
 /// Read the logs of containers that already run, all at once and for at most
 /// `LIST_READY_BOUND`: id → (when its run started, what its ready line said).
@@ -95,15 +96,22 @@ async fn read_ready(engine: impl Source, id: String) -> (String, i64, Option<Rea
 
 /// Read timestamped output until a ready line stamped at or after `from_ns`.
 pub(super) async fn scan_ready(id: &str, mut logs: OutputStream, from_ns: i64) -> Option<Ready> {
-    let mut partial = Vec::new();
+    // The codec over the chunks as they come (not `lines::reader`): a line
+    // too long or not UTF-8 cannot be a ready line, so it is skipped and the
+    // lines after it read on.
+    let mut codec = LineCodec::new(MAX_LINE);
+    let mut buf = BytesMut::new();
     while let Some(Ok(chunk)) = logs.next().await {
         let Output::Stdout(bytes) = chunk else {
             continue;
         };
-        partial.extend_from_slice(&bytes);
-        while let Some(pos) = partial.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = partial.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&line);
+        buf.extend_from_slice(&bytes);
+        loop {
+            let line = match codec.decode(&mut buf) {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(_) => continue,
+            };
             let (stamp, text) = line.trim_end().split_once(' ').unwrap_or(("", &line));
             let at_ns = rfc3339_nanos(stamp).unwrap_or_default();
             if at_ns < from_ns {
@@ -112,9 +120,6 @@ pub(super) async fn scan_ready(id: &str, mut logs: OutputStream, from_ns: i64) -
             if let Some(ready) = Ready::parse(id, at_ns, text) {
                 return Some(ready);
             }
-        }
-        if partial.len() > MAX_LINE {
-            partial.clear();
         }
     }
     None

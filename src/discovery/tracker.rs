@@ -19,6 +19,7 @@ use super::remotes::Remotes;
 use super::source::{resolve_network, Source, LOG};
 use super::state::{Book, Delta, Event, Health, Logs, Observation, Run, Seen, Served};
 use super::watch::{self, Input};
+use crate::backoff::Policy;
 use crate::engine::{ContainerEvent, ContainerInfo, EventStream};
 use crate::error::Result;
 use crate::labels::{self, Skip};
@@ -43,6 +44,8 @@ pub(super) struct Tracker<E: Source> {
     publisher: Publisher,
     /// Containers whose inspect failed, to inspect again: (id, attempt).
     retry_tx: mpsc::UnboundedSender<(String, u32)>,
+    /// The delays of inspect retries.
+    backoff: Policy,
     /// Runs read after a listing, for containers it could not settle in time.
     reread_tx: mpsc::UnboundedSender<(ContainerInfo, Option<Ready>)>,
     /// Engine time of the observation being handled (0: a listing).
@@ -70,6 +73,7 @@ impl<E: Source> Tracker<E> {
         scope: Scope,
         hub: Weak<Hub>,
         registry: Registry,
+        backoff: Policy,
     ) -> (Self, Inbox) {
         let (ready_tx, ready) = mpsc::unbounded_channel();
         let (retry_tx, retry) = mpsc::unbounded_channel();
@@ -84,6 +88,7 @@ impl<E: Source> Tracker<E> {
             book: Book::default(),
             publisher: Publisher::default(),
             retry_tx,
+            backoff,
             reread_tx,
             cause_ns: 0,
             remotes: Remotes::default(),
@@ -371,7 +376,7 @@ impl<E: Source> Tracker<E> {
     /// After inspect number `attempt` of `id` failed: the next one, after a
     /// delay, or none (the periodic re-list, or the next gap's, settles it).
     fn retry_later(&self, id: &str, attempt: u32, e: &crate::error::Error) {
-        let Some(delay) = watch::inspect_retry(attempt) else {
+        let Some(delay) = watch::inspect_retry(self.backoff, attempt) else {
             tracing::warn!(target: LOG, id = %id, error = %e, "inspect failed");
             return;
         };
@@ -469,6 +474,7 @@ mod tests {
             scope(),
             Arc::downgrade(&hub),
             Registry::default(),
+            Policy::RECONNECT.exact(),
         );
         (t, inbox, Hub::subscribe(hub))
     }

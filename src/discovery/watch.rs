@@ -6,17 +6,16 @@
 //! that is a gap: the Engine replays only a few events and none across a
 //! restart, so the tracker waits out a backoff and lists again. [`step`] moves
 //! a [`Conn`] on one [`Input`] and says what to do next ([`Action`]); it reads
-//! no clock and touches no Engine, so the tracker's loop only performs the
-//! actions, and every transition is tested without a daemon.
+//! no clock and touches no Engine (its only randomness is its backoff policy's
+//! jitter), so the tracker's loop only performs the actions, and every
+//! transition is tested without a daemon, with an exact policy.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// The first reconnect delay, and the first inspect retry's.
-pub const BACKOFF_START: Duration = Duration::from_millis(100);
-/// The longest reconnect delay.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+use crate::backoff::{Backoff, Policy};
+
 /// How long an event stream must stay up before the reconnect backoff resets.
 pub const HEALTHY_FOR: Duration = Duration::from_secs(10);
 /// How far before the Engine's clock reading an event stream resumes.
@@ -52,8 +51,8 @@ pub enum Stage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conn {
     pub stage: Stage,
-    /// The next reconnect delay.
-    pub backoff: Duration,
+    /// The reconnect delays: failures since the last healthy stream.
+    pub backoff: Backoff,
     /// Listings so far: after the first, the Engine's clock is read afresh
     /// (the daemon may have restarted, or either clock jumped).
     pub listings: u32,
@@ -109,11 +108,11 @@ impl Conn {
         }
     }
 
-    /// A new connection, and its first action: list.
-    pub fn start(resync_every: Duration) -> (Conn, Action) {
+    /// A new connection, backing off by `policy`, and its first action: list.
+    pub fn start(resync_every: Duration, policy: Policy) -> (Conn, Action) {
         let conn = Conn {
             stage: Stage::Listing,
-            backoff: BACKOFF_START,
+            backoff: policy.start(),
             listings: 0,
             resync_every,
         };
@@ -191,7 +190,7 @@ pub fn step(conn: &Conn, input: Input, now: Instant) -> (Conn, Action) {
             // Only a stream that stayed up earns a quick reconnect: one that
             // fails at once must not make the hub re-list ten times a second.
             if now.saturating_duration_since(connected) >= HEALTHY_FOR {
-                next.backoff = BACKOFF_START;
+                next.backoff.reset();
             }
             back_off(&mut next)
         }
@@ -208,18 +207,18 @@ pub fn step(conn: &Conn, input: Input, now: Instant) -> (Conn, Action) {
     (next, action)
 }
 
-/// Enter the backoff: wait the current delay, and double it for the next time.
+/// Enter the backoff: wait the policy's next delay.
 fn back_off(conn: &mut Conn) -> Action {
-    let delay = conn.backoff;
-    conn.backoff = (delay * 2).min(BACKOFF_MAX);
+    let delay = conn.backoff.next_delay();
     conn.stage = Stage::Backoff { delay };
     Action::Sleep { delay }
 }
 
 /// After inspect number `attempt` (0: the first) of one container failed: the
-/// delay before the next one, or `None` when the next re-list must decide.
-pub fn inspect_retry(attempt: u32) -> Option<Duration> {
-    (attempt < INSPECT_RETRIES).then(|| BACKOFF_START * 2u32.pow(attempt))
+/// delay before the next one by `policy`, or `None` when the next re-list
+/// must decide.
+pub fn inspect_retry(policy: Policy, attempt: u32) -> Option<Duration> {
+    (attempt < INSPECT_RETRIES).then(|| policy.delay(attempt))
 }
 
 #[cfg(test)]
@@ -227,6 +226,7 @@ mod tests {
     use super::*;
 
     const EVERY: Duration = Duration::from_secs(30);
+    const EXACT: Policy = Policy::RECONNECT.exact();
 
     fn listed(ok: bool, engine_now: Option<i64>) -> Input {
         Input::Listed {
@@ -240,7 +240,7 @@ mod tests {
     /// the actions asked for.
     fn run(inputs: &[(Duration, Input)]) -> (Conn, Vec<Action>) {
         let mut now = Instant::now();
-        let (mut conn, first) = Conn::start(EVERY);
+        let (mut conn, first) = Conn::start(EVERY, EXACT);
         let mut actions = vec![first];
         for (dt, input) in inputs {
             now += *dt;
@@ -264,7 +264,7 @@ mod tests {
     #[test]
     fn a_listing_opens_the_streams_before_it_by_the_engines_clock() {
         let t0 = Instant::now();
-        let (conn, first) = Conn::start(EVERY);
+        let (conn, first) = Conn::start(EVERY, EXACT);
         assert_eq!(first, Action::List { fresh_clock: false });
         let (conn, action) = step(&conn, listed(true, Some(10_000_000_000)), t0);
         assert_eq!(
@@ -276,7 +276,7 @@ mod tests {
         );
         assert_eq!(conn.listings, 1);
         // Without the Engine's clock: ours, read before the listing.
-        let (_, action) = step(&Conn::start(EVERY).0, listed(true, None), t0);
+        let (_, action) = step(&Conn::start(EVERY, EXACT).0, listed(true, None), t0);
         assert!(matches!(action, Action::Watch { since: 1_000, .. }));
     }
 
@@ -314,13 +314,13 @@ mod tests {
         assert_eq!(sleeps(&actions), [100, 200, 100]);
         assert_eq!(conn.stage, Stage::Listing);
         assert_eq!(actions.last(), Some(&Action::List { fresh_clock: true }));
-        assert_eq!(conn.backoff, Duration::from_millis(200));
+        assert_eq!(conn.backoff.failures(), 1);
     }
 
     #[test]
     fn resyncs_run_on_a_fixed_period_and_a_failed_one_is_a_gap() {
         let t0 = Instant::now();
-        let (conn, _) = Conn::start(EVERY);
+        let (conn, _) = Conn::start(EVERY, EXACT);
         let (conn, _) = step(&conn, listed(true, None), t0);
         let (conn, action) = step(&conn, Input::ResyncDue, t0 + EVERY);
         assert_eq!(action, Action::Resync);
@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(
             action,
             Action::Sleep {
-                delay: BACKOFF_START
+                delay: Duration::from_millis(100)
             }
         );
         assert!(matches!(conn.stage, Stage::Backoff { .. }));
@@ -345,14 +345,14 @@ mod tests {
     #[test]
     fn a_stream_ending_while_a_resync_runs_is_a_gap() {
         let t0 = Instant::now();
-        let (conn, _) = Conn::start(EVERY);
+        let (conn, _) = Conn::start(EVERY, EXACT);
         let (conn, _) = step(&conn, listed(true, None), t0);
         let (conn, _) = step(&conn, Input::ResyncDue, t0);
         let (conn, action) = step(&conn, Input::StreamEnded, t0);
         assert_eq!(
             action,
             Action::Sleep {
-                delay: BACKOFF_START
+                delay: Duration::from_millis(100)
             }
         );
         // The re-list's late answer is stale.
@@ -365,7 +365,7 @@ mod tests {
     #[test]
     fn inspects_are_retried_three_times_with_growing_delays() {
         let delays: Vec<Option<u64>> = (0..5)
-            .map(|a| inspect_retry(a).map(|d| d.as_millis() as u64))
+            .map(|a| inspect_retry(EXACT, a).map(|d| d.as_millis() as u64))
             .collect();
         assert_eq!(delays, [Some(100), Some(200), Some(400), None, None]);
     }

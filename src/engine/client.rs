@@ -23,6 +23,7 @@ use super::model::{
     SwarmRole, TaskInfo,
 };
 use super::transport::Transport;
+use crate::backoff::Policy;
 use crate::context;
 use crate::error::{Error, Result};
 
@@ -30,6 +31,8 @@ use crate::error::{Error, Result};
 const REQUEST_TIMEOUT_SECS: u64 = 120;
 /// Removals retried after a conflict other than a removal in progress.
 const REMOVE_RETRIES: u32 = 6;
+/// Their delays: 50 ms doubling, about 3 s in all.
+const REMOVE_BACKOFF: Policy = Policy::new(Duration::from_millis(50), Duration::from_millis(1600));
 /// What a query value keeps unencoded: RFC 3986's unreserved characters.
 const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
@@ -398,7 +401,7 @@ impl Engine {
             .force(true)
             .v(true)
             .build();
-        let mut delay = Duration::from_millis(50);
+        let mut backoff = REMOVE_BACKOFF.start();
         for attempt in 0.. {
             match self
                 .docker
@@ -415,8 +418,7 @@ impl Engine {
                 // start is cancelled) passes: try again, a few times.
                 Err(e) if status_of(&e) == Some(409) && attempt < REMOVE_RETRIES => {
                     tracing::debug!(id = %id, attempt, error = %e, "remove conflicted; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(e) => return Err(self.err("remove container", e)),
             }

@@ -1,10 +1,13 @@
 //! The feed's client, in a container: one subscription per scope.
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
+use tokio_util::codec::FramedRead;
 
-use super::wire::{Batch, Kind, ENV, MAX_LINE};
+use super::wire::{Batch, Kind, ENV, MAX_BATCH};
 use crate::error::{Error, Result};
+use crate::lines::{self, LineCodec};
 use crate::scope::{Change, Scope};
 
 // ---------------------------------------------------------------------------
@@ -18,7 +21,7 @@ pub fn from_env() -> Option<String> {
 /// One subscription to the owner's feed.
 pub struct Client {
     path: String,
-    lines: BufReader<UnixStream>,
+    lines: FramedRead<UnixStream, LineCodec>,
 }
 
 /// Subscribe to `scope` on the feed at `path`; the owner answers at once, so a
@@ -41,7 +44,7 @@ pub async fn subscribe(path: &str, scope: &Scope) -> Result<Client> {
         .map_err(|e| failed(format!("cannot send the request: {e}")))?;
     let mut client = Client {
         path: path.to_owned(),
-        lines: BufReader::new(stream),
+        lines: lines::reader(stream, MAX_BATCH),
     };
     // The owner accepts or refuses at once: a refused scope fails here, not at
     // the first change.
@@ -86,19 +89,12 @@ impl Client {
 
     /// One line as JSON; `None` at the end of the stream.
     async fn read_line(&mut self) -> Result<Option<serde_json::Value>> {
-        let mut line = Vec::new();
-        let n = (&mut self.lines)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|e| self.failed(format!("reading failed: {e}")))?;
-        if n == 0 {
-            return Ok(None);
-        }
-        if line.last() != Some(&b'\n') {
-            return Err(self.failed("a line was cut short or too long".to_owned()));
-        }
-        serde_json::from_slice(&line)
+        let line = match self.lines.next().await {
+            None => return Ok(None),
+            Some(Ok(line)) => line,
+            Some(Err(e)) => return Err(self.failed(e.to_string())),
+        };
+        serde_json::from_str(&line)
             .map(Some)
             .map_err(|e| self.failed(format!("unreadable line: {e}")))
     }

@@ -7,15 +7,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::wire::{authorize, describe, encode, MAX_REQUEST, REQUEST_TIMEOUT};
+use crate::backoff::Policy;
 use crate::discovery;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::lines::{self, LineError};
 use crate::registry::{Registry, FEED_SLOTS_PER_CONTAINER};
 use crate::scope::Scope;
 
@@ -200,7 +203,7 @@ impl Feed {
         // Worker images run as any user; the directory is the gate on the host, and
         // the peer check below is the gate for containers.
         set_mode(&socket, 0o666).map_err(|e| fail(&dir, e))?;
-        tokio::spawn(accept_loop(listener, self.clone()));
+        tokio::spawn(accept_loop(listener, self.clone(), Policy::ACCEPT));
         *feed = Some(socket.clone());
         Ok(socket)
     }
@@ -318,13 +321,13 @@ fn remove_stale_dirs() {
     }
 }
 
-async fn accept_loop(listener: UnixListener, feed: Feed) {
+async fn accept_loop(listener: UnixListener, feed: Feed, policy: Policy) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let mut backoff = Duration::from_millis(10);
+    let mut backoff = policy.start();
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                backoff = Duration::from_millis(10);
+                backoff.reset();
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
                     // Full: hang up at once rather than queue without bound.
                     continue;
@@ -339,8 +342,7 @@ async fn accept_loop(listener: UnixListener, feed: Feed) {
                 // EMFILE and the like persist until connections close: back off
                 // instead of spinning on accept.
                 tracing::warn!(error = %e, "worker feed: accept failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }
@@ -539,33 +541,22 @@ async fn write_lines(
 /// Read the request line: at most [`MAX_REQUEST`] bytes within [`REQUEST_TIMEOUT`],
 /// ending in `\n` with nothing after it.
 async fn read_request(stream: &mut UnixStream) -> std::result::Result<Vec<u8>, String> {
-    let mut buf = Vec::with_capacity(256);
+    let mut lines = lines::reader(stream, MAX_REQUEST);
     let read = async {
-        let mut chunk = [0u8; 1024];
-        loop {
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("reading the request failed: {e}"))?;
-            if n == 0 {
-                return Err("the connection closed before a request".to_owned());
+        match lines.next().await {
+            Some(Ok(line)) if lines.read_buffer().is_empty() => Ok(line.into_bytes()),
+            Some(Ok(_)) => Err("bytes follow the request; send one request line".to_owned()),
+            Some(Err(LineError::TooLong(_))) => {
+                Err(format!("the request is longer than {MAX_REQUEST} bytes"))
             }
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(end) = buf.iter().position(|&b| b == b'\n') {
-                if end + 1 != buf.len() {
-                    return Err("bytes follow the request; send one request line".to_owned());
-                }
-                buf.truncate(end);
-                return Ok(());
-            }
-            if buf.len() > MAX_REQUEST {
-                return Err(format!("the request is longer than {MAX_REQUEST} bytes"));
+            Some(Err(LineError::Io(e))) => Err(format!("reading the request failed: {e}")),
+            Some(Err(LineError::CutShort)) | None => {
+                Err("the connection closed before a request".to_owned())
             }
         }
     };
     match tokio::time::timeout(REQUEST_TIMEOUT, read).await {
-        Ok(Ok(())) => Ok(buf),
-        Ok(Err(reason)) => Err(reason),
+        Ok(result) => result,
         Err(_) => Err(format!("no request within {} s", REQUEST_TIMEOUT.as_secs())),
     }
 }

@@ -21,8 +21,9 @@ pub const OWNER_ENV: &str = "WOOL_DOCKER_OWNER";
 pub const MAX_REQUEST: usize = 4096;
 /// How long a client has to send its request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest line a client accepts: a batch of 1024 records with room to spare.
-pub(crate) const MAX_LINE: usize = 16 * 1024 * 1024;
+/// Largest line a client accepts: a batch of 1024 records with room to spare
+/// (a bound of the feed's own, far above an output line's `lines::MAX_LINE`).
+pub(crate) const MAX_BATCH: usize = 16 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------
 // The request: parsed, then authorized. Pure, so it can be tested exhaustively.

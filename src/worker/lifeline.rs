@@ -12,15 +12,22 @@
 //! whatever shares the overlay.
 
 use std::collections::HashMap;
+use std::io::Cursor;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, Chain};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+use tokio_util::codec::FramedRead;
 
+use crate::backoff::Policy;
 use crate::error::{Error, Result};
+use crate::lines::{self, LineCodec, MAX_LINE};
 
 /// The variable that tells the entry point where to connect (`ip:port`).
 pub const ADDRESS_ENV: &str = "WOOL_DOCKER_LIFELINE";
@@ -44,7 +51,20 @@ const HANDSHAKES: usize = 1024;
 const KEEPALIVE: (Duration, Duration, u32) = (Duration::from_secs(10), Duration::from_secs(5), 3);
 
 /// Tokens this process waits for, each with where its connection goes.
-type Expecting = Arc<Mutex<HashMap<String, oneshot::Sender<TcpStream>>>>;
+type Expecting = Arc<Mutex<HashMap<String, oneshot::Sender<Paired>>>>;
+
+/// A task's connection once it presented its token.
+pub struct Paired {
+    /// What the task sends after its token (its ready line first), as lines
+    /// of at most `MAX_LINE` bytes.
+    pub lines: TaskLines,
+    /// The task's stdin.
+    pub input: OwnedWriteHalf,
+}
+
+/// The task's lines: what the token's reader had read past the token (the
+/// task may send its ready line in the same write), then the connection.
+pub type TaskLines = FramedRead<Chain<Cursor<BytesMut>, OwnedReadHalf>, LineCodec>;
 
 /// The owner's lifeline listener; clones share it.
 #[derive(Clone)]
@@ -56,7 +76,7 @@ pub struct Lifeline {
 /// A connection the owner waits for; dropping it forgets the token.
 pub struct Expected {
     token: String,
-    connection: oneshot::Receiver<TcpStream>,
+    connection: oneshot::Receiver<Paired>,
     expected: Expecting,
 }
 
@@ -80,7 +100,7 @@ impl Lifeline {
             port,
             expected: Arc::default(),
         };
-        tokio::spawn(accept(listener, lifeline.expected.clone()));
+        tokio::spawn(accept(listener, lifeline.expected.clone(), Policy::ACCEPT));
         Ok(lifeline)
     }
 
@@ -117,7 +137,7 @@ impl Expected {
     }
 
     /// The connection, once it has presented the token.
-    pub async fn connection(&mut self) -> Option<TcpStream> {
+    pub async fn connection(&mut self) -> Option<Paired> {
         (&mut self.connection).await.ok()
     }
 }
@@ -136,15 +156,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Accept every connection at once, and give each a bounded handshake of
 /// its own: no peer, however many connections it holds open, keeps a task's
 /// connection from being read.
-async fn accept(listener: TcpListener, expected: Expecting) {
+async fn accept(listener: TcpListener, expected: Expecting, policy: Policy) {
     let pending: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let mut backoff = policy.start();
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                backoff.reset();
+                accepted
+            }
             Err(e) => {
                 // Out of descriptors and the like: pause rather than spin.
                 tracing::warn!(error = %e, "cannot accept a worker lifeline");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
@@ -171,15 +195,15 @@ async fn accept(listener: TcpListener, expected: Expecting) {
                     }
                 }
             }
-            let Ok(Some((token, stream))) = token else {
+            let Ok(Some((token, paired))) = token else {
                 tracing::debug!(%peer, "a lifeline connection sent no token in time; closed");
                 return;
             };
             let waiting = lock(&expected).remove(&token);
             match waiting {
                 Some(tx) => {
-                    keepalive(&stream);
-                    let _ = tx.send(stream);
+                    keepalive(paired.input.as_ref());
+                    let _ = tx.send(paired);
                 }
                 // Debug, not a warning: any overlay peer can cause it, as often as it likes.
                 None => {
@@ -190,22 +214,15 @@ async fn accept(listener: TcpListener, expected: Expecting) {
     }
 }
 
-/// The first line of `stream`, if it is a short one. Read a byte at a time:
-/// what the task sends after it (its ready line) stays in the stream.
-async fn read_token(mut stream: TcpStream) -> Option<(String, TcpStream)> {
-    let mut line = Vec::with_capacity(40);
-    let mut byte = [0u8; 1];
-    while line.len() < MAX_TOKEN_LINE {
-        if stream.read(&mut byte).await.ok()? == 0 {
-            return None;
-        }
-        if byte[0] == b'\n' {
-            let token = String::from_utf8(line).ok()?;
-            return Some((token.trim().to_owned(), stream));
-        }
-        line.push(byte[0]);
-    }
-    None
+/// The first line of `stream`, if it is a short one, and the connection,
+/// with what was read past that line kept for its lines.
+async fn read_token(stream: TcpStream) -> Option<(String, Paired)> {
+    let mut token_line = lines::reader(stream, MAX_TOKEN_LINE);
+    let token = token_line.next().await?.ok()?;
+    let early = token_line.read_buffer_mut().split();
+    let (read, input) = token_line.into_inner().into_split();
+    let lines = lines::reader(Cursor::new(early).chain(read), MAX_LINE);
+    Some((token.trim().to_owned(), Paired { lines, input }))
 }
 
 /// Probe a paired connection when idle, so that a task whose node vanished
@@ -262,12 +279,9 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("no connection"));
-        let mut rest = String::new();
-        let mut reader = tokio::io::BufReader::new(paired);
-        tokio::io::AsyncBufReadExt::read_line(&mut reader, &mut rest)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(rest, "wool-docker ready {}\n");
+        let mut lines = paired.lines;
+        let rest = lines.next().await.and_then(|line| line.ok());
+        assert_eq!(rest.as_deref(), Some("wool-docker ready {}"));
         drop(idle);
     }
 
@@ -310,6 +324,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .unwrap_or_else(|| panic!("no connection"));
         paired
+            .input
             .write_all(b"stop 0\n")
             .await
             .unwrap_or_else(|e| panic!("{e}"));

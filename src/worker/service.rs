@@ -13,8 +13,7 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::net::tcp::OwnedReadHalf;
+use futures_util::StreamExt;
 use tokio::sync::{oneshot, watch};
 
 use super::config::{EngineAccess, SwarmPlacement, WorkerConfig};
@@ -25,7 +24,7 @@ use super::toolkit::{check_image, send_line, unless_cancelled, Clock, Owner, Tls
 use crate::engine::{now_nanos, Engine, Placement, ServiceCreate, SwarmRole, TaskInfo};
 use crate::error::{Error, Result};
 use crate::labels;
-use crate::output::{Lines, LogSink, MAX_LINE, TAIL_LINES};
+use crate::output::{Lines, LogSink, TAIL_LINES};
 use crate::ready::{Ready, READY_PREFIX};
 use crate::registry::Registry;
 
@@ -253,18 +252,20 @@ async fn bring_up(
     let name = cfg.name.as_str();
     let watch = watch_task(engine, service, name, cfg.image.as_str(), timeout);
     tokio::pin!(watch);
-    let stream = tokio::select! {
-        stream = expected.connection() => stream
+    let paired = tokio::select! {
+        paired = expected.connection() => paired
             .ok_or_else(|| Error::Internal("the lifeline listener stopped".into()))?,
         failed = &mut watch => return Err(failed),
     };
     clock.lap("placed, started, connected");
-    let (read, mut write) = stream.into_split();
+    let lifeline::Paired {
+        lines: mut reader,
+        input: mut write,
+    } = paired;
     if let Some(tls) = &cfg.tls {
         send_line(&mut write, &TlsFiles::of(tls), name, "its TLS material").await?;
         clock.lap("hand over TLS material");
     }
-    let mut reader = BufReader::new(read);
     let line = tokio::select! {
         line = ready_line(&mut reader) => line,
         failed = &mut watch => return Err(failed),
@@ -357,17 +358,9 @@ async fn started_task(engine: &Engine, service: &str) -> Result<TaskInfo> {
 
 /// The first ready line on a lifeline; `None` if it ends first. Other lines
 /// are skipped, and a line past `MAX_LINE` (an output line's cap) ends the wait.
-async fn ready_line(reader: &mut BufReader<OwnedReadHalf>) -> Option<String> {
+async fn ready_line(reader: &mut lifeline::TaskLines) -> Option<String> {
     loop {
-        let mut line = String::new();
-        let read = reader
-            .take(MAX_LINE as u64)
-            .read_line(&mut line)
-            .await
-            .ok()?;
-        if read == 0 || !line.ends_with('\n') {
-            return None;
-        }
+        let line = reader.next().await?.ok()?;
         if line.starts_with(READY_PREFIX) {
             return Some(line.trim_end().to_owned());
         }
@@ -464,12 +457,14 @@ fn watch_exit(
     registry: Registry,
     service: String,
     container: String,
-    mut reader: BufReader<OwnedReadHalf>,
+    reader: lifeline::TaskLines,
 ) -> watch::Receiver<Option<i64>> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
+        // Bytes, not lines: whatever the task sends now, only the end counts.
+        let mut read = reader.into_inner();
         let mut sink = tokio::io::sink();
-        let _ = tokio::io::copy(&mut reader, &mut sink).await;
+        let _ = tokio::io::copy(&mut read, &mut sink).await;
         registry.forget(&container);
         let _ = tx.send(Some(exit_code(&engine, &service).await.unwrap_or(-1)));
     });

@@ -75,10 +75,7 @@ pub(super) async fn check_image(engine: &Engine, cfg: &WorkerConfig) -> Result<(
         }
     }
     if let Some(version) = image.labels.get(labels::VERSION) {
-        let major = |v: &str| v.split('.').next().unwrap_or_default().to_owned();
-        if major(version) != major(&cfg.wool_version) {
-            return Err(mismatch(format!("it serves wool {version} and this process runs wool {}; the major versions must match", cfg.wool_version)));
-        }
+        crate::version::check_wool(version, &cfg.wool_version).map_err(mismatch)?;
     }
     Ok(())
 }
