@@ -8,9 +8,9 @@ remove them.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import textwrap
+import time
 from importlib import metadata
 from pathlib import Path
 from uuid import uuid4
@@ -18,23 +18,18 @@ from uuid import uuid4
 import pytest
 
 from wool_docker.pytest import CASE_LABEL
+from wool_docker.pytest import NAME_PREFIX
+from wool_docker.pytest import DockerCli
 from wool_docker.pytest import image_key
 
 pytest_plugins = ["pytester"]
-
-IMAGE = os.environ.get("WOOL_DOCKER_IMAGE", "wool-docker-worker:dev")
-"""The worker image under test (built by ``scripts/build.sh``)."""
 
 BASE = "wool-docker-base:bookworm"
 """The base image on this machine (``scripts/base-image.sh``)."""
 
 
 def _docker(*args: str) -> str:
-    result = subprocess.run(
-        ["docker", *args], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return DockerCli().run(*args).stdout
 
 
 def test_plugin_is_opt_in(pytester: pytest.Pytester):
@@ -46,7 +41,13 @@ def test_plugin_is_opt_in(pytester: pytest.Pytester):
     result = pytester.runpytest_subprocess("--fixtures")
     assert "wool_docker_labels" not in result.stdout.str()
     result = pytester.runpytest_subprocess("-p", "wool_docker.pytest", "--fixtures")
-    for fixture in ("wool_docker_image", "wool_docker_network", "wool_docker_pool"):
+    for fixture in (
+        "wool_docker_image",
+        "wool_docker_network",
+        "wool_docker_pool",
+        "wool_docker_cli",
+        "wool_docker_session_labels",
+    ):
         assert fixture in result.stdout.str()
 
 
@@ -96,7 +97,9 @@ def test_image_key_follows_what_goes_in(tmp_path: Path):
 
 
 @pytest.mark.integration
-def test_leak_guard_fails_the_leaking_test(pytester: pytest.Pytester):
+def test_leak_guard_fails_the_leaking_test(
+    pytester: pytest.Pytester, wool_docker_image: str
+):
     """A test whose container and network outlive it errors, naming them, and
     they are removed; a clean test next to it passes."""
     marker = pytester.path / "case.txt"
@@ -114,7 +117,7 @@ def test_leak_guard_fails_the_leaking_test(pytester: pytest.Pytester):
             def test_leaky(wool_docker_labels):
                 (key, value), = wool_docker_labels.items()
                 open({str(marker)!r}, "w").write(value)
-                docker("create", "--label", f"{{key}}={{value}}", {IMAGE!r})
+                docker("create", "--label", f"{{key}}={{value}}", {wool_docker_image!r})
                 docker("network", "create", "--label", f"{{key}}={{value}}",
                        f"wool-pytest-leak-{{value}}")
             """
@@ -131,7 +134,9 @@ def test_leak_guard_fails_the_leaking_test(pytester: pytest.Pytester):
 
 
 @pytest.mark.integration
-def test_pool_runs_routines_in_worker_containers(pytester: pytest.Pytester):
+def test_pool_runs_routines_in_worker_containers(
+    pytester: pytest.Pytester, wool_docker_image: str
+):
     """``wool_docker_pool`` dispatches the test's routines to containers on the
     test's private network, and leaves nothing behind."""
     pytester.makepyfile(
@@ -159,7 +164,7 @@ def test_pool_runs_routines_in_worker_containers(pytester: pytest.Pytester):
         )
     )
     result = pytester.runpytest_subprocess(
-        "-p", "wool_docker.pytest", f"--wool-docker-image={IMAGE}"
+        "-p", "wool_docker.pytest", f"--wool-docker-image={wool_docker_image}"
     )
     result.assert_outcomes(passed=1)
 
@@ -209,3 +214,91 @@ def test_image_is_built_once_then_reused(
                 capture_output=True,
                 check=False,
             )
+
+
+@pytest.mark.integration
+def test_session_guard_fails_the_leaking_session(
+    pytester: pytest.Pytester, wool_docker_image: str
+):
+    """A container carrying the session's labels, and a network named with
+    its prefix, that outlive the session error it, named, and are removed."""
+    marker = pytester.path / "run.txt"
+    pytester.makepyfile(
+        textwrap.dedent(
+            f"""
+            import subprocess
+
+            from wool_docker.pytest import NAME_PREFIX
+
+            def docker(*args):
+                subprocess.run(["docker", *args], check=True, capture_output=True)
+
+            def test_leaky(wool_docker_session_labels, wool_docker_image):
+                (key, value), = wool_docker_session_labels.items()
+                open({str(marker)!r}, "w").write(f"{{key}}={{value}} {{NAME_PREFIX}}")
+                docker("create", "--label", f"{{key}}={{value}}", wool_docker_image)
+                docker("network", "create", f"{{NAME_PREFIX}}-leak")
+            """
+        )
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "wool_docker.pytest", f"--wool-docker-image={wool_docker_image}"
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    label, prefix = marker.read_text().split()
+    assert "the session leaked containers ['" in result.stdout.str()
+    assert f"and networks ['{prefix}-leak'] ({label})" in result.stdout.str()
+    assert _docker("ps", "-a", "-q", "--filter", f"label={label}").split() == []
+    assert _docker("network", "ls", "-q", "--filter", f"name={prefix}").split() == []
+
+
+@pytest.mark.integration
+def test_missing_image_is_a_clear_error(pytester: pytest.Pytester):
+    """An image named with ``--wool-docker-image`` that the Engine lacks
+    errors the tests using it, with one line naming it."""
+    pytester.makepyfile("def test_x(wool_docker_image):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "wool_docker.pytest", "--wool-docker-image=wool-docker-pytest:no-such"
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*wool-docker: the worker image 'wool-docker-pytest:no-such' is not on "
+            "the Docker Engine*"
+        ]
+    )
+    assert "Traceback" not in result.stdout.str()
+
+
+@pytest.mark.integration
+@pytest.mark.asyncio
+async def test_cli_arranges_and_checks(
+    wool_docker_cli: DockerCli,
+    wool_docker_labels: dict[str, str],
+    wool_docker_image: str,
+):
+    """``wool_docker_cli`` runs commands, waits for an Engine event, inspects a
+    container; a failed command fails the test with its error, and removing
+    what is gone already is fine."""
+    ((key, value),) = wool_docker_labels.items()
+    since = time.time()
+    created = await wool_docker_cli.arun(
+        "create", "--label", f"{key}={value}", wool_docker_image
+    )
+    container = created.strip()
+    try:
+        event = await wool_docker_cli.event(
+            "type=container", "event=create", f"label={key}={value}",
+            since=since, timeout=30,
+        )  # fmt: skip
+        document = await wool_docker_cli.inspect(container)
+        listed = wool_docker_cli.containers(f"{key}={value}")
+    finally:
+        wool_docker_cli.remove_containers(container)
+    assert event["Actor"]["ID"] == container
+    assert document["Config"]["Labels"][key] == value
+    assert listed == [container]
+    with pytest.raises(pytest.fail.Exception, match="docker image inspect .* exited"):
+        wool_docker_cli.run("image", "inspect", "wool-docker-pytest:no-such")
+    wool_docker_cli.remove_containers(container)
+    wool_docker_cli.remove_network(f"{NAME_PREFIX}-no-such")

@@ -1,10 +1,14 @@
 """Fixtures for the tests that run `DockerWorker` against the real Docker Engine.
 
-Every container and network a test creates carries this run's id: containers
-in the ``wool.docker.test`` label and in their names, networks in their
-names. A per-test label (``wool.docker.test.case``) tells one test's
-containers from another's. After the session, anything still carrying the
-run id is removed and fails the run: a leaked container is a failed test.
+They stand on the project's own pytest plugin, `wool_docker.pytest` (loaded by
+``tests/conftest.py``): ``docker``, ``image``, ``network`` and ``selector``
+are its ``wool_docker_cli``, ``wool_docker_image``, ``wool_docker_network``
+and ``wool_docker_labels`` under the suite's shorter names, and its leak
+guards hold. A container or network carrying a test's labels that outlives
+the test fails it; one carrying the session's (`RUN_LABEL` = `RUN_ID`, which
+containers a test starts by hand carry), or a network named with
+`NAME_PREFIX`, that outlives the session fails the run. Either is removed
+first, so a failed run leaves nothing behind.
 
 The docker CLI is used only to arrange and check what the code under test did.
 """
@@ -13,10 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import json
 import logging
-import os
 import subprocess
 from collections.abc import AsyncIterator
 from collections.abc import Iterator
@@ -25,7 +26,6 @@ from dataclasses import field
 from pathlib import Path
 from typing import Any
 from typing import Final
-from uuid import uuid4
 
 import pytest
 import pytest_asyncio
@@ -34,33 +34,14 @@ from wool.runtime.worker.local import LocalWorker
 
 from wool_docker import DockerDiscovery
 from wool_docker import DockerWorker
+from wool_docker.pytest import CASE_LABEL
+from wool_docker.pytest import NAME_PREFIX
+from wool_docker.pytest import RUN_ID
+from wool_docker.pytest import RUN_LABEL
+from wool_docker.pytest import DockerCli
 
 from .multinode import Swarm
 from .multinode import two_node_swarm
-
-RUN_ID: Final[str] = uuid4().hex[:8]
-"""This session's id; in every label and name the tests create."""
-
-RUN_LABEL: Final[str] = "wool.docker.test"
-"""Label key whose value is `RUN_ID` on every container of this session."""
-
-CASE_LABEL: Final[str] = "wool.docker.test.case"
-"""Label key whose value names the one test that created a container."""
-
-NAME_PREFIX: Final[str] = f"wdt-{RUN_ID}"
-"""Prefix of every container and network name of this session."""
-
-IMAGE: Final[str] = os.environ.get("WOOL_DOCKER_IMAGE", "wool-docker-worker:dev")
-"""The worker image under test (built by ``scripts/build.sh``)."""
-
-_CLI_TIMEOUT: Final[float] = 120.0
-"""Seconds one docker CLI call may take before the test fails."""
-
-_EVENT_MARGIN: Final[float] = 1.0
-"""Seconds an event stream starts before the caller's ``since``, so a clock
-tick between taking ``since`` and the event cannot hide the event. Every
-stream filters on something unique to one test, so earlier events of other
-tests cannot match."""
 
 _log = logging.getLogger(__name__)
 
@@ -76,130 +57,6 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     item.add_marker(pytest.mark.integration)
 
 
-_networks = itertools.count()
-
-
-class DockerCli:
-    """The docker CLI, for arranging and checking what `DockerWorker` did."""
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run ``docker ARGS`` and return the finished process.
-
-        :param args:
-            The docker CLI arguments.
-        :param check:
-            Fail the test if the command exits non-zero.
-        :returns:
-            The completed process, with text output.
-        """
-        result = subprocess.run(
-            ["docker", *args],
-            capture_output=True,
-            text=True,
-            timeout=_CLI_TIMEOUT,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            pytest.fail(
-                f"docker {' '.join(args)} exited {result.returncode}: "
-                f"{result.stderr.strip()}"
-            )
-        return result
-
-    async def arun(self, *args: str) -> str:
-        """Run ``docker ARGS`` without blocking the event loop.
-
-        :param args:
-            The docker CLI arguments.
-        :returns:
-            Its standard output.
-        """
-        process = await asyncio.create_subprocess_exec(
-            "docker",
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        async with asyncio.timeout(_CLI_TIMEOUT):
-            stdout, stderr = await process.communicate()
-        if process.returncode != 0:
-            pytest.fail(
-                f"docker {' '.join(args)} exited {process.returncode}: "
-                f"{stderr.decode().strip()}"
-            )
-        return stdout.decode()
-
-    def containers(self, label: str) -> list[str]:
-        """Ids of every container, running or not, that carries ``label``.
-
-        :param label:
-            A ``key=value`` label filter.
-        :returns:
-            Full container ids.
-        """
-        result = self.run("ps", "-a", "-q", "--no-trunc", "--filter", f"label={label}")
-        return result.stdout.split()
-
-    async def inspect(self, container: str) -> dict[str, Any]:
-        """The ``docker inspect`` document of one container.
-
-        :param container:
-            Container name or id.
-        """
-        (document,) = json.loads(await self.arun("container", "inspect", container))
-        return document
-
-    async def event(self, *filters: str, since: float, timeout: float) -> dict[str, Any]:
-        """Wait for the first Engine event matching ``filters`` since ``since``.
-
-        Events that happened between ``since`` and this call are replayed, so
-        take ``since`` before the action and wait afterwards.
-
-        :param filters:
-            ``docker events --filter`` values, e.g. ``event=destroy``.
-        :param since:
-            Unix time the event may not precede.
-        :param timeout:
-            Seconds to wait.
-        :returns:
-            The event as the Engine reports it.
-        :raises TimeoutError:
-            If no such event happens in time.
-        """
-        args = ["events", "--since", f"{since - _EVENT_MARGIN:.3f}"]
-        args += ["--format", "{{json .}}"]
-        for value in filters:
-            args += ["--filter", value]
-        process = await asyncio.create_subprocess_exec(
-            "docker",
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert process.stdout is not None
-        try:
-            async with asyncio.timeout(timeout):
-                line = await process.stdout.readline()
-        finally:
-            if process.returncode is None:
-                process.kill()
-            _, stderr = await process.communicate()
-        if not line:
-            pytest.fail(f"docker events ended early: {stderr.decode().strip()}")
-        return json.loads(line)
-
-    def remove_containers(self, *containers: str) -> None:
-        """Force-remove containers and their volumes; gone already is fine."""
-        if containers:
-            self.run("rm", "--force", "--volumes", *containers, check=False)
-
-    def remove_network(self, network: str) -> None:
-        """Remove a network; gone already is fine."""
-        result = self.run("network", "rm", network, check=False)
-        if result.returncode != 0 and "not found" not in result.stderr:
-            pytest.fail(f"could not remove network {network}: {result.stderr.strip()}")
-
-
 @dataclass
 class Case:
     """What one test creates: its label, its network, and its workers.
@@ -212,7 +69,8 @@ class Case:
     docker: DockerCli
     image: str
     network: str
-    id: str = field(default_factory=lambda: uuid4().hex[:12])
+    id: str
+    """The value of this test's `CASE_LABEL` (the plugin's ``wool_docker_labels``)."""
     workers: list[DockerWorker] = field(default_factory=list)
 
     @property
@@ -336,75 +194,52 @@ IDENTITY: Final[str] = "worker.wool.test"
 """The name in the test worker certificate, and the identity it advertises."""
 
 
-@pytest.fixture(scope="session")
-def docker() -> DockerCli:
-    """The docker CLI."""
-    return DockerCli()
-
-
 @pytest.fixture(scope="session", autouse=True)
-def _no_leaks(docker: DockerCli) -> Iterator[None]:
-    """Fail the run if anything carrying this run's id outlives the tests.
-
-    Removes what it finds first, so a failed run leaves nothing behind either.
-    """
-    yield
-    containers = docker.containers(f"{RUN_LABEL}={RUN_ID}")
-    docker.remove_containers(*containers)
-    listing = docker.run("network", "ls", "--format", "{{.Name}}")
-    networks = [n for n in listing.stdout.split() if n.startswith(NAME_PREFIX)]
-    for network in networks:
-        docker.remove_network(network)
-    if containers or networks:
-        pytest.fail(
-            f"the tests leaked containers {containers} and networks {networks} "
-            f"(run {RUN_ID}); they have been removed"
-        )
+def _no_leaks(wool_docker_session_labels: dict[str, str]) -> None:
+    """Every test here runs under the plugin's session leak guard, whether or
+    not it starts containers by hand."""
 
 
 @pytest.fixture(scope="session")
-def image(docker: DockerCli) -> str:
-    """The worker image under test; fails the test when it is not built."""
-    result = docker.run("image", "inspect", IMAGE, check=False)
-    if result.returncode != 0:
-        pytest.fail(
-            f"worker image {IMAGE!r} is not on the Docker Engine "
-            f"({result.stderr.strip()}); build it with scripts/build.sh "
-            f"or point WOOL_DOCKER_IMAGE at one",
-            pytrace=False,
-        )
-    return IMAGE
+def docker(wool_docker_cli: DockerCli) -> DockerCli:
+    """The docker CLI (the plugin's ``wool_docker_cli``)."""
+    return wool_docker_cli
+
+
+@pytest.fixture(scope="session")
+def image(wool_docker_image: str) -> str:
+    """The worker image under test (the plugin's ``wool_docker_image``, which
+    ``tests/conftest.py`` points at ``WOOL_DOCKER_IMAGE``)."""
+    return wool_docker_image
 
 
 @pytest.fixture
-def network(docker: DockerCli) -> Iterator[str]:
-    """A bridge network of this test, removed afterwards."""
-    name = f"{NAME_PREFIX}-{next(_networks)}"
-    docker.run("network", "create", "--label", f"{RUN_LABEL}={RUN_ID}", name)
-    try:
-        yield name
-    finally:
-        docker.remove_network(name)
+def network(wool_docker_network: str) -> str:
+    """A bridge network of this test (the plugin's ``wool_docker_network``)."""
+    return wool_docker_network
 
 
 @pytest.fixture
-def selector() -> dict[str, str]:
-    """A selector label unique to this test, so tests never see each other.
+def selector(wool_docker_labels: dict[str, str]) -> dict[str, str]:
+    """A selector label unique to this test, so tests never see each other
+    (the plugin's ``wool_docker_labels``).
 
-    Containers a test starts by hand carry it and `RUN_LABEL` (for the leak
-    check); discovery under test selects on it alone.
+    Containers a test starts by hand carry it and `RUN_LABEL`; discovery
+    under test selects on it alone.
     """
-    return {CASE_LABEL: f"{RUN_ID}-{uuid4().hex[:6]}"}
+    return wool_docker_labels
 
 
 @pytest_asyncio.fixture
-async def case(docker: DockerCli, image: str, network: str) -> AsyncIterator[Case]:
+async def case(
+    docker: DockerCli, image: str, network: str, selector: dict[str, str]
+) -> AsyncIterator[Case]:
     """This test's label, network and workers.
 
     Afterwards stops the workers the test left running; a container of this
-    test that remains after that is removed and fails the test.
+    test that remains after that fails the test (the plugin's leak guard).
     """
-    case = Case(docker=docker, image=image, network=network)
+    case = Case(docker=docker, image=image, network=network, id=selector[CASE_LABEL])
     yield case
     for worker in case.workers:
         if worker.container is not None:
@@ -413,10 +248,6 @@ async def case(docker: DockerCli, image: str, network: str) -> AsyncIterator[Cas
                     await worker.stop(grace=None)
             except Exception:
                 _log.exception("could not stop worker %s", worker.container)
-    leaked = case.containers()
-    docker.remove_containers(*leaked)
-    if leaked:
-        pytest.fail(f"the test leaked containers {leaked}; they have been removed")
 
 
 @pytest_asyncio.fixture

@@ -7,14 +7,15 @@ import pwd
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from wool_docker import _native
+from wool_docker.pytest import DockerCli
 
 pytestmark = pytest.mark.integration
 
-IMAGE = os.environ.get("WOOL_DOCKER_IMAGE", "wool-docker-worker:dev")
 _RUN = uuid.uuid4().hex[:8]
 
 
@@ -29,20 +30,20 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
+_docker_cli = DockerCli()
+
+
 def _docker(*args: str) -> str:
-    return subprocess.run(
-        ["docker", *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return _docker_cli.run(*args).stdout.strip()
 
 
 @pytest.fixture
-def label() -> str:
-    """A label unique to this test; containers carrying it are removed after."""
-    value = f"wool.docker.test={_RUN}-{uuid.uuid4().hex[:6]}"
-    yield value
-    ids = _docker("ps", "-aq", "--filter", f"label={value}").split()
-    if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+def label(selector: dict[str, str]) -> Iterator[str]:
+    """This test's label (``key=value``); containers carrying it are removed
+    after, before the leak guard looks."""
+    ((key, value),) = selector.items()
+    yield f"{key}={value}"
+    _docker_cli.remove_containers(*_docker_cli.containers(f"{key}={value}"))
 
 
 @pytest.fixture
@@ -71,11 +72,11 @@ def other_user():
         subprocess.run(["userdel", user], check=True, capture_output=True)
 
 
-def _managed(label: str, owner: str) -> str:
+def _managed(image: str, label: str, owner: str) -> str:
     """Start a container labelled as `DockerWorker` labels its own, with ``owner``."""
     return _docker(
         "run", "-d", "--label", label, "--label", "wool.docker.managed=true",
-        "--label", f"wool.docker.owner={owner}", IMAGE,
+        "--label", f"wool.docker.owner={owner}", image,
     )  # fmt: skip
 
 
@@ -120,7 +121,7 @@ class TestCli:
         assert "cannot reach the Docker Engine" in result.stderr
         assert "Traceback" not in result.stderr
 
-    def test_ps_with_running_worker(self, label):
+    def test_ps_with_running_worker(self, label, image):
         """Test listing a hand-run worker container.
 
         Given:
@@ -131,7 +132,7 @@ class TestCli:
             It should print its uid (derived from the container id) and name.
         """
         # Arrange
-        container = _docker("run", "-d", "--label", label, IMAGE)
+        container = _docker("run", "-d", "--label", label, image)
         name = _docker("inspect", "-f", "{{.Name}}", container).lstrip("/")
 
         # Act
@@ -142,7 +143,7 @@ class TestCli:
         assert str(uuid.UUID(hex=container[:32])) in result.stdout
         assert name in result.stdout
 
-    def test_prune_with_orphaned_container(self, label):
+    def test_prune_with_orphaned_container(self, label, image):
         """Test pruning a worker container whose owner process is gone.
 
         Given:
@@ -157,8 +158,8 @@ class TestCli:
         alive = _native.owner_token()
         uid, host, pid, _ = alive.split("/")
         dead = f"{uid}/{host}/{pid}/1"
-        orphan = _managed(label, dead)
-        owned = _managed(label, alive)
+        orphan = _managed(image, label, dead)
+        owned = _managed(image, label, alive)
 
         # Act
         pruned = _cli("prune", "--label", label)
@@ -173,7 +174,7 @@ class TestCli:
         assert pruned_all.returncode == 0, pruned_all.stderr
         assert left_after_all == []
 
-    def test_prune_with_another_users_containers(self, label, other_user):
+    def test_prune_with_another_users_containers(self, label, other_user, image):
         """Test pruning next to the worker containers of another local user.
 
         Given:
@@ -194,11 +195,11 @@ class TestCli:
         other_uid, other_pid = other_user
         uid, host, pid, _ = _native.owner_token().split("/")
         start = open(f"/proc/{other_pid}/stat").read().rsplit(")", 1)[1].split()[19]
-        theirs_live = _managed(label, f"{other_uid}/{host}/{other_pid}/{start}")
-        theirs_dead = _managed(label, f"{other_uid}/{host}/{pid}/1")
+        theirs_live = _managed(image, label, f"{other_uid}/{host}/{other_pid}/{start}")
+        theirs_dead = _managed(image, label, f"{other_uid}/{host}/{pid}/1")
         hostname = open("/proc/sys/kernel/hostname").read().strip()
-        legacy_dead = _managed(label, f"{hostname}/{pid}/1")
-        mine_dead = _managed(label, f"{uid}/{host}/{pid}/1")
+        legacy_dead = _managed(image, label, f"{hostname}/{pid}/1")
+        mine_dead = _managed(image, label, f"{uid}/{host}/{pid}/1")
 
         def left() -> set[str]:
             return set(

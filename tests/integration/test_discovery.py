@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import pickle
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from collections.abc import Iterator
@@ -19,22 +17,22 @@ from wool_docker import DockerDiscovery
 from wool_docker import MalformedLabelsWarning
 from wool_docker import NetworkNotFoundError
 from wool_docker import NotPublishedError
-
-from .conftest import RUN_ID
-from .conftest import RUN_LABEL
+from wool_docker.pytest import RUN_ID
+from wool_docker.pytest import RUN_LABEL
+from wool_docker.pytest import DockerCli
 
 pytestmark = pytest.mark.integration
 
-IMAGE = os.environ.get("WOOL_DOCKER_IMAGE", "wool-docker-worker:dev")
 _TIMEOUT = 30.0
 _RUN = uuid.uuid4().hex[:8]
 
 
+_cli = DockerCli()
+
+
 def _docker(*args: str) -> str:
     """Run the docker CLI (test set-up only) and return its output."""
-    return subprocess.run(
-        ["docker", *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return _cli.run(*args).stdout.strip()
 
 
 def _ip(container: str, network: str) -> str:
@@ -47,11 +45,11 @@ def _ip(container: str, network: str) -> str:
 
 
 @pytest.fixture
-def run(selector: dict[str, str]) -> Iterator:
+def run(selector: dict[str, str], image: str) -> Iterator:
     """Start worker containers by hand (``docker run``); all removed afterwards."""
     label = next(iter(selector.items()))
 
-    def start(network: str, *labels: str, image: str = IMAGE, health=()) -> str:
+    def start(network: str, *labels: str, health=()) -> str:
         args = ["run", "-d", "--network", network, "--label", "wool.worker=true"]
         args += ["--label", f"{RUN_LABEL}={RUN_ID}"]
         args += list(health)
@@ -63,7 +61,7 @@ def run(selector: dict[str, str]) -> Iterator:
     yield start
     ids = _docker("ps", "-aq", "--filter", f"label={label[0]}={label[1]}").split()
     if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        _cli.remove_containers(*ids)
     assert not _docker("ps", "-aq", "--filter", f"label={label[0]}={label[1]}")
 
 
@@ -197,8 +195,8 @@ class TestDockerDiscovery:
                 dropped = await _next(events, "worker-dropped on disconnect")
         finally:
             for c in _docker("ps", "-aq", "--filter", f"network={other}").split():
-                subprocess.run(["docker", "rm", "-f", c], capture_output=True)
-            subprocess.run(["docker", "network", "rm", other], capture_output=True)
+                _cli.remove_containers(c)
+            _cli.run("network", "rm", other, check=False)
 
         # Assert
         assert added.metadata.uid == uuid.UUID(hex=inside[:32])
@@ -311,8 +309,8 @@ class TestDockerDiscovery:
                 }
         finally:
             for c in _docker("ps", "-aq", "--filter", f"network={second}").split():
-                subprocess.run(["docker", "rm", "-f", c], capture_output=True)
-            subprocess.run(["docker", "network", "rm", second], capture_output=True)
+                _cli.remove_containers(c)
+            _cli.run("network", "rm", second, check=False)
 
         # Assert
         assert seen == expected
@@ -345,8 +343,8 @@ class TestDockerDiscovery:
                 expected = f"{_ip(container, first)}:50051"
         finally:
             for c in _docker("ps", "-aq", "--filter", f"network={first}").split():
-                subprocess.run(["docker", "rm", "-f", c], capture_output=True)
-            subprocess.run(["docker", "network", "rm", first], capture_output=True)
+                _cli.remove_containers(c)
+            _cli.run("network", "rm", first, check=False)
 
         # Assert
         assert added.metadata.address == before
@@ -459,7 +457,7 @@ class TestDockerDiscoveryInContainers:
     """Discovery used from inside `DockerWorker` containers (nested routines)."""
 
     @pytest.mark.asyncio
-    async def test_subscriber_with_nested_routines(self, network, selector):
+    async def test_subscriber_with_nested_routines(self, network, selector, image):
         """Test nested routines in a pool of DockerWorkers with DockerDiscovery.
 
         Given:
@@ -480,7 +478,7 @@ class TestDockerDiscoveryInContainers:
         def factory(*tags, **kw):
             return DockerWorker(
                 *tags,
-                image=IMAGE,
+                image=image,
                 network=network,
                 labels={**selector, RUN_LABEL: RUN_ID},
                 log_output=False,
@@ -577,7 +575,7 @@ class TestDockerDiscoveryIdentity:
             listed = await _native.list_workers(selector, y)
         finally:
             if on_y is not None:
-                subprocess.run(["docker", "rm", "-f", on_y], capture_output=True)
+                _cli.remove_containers(on_y)
             _docker("network", "rm", y)
 
         # Assert

@@ -36,16 +36,16 @@ from wool.runtime.discovery.base import DiscoveryEvent
 
 from wool_docker import DockerDiscovery
 from wool_docker import EngineUnavailableError
+from wool_docker.pytest import RUN_ID
+from wool_docker.pytest import RUN_LABEL
+from wool_docker.pytest import DockerCli
 
-from .conftest import RUN_ID
-from .conftest import RUN_LABEL
 from .modes_harness import serving
 from .test_discovery import _next
 from .test_discovery import _subscription
 
 pytestmark = pytest.mark.integration
 
-IMAGE = os.environ.get("WOOL_DOCKER_IMAGE", "wool-docker-worker:dev")
 _TIMEOUT = 30.0
 _QUIET = 2.0
 _LATE = 8
@@ -287,34 +287,17 @@ class _SeverableEngine:
             sink.write_eof()
 
 
+_cli = DockerCli()
+
+
 def _docker(*args: str) -> str:
     """Run the docker CLI (test set-up only) and return its output."""
-    return subprocess.run(
-        ["docker", *args], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    return _cli.run(*args).stdout.strip()
 
 
 async def _adocker(*args: str) -> str:
     """Run the docker CLI without blocking the proxy's event loop."""
-    process = await asyncio.create_subprocess_exec(
-        "docker",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(_TIMEOUT):
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    if process.returncode != 0:
-        raise AssertionError(
-            f"docker {' '.join(args)} exited {process.returncode}: "
-            f"{stderr.decode().strip()}"
-        )
-    return stdout.decode().strip()
+    return (await _cli.arun(*args, timeout=_TIMEOUT)).strip()
 
 
 def _uid(container: str) -> uuid.UUID:
@@ -323,7 +306,7 @@ def _uid(container: str) -> uuid.UUID:
 
 
 @pytest.fixture
-def run(selector: dict[str, str]) -> Iterator[Run]:
+def run(selector: dict[str, str], image: str) -> Iterator[Run]:
     """Start worker containers by hand (``docker run``); all removed afterwards."""
     label = next(iter(selector.items()))
 
@@ -331,12 +314,12 @@ def run(selector: dict[str, str]) -> Iterator[Run]:
         args = ["run", "-d", "--network", network, "--label", "wool.worker=true"]
         args += ["--label", f"{RUN_LABEL}={RUN_ID}"]
         args += ["--label", f"{label[0]}={label[1]}", *options]
-        return await _adocker(*args, IMAGE, *command)
+        return await _adocker(*args, image, *command)
 
     yield start
     ids = _docker("ps", "-aq", "--filter", f"label={label[0]}={label[1]}").split()
     if ids:
-        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+        _cli.remove_containers(*ids)
     assert not _docker("ps", "-aq", "--filter", f"label={label[0]}={label[1]}")
 
 

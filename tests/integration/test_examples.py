@@ -5,18 +5,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 
+from wool_docker.pytest import DockerCli
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = os.environ.get("WOOL_DOCKER_IMAGE", "wool-docker-worker:dev")
 
 
-def test_demo_with_fresh_network():
+def test_demo_with_fresh_network(network: str, image: str, docker: DockerCli):
     """Test the README's demo program (``scripts/demo.sh`` runs it).
 
     Given:
@@ -27,32 +27,20 @@ def test_demo_with_fresh_network():
         It should count the 17984 primes below 200000 in containers, print
         which container computed each range, and leave no container behind.
     """
-    # Arrange
-    network = f"wdt-demo-{uuid.uuid4().hex[:8]}"
-    subprocess.run(
-        ["docker", "network", "create", network], check=True, capture_output=True
+    # Act
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "WOOL_DOCKER_NETWORK": network,
+            "WOOL_DOCKER_IMAGE": image,
+        },
     )
-    try:
-        # Act
-        result = subprocess.run(
-            [sys.executable, str(ROOT / "examples" / "demo.py")],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={
-                **os.environ,
-                "WOOL_DOCKER_NETWORK": network,
-                "WOOL_DOCKER_IMAGE": IMAGE,
-            },
-        )
-        left = subprocess.run(
-            ["docker", "ps", "-aq", "--filter", f"network={network}"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-    finally:
-        subprocess.run(["docker", "network", "rm", network], capture_output=True)
+    left = docker.run("ps", "-aq", "--filter", f"network={network}").stdout.split()
+    docker.remove_containers(*left)
 
     # Assert
     assert result.returncode == 0, result.stderr[-2000:]

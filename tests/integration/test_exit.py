@@ -25,7 +25,7 @@ from .modes_harness import destroyed
 SCRIPT: Final[Path] = Path(__file__).with_name("pool_script.py")
 """The pool script every case runs."""
 
-SCRIPT_LABEL: Final[str] = "wool.docker.test.script"
+SCRIPT_LABEL: Final[str] = "wool.docker.pytest.script"
 """Label key naming one run of the script."""
 
 RUNS: Final[int] = 30

@@ -31,12 +31,12 @@ import pytest
 import wool
 
 from tests.integration import attack
-from tests.integration.conftest import NAME_PREFIX
-from tests.integration.conftest import RUN_ID
-from tests.integration.conftest import RUN_LABEL
 from tests.integration.conftest import Case
-from tests.integration.conftest import DockerCli
 from wool_docker import DockerDiscovery
+from wool_docker.pytest import NAME_PREFIX
+from wool_docker.pytest import RUN_ID
+from wool_docker.pytest import RUN_LABEL
+from wool_docker.pytest import DockerCli
 
 SMUGGLED = f"{NAME_PREFIX}-smuggled"
 """The container every smuggling payload tries to create."""

@@ -33,14 +33,14 @@ import pytest_asyncio
 import wool
 
 from wool_docker import DockerDiscovery
+from wool_docker.pytest import CASE_LABEL
+from wool_docker.pytest import NAME_PREFIX
+from wool_docker.pytest import RUN_ID
+from wool_docker.pytest import RUN_LABEL
+from wool_docker.pytest import DockerCli
 
 from . import routines
-from .conftest import CASE_LABEL
-from .conftest import NAME_PREFIX
-from .conftest import RUN_ID
-from .conftest import RUN_LABEL
 from .conftest import Case
-from .conftest import DockerCli
 from .modes_harness import ROOT
 from .modes_harness import ClientContainer
 from .modes_harness import RoundLog

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from .conftest import RUN_ID
-from .conftest import RUN_LABEL
+from wool_docker.pytest import RUN_ID
+from wool_docker.pytest import RUN_LABEL
+
 from .multinode import Swarm
 from .multinode import wait_for
 

@@ -16,10 +16,10 @@ import pytest
 import wool
 
 from wool_docker import ContainerFailedError
+from wool_docker.pytest import RUN_ID
+from wool_docker.pytest import RUN_LABEL
 
 from . import routines
-from .conftest import RUN_ID
-from .conftest import RUN_LABEL
 
 pytestmark = pytest.mark.integration
 

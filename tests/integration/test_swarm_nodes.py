@@ -27,10 +27,10 @@ import pytest
 import pytest_asyncio
 
 from wool_docker import DockerDiscovery
+from wool_docker.pytest import NAME_PREFIX
+from wool_docker.pytest import RUN_ID
+from wool_docker.pytest import RUN_LABEL
 
-from .conftest import NAME_PREFIX
-from .conftest import RUN_ID
-from .conftest import RUN_LABEL
 from .modes_harness import ROOT
 from .modes_harness import ClientContainer
 from .modes_harness import xfail_on_known_wool_failure
@@ -364,7 +364,7 @@ class TestHybridAcrossNodes:
         # Arrange
         name = service(4, "--replicas-max-per-node", "2")
         tasks = _serving(two_nodes, name, 4)
-        burst = f"wool.docker.test.burst={RUN_ID}"
+        burst = f"wool.docker.pytest.burst={RUN_ID}"
         pool = await client(
             "--label",
             "wool.worker=true",

@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from .conftest import NAME_PREFIX
-from .conftest import RUN_ID
-from .conftest import RUN_LABEL
+from wool_docker.pytest import NAME_PREFIX
+from wool_docker.pytest import RUN_ID
+from wool_docker.pytest import RUN_LABEL
+
 from .modes_harness import ROOT
 from .modes_harness import ClientContainer
 from .modes_harness import _engine_socket
