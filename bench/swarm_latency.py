@@ -120,6 +120,8 @@ class Watcher:
         self.reader.start()
         self.wait(lambda es: any(e["type"] == "subscribed" for e in es), 60, "subscribe")
         self.container = common.cli("inspect", "--format", "{{.Id}}", name).strip()
+        if not self.container:
+            raise RuntimeError(f"the subscriber's container {name} is not there")
 
     def _read(self) -> None:
         assert self.process.stdout is not None
