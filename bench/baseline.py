@@ -12,7 +12,6 @@ reconnect logic: the workloads here never break the stream.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Mapping
@@ -20,19 +19,10 @@ from typing import Any
 
 import aiodocker
 
-READY_PREFIX = "wool-docker ready "
+from .common import ready_line
+
 STOP_SIGNALS = {"2", "9", "15", "SIGINT", "SIGKILL", "SIGTERM", "INT", "KILL", "TERM"}
-ACTIONS = [
-    "start",
-    "kill",
-    "die",
-    "stop",
-    "pause",
-    "unpause",
-    "oom",
-    "destroy",
-    "health_status",
-]
+ACTIONS = "start kill die stop pause unpause oom destroy health_status".split()
 
 
 class AiodockerSubscriber:
@@ -161,16 +151,8 @@ class AiodockerSubscriber:
             stream = container.log(
                 stdout=True, follow=True, timestamps=True, since=since
             )
-            buffered = ""
-            async with contextlib.aclosing(stream) as chunks:
-                async for chunk in chunks:
-                    buffered += chunk
-                    while "\n" in buffered:
-                        line, buffered = buffered.split("\n", 1)
-                        stamp, _, text = line.partition(" ")
-                        if text.startswith(READY_PREFIX):
-                            self._announce(cid, info, _rfc3339_ns(stamp))
-                            return
+            if (at := await ready_line(stream)) is not None:
+                self._announce(cid, info, at)
         except aiodocker.DockerError:
             return  # gone already
 
@@ -197,11 +179,3 @@ class AiodockerSubscriber:
         record = self._announced.pop(cid, None)
         if record is not None:
             self._queue.put_nowait(("worker-dropped", {**record, "observed_ns": at}))
-
-
-def _rfc3339_ns(stamp: str) -> int:
-    import calendar
-
-    whole, _, frac = stamp.rstrip("Z").partition(".")
-    seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
-    return seconds * 1_000_000_000 + int((frac + "000000000")[:9])

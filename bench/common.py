@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmark: run identity, labels, docker CLI, statistics.
+"""What every section sets up with: run identity, labels, images, the docker CLI, the
+bench network, cleanup, CPU accounting from /proc, and helper processes.
 
 Everything the benchmark creates carries ``wool.docker.bench=<run id>`` and is
 removed by `cleanup` in the orchestrator's ``finally``.
@@ -7,20 +8,22 @@ removed by `cleanup` in the orchestrator's ``finally``.
 from __future__ import annotations
 
 import asyncio
-import calendar
+import contextlib
 import json
-import math
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
-from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 from typing import Final
 
+from .report import rfc3339_ns
+
 BENCH_DIR: Final[Path] = Path(__file__).resolve().parent
+REPO_DIR: Final[Path] = BENCH_DIR.parent
 RESULTS_DIR: Final[Path] = BENCH_DIR / "results"
 
 BENCH_LABEL: Final[str] = "wool.docker.bench"
@@ -35,17 +38,56 @@ BASE_IMAGE: Final[str] = os.environ.get(
 """Image of the cheap idle containers (no wool) used by the discovery sections."""
 
 WOOL_VERSION: Final[str] = "0.15.7"
-
+READY_PREFIX: Final[str] = "wool-docker ready "
 READY_COMMAND: Final[list[str]] = [
     "sh",
     "-c",
-    'echo "wool-docker ready {\\"version\\":\\"' + WOOL_VERSION + '\\",\\"pid\\":1}"; '
+    f'echo "{READY_PREFIX}{{\\"version\\":\\"{WOOL_VERSION}\\",\\"pid\\":1}}"; '
     "exec sleep infinity",
 ]
 """A container that announces itself like a wool worker, then idles."""
 
 CLI_TIMEOUT: Final[float] = 120.0
 """Seconds one docker CLI call may take."""
+
+
+@dataclass
+class Run:
+    """One benchmark run, as every section gets it."""
+
+    id: str
+    plan: dict[str, Any]
+    network: str = ""
+    api: str = ""
+    """The Engine's API version."""
+    impls: list[str] = field(default_factory=list)
+    """The subscribers the discovery sections compare."""
+    engine: Any = None
+    """The discovery sections' `discovery_bench.Engine`."""
+
+
+_console = sys.stderr
+"""Where progress goes: the terminal's stderr, kept when fd 2 moves to the log."""
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=_console, flush=True)
+
+
+def capture_stderr(path: Path) -> None:
+    """Send fd 2 (ours and every child's: LocalWorker processes log INFO there,
+    subscriber processes their tracebacks) to ``path``; progress stays on the
+    terminal."""
+    global _console
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _console = os.fdopen(os.dup(2), "w", buffering=1)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+
+
+def console() -> Any:
+    return _console
 
 
 def selector(run_id: str) -> dict[str, str]:
@@ -58,17 +100,18 @@ def container_labels(run_id: str, **extra: str) -> dict[str, str]:
     return {**selector(run_id), "wool.version": WOOL_VERSION, **extra}
 
 
-def network_name(run_id: str) -> str:
-    return f"wdb-{run_id}"
+def cli(*args: str) -> str:
+    """``docker ARGS``, synchronously (it also runs after the event loop is gone);
+    its stdout, whatever its exit status."""
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=CLI_TIMEOUT
+    ).stdout
 
 
-async def docker(*args: str, timeout: float = CLI_TIMEOUT, check: bool = True) -> str:
+async def docker(*args: str, timeout: float = CLI_TIMEOUT) -> str:
     """Run ``docker ARGS`` without blocking the loop; return its stdout."""
     process = await asyncio.create_subprocess_exec(
-        "docker",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
+        "docker", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     try:
         async with asyncio.timeout(timeout):
@@ -77,7 +120,7 @@ async def docker(*args: str, timeout: float = CLI_TIMEOUT, check: bool = True) -
         process.kill()
         await process.wait()
         raise
-    if check and process.returncode != 0:
+    if process.returncode != 0:
         raise RuntimeError(
             f"docker {' '.join(args)} exited {process.returncode}: "
             f"{stderr.decode().strip()}"
@@ -86,73 +129,68 @@ async def docker(*args: str, timeout: float = CLI_TIMEOUT, check: bool = True) -
 
 
 async def create_network(run_id: str) -> str:
-    name = network_name(run_id)
+    name = f"wdb-{run_id}"
     await docker("network", "create", "--label", f"{BENCH_LABEL}={run_id}", name)
     return name
 
 
 async def running_ids(run_id: str, network: str) -> set[str]:
     """The Engine's truth: running containers with this run's selector on ``network``."""
-    filters = [f"label={k}={v}" for k, v in selector(run_id).items()]
     args = ["ps", "-q", "--no-trunc", "--filter", f"network={network}"]
-    for f in filters:
-        args += ["--filter", f]
+    for k, v in selector(run_id).items():
+        args += ["--filter", f"label={k}={v}"]
     return set((await docker(*args)).split())
 
 
+def leftovers(run_id: str) -> dict[str, list[str]]:
+    """Containers and networks still labelled with this run."""
+    label = f"label={BENCH_LABEL}={run_id}"
+    return {
+        "container": cli("ps", "-aq", "--filter", label).split(),
+        "network": cli("network", "ls", "-q", "--filter", label).split(),
+    }
+
+
 def cleanup(run_id: str) -> list[str]:
-    """Remove every container and network labelled with this run; say what went.
-
-    Synchronous on purpose: it also runs after the event loop is gone.
-    """
-    removed: list[str] = []
-
-    def run(*args: str) -> str:
-        result = subprocess.run(
-            ["docker", *args],
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT,
-            check=False,
-        )
-        return result.stdout
-
-    label = f"label={BENCH_LABEL}={run_id}"
-    ids = run("ps", "-aq", "--filter", label).split()
-    if ids:
-        run("rm", "-f", "-v", *ids)
-        removed += [f"container {i}" for i in ids]
-    nets = run("network", "ls", "-q", "--filter", label).split()
-    if nets:
-        run("network", "rm", *nets)
-        removed += [f"network {n}" for n in nets]
-    return removed
+    """Remove every container and network labelled with this run; say what went."""
+    found = leftovers(run_id)
+    if found["container"]:
+        cli("rm", "-f", "-v", *found["container"])
+    if found["network"]:
+        cli("network", "rm", *found["network"])
+    return [f"{kind} {i}" for kind, ids in found.items() for i in ids]
 
 
-def leftovers(run_id: str) -> list[str]:
-    """Anything still labelled with this run (should be nothing after cleanup)."""
-    label = f"label={BENCH_LABEL}={run_id}"
-    out = []
-    for args in (
-        ["ps", "-aq", "--filter", label],
-        ["network", "ls", "-q", "--filter", label],
-    ):
-        result = subprocess.run(
-            ["docker", *args], capture_output=True, text=True, timeout=CLI_TIMEOUT
-        )
-        out += result.stdout.split()
-    return out
+async def ready_line(stream: Any) -> int | None:
+    """The Engine's time of the ready line in a container's log stream (aiodocker,
+    with timestamps); None if the stream ends first."""
+    buffered = ""
+    async with contextlib.aclosing(stream) as chunks:
+        async for chunk in chunks:
+            buffered += chunk
+            while "\n" in buffered:
+                line, buffered = buffered.split("\n", 1)
+                stamp, _, text = line.partition(" ")
+                if text.startswith(READY_PREFIX):
+                    return rfc3339_ns(stamp)
+    return None
 
 
-def rfc3339_ns(stamp: str) -> int:
-    """``2026-11-29T16:45:01.123456789Z`` → Unix nanoseconds."""
-    stamp = stamp.strip()
-    if not stamp.endswith("Z"):
-        raise ValueError(f"not a UTC timestamp: {stamp!r}")
-    whole, _, frac = stamp[:-1].partition(".")
-    seconds = calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S"))
-    digits = (frac + "000000000")[:9]
-    return seconds * 1_000_000_000 + int(digits)
+def in_container(
+    image: str, name: str, run_id: str, network: str, options: list[str], *args: str
+) -> list[str]:
+    """``docker run`` (stdin open) of ``python3 -m bench.ARGS`` in a container of the
+    worker image on ``network``, with this directory; ``options`` for docker run."""
+    return [
+        "docker", "run", "--rm", "-i", "--name", name,
+        "--label", f"{BENCH_LABEL}={run_id}", "--network", network,
+        "-v", f"{BENCH_DIR}:/opt/bench/bench:ro", "--workdir", "/opt/bench",
+        "-e", "PYTHONDONTWRITEBYTECODE=1", *options,
+        "--entrypoint", "python3", image, "-m", f"bench.{args[0]}", *args[1:],
+    ]  # fmt: skip
+
+
+# CPU from /proc ------------------------------------------------------------------
 
 
 def host_cpu_seconds() -> float:
@@ -178,10 +216,8 @@ def process_cpu() -> dict[int, tuple[str, int, float]]:
         if not entry.name.isdigit():
             continue
         try:
-            with open(f"/proc/{entry.name}/stat") as stat:
-                data = stat.read()
-            with open(f"/proc/{entry.name}/cgroup") as cgroup:
-                groups = cgroup.read()
+            data = Path(f"/proc/{entry.name}/stat").read_text()
+            groups = Path(f"/proc/{entry.name}/cgroup").read_text()
         except OSError:
             continue
         comm = data[data.index("(") + 1 : data.rindex(")")]
@@ -212,10 +248,9 @@ def cpu_by_process(
         seen = set()
         while pid > 1 and pid not in seen:
             seen.add(pid)
-            parent = after.get(pid, before.get(pid, ("", 0, 0.0)))[1]
-            if parent == me:
+            pid = after.get(pid, before.get(pid, ("", 0, 0.0)))[1]
+            if pid == me:
                 return True
-            pid = parent
         return False
 
     groups: dict[str, float] = {}
@@ -236,66 +271,27 @@ def cpu_by_process(
         elif descends(pid):
             name = f"bench children: {name}"
         groups[name] = groups.get(name, 0.0) + delta
-    groups["(exited in between, or unattributed)"] = max(
-        0.0, total - sum(groups.values())
-    )
-    return groups
+    rest = max(0.0, total - sum(groups.values()))
+    return groups | {"(exited in between, or unattributed)": rest}
 
 
-# Statistics ------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Linear-interpolated percentile ``p`` (0-100); NaN for no values."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    if len(ordered) == 1:
-        return ordered[0]
-    rank = (len(ordered) - 1) * p / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
-def median(values: Sequence[float]) -> float:
-    return percentile(values, 50)
-
-
-def summary(values: Iterable[float]) -> dict[str, float]:
-    """n, median, min, max, p10, p90, p99 of ``values``."""
-    v = list(values)
-    return {
-        "n": len(v),
-        "median": median(v),
-        "min": min(v) if v else math.nan,
-        "max": max(v) if v else math.nan,
-        "p10": percentile(v, 10),
-        "p90": percentile(v, 90),
-        "p99": percentile(v, 99),
-    }
-
-
-# Subprocess protocol -----------------------------------------------------------
+# Helper processes ----------------------------------------------------------------
 
 
 class Peer:
-    """A helper process that answers one JSON line per JSON command line."""
+    """A helper process (``python -m bench.MODULE ARGS``) that answers one JSON
+    line per JSON command line."""
 
     def __init__(self, process: asyncio.subprocess.Process, name: str):
-        self.process = process
-        self.name = name
+        self.process, self.name = process, name
 
     @classmethod
-    async def spawn(cls, name: str, *args: str) -> Peer:
+    async def spawn(cls, name: str, module: str, *args: str) -> Peer:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-u",
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=64 * 1024 * 1024,
-        )
+            sys.executable, "-u", "-m", f"bench.{module}", *args,
+            cwd=REPO_DIR, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, limit=64 * 1024 * 1024,
+        )  # fmt: skip
         return cls(process, name)
 
     async def request(self, deadline: float, /, **command: Any) -> dict[str, Any]:

@@ -1,24 +1,8 @@
-"""Section ``standby``: a warm standby against cold starts (issue 20).
-
-One run, side by side:
-
-- x1 claim: ``standby.worker().start()`` until it returns (dispatchable) and
-  until its first RPC answers, over many claims; and a pool of one from the
-  standby, entry until the first routine result. Target: claim p50 <= 50 ms.
-- x8 pool entry until the first routine result, from a filled standby, against
-  ``LocalWorker`` x8 and a cold ``DockerWorker`` x8, interleaved. Target:
-  standby <= 0.5x LocalWorker.
-- The pool's first burst: 2N CPU-bound routines (`bench_routines.spin`, which
-  takes longer when something else uses the cores) gathered once the pool is
-  entered, until the last result; cold ``DockerWorker``, standby with
-  ``refill="release"`` and with ``refill="claim"``, interleaved. Target: the
-  default (release) at most 10 % slower than cold.
-- Memory and CPU of parked containers at idle, next to serving idle
-  ``DockerWorker`` containers, from the Engine's stats API.
-
-Before every measurement every open standby is filled again (not counted), so
-no refill of a previous measurement runs during the next one. Everything is
-labelled with the run (``wool.docker.bench=<run id>``) and selected on it.
+"""Section ``standby``: a warm standby against cold starts (issue 20): x1 claims,
+x8 pool entry against LocalWorker and a cold DockerWorker, the first burst with
+each refill policy, and the idle cost of parked containers. Method and targets:
+bench/README.md, "Warm standby". Before every measurement every open standby is
+filled again (not counted), so no refill of one measurement runs during the next.
 """
 
 from __future__ import annotations
@@ -26,29 +10,34 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections import Counter
+from collections.abc import Awaitable
 from collections.abc import Callable
 from typing import Any
 from typing import Literal
 
 import aiodocker
-import bench_routines
 import wool
-from common import BENCH_LABEL
-from common import IMAGE
-from common import median
-from common import rfc3339_ns
-from common import summary
-from report import spread
-from report import table
-from workers import POOL_TIMEOUT
-from workers import START_TIMEOUT
-from workers import Kind
-from workers import _phase_medians
-from workers import _start_one
 
 from wool_docker import ContainerFailedError
 from wool_docker import Standby
+
+from . import bench_routines
+from . import common
+from .common import progress
+from .report import median
+from .report import rfc3339_ns
+from .report import spread
+from .report import summary
+from .report import table
+from .report import target
+from .workers import BURN_SECONDS
+from .workers import START_TIMEOUT
+from .workers import Kind
+from .workers import measure_burst
+from .workers import measure_pool
+from .workers import phase_medians
+from .workers import start_one
+from .workers import stop_all
 
 CLAIM_P50_TARGET = 0.050
 """Seconds: a claim's ``start()`` p50 may take at most this."""
@@ -59,55 +48,47 @@ POOL_RATIO_TARGET = 0.5
 BURST_RATIO_TARGET = 1.10
 """The burst with the default refill, as a multiple of the burst without a standby."""
 
-SPIN_SECONDS = 0.3
-"""CPU seconds of each routine of a burst."""
-
 FILL_TIMEOUT = 180.0
 """Seconds a standby may take to fill (several containers park at once)."""
 
 FILL_ATTEMPTS = 3
 """`filled()` raises when a container exits before parking; try again this often."""
 
-STANDBY_LABEL = "wool.docker.standby"
+LOAD_PERIOD = 5.0
+"""Seconds between samples of the machine's load average during the section."""
 
 
 class StandbyKind(Kind):
     """Workers claimed from a `Standby`; remembers the workers it made."""
 
-    def __init__(self, label: str, run_id: str, network: str, standby: Standby):
-        super().__init__("docker", run_id, network)
-        self.label = label
+    def __init__(self, label: str, run: common.Run, standby: Standby):
+        super().__init__("docker", run, label)
         self.standby = standby
         self.made: list[Any] = []
 
     def worker(self, *tags: str, **kwargs: Any) -> wool.Worker:
-        worker = self.standby.worker(*tags, **kwargs)
-        self.made.append(worker)
-        return worker
+        self.made.append(self.standby.worker(*tags, **kwargs))
+        return self.made[-1]
 
     def claimed(self) -> int:
         """How many of the workers made since the last call claimed a parked
-        container (the others fell back to a fresh one); call while they run."""
+        container (the others fell back to a fresh one); call while they run.
+        A claim's timings are the claim's own laps; a fresh start's begin with
+        "check"."""
         made, self.made = self.made, []
-        return sum(_was_claimed(w) for w in made)
+        handles = [getattr(w, "_handle", None) for w in made]
+        return sum(any(name == "claim" for name, _ in h.timings) for h in handles if h)
 
 
-def _was_claimed(worker: Any) -> bool:
-    # A claim's timings are the claim's own laps; a fresh start's begin with "check".
-    handle = getattr(worker, "_handle", None)
-    return handle is not None and any(name == "claim" for name, _ in handle.timings)
-
-
-def open_standby(
-    run_id: str, network: str, size: int, refill: Literal["release", "claim"]
-) -> Standby:
+def open_standby(run: common.Run, size: int, refill: Literal["release", "claim"]):
+    labels = {common.BENCH_LABEL: run.id}
     return Standby(
-        IMAGE,
-        network,
+        common.IMAGE,
+        run.network,
         size,
         refill=refill,
-        labels={BENCH_LABEL: run_id},
-        name_prefix=f"wdb-{run_id}",
+        labels=labels,
+        name_prefix=f"wdb-{run.id}",
         log_output=False,
     )
 
@@ -131,11 +112,10 @@ async def measure_claim(kind: StandbyKind) -> dict[str, Any]:
     """One worker from the standby: ``start()`` and its first RPC; then stop it."""
     worker = kind.worker()
     try:
-        record = await _start_one(worker)
+        record = await start_one(worker)
         claimed = kind.claimed()
     finally:
-        if worker.metadata is not None:
-            await worker.stop(grace=5)
+        await stop_all([worker])
     return {
         "dispatchable": record["started"] - record["t0"],
         "first_rpc": record["dispatchable"] - record["t0"],
@@ -144,62 +124,16 @@ async def measure_claim(kind: StandbyKind) -> dict[str, Any]:
     }
 
 
-async def measure_first_result(kind: Kind, n: int) -> dict[str, Any]:
-    """Pool entry until the first routine result; how many workers were claimed."""
-    async with asyncio.timeout(POOL_TIMEOUT):
-        t0 = time.perf_counter()
-        async with kind.pool(n):
-            t1 = time.perf_counter()
-            assert await bench_routines.echo(7) == 7
-            t2 = time.perf_counter()
-            claimed = kind.claimed() if isinstance(kind, StandbyKind) else None
-        t3 = time.perf_counter()
-    return {
-        "first_result": t2 - t0,
-        "entered": t1 - t0,
-        "exit": t3 - t2,
-        "claimed": claimed,
-    }
-
-
-async def measure_burst(kind: Kind, n: int, standbys: list[Standby]) -> dict[str, Any]:
-    """Enter a pool of ``n``; time ``2n`` CPU-bound routines gathered at once.
-
-    The standbys' parked counts at the burst's start and end show the refills
-    (``claim`` refills during the burst, ``release`` only after the pool).
-    """
-    async with asyncio.timeout(POOL_TIMEOUT):
-        async with kind.pool(n):
-            parked0 = [s.parked for s in standbys]
-            t0 = time.perf_counter()
-            hosts = await asyncio.gather(
-                *(bench_routines.spin(SPIN_SECONDS) for _ in range(2 * n))
-            )
-            wall = time.perf_counter() - t0
-            parked1 = [s.parked for s in standbys]
-            claimed = kind.claimed() if isinstance(kind, StandbyKind) else None
-    return {
-        "wall": wall,
-        "workers_used": len(set(hosts)),
-        # Routines per worker, most first: an uneven spread lengthens the burst.
-        "spread": sorted(Counter(hosts).values(), reverse=True),
-        "claimed": claimed,
-        "parked_at_start": parked0,
-        "parked_at_end": parked1,
-    }
-
-
-# Idle cost -------------------------------------------------------------------
+# Idle cost -----------------------------------------------------------------------
 
 
 def _memory(stats: dict[str, Any]) -> float:
     """Bytes in use as ``docker stats`` counts them (page cache excluded)."""
     mem = stats["memory_stats"]
-    usage = float(mem.get("usage", 0))
     extra = mem.get("stats", {})
     # cgroup v1: total_inactive_file; v2: inactive_file (the CLI's rule).
     cache = extra.get("total_inactive_file", extra.get("inactive_file", 0))
-    return usage - float(cache)
+    return float(mem.get("usage", 0)) - float(cache)
 
 
 def _rss(stats: dict[str, Any]) -> float:
@@ -209,40 +143,37 @@ def _rss(stats: dict[str, Any]) -> float:
     return float(extra.get("total_rss", extra.get("rss", extra.get("anon", 0))))
 
 
-async def _sample(client: aiodocker.Docker, ids: list[str]) -> dict[str, dict[str, Any]]:
-    async def one(cid: str) -> tuple[str, dict[str, Any]]:
-        data = await client.containers.container(cid).stats(stream=False)
-        return cid, data[0] if isinstance(data, list) else data
-
-    return dict(await asyncio.gather(*(one(i) for i in ids)))
-
-
 async def measure_idle(kinds: dict[str, list[str]], window: float) -> dict[str, Any]:
     """CPU (share of one core over ``window`` seconds) and memory of every
     container in ``kinds`` (label -> container ids), all in one window."""
     ids = [i for group in kinds.values() for i in group]
     client = aiodocker.Docker()
+
+    async def sample() -> dict[str, dict[str, Any]]:
+        async def one(cid: str) -> tuple[str, dict[str, Any]]:
+            data = await client.containers.container(cid).stats(stream=False)
+            return cid, data[0] if isinstance(data, list) else data
+
+        return dict(await asyncio.gather(*(one(i) for i in ids)))
+
     try:
-        before = await _sample(client, ids)
+        before = await sample()
         # The measurement window: idle containers, nothing to wait for.
         await asyncio.sleep(window)
-        after = await _sample(client, ids)
+        after = await sample()
     finally:
         await client.close()
     out: dict[str, Any] = {}
     for label, group in kinds.items():
-        rows = []
+        out[label] = []
         for cid in group:
             a, b = before[cid], after[cid]
             seconds = (rfc3339_ns(b["read"]) - rfc3339_ns(a["read"])) / 1e9
-            cpu_ns = (
-                b["cpu_stats"]["cpu_usage"]["total_usage"]
-                - a["cpu_stats"]["cpu_usage"]["total_usage"]
-            )
-            rows.append(
+            used = [s["cpu_stats"]["cpu_usage"]["total_usage"] for s in (a, b)]
+            out[label].append(
                 {
                     "id": cid[:12],
-                    "cpu_percent": 100 * cpu_ns / 1e9 / seconds,
+                    "cpu_percent": 100 * (used[1] - used[0]) / 1e9 / seconds,
                     "memory_mib": _memory(b) / 2**20,
                     "memory_mib_before": _memory(a) / 2**20,
                     "rss_mib": _rss(b) / 2**20,
@@ -250,47 +181,25 @@ async def measure_idle(kinds: dict[str, list[str]], window: float) -> dict[str, 
                     "window_s": seconds,
                 }
             )
-        out[label] = rows
     return out
 
 
-async def parked_ids(run_id: str) -> list[str]:
-    client = aiodocker.Docker()
-    try:
-        listed = await client.containers.list(
-            filters={"label": [f"{BENCH_LABEL}={run_id}", f"{STANDBY_LABEL}=true"]}
-        )
-        return [c.id for c in listed]
-    finally:
-        await client.close()
+# The section ---------------------------------------------------------------------
 
 
-# The section -------------------------------------------------------------------
-
-
-LOAD_PERIOD = 5.0
-"""Seconds between samples of the machine's load average during the section."""
-
-
-async def _sample_load(samples: list[tuple[float, float, float]]) -> None:
-    """Append the 1/5/15-minute load averages every `LOAD_PERIOD` until cancelled."""
-    while True:
-        samples.append(os.getloadavg())
-        # A sampling period, not a wait for state.
-        await asyncio.sleep(LOAD_PERIOD)
-
-
-async def section(
-    run_id: str,
-    network: str,
-    plan: dict[str, Any],
-    progress: Callable[[str], None],
-) -> dict[str, Any]:
-    """Every measurement of the section; ``plan`` holds its sizes and repeats."""
+async def section(run: common.Run) -> dict[str, Any]:
+    """Every measurement of the section, with the load average sampled meanwhile."""
     load: list[tuple[float, float, float]] = []
-    sampler = asyncio.create_task(_sample_load(load))
+
+    async def sample_load() -> None:
+        while True:
+            load.append(os.getloadavg())
+            # A sampling period, not a wait for state.
+            await asyncio.sleep(LOAD_PERIOD)
+
+    sampler = asyncio.create_task(sample_load())
     try:
-        out = await _measure(run_id, network, plan, progress)
+        out = await _measure(run, run.plan)
     finally:
         sampler.cancel()
     out["loadavg"] = load
@@ -298,35 +207,31 @@ async def section(
     return out
 
 
-async def _measure(
-    run_id: str,
-    network: str,
-    plan: dict[str, Any],
-    progress: Callable[[str], None],
-) -> dict[str, Any]:
-    size: int = plan["standby_pool"]
-    burst_n: int = plan["standby_burst"]
+async def _measure(run: common.Run, plan: dict[str, Any]) -> dict[str, Any]:
+    size, burst_n, repeats = (
+        plan["standby_pool"],
+        plan["standby_burst"],
+        plan["standby_repeats"],
+    )
     out: dict[str, Any] = {
         "pool": size,
         "burst_n": burst_n,
-        "spin_seconds": SPIN_SECONDS,
+        "spin_seconds": BURN_SECONDS,
         "claims": plan["standby_claims"],
-        "repeats": plan["standby_repeats"],
+        "repeats": repeats,
         "fills": [],
     }
-    local = Kind("local", run_id, None)
-    cold = Kind("docker", run_id, network)
-    async with open_standby(run_id, network, size, "release") as standby:
-        warm = StandbyKind("standby", run_id, network, standby)
+    cold = Kind("docker", run)
+    async with open_standby(run, size, "release") as standby:
+        warm = StandbyKind("standby", run, standby)
         out["first_fill"] = await fill(standby)
         progress(f"standby: {size} parked in {out['first_fill']:.2f}s")
 
         # Idle cost, in one window: parked containers, containers claimed from
         # the standby and serving (created without the image's healthcheck),
         # and cold DockerWorkers serving (with it).
-        k = plan["standby_serving"]
-        serving = [cold.worker() for _ in range(k)]
-        claimed = [warm.worker() for _ in range(k)]
+        serving = [cold.worker() for _ in range(plan["standby_serving"])]
+        claimed = [warm.worker() for _ in range(plan["standby_serving"])]
         try:
             async with asyncio.timeout(START_TIMEOUT):
                 await asyncio.gather(*(w.start() for w in serving + claimed))
@@ -334,20 +239,17 @@ async def _measure(
             claimed_ids = [w._handle.id for w in claimed]  # type: ignore[attr-defined]
             # Claimed containers keep the standby label (labels are fixed at create).
             taken = {i[:12] for i in claimed_ids}
-            parked = [i for i in await parked_ids(run_id) if i[:12] not in taken]
-            out["idle"] = await measure_idle(
-                {
-                    "parked": parked,
-                    "claimed": claimed_ids,
-                    "serving": [w._handle.id for w in serving],  # type: ignore[attr-defined]
-                },
-                plan["standby_idle_window"],
-            )
+            label = f"label={common.BENCH_LABEL}={run.id}"
+            parked = ["--filter", label, "--filter", "label=wool.docker.standby=true"]
+            listed = await common.docker("ps", "-q", "--no-trunc", *parked)
+            groups = {
+                "parked": [i for i in listed.split() if i[:12] not in taken],
+                "claimed": claimed_ids,
+                "serving": [w._handle.id for w in serving],  # type: ignore[attr-defined]
+            }
+            out["idle"] = await measure_idle(groups, plan["standby_idle_window"])
         finally:
-            await asyncio.gather(
-                *(w.stop(grace=5) for w in serving + claimed if w.metadata is not None),
-                return_exceptions=True,
-            )
+            await stop_all(serving + claimed)
         progress(
             "standby idle: "
             + ", ".join(
@@ -368,73 +270,83 @@ async def _measure(
             f"{median([c['dispatchable'] for c in claims]) * 1e3:.1f} ms over "
             f"{len(claims)}, {sum(c['claimed'] for c in claims)} claimed"
         )
-        pools1: list[dict[str, Any]] = []
-        for _ in range(plan["standby_repeats"]):
+        out["pool1_raw"] = []
+        for _ in range(repeats):
             out["fills"].append(await fill(standby))
-            pools1.append(await measure_first_result(warm, 1))
-        out["pool1_raw"] = pools1
+            out["pool1_raw"].append(await measure_pool(warm, 1))
 
         # xN pool entry -> first result, three kinds interleaved.
-        kinds: list[tuple[str, Kind]] = [
-            ("local", local),
-            ("cold", cold),
-            ("standby", warm),
-        ]
-        for _, kind in kinds:  # warm-up, unrecorded
-            await fill(standby)
-            await measure_first_result(kind, size)
-        pool_raw: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in kinds}
-        for r in range(plan["standby_repeats"]):
-            for name, kind in kinds:
-                out["fills"].append(await fill(standby))
-                m = await measure_first_result(kind, size)
-                pool_raw[name].append(m)
-            progress(
-                f"standby r{r + 1}/{plan['standby_repeats']} x{size} first result: "
-                + ", ".join(
-                    f"{name} {pool_raw[name][-1]['first_result']:.2f}s"
-                    for name, _ in kinds
-                )
-            )
-        out["pool_raw"] = pool_raw
+        kinds = {"local": Kind("local", run), "cold": cold, "standby": warm}
+        out["pool_raw"] = await _interleaved(
+            kinds,
+            lambda kind: measure_pool(kind, size),
+            lambda m: f"{m['first_result']:.2f}s",
+            f"x{size} first result",
+            [standby],
+            out,
+        )
 
     # The burst: two standbys of N, one per refill policy, and no standby.
     async with (
-        open_standby(run_id, network, burst_n, "release") as release,
-        open_standby(run_id, network, burst_n, "claim") as claim,
+        open_standby(run, burst_n, "release") as release,
+        open_standby(run, burst_n, "claim") as claim,
     ):
         both = [release, claim]
-        variants: list[tuple[str, Kind]] = [
-            ("cold", cold),
-            ("release", StandbyKind("release", run_id, network, release)),
-            ("claim", StandbyKind("claim", run_id, network, claim)),
-        ]
-        for _, kind in variants:  # warm-up, unrecorded
-            await fill(*both)
-            await measure_burst(kind, burst_n, both)
-        burst_raw: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in variants}
-        for r in range(plan["standby_repeats"]):
-            for name, kind in variants:
-                out["fills"].append(await fill(*both))
-                burst_raw[name].append(await measure_burst(kind, burst_n, both))
-            progress(
-                f"standby r{r + 1}/{plan['standby_repeats']} burst x{burst_n}: "
-                + ", ".join(
-                    f"{name} {burst_raw[name][-1]['wall']:.2f}s "
-                    f"{burst_raw[name][-1]['spread']}"
-                    for name, _ in variants
-                )
-            )
-        out["burst_raw"] = burst_raw
+        kinds = {
+            "cold": cold,
+            "release": StandbyKind("release", run, release),
+            "claim": StandbyKind("claim", run, claim),
+        }
+        out["burst_raw"] = await _interleaved(
+            kinds,
+            lambda kind: measure_burst(kind, burst_n, bench_routines.spin, both),
+            lambda m: f"{m['wall']:.2f}s {m['spread']}",
+            f"burst x{burst_n}",
+            both,
+            out,
+        )
     return out
+
+
+async def _interleaved(
+    kinds: dict[str, Kind],
+    measure: Callable[[Kind], Awaitable[dict[str, Any]]],
+    describe: Callable[[dict[str, Any]], str],
+    what: str,
+    standbys: list[Standby],
+    out: dict[str, Any],
+) -> dict[str, list[dict[str, Any]]]:
+    """One unrecorded warm-up of each kind, then ``repeats`` rounds of them in
+    turn; the standbys filled before every measurement."""
+    for kind in kinds.values():
+        await fill(*standbys)
+        await measure(kind)
+    raw: dict[str, list[dict[str, Any]]] = {name: [] for name in kinds}
+    for r in range(out["repeats"]):
+        for name, kind in kinds.items():
+            out["fills"].append(await fill(*standbys))
+            raw[name].append(await measure(kind))
+        described = ", ".join(
+            f"{name} {describe(runs[-1])}" for name, runs in raw.items()
+        )
+        progress(f"standby r{r + 1}/{out['repeats']} {what}: {described}")
+    return raw
 
 
 def _stats(out: dict[str, Any]) -> dict[str, Any]:
     claims = out["claim_raw"]
+
+    def claimed(runs: list[dict[str, Any]]) -> int | None:
+        return (
+            sum(m["claimed"] for m in runs)
+            if runs and runs[0]["claimed"] is not None
+            else None
+        )
+
     return {
         "claim_dispatchable": summary(c["dispatchable"] for c in claims),
         "claim_first_rpc": summary(c["first_rpc"] for c in claims),
-        "claim_phases": _phase_medians(claims_as_runs(claims)),
+        "claim_phases": phase_medians([{"per_worker": [c]} for c in claims]),
         "claimed": sum(c["claimed"] for c in claims),
         "pool1_first_result": summary(p["first_result"] for p in out["pool1_raw"]),
         "pool1_claimed": sum(p["claimed"] for p in out["pool1_raw"]),
@@ -443,11 +355,7 @@ def _stats(out: dict[str, Any]) -> dict[str, Any]:
                 "first_result": summary(m["first_result"] for m in runs),
                 "entered": summary(m["entered"] for m in runs),
                 "exit": summary(m["exit"] for m in runs),
-                "claimed": (
-                    sum(m["claimed"] for m in runs)
-                    if runs and runs[0]["claimed"] is not None
-                    else None
-                ),
+                "claimed": claimed(runs),
             }
             for name, runs in out["pool_raw"].items()
         },
@@ -456,11 +364,7 @@ def _stats(out: dict[str, Any]) -> dict[str, Any]:
                 "wall": summary(m["wall"] for m in runs),
                 "all_used": sum(m["workers_used"] == out["burst_n"] for m in runs),
                 "even": sum(m["spread"] == [2] * out["burst_n"] for m in runs),
-                "claimed": (
-                    sum(m["claimed"] for m in runs)
-                    if runs and runs[0]["claimed"] is not None
-                    else None
-                ),
+                "claimed": claimed(runs),
             }
             for name, runs in out["burst_raw"].items()
         },
@@ -479,12 +383,7 @@ def _stats(out: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def claims_as_runs(claims: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The claims in `_phase_medians`' shape (runs of workers)."""
-    return [{"per_worker": [{"phases": c["phases"]}]} for c in claims]
-
-
-# Report ------------------------------------------------------------------------
+# Report --------------------------------------------------------------------------
 
 
 def _ms(s: dict[str, float]) -> str:
@@ -492,16 +391,10 @@ def _ms(s: dict[str, float]) -> str:
 
 
 def tables(s: dict[str, Any], targets: list[dict[str, Any]]) -> str:
-    st = s["stats"]
-    n, bn = s["pool"], s["burst_n"]
-    claim = st["claim_dispatchable"]
-    pool = st["pool"]
+    st, n, bn = s["stats"], s["pool"], s["burst_n"]
+    claim, pool, burst = st["claim_dispatchable"], st["pool"], st["burst"]
     local_med = pool["local"]["first_result"]["median"]
-    ratio = pool["standby"]["first_result"]["median"] / local_med
-    cold_med = pool["cold"]["first_result"]["median"]
-    burst = st["burst"]
-    release_ratio = burst["release"]["wall"]["median"] / burst["cold"]["wall"]["median"]
-    claim_ratio = burst["claim"]["wall"]["median"] / burst["cold"]["wall"]["median"]
+    cold_burst = burst["cold"]["wall"]["median"]
     rows: list[list[Any]] = [
         [
             "x1 claim: start() returned, p50 / p99 ms",
@@ -531,78 +424,64 @@ def tables(s: dict[str, Any], targets: list[dict[str, Any]]) -> str:
         note = f"{p['first_result']['median'] / local_med:.2f}x LocalWorker"
         if p["claimed"] is not None:
             note += f", {p['claimed']}/{n * p['first_result']['n']} claimed"
-        rows.append(
-            [
-                f"x{n} pool entry -> first result, {label}, s",
-                spread(p["first_result"]),
-                note,
-                f"<= {POOL_RATIO_TARGET}x LocalWorker" if name == "standby" else "",
-            ]
-        )
+        goal = f"<= {POOL_RATIO_TARGET}x LocalWorker" if name == "standby" else ""
+        label = f"x{n} pool entry -> first result, {label}, s"
+        rows.append([label, spread(p["first_result"]), note, goal])
     for name, label in (
         ("cold", "no standby (cold)"),
         ("release", 'standby, refill="release"'),
         ("claim", 'standby, refill="claim"'),
     ):
         b = burst[name]
-        note = f"{b['wall']['median'] / burst['cold']['wall']['median']:.3f}x cold"
+        note = f"{b['wall']['median'] / cold_burst:.3f}x cold"
         note += f", 2 each on all {bn} {b['even']}/{b['wall']['n']}"
-        rows.append(
-            [
-                f"burst x{bn} ({2 * bn} x {s['spin_seconds']} CPU-s), {label}, s",
-                spread(b["wall"]),
-                note,
-                f"<= {BURST_RATIO_TARGET:.2f}x cold" if name == "release" else "",
-            ]
-        )
+        goal = f"<= {BURST_RATIO_TARGET:.2f}x cold" if name == "release" else ""
+        label = f"burst x{bn} ({2 * bn} x {s['spin_seconds']} CPU-s), {label}, s"
+        rows.append([label, spread(b["wall"]), note, goal])
     for label, name in (
         ("parked", "parked"),
         ("claimed from it, serving idle", "claimed"),
         ("cold DockerWorker, serving idle", "serving"),
     ):
         i = st["idle"][name]
+        mem, rss, cpu = i["memory_mib"], i["rss_mib"], i["cpu_percent"]
+        value = f"{mem['median']:.1f} / {rss['median']:.1f}, {cpu['median']:.3f}"
+        note = f"max {mem['max']:.1f} / {rss['max']:.1f}, {cpu['max']:.3f}; "
+        note += f"{i['pids']:.0f} pids"
+        note += f"; {s['idle_claimed']} claimed" if name == "claimed" else ""
         rows.append(
-            [
-                f"{label} (x{i['n']}): memory / RSS MiB, CPU % of a core",
-                f"{i['memory_mib']['median']:.1f} / {i['rss_mib']['median']:.1f}, "
-                f"{i['cpu_percent']['median']:.3f}",
-                f"max {i['memory_mib']['max']:.1f} / {i['rss_mib']['max']:.1f}, "
-                f"{i['cpu_percent']['max']:.3f}; {i['pids']:.0f} pids"
-                + (f"; {s['idle_claimed']} claimed" if name == "claimed" else ""),
-                "",
-            ]
+            [f"{label} (x{i['n']}): memory / RSS MiB, CPU % of a core", value, note, ""]
         )
-    targets += [
-        {
-            "target": "standby x1 claim -> dispatchable p50 <= "
-            f"{CLAIM_P50_TARGET * 1e3:.0f} ms",
-            "value": f"{claim['median'] * 1e3:.1f} ms (p99 {claim['p99'] * 1e3:.1f})",
-            "ok": claim["median"] <= CLAIM_P50_TARGET and st["claimed"] == claim["n"],
-        },
-        {
-            "target": f"standby x{n} pool entry -> first result <= "
-            f"{POOL_RATIO_TARGET}x LocalWorker",
-            "value": f"{ratio:.2f}x (cold DockerWorker {cold_med / local_med:.2f}x)",
-            "ok": ratio <= POOL_RATIO_TARGET,
-        },
-        {
-            "target": f"standby burst x{bn}, refill=release <= "
-            f"{BURST_RATIO_TARGET:.2f}x no standby",
-            "value": f"{release_ratio:.3f}x (refill=claim {claim_ratio:.3f}x)",
-            "ok": release_ratio <= BURST_RATIO_TARGET,
-        },
-    ]
-    return table(
+    ratio = pool["standby"]["first_result"]["median"] / local_med
+    cold_ratio = pool["cold"]["first_result"]["median"] / local_med
+    release_ratio = burst["release"]["wall"]["median"] / cold_burst
+    claim_ratio = burst["claim"]["wall"]["median"] / cold_burst
+    target(
+        targets,
+        f"standby x1 claim -> dispatchable p50 <= {CLAIM_P50_TARGET * 1e3:.0f} ms",
+        f"{claim['median'] * 1e3:.1f} ms (p99 {claim['p99'] * 1e3:.1f})",
+        claim["median"] <= CLAIM_P50_TARGET and st["claimed"] == claim["n"],
+    )
+    target(
+        targets,
+        f"standby x{n} pool entry -> first result <= {POOL_RATIO_TARGET}x LocalWorker",
+        f"{ratio:.2f}x (cold DockerWorker {cold_ratio:.2f}x)",
+        ratio <= POOL_RATIO_TARGET,
+    )
+    target(
+        targets,
+        f"standby burst x{bn}, refill=release <= {BURST_RATIO_TARGET:.2f}x no standby",
+        f"{release_ratio:.3f}x (refill=claim {claim_ratio:.3f}x)",
+        release_ratio <= BURST_RATIO_TARGET,
+    )
+    window = median([r["window_s"] for r in s["idle"]["parked"]])
+    title = (
         f"WARM STANDBY (median [min-max] over {s['repeats']} interleaved repeats; "
-        f"claims over {claim['n']}; idle over "
-        f"{median([r['window_s'] for r in s['idle']['parked']]):.0f} s; standby "
-        f"filled before every measurement, median refill {st['fill']['median']:.2f} s; "
-        f"load average (1 min) {spread(st['loadavg_1min'], digits=1)})",
-        ["measure", "value", "note", "target"],
-        rows,
-    ) + _phase_line(st["claim_phases"])
-
-
-def _phase_line(phases: list[tuple[str, float]]) -> str:
-    parts = ", ".join(f"{name} {seconds * 1e3:.1f}" for name, seconds in phases)
-    return f"\nx1 claim, median ms per phase: {parts}"
+        f"claims over {claim['n']}; idle over {window:.0f} s; standby filled before "
+        f"every measurement, median refill {st['fill']['median']:.2f} s; "
+        f"load average (1 min) {spread(st['loadavg_1min'], digits=1)})"
+    )
+    phases = ", ".join(f"{name} {sec * 1e3:.1f}" for name, sec in st["claim_phases"])
+    return table(title, "measure, value, note, target", rows) + (
+        f"\nx1 claim, median ms per phase: {phases}"
+    )

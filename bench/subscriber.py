@@ -1,6 +1,6 @@
 """One subscriber implementation in its own process, driven over stdin/stdout.
 
-``python bench/subscriber.py IMPL NETWORK RUN_ID`` with IMPL one of ``native``
+``python -m bench.subscriber IMPL NETWORK RUN_ID`` with IMPL one of ``native``
 (``wool_docker._native.subscribe``), ``public`` (``DockerDiscovery.subscriber``)
 or ``aiodocker`` (the baseline). Each subscriber runs alone in its process, so
 its event loop is idle unless the benchmark makes it busy, and its CPU time and
@@ -24,6 +24,7 @@ Commands are JSON lines on stdin; each gets one JSON line on stdout:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
 import sys
@@ -33,17 +34,21 @@ from collections import Counter
 from typing import Any
 
 import aiodocker
-from baseline import AiodockerSubscriber
-from common import selector
 
 from wool_docker import DockerDiscovery
 from wool_docker import _native
+
+from .baseline import AiodockerSubscriber
+from .common import selector
 
 HOLD = 0.2
 """Seconds the busy loop's callback holds the loop."""
 
 PERIOD = 0.5
 """Seconds between the starts of two holds."""
+
+Event = tuple[str, str, int, int]
+"""(kind, id32, arrival_ns, observed_ns)"""
 
 
 def rss_kb() -> int:
@@ -59,32 +64,20 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-class Impl:
-    """One way to subscribe; ``next`` returns (kind, id32, arrival_ns, observed_ns)."""
+class Native:
+    """``wool_docker._native.subscribe``: batches, each stamped on arrival."""
 
     def __init__(self, network: str, run_id: str):
-        self.network = network
-        self.selector = selector(run_id)
+        self.network, self.selector = network, selector(run_id)
+        self.subscription: Any = None
+        self.pending: list[tuple[str, Any, int]] = []
 
-    async def open(self) -> None:
-        raise NotImplementedError
-
-    async def next(self) -> tuple[str, str, int, int]:
-        raise NotImplementedError
-
-    async def close(self) -> None:
-        raise NotImplementedError
-
-
-class Native(Impl):
     async def open(self) -> None:
         self.subscription = await _native.subscribe(self.selector, self.network, None)
 
-    async def next(self) -> tuple[str, str, int, int]:
-        # The native subscription hands over batches; keep the rest for later calls,
-        # all stamped with the batch's arrival time.
+    async def next(self) -> Event:
         while True:
-            if not getattr(self, "pending", None):
+            if not self.pending:
                 batch = await self.subscription.next()
                 arrival = time.time_ns()
                 if batch is None:
@@ -94,66 +87,75 @@ class Native(Impl):
             if kind == "warning":
                 print(f"warning: {record}", file=sys.stderr)
                 continue
-            assert isinstance(record, dict)
             return kind, record["container_id"][:32], arrival, int(record["observed_ns"])
 
     async def close(self) -> None:
-        if (subscription := getattr(self, "subscription", None)) is not None:
-            subscription.close()
+        if self.subscription is not None:
+            self.subscription.close()
 
 
-class Public(Impl):
+class Public(Native):
+    """``DockerDiscovery.subscriber``, the public API."""
+
     async def open(self) -> None:
         discovery = DockerDiscovery(network=self.network, labels=self.selector)
-        self.iterator = aiter(discovery.subscriber)
+        self.subscription = aiter(discovery.subscriber)
 
-    async def next(self) -> tuple[str, str, int, int]:
-        event = await anext(self.iterator)
-        arrival = time.time_ns()
-        return event.type, event.metadata.uid.hex, arrival, 0
+    async def next(self) -> Event:
+        event = await anext(self.subscription)
+        return event.type, event.metadata.uid.hex, time.time_ns(), 0
 
     async def close(self) -> None:
-        aclose = getattr(getattr(self, "iterator", None), "aclose", None)
-        if aclose is not None:
+        if (aclose := getattr(self.subscription, "aclose", None)) is not None:
             await aclose()
 
 
-class Baseline(Impl):
+class Baseline(Native):
+    """The aiodocker baseline, on one client per process (reused like the native
+    core reuses its connection)."""
+
     client: aiodocker.Docker | None = None
-    """One client per process, reused like the native core reuses its connection."""
 
     async def open(self) -> None:
         if Baseline.client is None:
             Baseline.client = aiodocker.Docker()
-        self.subscriber = AiodockerSubscriber(
+        self.subscription = AiodockerSubscriber(
             self.selector, self.network, Baseline.client
         )
-        await self.subscriber.__aenter__()
+        await self.subscription.__aenter__()
 
-    async def next(self) -> tuple[str, str, int, int]:
-        kind, record = await anext(self.subscriber)
-        arrival = time.time_ns()
-        return kind, record["id"][:32], arrival, record["observed_ns"]
+    async def next(self) -> Event:
+        kind, record = await anext(self.subscription)
+        return kind, record["id"][:32], time.time_ns(), record["observed_ns"]
 
     async def close(self) -> None:
-        if (subscriber := getattr(self, "subscriber", None)) is not None:
-            await subscriber.__aexit__(None, None, None)
+        if self.subscription is not None:
+            await self.subscription.__aexit__(None, None, None)
 
 
 IMPLS = {"native": Native, "public": Public, "aiodocker": Baseline}
 
 
-class Hog:
-    """Holds the loop with a CPU-bound busy-wait of HOLD every PERIOD seconds."""
+class Follower:
+    """Records every event of one subscription; with ``busy``, holds the loop with a
+    CPU-bound busy-wait of HOLD every PERIOD seconds."""
 
-    def __init__(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.handle: asyncio.TimerHandle | None = None
-        self.holds = 0
-        self.held = 0.0
+    def __init__(self, impl: Native):
+        self.impl = impl
+        self.events: list[Event] = []
+        self.added: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.changed = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.hog: asyncio.TimerHandle | None = None
+        self.holds, self.held = 0, 0.0
 
-    def start(self) -> None:
-        self.handle = self.loop.call_later(PERIOD - HOLD, self._spin)
+    async def start(self, busy: bool) -> None:
+        async with asyncio.timeout(60):
+            await self.impl.open()
+        self.task = asyncio.create_task(self._consume())
+        if busy:
+            self.hog = asyncio.get_running_loop().call_later(PERIOD - HOLD, self._spin)
 
     def _spin(self) -> None:
         start = time.perf_counter()
@@ -161,47 +163,19 @@ class Hog:
             pass
         self.holds += 1
         self.held += time.perf_counter() - start
-        self.handle = self.loop.call_later(PERIOD - HOLD, self._spin)
-
-    def stop(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-
-
-class Follower:
-    """Records every event of one subscription."""
-
-    def __init__(self, impl: Impl):
-        self.impl = impl
-        self.events: list[tuple[str, str, int, int]] = []
-        self.added: Counter[str] = Counter()
-        self.dropped: Counter[str] = Counter()
-        self.changed = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        self.hog: Hog | None = None
-
-    async def start(self, busy: bool) -> None:
-        async with asyncio.timeout(60):
-            await self.impl.open()
-        self.task = asyncio.create_task(self._consume())
-        if busy:
-            self.hog = Hog()
-            self.hog.start()
+        self.hog = asyncio.get_running_loop().call_later(PERIOD - HOLD, self._spin)
 
     async def _consume(self) -> None:
         while True:
             event = await self.impl.next()
             self.events.append(event)
-            kind, cid = event[0], event[1]
-            if kind == "worker-added":
-                self.added[cid] += 1
-            elif kind == "worker-dropped":
-                self.dropped[cid] += 1
+            if event[0] == "worker-added":
+                self.added[event[1]] += 1
+            elif event[0] == "worker-dropped":
+                self.dropped[event[1]] += 1
             self.changed.set()
 
-    def missing(
-        self, added: list[str], dropped: list[str]
-    ) -> tuple[list[str], list[str]]:
+    def missing(self, added: list[str], dropped: list[str]) -> tuple[list, list]:
         return (
             [c for c in added if not self.added[c]],
             [c for c in dropped if not self.dropped[c]],
@@ -210,15 +184,13 @@ class Follower:
     async def wait_for(
         self, added: list[str], dropped: list[str], timeout: float
     ) -> dict:
-        try:
+        with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while any(self.missing(added, dropped)):
                     if self.task is not None and self.task.done():
                         self.task.result()
                     self.changed.clear()
                     await self.changed.wait()
-        except TimeoutError:
-            pass
         missing_added, missing_dropped = self.missing(added, dropped)
         return {
             "ok": not (missing_added or missing_dropped),
@@ -228,7 +200,7 @@ class Follower:
 
     async def stop(self) -> dict[str, Any]:
         if self.hog is not None:
-            self.hog.stop()
+            self.hog.cancel()
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
@@ -237,18 +209,17 @@ class Follower:
         return {
             "events": self.events,
             "final": final,
-            "holds": self.hog.holds if self.hog else 0,
-            "held": self.hog.held if self.hog else 0.0,
+            "holds": self.holds,
+            "held": self.held,
         }
 
 
-async def sync(impl_type: type[Impl], args: tuple[str, str], command: dict) -> dict:
+async def sync(make: type[Native], args: tuple[str, str], command: dict) -> dict:
     expect, repeats, timeout = command["expect"], command["repeats"], command["timeout"]
     times, firsts, cpus = [], [], []
     for _ in range(repeats):
-        impl = impl_type(*args)
-        cpu0 = time.process_time()
-        t0 = time.perf_counter()
+        impl = make(*args)
+        cpu0, t0 = time.process_time(), time.perf_counter()
         seen: set[str] = set()
         try:
             async with asyncio.timeout(timeout):
@@ -266,9 +237,9 @@ async def sync(impl_type: type[Impl], args: tuple[str, str], command: dict) -> d
     return {"times": times, "first": firsts, "cpu": cpus}
 
 
-async def idle(impl_type: type[Impl], args: tuple[str, str], command: dict) -> dict:
+async def idle(make: type[Native], args: tuple[str, str], command: dict) -> dict:
     before = rss_kb()
-    follower = Follower(impl_type(*args))
+    follower = Follower(make(*args))
     await follower.start(busy=False)
     try:
         async with asyncio.timeout(command["timeout"]):
@@ -295,8 +266,7 @@ async def idle(impl_type: type[Impl], args: tuple[str, str], command: dict) -> d
 
 async def main() -> None:
     impl_name, network, run_id = sys.argv[1:4]
-    impl_type = IMPLS[impl_name]
-    args = (network, run_id)
+    make, args = IMPLS[impl_name], (network, run_id)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -311,24 +281,21 @@ async def main() -> None:
         try:
             match command["cmd"]:
                 case "sync":
-                    reply(await sync(impl_type, args, command))
+                    reply(await sync(make, args, command))
                 case "follow":
-                    follower = Follower(impl_type(*args))
+                    follower = Follower(make(*args))
                     await follower.start(command["busy"])
                     reply({"ok": True})
                 case "await":
                     assert follower is not None
-                    reply(
-                        await follower.wait_for(
-                            command["added"], command["dropped"], command["timeout"]
-                        )
-                    )
+                    added, dropped = command["added"], command["dropped"]
+                    reply(await follower.wait_for(added, dropped, command["timeout"]))
                 case "report":
                     assert follower is not None
                     reply(await follower.stop())
                     follower = None
                 case "idle":
-                    reply(await idle(impl_type, args, command))
+                    reply(await idle(make, args, command))
                 case "exit":
                     break
         except Exception as e:  # report, keep serving

@@ -1,31 +1,12 @@
-"""Discovery of remote Swarm tasks on a real two-node swarm: latency and Engine load.
+"""Section ``swarm``: discovery of another node's Swarm tasks on a real two-node
+swarm (`tests/integration/multinode.py`), latency and Engine load; root, the
+machine's Engine in no swarm. Method: bench/README.md, "Swarm across nodes:
+discovery latency and Engine load".
 
-The ``swarm`` section of ``bench/run.py`` (``scripts/bench.sh --only swarm``; root,
-the machine's Engine in no swarm). It builds the swarm of
-`tests/integration/multinode.py` (the machine's Engine as manager, a second Engine
-in a network namespace as worker) and measures, for each poll period
-(``WOOL_DOCKER_SWARM_INTERVAL``):
-
-- latency: a service constrained to the other node is scaled up by steps, then
-  its tasks are killed (``docker -H <second> kill``) one at a time, round after
-  round (Swarm replaces them: more starts). A subscriber
-  (``DockerDiscovery(network=<overlay>, labels={service name}).subscriber``)
-  runs in a container on the overlay on the manager, with the manager's socket,
-  and stamps each event with ``time.time()`` (the container shares the host's
-  clock). Added is measured from the task container's ``State.StartedAt`` and
-  from its ready line's log timestamp (both from the second Engine), dropped from
-  the container's ``die`` event (the second Engine's ``timeNano``) and from the
-  moment the kill command was issued;
-- Engine load: one idle subscriber in such a container, over a service of 4
-  tasks on both nodes, talks to the Engine through a counting proxy (a unix
-  socket in front of ``/var/run/docker.sock``, bind-mounted as the container's
-  ``/var/run/docker.sock``) that parses every HTTP request head it forwards;
-  the requests in the idle window are counted by method and path, next to the
-  CPU time of the machine's dockerd and of the subscriber's container.
-
-Inside the subscriber's container this file runs as
-``python3 /bench/swarm_latency.py watch NETWORK KEY=VALUE...``: one JSON line per
-event, until its standard input ends.
+The subscriber runs in a container on the overlay, as ``python3 -m
+bench.swarm_latency watch NETWORK KEY=VALUE...``: one JSON line per event, until
+its standard input ends; it talks to the manager's Engine through a
+`CountingProxy`, whose ``GET /tasks`` stamps are the polls.
 """
 
 from __future__ import annotations
@@ -50,14 +31,18 @@ from typing import TYPE_CHECKING
 from typing import Any
 from typing import Final
 
-import common
-import report
+from . import common
+from .common import progress
+from .report import median
+from .report import rfc3339_ns
+from .report import summary
+from .report import table
+from .report import target
 
 if TYPE_CHECKING:
-    from multinode import Swarm
+    from tests.integration.multinode import Swarm
 
 SERVICE_LABEL: Final[str] = "com.docker.swarm.service.name"
-READY: Final[str] = "wool-docker ready "
 ENGINE_SOCKET: Final[str] = "/var/run/docker.sock"
 
 START_TIMEOUT: Final[float] = 240.0
@@ -71,7 +56,7 @@ TRAEFIK_REFRESH_S: Final[float] = 15.0
 """Traefik's Swarm provider default ``refreshSeconds``."""
 
 
-# Inside the container -------------------------------------------------------------
+# Inside the container ------------------------------------------------------------
 
 
 async def _watch(network: str, labels: dict[str, str]) -> None:
@@ -80,25 +65,20 @@ async def _watch(network: str, labels: dict[str, str]) -> None:
     print(json.dumps({"type": "subscribed", "t": time.time()}), flush=True)
     async for event in DockerDiscovery(network=network, labels=labels).subscriber:
         t = time.time()
-        record = {
-            "type": str(event.type),
-            "uid": str(event.metadata.uid),
-            "address": event.metadata.address,
-            "t": t,
-        }
+        uid, address = str(event.metadata.uid), event.metadata.address
+        record = {"type": str(event.type), "uid": uid, "address": address, "t": t}
         print(json.dumps(record), flush=True)
 
 
 async def _watch_main(network: str, pairs: list[str]) -> None:
-    labels = dict(pair.split("=", 1) for pair in pairs)
-    watch = asyncio.ensure_future(_watch(network, labels))
+    watch = asyncio.ensure_future(_watch(network, dict(p.split("=", 1) for p in pairs)))
     await asyncio.to_thread(sys.stdin.read)
     watch.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await watch
 
 
-# On the host ----------------------------------------------------------------------
+# On the host ---------------------------------------------------------------------
 
 
 def uid_of(container_id: str) -> str:
@@ -114,7 +94,7 @@ class Watcher:
         swarm: Swarm,
         run_id: str,
         name: str,
-        labels: dict[str, str],
+        service: str,
         interval: float,
         engine_socket: str,
         log: Path,
@@ -122,52 +102,26 @@ class Watcher:
         self.name = name
         self.events: list[dict[str, Any]] = []
         self.changed = threading.Condition()
-        self.log = log
-        args = [
-            "docker",
-            "run",
-            "--rm",
-            "-i",
-            "--name",
-            name,
-            "--label",
-            f"{common.BENCH_LABEL}={run_id}",
-            "--network",
-            swarm.overlay,
-            "-v",
-            f"{common.BENCH_DIR}:/bench:ro",
-            "-v",
-            f"{engine_socket}:/var/run/docker.sock",
-            # The counting proxy's socket is root's alone: a harness privilege.
-            "--user",
-            "0",
-            "-e",
-            f"WOOL_DOCKER_SWARM_INTERVAL={interval:g}",
-            "-e",
-            "PYTHONDONTWRITEBYTECODE=1",
-            "--entrypoint",
-            "python3",
-            swarm.image,
-            "/bench/swarm_latency.py",
-            "watch",
-            swarm.overlay,
-            *[f"{k}={v}" for k, v in labels.items()],
-        ]
+        options = ["-v", f"{engine_socket}:/var/run/docker.sock"]
+        # The counting proxy's socket is root's alone: a harness privilege.
+        options += ["--user", "0", "-e", f"WOOL_DOCKER_SWARM_INTERVAL={interval:g}"]
+        args = common.in_container(
+            swarm.image, name, run_id, swarm.overlay, options, "swarm_latency", "watch"
+        )
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("ab") as err:
             self.process = subprocess.Popen(
-                args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err
+                [*args, swarm.overlay, f"{SERVICE_LABEL}={service}"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
             )
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         self.wait(lambda es: any(e["type"] == "subscribed" for e in es), 60, "subscribe")
-        self.container = subprocess.run(
-            ["docker", "inspect", "--format", "{{.Id}}", name],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=common.CLI_TIMEOUT,
-        ).stdout.strip()
+        self.container = common.cli("inspect", "--format", "{{.Id}}", name).strip()
+        if not self.container:
+            raise RuntimeError(f"the subscriber's container {name} is not there")
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -208,6 +162,9 @@ class Watcher:
                     return e["t"]
         return None
 
+    def uids(self, kind: str) -> list[str]:
+        return [e["uid"] for e in self.events if e["type"] == kind]
+
     def close(self) -> None:
         if self.process.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
@@ -226,16 +183,8 @@ class EngineEvents(threading.Thread):
     def __init__(self, host: str):
         super().__init__(daemon=True)
         self.process = subprocess.Popen(
-            [
-                "docker",
-                "-H",
-                host,
-                "events",
-                "--filter",
-                "type=container",
-                "--format",
-                "{{json .}}",
-            ],
+            ["docker", "-H", host, "events", "--filter", "type=container"]
+            + ["--format", "{{json .}}"],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -258,18 +207,20 @@ class CountingProxy:
 
     Parses every request head on the way in (``Content-Length`` bodies are
     skipped; a chunked or upgraded request makes the rest of that connection
-    opaque, and is said so); answers pass through untouched.
+    opaque, and is said so); answers pass through untouched. Lives in a
+    temporary directory of its own.
     """
 
-    def __init__(self, path: Path, upstream: str = ENGINE_SOCKET):
-        self.path, self.upstream = path, upstream
+    def __init__(self, run_id: str, upstream: str = ENGINE_SOCKET):
+        self.directory = Path(tempfile.mkdtemp(prefix=f"wdb-{run_id}-proxy-"))
+        self.path, self.upstream = self.directory / "docker.sock", upstream
         self.requests: list[tuple[float, str, str]] = []
         self.opaque: list[tuple[float, str]] = []
         self.connections = 0
         self.lock = threading.Lock()
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.server.bind(str(path))
-        os.chmod(path, 0o666)
+        self.server.bind(str(self.path))
+        os.chmod(self.path, 0o666)
         self.server.listen(64)
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -327,20 +278,18 @@ class CountingProxy:
                         break
                     head, buffer = buffer[:end].decode("latin-1"), buffer[end + 4 :]
                     line, *headers = head.split("\r\n")
-                    method, target = (line.split(" ") + ["", ""])[:2]
+                    method, path = (line.split(" ") + ["", ""])[:2]
                     with self.lock:
-                        self.requests.append((time.time(), method, target))
+                        self.requests.append((time.time(), method, path))
                     fields = {
                         k.strip().lower(): v.strip()
                         for k, _, v in (h.partition(":") for h in headers)
                     }
-                    if (
-                        "chunked" in fields.get("transfer-encoding", "").lower()
-                        or "upgrade" in fields
-                    ):
+                    chunked = "chunked" in fields.get("transfer-encoding", "").lower()
+                    if chunked or "upgrade" in fields:
                         opaque = True
                         with self.lock:
-                            self.opaque.append((time.time(), target))
+                            self.opaque.append((time.time(), path))
                         break
                     body = int(fields.get("content-length", "0") or 0)
         except OSError:
@@ -356,19 +305,19 @@ class CountingProxy:
         self.server.close()
         with contextlib.suppress(OSError):
             self.path.unlink()
+        with contextlib.suppress(OSError):
+            self.directory.rmdir()
 
 
-def endpoint(target: str) -> str:
+def endpoint(path: str) -> str:
     """``/v1.41/tasks?filters=…`` → ``/tasks``; ids in paths → ``{id}``."""
-    path = target.split("?", 1)[0]
-    parts = [p for p in path.split("/") if p]
+    parts = [p for p in path.split("?", 1)[0].split("/") if p]
     if parts and parts[0].startswith("v1."):
         parts = parts[1:]
-    out = []
-    for i, part in enumerate(parts):
-        known = part in {"json", "logs", "events", "info", "version", "_ping"}
-        out.append("{id}" if i == 1 and not known else part)
-    return "/" + "/".join(out)
+    known = {"json", "logs", "events", "info", "version", "_ping"}
+    return "/" + "/".join(
+        "{id}" if i == 1 and part not in known else part for i, part in enumerate(parts)
+    )
 
 
 def dockerd_cpu() -> float:
@@ -380,20 +329,14 @@ def dockerd_cpu() -> float:
 
 def container_cpu(container: str) -> float:
     """CPU seconds the processes of one container have used (those alive)."""
-    total = 0.0
-    for name, _, cpu in common.process_cpu().values():
-        if name.startswith(f"container {container[:64]}:"):
-            total += cpu
-    return total
-
-
-def stamp_of(line: str) -> float:
-    """The timestamp ``docker logs --timestamps`` puts before a line, Unix s."""
-    return common.rfc3339_ns(line.split(" ", 1)[0]) / 1e9
+    prefix = f"container {container[:64]}:"
+    return sum(
+        c for name, _, c in common.process_cpu().values() if name.startswith(prefix)
+    )
 
 
 def ms_summary(values: list[float]) -> dict[str, Any]:
-    s = common.summary(values)
+    s = summary(values)
     return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in s.items()}
 
 
@@ -406,31 +349,30 @@ class Tasks:
 
     def refresh(self) -> None:
         for task in self.swarm.manager.tasks(service=self.service):
-            status = task.get("Status", {})
-            cid = status.get("ContainerStatus", {}).get("ContainerID")
+            cid = task.get("Status", {}).get("ContainerStatus", {}).get("ContainerID")
             if cid and uid_of(cid) not in self.by_uid:
-                self.by_uid[uid_of(cid)] = {
+                entry = {
                     "container": cid,
                     "task": task["ID"],
                     "node": task.get("NodeID"),
                 }
+                self.by_uid[uid_of(cid)] = entry
 
     def describe(self, uid: str) -> dict[str, Any]:
         """StartedAt and the ready line's stamp from the second Engine."""
-        entry = self.by_uid.get(uid)
-        if entry is None:
+        if uid not in self.by_uid:
             self.refresh()
-            entry = self.by_uid[uid]
+        entry = self.by_uid[uid]
         if "started" in entry:
             return entry
         cid = entry["container"]
         (inspected,) = json.loads(self.swarm.worker.out("container", "inspect", cid))
-        entry["started"] = common.rfc3339_ns(inspected["State"]["StartedAt"]) / 1e9
+        entry["started"] = rfc3339_ns(inspected["State"]["StartedAt"]) / 1e9
         logs = self.swarm.worker.run("logs", "--timestamps", cid, check=False)
-        ready = [
-            line for line in (logs.stdout + logs.stderr).splitlines() if READY in line
-        ]
-        entry["ready"] = stamp_of(ready[0]) if ready else None
+        lines = (logs.stdout + logs.stderr).splitlines()
+        ready = [line for line in lines if common.READY_PREFIX in line]
+        # The timestamp ``docker logs --timestamps`` puts before a line.
+        entry["ready"] = rfc3339_ns(ready[0].split(" ", 1)[0]) / 1e9 if ready else None
         return entry
 
 
@@ -438,36 +380,27 @@ def measure_latency(
     swarm: Swarm,
     run_id: str,
     interval: float,
-    on_node: int,
-    step: int,
+    plan: dict[str, Any],
     kills: int,
     log: Path,
-    progress: Callable[[str], None],
 ) -> dict[str, Any]:
     """Remote starts and kills; every event of the subscriber against the Engine."""
+    on_node = plan["swarm_on_node"]
     service = swarm.create_service(0, "--constraint", f"node.id=={swarm.worker.node_id}")
     tasks = Tasks(swarm, service)
     engine_events = EngineEvents(swarm.worker.host)
     engine_events.start()
     # Through the counting proxy too: its GET /tasks stamps are the polls.
-    directory = Path(tempfile.mkdtemp(prefix=f"wdb-{run_id}-proxy-"))
-    proxy = CountingProxy(directory / "docker.sock")
-    watcher = Watcher(
-        swarm,
-        run_id,
-        f"wdb-{run_id}-swatch-lat{interval:g}",
-        {SERVICE_LABEL: service},
-        interval,
-        str(proxy.path),
-        log,
-    )
+    proxy = CountingProxy(run_id)
+    name = f"wdb-{run_id}-swatch-lat{interval:g}"
+    watcher = Watcher(swarm, run_id, name, service, interval, str(proxy.path), log)
     killed: dict[str, dict[str, float]] = {}
     began = time.time()
     try:
-        for target in range(step, on_node + 1, step):
-            swarm.manager.run("service", "scale", "--detach", f"{service}={target}")
-            watcher.wait_live(target, START_TIMEOUT, f"{target} remote tasks added")
-            progress(f"swarm interval {interval:g} s: {target} remote tasks added")
+        for goal in range(plan["swarm_step"], on_node + 1, plan["swarm_step"]):
+            swarm.manager.run("service", "scale", "--detach", f"{service}={goal}")
+            watcher.wait_live(goal, START_TIMEOUT, f"{goal} remote tasks added")
+            progress(f"swarm interval {interval:g} s: {goal} remote tasks added")
         while len(killed) < kills:
             for uid in sorted(watcher.live() - killed.keys()):
                 if len(killed) >= kills:
@@ -498,47 +431,38 @@ def measure_latency(
     finally:
         watcher.close()
         proxy.close()
-        with contextlib.suppress(OSError):
-            directory.rmdir()
         swarm.remove_service(service, timeout=300)
         engine_events.close()
-    polls = [t for t, _, target in proxy.requests if endpoint(target) == "/tasks"]
+    polls = [t for t, _, path in proxy.requests if endpoint(path) == "/tasks"]
     gaps = [(a, b - a) for a, b in zip(polls, polls[1:], strict=False)]
-
-    added_uids = [e["uid"] for e in watcher.events if e["type"] == "worker-added"]
-    dropped_uids = [e["uid"] for e in watcher.events if e["type"] == "worker-dropped"]
+    added_uids = watcher.uids("worker-added")
     samples: list[dict[str, Any]] = []
     for uid in dict.fromkeys(added_uids):
         entry = tasks.by_uid.get(uid, {})
-        added = watcher.first("worker-added", uid)
-        sample: dict[str, Any] = {"uid": uid, **entry, "added": added}
+        sample = {"uid": uid, **entry, "added": watcher.first("worker-added", uid)}
         if uid in killed:
-            cid = entry.get("container", "")
             sample["kill_cmd"] = killed[uid]["cmd"]
-            sample["died"] = engine_events.seen.get((cid, "die"))
+            sample["died"] = engine_events.seen.get((entry.get("container", ""), "die"))
             sample["dropped"] = watcher.first("worker-dropped", uid, killed[uid]["cmd"])
         samples.append(sample)
     dying = [
         (s["died"], s["dropped"]) for s in samples if s.get("died") and s.get("dropped")
     ]
 
-    def deltas(end: str, start: str) -> list[float]:
-        return [
-            s[end] - s[start]
-            for s in samples
-            if s.get(end) is not None and s.get(start) is not None
-        ]
+    def deltas(end: str, start: str) -> dict[str, Any]:
+        pairs = [(s.get(end), s.get(start)) for s in samples]
+        return ms_summary([e - b for e, b in pairs if e is not None and b is not None])
 
     return {
         "service": service,
         "began": began,
         "samples": samples,
         "events": watcher.events,
-        "added_from_start_s": ms_summary(deltas("added", "started")),
-        "added_from_ready_s": ms_summary(deltas("added", "ready")),
-        "ready_from_start_s": ms_summary(deltas("ready", "started")),
-        "dropped_from_die_s": ms_summary(deltas("dropped", "died")),
-        "dropped_from_kill_cmd_s": ms_summary(deltas("dropped", "kill_cmd")),
+        "added_from_start_s": deltas("added", "started"),
+        "added_from_ready_s": deltas("added", "ready"),
+        "ready_from_start_s": deltas("ready", "started"),
+        "dropped_from_die_s": deltas("dropped", "died"),
+        "dropped_from_kill_cmd_s": deltas("dropped", "kill_cmd"),
         "polls": [round(t - began, 3) for t in polls],
         "poll_gap_s": ms_summary([g for _, g in gaps]),
         # Gaps between polls that began while a killed task was dead and not
@@ -553,41 +477,34 @@ def measure_latency(
         "added_twice": [u for u, n in Counter(added_uids).items() if n > 1],
         # The subscriber is closed before the service goes: any other drop is
         # a live task dropped (a flap).
-        "dropped_unkilled": sorted({u for u in dropped_uids if u not in killed}),
+        "dropped_unkilled": sorted(set(watcher.uids("worker-dropped")) - killed.keys()),
     }
 
 
 def request_costs(swarm: Swarm, repeats: int = 20) -> dict[str, Any]:
     """What one poll's requests cost the manager, timed from the host."""
+    running = urllib.parse.quote(json.dumps({"desired-state": ["running"]}))
     out: dict[str, Any] = {}
     for name, path in (
-        (
-            "GET /tasks (desired-state=running)",
-            "/tasks?filters="
-            + urllib.parse.quote(json.dumps({"desired-state": ["running"]})),
-        ),
+        ("GET /tasks (desired-state=running)", f"/tasks?filters={running}"),
         ("GET /nodes", "/nodes"),
         ("GET /services", "/services"),
     ):
         times, size = [], 0
         for _ in range(repeats):
             begin = time.perf_counter()
-            status, body = swarm.manager.request("GET", path)
+            _, body = swarm.manager.request("GET", path)
             times.append(time.perf_counter() - begin)
             size = len(body)
-        out[name] = {"median_ms": round(common.median(times) * 1e3, 2), "bytes": size}
+        out[name] = {"median_ms": round(median(times) * 1e3, 2), "bytes": size}
     return out
 
 
-def measure_rate(
-    swarm: Swarm,
-    run_id: str,
-    intervals: list[float],
-    idle_seconds: float,
-    results: Path,
-    progress: Callable[[str], None],
-) -> dict[str, Any]:
+def measure_rate(swarm: Swarm, run_id: str, plan: dict[str, Any], log: Path) -> dict:
     """One idle subscriber per poll period, through the counting proxy."""
+    from tests.integration.multinode import wait_for
+
+    idle_seconds = plan["swarm_idle_seconds"]
     service = swarm.create_service(4, "--replicas-max-per-node", "2")
     out: dict[str, Any] = {"service": service, "by_interval": {}}
     try:
@@ -596,8 +513,6 @@ def measure_rate(
             tasks = swarm.manager.tasks(service=service, desired_state="running")
             states = [t["Status"]["State"] for t in tasks]
             return tasks if states == ["running"] * 4 else None
-
-        from multinode import wait_for
 
         tasks = wait_for(running, timeout=START_TIMEOUT, what="4 running tasks")
         nodes = Counter(t["NodeID"] for t in tasks)
@@ -609,22 +524,14 @@ def measure_rate(
         # The Engine without a subscriber, over the same service, for comparison.
         cpu0, t0 = dockerd_cpu(), time.time()
         time.sleep(idle_seconds / 2)
-        out["dockerd_cpu_pct_without_subscriber"] = round(
-            100 * (dockerd_cpu() - cpu0) / (time.time() - t0), 3
-        )
-        for interval in intervals:
-            directory = Path(tempfile.mkdtemp(prefix=f"wdb-{run_id}-proxy-"))
-            proxy = CountingProxy(directory / "docker.sock")
-            watcher = None
+        cpu = 100 * (dockerd_cpu() - cpu0) / (time.time() - t0)
+        out["dockerd_cpu_pct_without_subscriber"] = round(cpu, 3)
+        for interval in plan["swarm_intervals"]:
+            proxy, watcher = CountingProxy(run_id), None
             try:
+                name = f"wdb-{run_id}-swatch-idle{interval:g}"
                 watcher = Watcher(
-                    swarm,
-                    run_id,
-                    f"wdb-{run_id}-swatch-idle{interval:g}",
-                    {SERVICE_LABEL: service},
-                    interval,
-                    str(proxy.path),
-                    results,
+                    swarm, run_id, name, service, interval, str(proxy.path), log
                 )
                 watcher.wait_live(4, START_TIMEOUT, "4 workers")
                 # Two periods more: the last poll of the initial sync is over.
@@ -644,8 +551,8 @@ def measure_rate(
                     "by_endpoint": dict(counted.most_common()),
                     "targets": sorted({t for _, _, t in window}),
                     "before_window": [
-                        [round(t - start, 3), m, tg]
-                        for t, m, tg in proxy.requests
+                        [round(t - start, 3), m, p]
+                        for t, m, p in proxy.requests
                         if t < start
                     ],
                     "connections": proxy.connections,
@@ -664,29 +571,18 @@ def measure_rate(
                 if watcher is not None:
                     watcher.close()
                 proxy.close()
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
     finally:
         swarm.remove_service(service, timeout=300)
     return out
 
 
-def section(
-    run_id: str,
-    intervals: list[float],
-    kills: list[int],
-    on_node: int,
-    step: int,
-    idle_seconds: float,
-    progress: Callable[[str], None],
-    wait_for_engine: float = 900.0,
-) -> dict[str, Any]:
+def section(run: common.Run, wait_for_engine: float = 900.0) -> dict[str, Any]:
     """The whole section: the swarm up, latency per interval, load, the swarm down."""
-    sys.path.insert(0, str(common.BENCH_DIR.parent / "tests" / "integration"))
-    from multinode import MANAGER_HOST
-    from multinode import Engine
-    from multinode import two_node_swarm
+    from tests.integration.multinode import MANAGER_HOST
+    from tests.integration.multinode import Engine
+    from tests.integration.multinode import two_node_swarm
 
+    plan = run.plan
     manager = Engine(MANAGER_HOST)
     waited = time.monotonic()
     while (state := manager.swarm_state()) != "inactive":
@@ -700,32 +596,28 @@ def section(
         "loadavg_before": {},
         "latency": {},
     }
-    log = common.RESULTS_DIR / f"swarm-{run_id}-subscribers.log"
-    out["subscriber_log"] = str(log.relative_to(common.BENCH_DIR.parent))
+    log = common.RESULTS_DIR / f"swarm-{run.id}-subscribers.log"
+    out["subscriber_log"] = str(log.relative_to(common.REPO_DIR))
     begin = time.monotonic()
     with two_node_swarm(
-        common.IMAGE,
-        name_prefix=f"wdb-{run_id}",
-        labels={common.BENCH_LABEL: run_id},
+        common.IMAGE, name_prefix=f"wdb-{run.id}", labels={common.BENCH_LABEL: run.id}
     ) as swarm:
         out["setup_s"] = round(time.monotonic() - begin, 1)
         progress(f"swarm: two-node swarm up in {out['setup_s']} s")
-        for interval, count in zip(intervals, kills, strict=True):
+        for interval, count in zip(
+            plan["swarm_intervals"], plan["swarm_kills"], strict=True
+        ):
             out["loadavg_before"][f"latency {interval:g}"] = os.getloadavg()
             out["latency"][f"{interval:g}"] = measure_latency(
-                swarm, run_id, interval, on_node, step, count, log, progress
+                swarm, run.id, interval, plan, count, log
             )
         out["loadavg_before"]["rate"] = os.getloadavg()
-        out["rate"] = measure_rate(swarm, run_id, intervals, idle_seconds, log, progress)
+        out["rate"] = measure_rate(swarm, run.id, plan, log)
         out["loadavg_end"] = os.getloadavg()
         mark = time.monotonic()
     out["teardown_s"] = round(time.monotonic() - mark, 1)
-    out["after"] = {
-        "swarm_state": manager.swarm_state(),
-        "netns": subprocess.run(
-            ["ip", "netns", "list"], capture_output=True, text=True
-        ).stdout.split(),
-    }
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    out["after"] = {"swarm_state": manager.swarm_state(), "netns": netns.stdout.split()}
     return out
 
 
@@ -737,22 +629,14 @@ def traefik(tasks: int, services: int = 1) -> dict[str, Any]:
     of each such task; it uses tasks in state ``running`` only, and takes no
     events in Swarm mode."""
     per_tick = 3 + services + tasks
-    return {
-        "per_tick": per_tick,
-        "per_s": round(per_tick / TRAEFIK_REFRESH_S, 3),
-        "refresh_s": TRAEFIK_REFRESH_S,
-    }
+    per_s = round(per_tick / TRAEFIK_REFRESH_S, 3)
+    return {"per_tick": per_tick, "per_s": per_s, "refresh_s": TRAEFIK_REFRESH_S}
 
 
-def _fmt(summary: dict[str, Any]) -> list[Any]:
-    if not summary.get("n"):
+def _fmt(s: dict[str, Any]) -> list[Any]:
+    if not s.get("n"):
         return [0, "-", "-", "-"]
-    return [
-        summary["n"],
-        f"{summary['median']:.2f}",
-        f"{summary['p99']:.2f}",
-        f"{summary['max']:.2f}",
-    ]
+    return [s["n"], *(f"{s[k]:.2f}" for k in ("median", "p99", "max"))]
 
 
 def tables(out: dict[str, Any], targets: list[dict[str, Any]]) -> str:
@@ -768,59 +652,42 @@ def tables(out: dict[str, Any], targets: list[dict[str, Any]]) -> str:
             ("  gaps of polls begun between death and drop", "poll_gap_during_drop_s"),
         ):
             rows.append([f"{interval} s", label, *_fmt(lat[key])])
-        rows.append(
-            [
-                f"{interval} s",
-                f"  kills {lat['kills']}, drops missed {len(lat['drops_missed'])}, "
-                f"added twice {len(lat['added_twice'])}, dropped without a kill "
-                f"{len(lat['dropped_unkilled'])}",
-                "",
-                "",
-                "",
-                "",
-            ]
+        counts = (
+            f"  kills {lat['kills']}, drops missed {len(lat['drops_missed'])}, "
+            f"added twice {len(lat['added_twice'])}, dropped without a kill "
+            f"{len(lat['dropped_unkilled'])}"
         )
+        rows.append([f"{interval} s", counts, "", "", "", ""])
     parts = [
-        report.table(
+        table(
             "SWARM REMOTE TASKS: latency (s), subscriber in a container on the overlay",
-            ["interval", "from -> to", "n", "p50", "p99", "max"],
+            "interval, from -> to, n, p50, p99, max",
             rows,
         )
     ]
-    rate = out.get("rate")
-    if rate:
+    if rate := out.get("rate"):
         remote = rate["tasks_per_node"]["worker"]
         t = traefik(4)
-        rrows = []
+        rows = []
         for interval, r in rate["by_interval"].items():
             by = ", ".join(f"{k} {v}" for k, v in r["by_endpoint"].items())
-            rrows.append(
-                [
-                    f"wool-docker, interval {interval} s",
-                    r["requests"],
-                    f"{r['per_s']:.2f}",
-                    f"{r['dockerd_cpu_pct']:.2f}",
-                    f"{r['subscriber_cpu_pct']:.2f}",
-                    by,
-                ]
-            )
-        window = next(iter(rate["by_interval"].values()))["window_s"]
-        rrows.append(
-            [
-                "Traefik swarm provider, 15 s (computed)",
-                round(t["per_s"] * window),
-                f"{t['per_s']:.2f}",
-                "",
-                "",
-                f"per tick: services, version, networks, 1 tasks, {4} nodes/ID",
+            row = [
+                f"wool-docker, interval {interval} s",
+                r["requests"],
+                f"{r['per_s']:.2f}",
             ]
-        )
+            row += [f"{r['dockerd_cpu_pct']:.2f}", f"{r['subscriber_cpu_pct']:.2f}", by]
+            rows.append(row)
+        window = next(iter(rate["by_interval"].values()))["window_s"]
+        row = ["Traefik swarm provider, 15 s (computed)", round(t["per_s"] * window)]
+        row += [f"{t['per_s']:.2f}", "", ""]
+        rows.append([*row, "per tick: services, version, networks, 1 tasks, 4 nodes/ID"])
         parts.append(
-            report.table(
+            table(
                 f"SWARM ENGINE LOAD: one idle subscriber, service of 4 tasks "
                 f"({4 - remote} manager + {remote} worker), {window:.0f} s window",
                 ["who", "requests", "req/s", "dockerd %", "subscr. %", "by endpoint"],
-                rrows,
+                rows,
             )
         )
         costs = ", ".join(
@@ -830,35 +697,25 @@ def tables(out: dict[str, Any], targets: list[dict[str, Any]]) -> str:
             f"per request (host, median of 20): {costs}; dockerd without a "
             f"subscriber: {rate['dockerd_cpu_pct_without_subscriber']:.2f} % of a core"
         )
-    one = out["latency"].get("1")
-    if one:
-        add = one["added_from_ready_s"]
-        drop = one["dropped_from_die_s"]
-        targets.append(
-            {
-                "target": "remote worker-added p99 <= ready line + 1 s (interval 1 s)",
-                "value": f"{add['p99']:.2f} s",
-                "ok": add["n"] > 0 and add["p99"] <= 1.0,
-            }
+    if one := out["latency"].get("1"):
+        add, drop = one["added_from_ready_s"], one["dropped_from_die_s"]
+        target(
+            targets,
+            "remote worker-added p99 <= ready line + 1 s (interval 1 s)",
+            f"{add['p99']:.2f} s",
+            add["n"] > 0 and add["p99"] <= 1.0,
         )
-        targets.append(
-            {
-                "target": "remote worker-dropped p99 <= container death + 2 s "
-                "(interval 1 s)",
-                "value": f"{drop['p99']:.2f} s",
-                "ok": drop["n"] > 0 and drop["p99"] <= 2.0,
-            }
+        target(
+            targets,
+            "remote worker-dropped p99 <= container death + 2 s (interval 1 s)",
+            f"{drop['p99']:.2f} s",
+            drop["n"] > 0 and drop["p99"] <= 2.0,
         )
         clean = not (
             one["drops_missed"] or one["added_twice"] or one["dropped_unkilled"]
         )
-        targets.append(
-            {
-                "target": "every remote task added once, every kill dropped, no flap",
-                "value": "yes" if clean else "no",
-                "ok": clean,
-            }
-        )
+        name = "every remote task added once, every kill dropped, no flap"
+        target(targets, name, "yes" if clean else "no", clean)
     loads = " ".join(f"{k} {v[0]:.1f}" for k, v in out.get("loadavg_before", {}).items())
     parts.append(
         f"swarm setup {out.get('setup_s')} s, teardown {out.get('teardown_s')} s; "
@@ -873,6 +730,6 @@ if __name__ == "__main__":
         asyncio.run(_watch_main(sys.argv[2], sys.argv[3:]))
     else:
         sys.exit(
-            "usage: python3 swarm_latency.py watch NETWORK KEY=VALUE...  (in the "
+            "usage: python3 -m bench.swarm_latency watch NETWORK KEY=VALUE...  (in the "
             "subscriber's container; the section runs as scripts/bench.sh --only swarm)"
         )

@@ -1,20 +1,11 @@
-"""`SwarmWorker` against `DockerWorker` on a real two-node Swarm.
+"""Section ``swarm-worker``: `SwarmWorker` against `DockerWorker` on a real
+two-node swarm (`tests/integration/multinode.py`): pool start and owner death;
+root, the machine's Engine in no swarm. Method: bench/README.md, "SwarmWorker on
+two nodes".
 
-The ``swarm-worker`` section of ``bench/run.py`` (``scripts/bench.sh --only
-swarm-worker``; root, the machine's Engine in no swarm). It builds the swarm of
-`tests/integration/multinode.py` and runs a pool where a pool that places its
-own workers runs: in a container on the overlay on the manager, with the
-manager's Engine. In one run, alternating the kinds:
-
-- start → dispatchable: a fresh ``WorkerPool(spawn=N)`` of `SwarmWorker` s or of
-  `DockerWorker` s (on the manager), from pool entry to the first routine's
-  result, and to every worker having served a call (every task reachable);
-- owner death: a process holding 4 `SwarmWorker` s on both nodes is killed
-  (SIGKILL to its container), and the time until every task has ended is read
-  from the manager's task list.
-
-Inside the container this file runs as ``python3 /bench/swarm_worker_bench.py
-pool '<json>'`` (one JSON line per measurement) or ``hold '<json>'``.
+The pools run where such a pool runs, in a container on the overlay on the
+manager: ``python3 -m bench.swarm_worker_bench pool '<json>'`` (one JSON line per
+measurement) or ``hold '<json>'`` (an owner of 4 workers, to be killed).
 """
 
 from __future__ import annotations
@@ -25,15 +16,22 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+import urllib.parse
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import Final
 
 import wool
 
+from . import common
+from .common import progress
+from .report import median
+from .report import summary
+from .report import table
+from .report import target
+
 if TYPE_CHECKING:
-    from multinode import Swarm
+    from tests.integration.multinode import Swarm
 
 START_TIMEOUT: Final[float] = 180.0
 """Seconds a pool may take to serve on a loaded machine."""
@@ -44,7 +42,7 @@ GONE_TIMEOUT: Final[float] = 60.0
 SERVICE_KIND: Final[str] = "wool.docker.service=worker"
 
 
-# Inside the container -------------------------------------------------------------
+# Inside the container ------------------------------------------------------------
 
 
 @wool.routine
@@ -65,11 +63,9 @@ async def _pools(config: dict[str, Any]) -> None:
         for repeat in range(config["repeats"]):
             # Alternate which kind goes first, so neither always meets a warm
             # (or a busy) Engine.
-            order = ["docker", "swarm"] if repeat % 2 == 0 else ["swarm", "docker"]
-            for kind in order:
-                made = kinds[kind]
+            for kind in ["docker", "swarm"][:: 1 if repeat % 2 == 0 else -1]:
 
-                def worker(*tags: str, made: Any = made, **kw: Any) -> Any:
+                def worker(*tags: str, made: Any = kinds[kind], **kw: Any) -> Any:
                     return made(
                         *tags,
                         image=config["image"],
@@ -80,37 +76,22 @@ async def _pools(config: dict[str, Any]) -> None:
                     )
 
                 begin = time.monotonic()
+                discovery = DockerDiscovery(network=config["network"])
                 pool = wool.WorkerPool(
-                    spawn=size,
-                    worker=worker,
-                    discovery=DockerDiscovery(network=config["network"]),
-                    quorum=size,
+                    spawn=size, worker=worker, discovery=discovery, quorum=size
                 )
-                async with asyncio.timeout(START_TIMEOUT):
-                    async with pool:
-                        await host()
-                        first = time.monotonic() - begin
-                        seen: set[str] = set()
-                        while len(seen) < size:
-                            seen.update(
-                                await asyncio.gather(*(host() for _ in range(size)))
-                            )
-                        every = time.monotonic() - begin
-                        entered = time.monotonic()
-                    exited = time.monotonic() - entered
-                print(
-                    json.dumps(
-                        {
-                            "kind": kind,
-                            "size": size,
-                            "first_s": first,
-                            "all_s": every,
-                            "reached": len(seen),
-                            "exit_s": exited,
-                        }
-                    ),
-                    flush=True,
-                )
+                async with asyncio.timeout(START_TIMEOUT), pool:
+                    await host()
+                    first = time.monotonic() - begin
+                    seen: set[str] = set()
+                    while len(seen) < size:
+                        seen.update(await asyncio.gather(*(host() for _ in range(size))))
+                    every = time.monotonic() - begin
+                    entered = time.monotonic()
+                exited = time.monotonic() - entered
+                row = {"kind": kind, "size": size, "first_s": first, "all_s": every}
+                row |= {"reached": len(seen), "exit_s": exited}
+                print(json.dumps(row), flush=True)
 
 
 async def _hold(config: dict[str, Any]) -> None:
@@ -127,72 +108,57 @@ async def _hold(config: dict[str, Any]) -> None:
     await asyncio.gather(*(w.stop() for w in workers))
 
 
-# On the host ----------------------------------------------------------------------
+# On the host ---------------------------------------------------------------------
 
 
 def _container(swarm: Swarm, run_id: str, name: str, mode: str, config: dict[str, Any]):
-    import common
-
     socket_path = "/var/run/docker.sock"
+    options = ["-v", f"{socket_path}:/var/run/docker.sock"]
+    options += ["--group-add", str(os.stat(socket_path).st_gid)]
+    options += ["-e", "DOCKER_HOST=unix:///var/run/docker.sock"]
     config = {"image": swarm.image, "network": swarm.overlay, **config}
+    args = common.in_container(
+        swarm.image, name, run_id, swarm.overlay, options, "swarm_worker_bench", mode
+    )
     return subprocess.Popen(
-        [
-            "docker", "run", "--rm", "-i", "--name", name,
-            "--label", f"{common.BENCH_LABEL}={run_id}",
-            "--network", swarm.overlay,
-            "-v", f"{common.BENCH_DIR}:/bench:ro",
-            "-v", f"{socket_path}:/var/run/docker.sock",
-            "--group-add", str(os.stat(socket_path).st_gid),
-            "-e", "DOCKER_HOST=unix:///var/run/docker.sock",
-            "-e", "PYTHONDONTWRITEBYTECODE=1",
-            "--entrypoint", "python3", swarm.image,
-            "/bench/swarm_worker_bench.py", mode, json.dumps(config),
-        ],
+        [*args, json.dumps(config)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
+
+
+def _worker_services(swarm: Swarm) -> list[dict[str, Any]]:
+    filters = urllib.parse.quote(json.dumps({"label": [SERVICE_KIND]}))
+    return swarm.manager.get(f"/services?filters={filters}")
 
 
 def _running_tasks(swarm: Swarm) -> int:
     """Tasks of Swarm workers' services that run, on both nodes."""
-    import urllib.parse
-
-    filters = urllib.parse.quote(json.dumps({"label": [SERVICE_KIND]}))
-    count = 0
-    for service in swarm.manager.get(f"/services?filters={filters}"):
-        for task in swarm.manager.tasks(service=service["ID"]):
-            if task.get("Status", {}).get("State") in ("starting", "running"):
-                count += 1
-    return count
+    return sum(
+        task.get("Status", {}).get("State") in ("starting", "running")
+        for service in _worker_services(swarm)
+        for task in swarm.manager.tasks(service=service["ID"])
+    )
 
 
 def _remove_worker_services(swarm: Swarm) -> None:
-    import urllib.parse
-
-    filters = urllib.parse.quote(json.dumps({"label": [SERVICE_KIND]}))
-    for service in swarm.manager.get(f"/services?filters={filters}"):
+    for service in _worker_services(swarm):
         swarm.manager.run("service", "rm", service["ID"], check=False)
 
 
-def measure_pools(
-    swarm: Swarm,
-    run_id: str,
-    sizes: list[int],
-    repeats: int,
-    progress: Callable[[str], None],
-) -> list[dict[str, Any]]:
+def measure_pools(swarm: Swarm, run: common.Run) -> list[dict[str, Any]]:
     """Pool entry → first result and → every worker reached, both kinds."""
-    name = f"wdb-{run_id}-swpool"
-    process = _container(
-        swarm, run_id, name, "pool", {"sizes": sizes, "repeats": repeats}
-    )
+    config = {
+        "sizes": run.plan["swarm_worker_sizes"],
+        "repeats": run.plan["swarm_worker_repeats"],
+    }
+    process = _container(swarm, run.id, f"wdb-{run.id}-swpool", "pool", config)
     rows = []
-    assert process.stdout is not None
+    assert process.stdout is not None and process.stderr is not None
     for line in process.stdout:
-        row = json.loads(line)
-        rows.append(row)
+        rows.append(row := json.loads(line))
         progress(
             f"swarm-worker: {row['kind']} ×{row['size']}: first {row['first_s']:.2f} s, "
             f"all {row['all_s']:.2f} s"
@@ -205,19 +171,16 @@ def measure_pools(
     return rows
 
 
-def measure_owner_death(
-    swarm: Swarm, run_id: str, repeats: int, progress: Callable[[str], None]
-) -> list[float]:
+def measure_owner_death(swarm: Swarm, run: common.Run) -> list[float]:
     """Owner SIGKILL → every task of its 4 Swarm workers ended, in seconds."""
-    from multinode import wait_for
+    from tests.integration.multinode import wait_for
 
     bounds = []
-    for repeat in range(repeats):
-        name = f"wdb-{run_id}-swhold{repeat}"
-        process = _container(swarm, run_id, name, "hold", {"count": 4})
-        assert process.stdout is not None
-        held = json.loads(process.stdout.readline() or "{}").get("held")
-        if not held:
+    for repeat in range(run.plan["swarm_worker_deaths"]):
+        name = f"wdb-{run.id}-swhold{repeat}"
+        process = _container(swarm, run.id, name, "hold", {"count": 4})
+        assert process.stdout is not None and process.stderr is not None
+        if not json.loads(process.stdout.readline() or "{}").get("held"):
             process.kill()
             raise RuntimeError(
                 f"the holder did not start: {process.stderr.read()[-2000:]}"
@@ -237,35 +200,26 @@ def measure_owner_death(
     return bounds
 
 
-def section(
-    run_id: str,
-    sizes: list[int],
-    repeats: int,
-    deaths: int,
-    progress: Callable[[str], None],
-) -> dict[str, Any]:
+def section(run: common.Run) -> dict[str, Any]:
     """The whole section: the swarm up, pools of both kinds, owner deaths, down."""
-    import common
-
-    sys.path.insert(0, str(common.BENCH_DIR.parent / "tests" / "integration"))
-    from multinode import two_node_swarm
+    from tests.integration.multinode import two_node_swarm
 
     out: dict[str, Any] = {"image": common.IMAGE, "loadavg_start": os.getloadavg()}
     begin = time.monotonic()
     with two_node_swarm(
-        common.IMAGE, name_prefix=f"wdb-{run_id}", labels={common.BENCH_LABEL: run_id}
+        common.IMAGE, name_prefix=f"wdb-{run.id}", labels={common.BENCH_LABEL: run.id}
     ) as swarm:
         out["setup_s"] = round(time.monotonic() - begin, 1)
         # Keeps the overlay up on the manager between the bench's containers.
-        anchor = f"wdb-{run_id}-swanchor"
+        anchor = f"wdb-{run.id}-swanchor"
         swarm.manager.run(
             "run", "-d", "--rm", "--name", anchor, "--network", swarm.overlay,
-            "--label", f"{common.BENCH_LABEL}={run_id}", "--entrypoint", "python3",
+            "--label", f"{common.BENCH_LABEL}={run.id}", "--entrypoint", "python3",
             swarm.image, "-c", "import signal; signal.pause()",
         )  # fmt: skip
         try:
-            out["pools"] = measure_pools(swarm, run_id, sizes, repeats, progress)
-            out["owner_death_s"] = measure_owner_death(swarm, run_id, deaths, progress)
+            out["pools"] = measure_pools(swarm, run)
+            out["owner_death_s"] = measure_owner_death(swarm, run)
         finally:
             _remove_worker_services(swarm)
             swarm.manager.run("rm", "--force", anchor, check=False)
@@ -274,67 +228,48 @@ def section(
 
 
 def tables(out: dict[str, Any], targets: list[dict[str, Any]]) -> str:
-    import common
-    import report
-
     rows = []
-    ratios = {}
-    sizes = sorted({r["size"] for r in out["pools"]})
-    for size in sizes:
+    for size in sorted({r["size"] for r in out["pools"]}):
         medians = {}
         for kind in ("docker", "swarm"):
             runs = [r for r in out["pools"] if r["size"] == size and r["kind"] == kind]
-            first = common.summary(r["first_s"] for r in runs)
-            every = common.summary(r["all_s"] for r in runs)
+            first = summary(r["first_s"] for r in runs)
+            every = summary(r["all_s"] for r in runs)
             medians[kind] = first["median"]
             reached = min(r["reached"] for r in runs)
             label = "SwarmWorker" if kind == "swarm" else "DockerWorker (manager)"
-            rows.append(
-                [
-                    label, size, len(runs), f"{first['median']:.2f}",
-                    f"{first['max']:.2f}", f"{every['median']:.2f}", f"{reached}/{size}",
-                ]
-            )  # fmt: skip
+            row = [
+                label,
+                size,
+                len(runs),
+                f"{first['median']:.2f}",
+                f"{first['max']:.2f}",
+            ]
+            rows.append(row + [f"{every['median']:.2f}", f"{reached}/{size}"])
             if kind == "swarm":
-                targets.append(
-                    {
-                        "target": f"SwarmWorker ×{size}: every task reachable",
-                        "value": f"{reached}/{size}",
-                        "ok": reached == size,
-                    }
-                )
-        ratios[size] = medians["swarm"] / medians["docker"]
-        targets.append(
-            {
-                "target": f"SwarmWorker ×{size} start ≤ 1.5× DockerWorker's (median)",
-                "value": f"{ratios[size]:.2f}×",
-                "ok": ratios[size] <= 1.5,
-            }
-        )
+                name = f"SwarmWorker ×{size}: every task reachable"
+                target(targets, name, f"{reached}/{size}", reached == size)
+        ratio = medians["swarm"] / medians["docker"]
+        name = f"SwarmWorker ×{size} start ≤ 1.5× DockerWorker's (median)"
+        target(targets, name, f"{ratio:.2f}×", ratio <= 1.5)
     parts = [
-        report.table(
+        table(
             "SWARM WORKER: pool entry → first result and → every worker reached (s)",
-            ["kind", "N", "runs", "first p50", "first max", "all p50", "reached"],
+            "kind, N, runs, first p50, first max, all p50, reached",
             rows,
         )
     ]
-    deaths = out.get("owner_death_s", [])
-    if deaths:
+    if deaths := out.get("owner_death_s", []):
         worst = max(deaths)
         parts.append(
-            report.table(
+            table(
                 "SWARM WORKER: owner SIGKILL → every task on both nodes ended (s)",
-                ["owners", "p50", "max"],
-                [[len(deaths), f"{common.median(deaths):.2f}", f"{worst:.2f}"]],
+                "owners, p50, max",
+                [[len(deaths), f"{median(deaths):.2f}", f"{worst:.2f}"]],
             )
         )
-        targets.append(
-            {
-                "target": "owner SIGKILL → every remote task ended ≤ 30 s",
-                "value": f"{worst:.2f} s",
-                "ok": worst <= 30.0,
-            }
-        )
+        name = "owner SIGKILL → every remote task ended ≤ 30 s"
+        target(targets, name, f"{worst:.2f} s", worst <= 30.0)
     parts.append(
         f"two-node swarm setup {out.get('setup_s')} s; load (1 min) at start "
         f"{out['loadavg_start'][0]:.1f}, at end {out.get('loadavg_end', [0])[0]:.1f}"
@@ -352,6 +287,6 @@ if __name__ == "__main__":
         asyncio.run(modes[sys.argv[1]](json.loads(sys.argv[2])))
     else:
         sys.exit(
-            "usage: python3 swarm_worker_bench.py pool|hold '<json>'  (in the pool's "
-            "container; the section runs as scripts/bench.sh --only swarm-worker)"
+            "usage: python3 -m bench.swarm_worker_bench pool|hold '<json>'  (in the "
+            "pool's container; the section runs as scripts/bench.sh --only swarm-worker)"
         )

@@ -12,4 +12,4 @@ cd "$(dirname "$0")/.."
 if ! python -c "import aiodocker, matplotlib" >/dev/null 2>&1; then
   pip install -q aiodocker matplotlib
 fi
-exec python bench/run.py "$@"
+exec python -m bench.run "$@"

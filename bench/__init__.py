@@ -1,0 +1,1 @@
+"""wool-docker benchmarks: ``python -m bench.run`` (``scripts/bench.sh``)."""
