@@ -85,6 +85,29 @@ pub struct WorkerRecord {
     pub standby: bool,
 }
 
+#[cfg(test)]
+impl WorkerRecord {
+    /// A plain, serving worker for tests: wool 0.15.7, no tags or extra, on
+    /// network `w`.
+    pub fn for_test(uid: &str, address: &str, container_id: &str, container_name: &str) -> Self {
+        WorkerRecord {
+            uid: uid.into(),
+            address: address.into(),
+            version: "0.15.7".into(),
+            tags: vec![],
+            extra: "{}".into(),
+            secure: false,
+            identity: None,
+            options: None,
+            container_id: container_id.into(),
+            container_name: container_name.into(),
+            network: "w".into(),
+            pid: 0,
+            standby: false,
+        }
+    }
+}
+
 /// The fields a `DockerWorker` publishes at creation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -226,21 +226,7 @@ mod tests {
     use super::*;
 
     fn record(id: &str, uid: &str) -> WorkerRecord {
-        WorkerRecord {
-            uid: uid.into(),
-            address: format!("{id}:1"),
-            version: String::new(),
-            tags: vec![],
-            extra: "{}".into(),
-            secure: false,
-            identity: None,
-            options: None,
-            container_id: id.into(),
-            container_name: id.into(),
-            network: String::new(),
-            pid: 0,
-            standby: false,
-        }
+        WorkerRecord::for_test(uid, &format!("{id}:1"), id, id)
     }
 
     /// A subscriber that does not read while containers churn holds at most a

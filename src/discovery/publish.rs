@@ -104,21 +104,12 @@ mod tests {
     use super::*;
 
     fn record(n: u8, uid: &str) -> WorkerRecord {
-        WorkerRecord {
-            uid: uid.into(),
-            address: format!("10.0.0.{n}:48800"),
-            version: "0.15.7".into(),
-            tags: vec![],
-            extra: "{}".into(),
-            secure: false,
-            identity: None,
-            options: None,
-            container_id: id(n),
-            container_name: format!("worker-{n}"),
-            network: "w".into(),
-            pid: 0,
-            standby: false,
-        }
+        WorkerRecord::for_test(
+            uid,
+            &format!("10.0.0.{n}:48800"),
+            &id(n),
+            &format!("worker-{n}"),
+        )
     }
 
     fn id(n: u8) -> String {

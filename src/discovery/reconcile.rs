@@ -276,21 +276,12 @@ mod tests {
     }
 
     fn record(n: u8) -> WorkerRecord {
-        WorkerRecord {
-            uid: format!("u{n}"),
-            address: format!("10.0.0.{n}:48800"),
-            version: "0.15.7".into(),
-            tags: vec![],
-            extra: "{}".into(),
-            secure: false,
-            identity: None,
-            options: None,
-            container_id: id(n),
-            container_name: format!("worker-{n}"),
-            network: "w".into(),
-            pid: 0,
-            standby: false,
-        }
+        WorkerRecord::for_test(
+            &format!("u{n}"),
+            &format!("10.0.0.{n}:48800"),
+            &id(n),
+            &format!("worker-{n}"),
+        )
     }
 
     fn seen_of(c: &ContainerInfo, logs: Logs, started_ns: Option<i64>) -> Seen {

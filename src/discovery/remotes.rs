@@ -98,19 +98,8 @@ mod tests {
 
     fn record(name: &str, pid: i64) -> WorkerRecord {
         WorkerRecord {
-            uid: name.into(),
-            address: "10.0.9.1:48800".into(),
-            version: "0.15.7".into(),
-            tags: vec![],
-            extra: "{}".into(),
-            secure: false,
-            identity: None,
-            options: None,
-            container_id: name.into(),
-            container_name: name.into(),
-            network: "w".into(),
             pid,
-            standby: false,
+            ..WorkerRecord::for_test(name, "10.0.9.1:48800", name, name)
         }
     }
 

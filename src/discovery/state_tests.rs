@@ -9,21 +9,7 @@ use super::state::*;
 use crate::labels::WorkerRecord;
 
 fn record(address: &str) -> WorkerRecord {
-    WorkerRecord {
-        uid: "u".into(),
-        address: address.into(),
-        version: "0.15.7".into(),
-        tags: vec![],
-        extra: "{}".into(),
-        secure: false,
-        identity: None,
-        options: None,
-        container_id: "c".into(),
-        container_name: "n".into(),
-        network: "w".into(),
-        pid: 0,
-        standby: false,
-    }
+    WorkerRecord::for_test("u", address, "c", "n")
 }
 
 fn said(pid: i64) -> Served {
