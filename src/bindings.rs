@@ -23,7 +23,8 @@ use crate::scope::{Change, Scope};
 use crate::serving;
 use crate::values::Seconds;
 use crate::worker::{
-    self, EngineAccess, Lifeline, LogSink, Owner, Plan, Refill, Running, Standby, WorkerConfig,
+    self, EngineAccess, Lifeline, LogSink, Owner, Plan, Running, Standby, StandbyKeywords,
+    WorkerConfig,
 };
 
 /// What this process owns: its containers, the feed that serves them, and
@@ -298,39 +299,41 @@ async fn lifeline() -> Result<Lifeline, Error> {
         .cloned()
 }
 
-/// Open a standby: check the shape's image and network, then park `size`
-/// containers shaped by `config` (a worker config; its per-worker values are
-/// unused) in the background. `refill`: `"release"` or `"claim"`.
+/// Read a standby's own keywords (`size`, `refill`, `park_timeout`) as the
+/// user gave them; an error is a `ValueError` naming the keyword.
+fn standby_keywords(keywords: &Bound<'_, PyAny>) -> Result<StandbyKeywords, Error> {
+    let mut de = pythonize::Depythonizer::from_object(keywords);
+    StandbyKeywords::read(&mut de).map_err(Error::InvalidArgument)
+}
+
+/// Check a standby's own keywords without opening anything.
 #[pyfunction]
-#[pyo3(signature = (config, size, refill, timeout, name_prefix, log_output=true, host=None))]
-#[allow(clippy::too_many_arguments)]
+pub fn check_standby(keywords: &Bound<'_, PyAny>) -> PyResult<()> {
+    standby_keywords(keywords)?;
+    Ok(())
+}
+
+/// Open a standby: check the shape's image and network, then park containers
+/// shaped by `config` (a worker config; its per-worker values are unused) in
+/// the background, as the standby's `keywords` say.
+#[pyfunction]
+#[pyo3(signature = (config, keywords, name_prefix, log_output=true, host=None))]
 pub fn open_standby<'py>(
     py: Python<'py>,
     config: &Bound<'py, PyAny>,
-    size: usize,
-    refill: &str,
-    timeout: f64,
+    keywords: &Bound<'py, PyAny>,
     name_prefix: String,
     log_output: bool,
     host: Option<String>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let shape = worker_config(config)?;
-    let refill = match refill {
-        "release" => Refill::Release,
-        "claim" => Refill::Claim,
-        other => {
-            return Err(Error::InvalidArgument(format!(
-                "refill must be 'release' or 'claim', got {other:?}"
-            ))
-            .into())
-        }
-    };
+    let keywords = standby_keywords(keywords)?;
     let plan = Plan {
         shape,
-        size,
+        size: keywords.size.0,
         name_prefix,
-        refill,
-        timeout: seconds("timeout", timeout)?,
+        refill: keywords.refill,
+        timeout: keywords.park_timeout.duration(),
     };
     let sink = log_sink(log_output);
     future_into_py(py, async move {

@@ -70,6 +70,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bindings::remove_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::start_worker, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::open_standby, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::check_standby, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::check_worker_config, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::check_port, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::check_extra, m)?)?;

@@ -51,7 +51,7 @@ struct GivenVisitor(&'static str);
 impl Visitor<'_> for GivenVisitor {
     type Value = Given;
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0)
+        f.write_str(expected(self.0))
     }
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<Given, E> {
         Ok(Given::Number(Number::Int(v.into())))
@@ -68,6 +68,12 @@ impl Visitor<'_> for GivenVisitor {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Given, E> {
         Ok(Given::Text(v.to_owned()))
     }
+}
+
+/// A rule (`must be a count`) as what serde expected (`a count`): serde says
+/// "invalid type: boolean `true`, expected a count".
+fn expected(rule: &str) -> &str {
+    rule.strip_prefix("must be ").unwrap_or(rule)
 }
 
 fn given<'de, D: Deserializer<'de>>(d: D, expecting: &'static str) -> Result<Given, D::Error> {
@@ -247,6 +253,21 @@ impl<'de> Deserialize<'de> for Count {
     }
 }
 
+/// A count that may be zero (of containers kept parked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Quantity(pub usize);
+
+impl<'de> Deserialize<'de> for Quantity {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const WANT: &str = "must be a count (0 or more)";
+        let n = integer(d, WANT)?;
+        usize::try_from(n)
+            .map(Quantity)
+            .map_err(|_| de::Error::custom(format!("{WANT}, got {n}")))
+    }
+}
+
 /// The kernel's OOM-kill preference: -1000 to 1000.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
@@ -284,7 +305,7 @@ impl<'de> Deserialize<'de> for Ulimit {
         impl<'de> Visitor<'de> for V {
             type Value = Ulimit;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(WANT)
+                f.write_str(expected(WANT))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ulimit, E> {
                 check(v, v)
@@ -308,6 +329,27 @@ impl<'de> Deserialize<'de> for Ulimit {
 impl Serialize for Ulimit {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         (self.soft, self.hard).serialize(s)
+    }
+}
+
+/// A bool, and nothing Python would take for one (`1`, `"yes"`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Flag(pub bool);
+
+impl<'de> Deserialize<'de> for Flag {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Flag;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("True or False")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Flag, E> {
+                Ok(Flag(v))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -358,7 +400,7 @@ impl<'de> Deserialize<'de> for Words {
         impl<'de> Visitor<'de> for V {
             type Value = Words;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(WANT)
+                f.write_str(expected(WANT))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Words, E> {
                 Err(E::custom(format!("{WANT}, not one string: {v:?}")))
@@ -461,7 +503,7 @@ impl<'de> Deserialize<'de> for Binds {
         impl<'de> Visitor<'de> for V {
             type Value = Binds;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(WANT)
+                f.write_str(expected(WANT))
             }
             fn visit_unit<E: de::Error>(self) -> Result<Binds, E> {
                 Ok(Binds::default())

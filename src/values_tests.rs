@@ -161,3 +161,13 @@ fn binds_read_a_list_or_docker_py_mapping() {
     assert!(refused::<Binds>(json!({"/srv": {"mode": "ro"}})).contains("'bind' destination"));
     assert!(refused::<Binds>(json!("/a:/b")).contains("not one string"));
 }
+
+#[test]
+fn a_flag_is_a_bool_only() {
+    assert_eq!(read::<Flag>(json!(true)), Ok(Flag(true)));
+    for bad in [json!(1), json!("yes"), json!(null)] {
+        assert!(refused::<Flag>(bad).contains("expected True or False"));
+    }
+    // serde's words around a rule read as a sentence.
+    assert!(refused::<Count>(json!(true)).ends_with("expected a positive count"));
+}

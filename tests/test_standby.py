@@ -58,7 +58,7 @@ def test___init___with_invalid_refill():
         It should raise `ValueError` naming both policies
     """
     # Act & assert
-    with pytest.raises(ValueError, match="'release' or 'claim'"):
+    with pytest.raises(ValueError, match="`release` or `claim`"):
         Standby(IMAGE, refill="never")  # type: ignore[arg-type]
 
 

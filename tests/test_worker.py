@@ -1386,6 +1386,7 @@ class TestConfinement:
         "keywords",
         [
             {"user": ""},
+            {"read_only": 1},
             {"cap_add": "NET_RAW"},
             {"pids_limit": 0},
             {"oom_score_adj": 1001},

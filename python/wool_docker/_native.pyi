@@ -28,6 +28,7 @@ __all__ = [
     "build_image",
     "check_extra",
     "check_port",
+    "check_standby",
     "check_worker_config",
     "discovery_owner",
     "env_flag",
@@ -163,18 +164,26 @@ def start_worker(
     ``standby``, a parked container of it is claimed when one is free (or about
     to be). A bad config raises ``ValueError`` here, before any Engine I/O."""
 
+class StandbyKeywords(TypedDict):
+    """A ``Standby``'s own keywords, as the user gave them."""
+
+    size: int
+    refill: str
+    park_timeout: float
+
+def check_standby(keywords: StandbyKeywords) -> None:
+    """Check a standby's own keywords; ``ValueError`` naming the keyword."""
+
 def open_standby(
     config: WorkerConfig,
-    size: int,
-    refill: str,
-    timeout: float,
+    keywords: StandbyKeywords,
     name_prefix: str,
     log_output: bool = True,
     host: str | None = None,
 ) -> Awaitable[StandbyHandle]:
     """Check the image and network of ``config`` (a worker config whose
-    per-worker values are unused) and park ``size`` containers of its shape in
-    the background. ``refill``: ``"release"`` or ``"claim"``."""
+    per-worker values are unused) and park ``keywords["size"]`` containers of
+    its shape in the background."""
 
 def check_worker_config(config: WorkerConfig) -> dict[str, Any]:
     """Check a config exactly as ``start_worker`` reads it (``ValueError``

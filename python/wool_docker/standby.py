@@ -114,12 +114,13 @@ class Standby:
         park_timeout: float = _PARK_TIMEOUT,
         **container: Any,
     ):
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ValueError(f"size must be a count of containers, got {size!r}")
-        if refill not in ("release", "claim"):
-            raise ValueError(f"refill must be 'release' or 'claim', got {refill!r}")
-        if not park_timeout > 0 or park_timeout == float("inf"):
-            raise ValueError("park_timeout must be a positive number of seconds")
+        # The standby's own keywords are read by the native core's schema.
+        self._keywords: _native.StandbyKeywords = {
+            "size": size,
+            "refill": refill,
+            "park_timeout": park_timeout,
+        }
+        _native.check_standby(self._keywords)
         if own := sorted(_PER_WORKER & set(container)):
             raise ValueError(
                 f"{own[0]} is each worker's own: pass it to the pool's workers "
@@ -140,8 +141,6 @@ class Standby:
         self._network = network
         self._container = container
         self._size = size
-        self._refill = refill
-        self._park_timeout = park_timeout
         self._handle: _native.StandbyHandle | None = None
 
     @property
@@ -167,9 +166,7 @@ class Standby:
         template = self._template
         self._handle = await _native.open_standby(
             template._config(None),
-            self._size,
-            self._refill,
-            self._park_timeout,
+            self._keywords,
             self._container.get("name_prefix", "wool-worker"),
             template._log_output,
             template._docker_host,

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::labels::{self, Publication};
 use crate::values::{
-    AbsolutePath, Binds, Bytes, ContainerName, Count, Gpus, LogConfig, NanoCpus, OomScoreAdj,
-    Seconds, Ulimit, Word, Words,
+    AbsolutePath, Binds, Bytes, ContainerName, Count, Flag, Gpus, LogConfig, NanoCpus, OomScoreAdj,
+    Quantity, Seconds, Ulimit, Word, Words,
 };
 
 /// TLS material for a secure worker, PEM text. Serialized without its PEM
@@ -107,25 +107,7 @@ impl WorkerConfig {
     /// at fault as the user wrote it (`pids_limit: must be a positive count,
     /// got 0`), wherever in the schema it sits.
     pub fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<WorkerConfig, String> {
-        let cfg: WorkerConfig = serde_path_to_error::deserialize(d).map_err(|e| {
-            let path = e.path().to_string();
-            let inner = e.into_inner().to_string();
-            // An unknown key's path ends in the key itself: name where it was.
-            let (path, inner) = match (inner.starts_with("unknown field"), path.rsplit_once('.')) {
-                (true, Some((parent, _))) => (parent.to_owned(), inner),
-                (true, None) => (String::new(), inner),
-                (false, _) => (path, inner),
-            };
-            // Keywords sit at the top or in one of these groups; users know no groups.
-            let keyword = ["publication.", "sandbox.", "swarm."]
-                .iter()
-                .find_map(|group| path.strip_prefix(group))
-                .unwrap_or(&path);
-            match keyword {
-                "." | "" => format!("invalid worker configuration: {inner}"),
-                keyword => format!("invalid worker configuration: {keyword}: {inner}"),
-            }
-        })?;
+        let cfg: WorkerConfig = read_keywords(d, "worker configuration")?;
         cfg.check()
             .map_err(|e| format!("invalid worker configuration: {e}"))?;
         Ok(cfg)
@@ -177,6 +159,65 @@ impl WorkerConfig {
         .filter_map(|(name, given)| given.then_some(name))
         .collect()
     }
+}
+
+/// Read keywords as the user gave them into `T`: an error names the keyword
+/// at fault as the user wrote it (`pids_limit: must be a positive count, got
+/// 0`), wherever in the schema it sits, after `invalid {what}: `.
+pub(super) fn read_keywords<'de, T, D>(d: D, what: &str) -> Result<T, String>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    serde_path_to_error::deserialize(d).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // An unknown key's path ends in the key itself: name where it was.
+        let (path, inner) = match (inner.starts_with("unknown field"), path.rsplit_once('.')) {
+            (true, Some((parent, _))) => (parent.to_owned(), inner),
+            (true, None) => (String::new(), inner),
+            (false, _) => (path, inner),
+        };
+        // Keywords sit at the top or in one of these groups; users know no groups.
+        let keyword = ["publication.", "sandbox.", "swarm."]
+            .iter()
+            .find_map(|group| path.strip_prefix(group))
+            .unwrap_or(&path);
+        match keyword {
+            "." | "" => format!("invalid {what}: {inner}"),
+            keyword => format!("invalid {what}: {keyword}: {inner}"),
+        }
+    })
+}
+
+/// A `Standby`'s own keywords, as the user gave them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StandbyKeywords {
+    /// Containers to keep parked.
+    pub size: Quantity,
+    /// When a claimed container's place is filled again.
+    pub refill: Refill,
+    /// How long a container may take to park.
+    pub park_timeout: Seconds,
+}
+
+impl StandbyKeywords {
+    /// Read a standby's keywords; errors name the keyword.
+    pub fn read<'de, D: serde::Deserializer<'de>>(d: D) -> Result<StandbyKeywords, String> {
+        read_keywords(d, "standby")
+    }
+}
+
+/// When a claimed container's place in the standby is filled again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Refill {
+    /// Once the claimed worker's container is gone (its pool stopped it): a
+    /// pool's first burst never shares the machine with new containers.
+    Release,
+    /// At once: the standby is full again sooner, at the cost of the burst.
+    Claim,
 }
 
 /// Where the Swarm may place a `SwarmWorker`'s task, and how the task
@@ -243,7 +284,7 @@ pub struct Sandbox {
     /// `user[:group]`; `None` is the image's `USER`.
     pub user: Option<Word>,
     /// Read-only root filesystem, with tmpfs for `/tmp` and the home directory.
-    pub read_only: bool,
+    pub read_only: Flag,
     /// The user's own tmpfs mounts: path to options.
     #[serde(deserialize_with = "tmpfs")]
     pub tmpfs: BTreeMap<String, String>,

@@ -27,11 +27,13 @@ mod standby;
 mod toolkit;
 
 pub use crate::output::LogSink;
-pub use config::{EngineAccess, Sandbox, SwarmPlacement, Tls, WorkerConfig};
+pub use config::{
+    EngineAccess, Refill, Sandbox, StandbyKeywords, SwarmPlacement, Tls, WorkerConfig,
+};
 pub use lifeline::Lifeline;
 pub use running::Running;
 pub use service::prune as prune_services;
-pub use standby::{Plan, Refill, Standby};
+pub use standby::{Plan, Standby};
 pub use toolkit::Owner;
 
 use std::time::Duration;

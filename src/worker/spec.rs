@@ -169,7 +169,7 @@ fn confinement(sandbox: &Sandbox, tls: bool) -> Confinement {
         None => "mode=1777".to_owned(),
     };
     let mut tmpfs = BTreeMap::new();
-    if sandbox.read_only {
+    if sandbox.read_only.0 {
         tmpfs.insert("/tmp".to_owned(), TMP_OPTIONS.to_owned());
         tmpfs.insert(HOME.to_owned(), format!("{HOME_OPTIONS},{private}"));
     }
@@ -179,7 +179,7 @@ fn confinement(sandbox: &Sandbox, tls: bool) -> Confinement {
     tmpfs.extend(sandbox.tmpfs.clone());
     Confinement {
         user: sandbox.user.as_ref().map(|u| u.0.clone()),
-        read_only: sandbox.read_only,
+        read_only: sandbox.read_only.0,
         tmpfs,
         cap_drop: vec!["ALL".to_owned()],
         cap_add: sandbox.cap_add.0.clone(),
@@ -215,12 +215,13 @@ fn is_root(user: &str) -> bool {
 mod tests {
     use super::*;
     use crate::serving::ServerConfig;
+    use crate::values::Flag;
 
     #[test]
     fn a_default_sandbox_drops_everything_and_mounts_private_tmpfs() {
         let sandbox = Sandbox {
             user: Some(Word("65532:65532".into())),
-            read_only: true,
+            read_only: Flag(true),
             ..Default::default()
         };
         let c = confinement(&sandbox, true);

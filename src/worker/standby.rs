@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
 
-use super::config::WorkerConfig;
+use super::config::{Refill, WorkerConfig};
 use super::container::{check_container, discard, with_engine_access, Launched};
 use super::running::Running;
 use super::spec::{claim_env, park_spec};
@@ -29,16 +29,6 @@ use crate::engine::{now_nanos, Engine};
 use crate::error::{Error, Result};
 use crate::output::LogSink;
 use crate::ready::{Ready, PARKED_PREFIX};
-
-/// When a claimed container's place in the standby is filled again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refill {
-    /// Once the claimed worker's container is gone (its pool stopped it): a
-    /// pool's first burst never shares the machine with new containers.
-    Release,
-    /// At once: the standby is full again sooner, at the cost of the burst.
-    Claim,
-}
 
 /// What a standby parks: the shape of its containers and how to refill.
 pub struct Plan {
