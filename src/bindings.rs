@@ -195,6 +195,15 @@ pub fn read_server_env<'py>(
         .map_err(|e| Error::InvalidArgument(format!("server configuration: {e}")).into())
 }
 
+/// The port a worker container serves on: its owner's document's, else
+/// `WOOL_PORT`'s, else the default; `ValueError("VARIABLE: problem")`.
+#[pyfunction]
+pub fn read_port(environ: BTreeMap<String, String>) -> PyResult<u16> {
+    Ok(serving::port(&environ)
+        .map_err(|e| Error::InvalidArgument(e.to_string()))?
+        .0)
+}
+
 /// A boolean variable by the entry point's rule, or `ValueError("VARIABLE:
 /// problem")`; `default` when unset or blank.
 #[pyfunction]

@@ -76,6 +76,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bindings::check_extra, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::read_server_env, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::env_flag, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::read_port, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::prune, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::owner_token, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::discovery_owner, m)?)?;

@@ -1,14 +1,18 @@
-//! What a worker container serves with: the one reader of the documented
-//! `WOOL_*` variables, whoever set them (the owner at create or claim, or a
-//! user's `docker run`, Compose file or Swarm service). The entry point calls
-//! it through `_native`, so the container checks its configuration with the
-//! same types as the owner that wrote it. Pure, but for the TLS files' check.
+//! What a worker container serves with, and its one reader. The owner hands
+//! a container one document, [`Document`] in `WOOL_DOCKER_WORKER` (at create,
+//! and in a standby claim); a user's `docker run`, Compose file or Swarm
+//! service gives the documented `WOOL_*` variables. A field the document has
+//! wins over its variable (the owner's decision over the image's `ENV`); one it
+//! leaves out (the user set that variable in `environment=`) is the
+//! variable's. The entry point calls this through `_native`, so the container
+//! checks its configuration with the same types as the owner that wrote it.
+//! Pure, but for the TLS files' check.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use base64::Engine as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::labels::{self, Extra, Options, Port};
 use crate::values::Seconds;
@@ -21,6 +25,8 @@ pub const DEFAULT_SHUTDOWN_GRACE: f64 = 60.0;
 /// Seconds between SIGTERM and the drain: ample for discovery to drop the
 /// worker and for calls already routed to it to arrive.
 pub const DEFAULT_DEREGISTER_DELAY: f64 = 1.0;
+/// The variable that holds the owner's document.
+pub const DOCUMENT: &str = "WOOL_DOCKER_WORKER";
 /// The TLS file variables: all set or none.
 const TLS_VARIABLES: [&str; 3] = ["WOOL_TLS_CA", "WOOL_TLS_CERT", "WOOL_TLS_KEY"];
 
@@ -74,6 +80,107 @@ fn as_bytes<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S:
     }
 }
 
+/// The worker's own settings as its owner decided them: one typed document.
+/// Every field is optional: one left out is read from its variable (named
+/// beside it), then its default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Document {
+    /// `WOOL_UID`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// `WOOL_PORT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<Port>,
+    /// `WOOL_TAGS`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+    /// `WOOL_EXTRA`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Extra>,
+    /// `WOOL_OPTIONS`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub options: Option<Options>,
+    /// `WOOL_IDENTITY`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// `WOOL_SHUTDOWN_GRACE`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shutdown_grace: Option<Seconds>,
+    /// `WOOL_SERVER_OPTIONS`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_options: Option<Options>,
+    /// `WOOL_PROXY_POOL_TTL`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_pool_ttl: Option<Seconds>,
+    /// `WOOL_BACKPRESSURE`: the cloudpickled hook, base64 as JSON has no bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backpressure: Option<String>,
+}
+
+impl Document {
+    /// Leave out what the user's own variables set (the user's environment
+    /// wins over the owner's decision, as it always did).
+    pub fn without(mut self, user: &BTreeMap<String, String>) -> Document {
+        let set = |v: &str| user.contains_key(v);
+        if set("WOOL_UID") {
+            self.uid = None;
+        }
+        if set("WOOL_PORT") {
+            self.port = None;
+        }
+        if set("WOOL_TAGS") {
+            self.tags = None;
+        }
+        if set("WOOL_EXTRA") {
+            self.extra = None;
+        }
+        if set("WOOL_OPTIONS") {
+            self.options = None;
+        }
+        if set("WOOL_IDENTITY") {
+            self.identity = None;
+        }
+        if set("WOOL_SHUTDOWN_GRACE") {
+            self.shutdown_grace = None;
+        }
+        if set("WOOL_SERVER_OPTIONS") {
+            self.server_options = None;
+        }
+        if set("WOOL_PROXY_POOL_TTL") {
+            self.proxy_pool_ttl = None;
+        }
+        if set("WOOL_BACKPRESSURE") {
+            self.backpressure = None;
+        }
+        self
+    }
+
+    /// The document as the text of its variable.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// The document in `env`, checked; none there is the empty one.
+    fn read(env: &Env) -> Result<Document, VarError> {
+        let Some(raw) = var(env, DOCUMENT) else {
+            return Ok(Document::default());
+        };
+        let mut de = serde_json::Deserializer::from_str(raw);
+        let doc: Document = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            bad(DOCUMENT, format!("{path}: {}", e.into_inner()))
+        })?;
+        if let Some(uid) = doc.uid.as_deref().filter(|u| !labels::is_uuid(u)) {
+            return Err(bad(DOCUMENT, format!("uid: not a UUID: {uid:?}")));
+        }
+        if let Some(tag) = doc.tags.iter().flatten().find(|t| t.contains(',')) {
+            return Err(bad(DOCUMENT, format!("tags: {tag:?} contains a comma")));
+        }
+        Ok(doc)
+    }
+}
+
 /// The environment a reader looks at.
 pub type Env = BTreeMap<String, String>;
 
@@ -95,8 +202,15 @@ pub fn flag(env: &Env, variable: &str, default: bool) -> Result<bool, VarError> 
     }
 }
 
-/// `WOOL_PORT`, or the default port.
+/// The port: the document's, else `WOOL_PORT`, else the default port.
 pub fn port(env: &Env) -> Result<Port, VarError> {
+    if let Some(port) = Document::read(env)?.port {
+        return Ok(port);
+    }
+    var_port(env)
+}
+
+fn var_port(env: &Env) -> Result<Port, VarError> {
     var(env, "WOOL_PORT")
         .map_or(Ok(Port::default()), Port::parse)
         .map_err(|e| bad("WOOL_PORT", e))
@@ -168,31 +282,41 @@ fn tls(env: &Env) -> Result<Option<(String, String, String)>, VarError> {
 }
 
 impl ServerConfig {
-    /// Read and check every variable the worker reads; the first bad one is
-    /// the error.
+    /// Read and check the document and every variable the worker reads; the
+    /// first bad one is the error.
     pub fn from_env(env: &Env) -> Result<ServerConfig, VarError> {
+        let doc = Document::read(env)?;
         let host = var(env, "WOOL_BIND_HOST").unwrap_or(DEFAULT_BIND_HOST);
-        let uid = match var(env, "WOOL_UID") {
-            Some(uid) if labels::is_uuid(uid) => Some(uid.to_owned()),
-            Some(uid) => return Err(bad("WOOL_UID", format!("not a UUID: {uid:?}"))),
-            None => None,
+        let uid = match doc.uid {
+            Some(uid) => Some(uid),
+            None => match var(env, "WOOL_UID") {
+                Some(uid) if labels::is_uuid(uid) => Some(uid.to_owned()),
+                Some(uid) => return Err(bad("WOOL_UID", format!("not a UUID: {uid:?}"))),
+                None => None,
+            },
         };
-        let mut tags: Vec<String> = env
-            .get("WOOL_TAGS")
-            .map(String::as_str)
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_owned)
-            .collect();
+        let mut tags = match doc.tags {
+            Some(tags) => tags,
+            None => env
+                .get("WOOL_TAGS")
+                .map(String::as_str)
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        };
         tags.sort();
         tags.dedup();
-        let extra = match var(env, "WOOL_EXTRA") {
-            Some(raw) => Extra::read(raw).map_err(|e| bad("WOOL_EXTRA", e))?,
-            None => Extra::default(),
+        let extra = match (doc.extra, var(env, "WOOL_EXTRA")) {
+            (Some(extra), _) => extra,
+            (None, Some(raw)) => Extra::read(raw).map_err(|e| bad("WOOL_EXTRA", e))?,
+            (None, None) => Extra::default(),
         };
-        let identity = var(env, "WOOL_IDENTITY").map(str::to_owned);
+        let identity = doc
+            .identity
+            .or_else(|| var(env, "WOOL_IDENTITY").map(str::to_owned));
         let tls = tls(env)?;
         if identity.is_some() && tls.is_none() {
             return Err(bad(
@@ -202,9 +326,18 @@ impl ServerConfig {
             ));
         }
         let positive = |v: f64| Seconds::new(v).map(Seconds::get);
-        let shutdown_grace = seconds(env, "WOOL_SHUTDOWN_GRACE", positive)?;
-        let port = port(env)?;
-        let options = json_object(env, "WOOL_OPTIONS")?;
+        let shutdown_grace = match doc.shutdown_grace {
+            Some(grace) => Some(grace.get()),
+            None => seconds(env, "WOOL_SHUTDOWN_GRACE", positive)?,
+        };
+        let port = match doc.port {
+            Some(port) => port,
+            None => var_port(env)?,
+        };
+        let options = match doc.options {
+            Some(options) => options,
+            None => json_object(env, "WOOL_OPTIONS")?,
+        };
         let tls_mutual = flag(env, "WOOL_TLS_MUTUAL", true)?;
         let stdin_control = flag(env, "WOOL_DOCKER_STDIN_CONTROL", false)?;
         let deregister_delay = seconds(env, "WOOL_DEREGISTER_DELAY", |v| {
@@ -214,12 +347,22 @@ impl ServerConfig {
                 Err(format!("must be a non-negative number of seconds, got {v}"))
             }
         })?;
-        let server_options = json_object(env, "WOOL_SERVER_OPTIONS")?;
-        let proxy_pool_ttl = seconds(env, "WOOL_PROXY_POOL_TTL", positive)?;
-        let backpressure = var(env, "WOOL_BACKPRESSURE")
+        let server_options = match doc.server_options {
+            Some(options) => options,
+            None => json_object(env, "WOOL_SERVER_OPTIONS")?,
+        };
+        let proxy_pool_ttl = match doc.proxy_pool_ttl {
+            Some(ttl) => Some(ttl.get()),
+            None => seconds(env, "WOOL_PROXY_POOL_TTL", positive)?,
+        };
+        let (hook, variable) = match &doc.backpressure {
+            Some(hook) => (Some(hook.as_str()), DOCUMENT),
+            None => (var(env, "WOOL_BACKPRESSURE"), "WOOL_BACKPRESSURE"),
+        };
+        let backpressure = hook
             .map(|raw| base64::engine::general_purpose::STANDARD.decode(raw))
             .transpose()
-            .map_err(|_| bad("WOOL_BACKPRESSURE", "not base64 text"))?;
+            .map_err(|_| bad(variable, "the backpressure hook is not base64 text"))?;
         Ok(ServerConfig {
             host: host.to_owned(),
             port,

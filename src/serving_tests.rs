@@ -98,3 +98,73 @@ fn a_bad_variable_is_named() {
         assert_eq!(refused(pairs).variable, variable, "{pairs:?}");
     }
 }
+
+#[test]
+fn the_document_wins_over_variables_and_leaves_the_rest_to_them() {
+    let doc = Document {
+        port: Some(Port(6000)),
+        tags: Some(vec!["gpu".into()]),
+        shutdown_grace: Seconds::new(2.0).ok(),
+        backpressure: Some("gAU=".into()),
+        ..Document::default()
+    };
+    let cfg = ServerConfig::from_env(&env(&[
+        (DOCUMENT, &doc.to_json()),
+        // The image's ENV: the document's port wins.
+        ("WOOL_PORT", "50051"),
+        // Not in the document: the variable's.
+        ("WOOL_EXTRA", r#"{"zone": "a"}"#),
+        ("WOOL_DEREGISTER_DELAY", "0.5"),
+    ]))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.port, Port(6000));
+    assert_eq!(cfg.tags, ["gpu"]);
+    assert_eq!(cfg.shutdown_grace, 2.0);
+    assert_eq!(cfg.backpressure, Some(vec![128, 5]));
+    assert_eq!(cfg.extra.0["zone"], "a");
+    assert_eq!(cfg.deregister_delay, 0.5);
+    assert_eq!(port(&env(&[(DOCUMENT, &doc.to_json())])), Ok(Port(6000)));
+}
+
+#[test]
+fn a_bad_document_is_named_with_its_field() {
+    for (text, want) in [
+        ("{", "WOOL_DOCKER_WORKER: "),
+        (r#"{"port": 0}"#, "WOOL_DOCKER_WORKER: port: "),
+        (
+            r#"{"shutdown_grace": -1}"#,
+            "WOOL_DOCKER_WORKER: shutdown_grace: ",
+        ),
+        (r#"{"extra": {"n": 1}}"#, "WOOL_DOCKER_WORKER: extra: "),
+        (r#"{"uid": "nope"}"#, "WOOL_DOCKER_WORKER: uid: not a UUID"),
+        (r#"{"tags": ["a,b"]}"#, "WOOL_DOCKER_WORKER: tags: "),
+        (
+            r#"{"backpressure": "!!"}"#,
+            "WOOL_DOCKER_WORKER: the backpressure",
+        ),
+        (
+            r#"{"replicas": 2}"#,
+            "WOOL_DOCKER_WORKER: replicas: unknown field",
+        ),
+    ] {
+        let err = refused(&[(DOCUMENT, text)]).to_string();
+        assert!(err.starts_with(want), "{text}: {err}");
+    }
+}
+
+#[test]
+fn the_user_s_variables_take_their_fields_out_of_the_document() {
+    let doc = Document {
+        port: Some(Port(6000)),
+        shutdown_grace: Seconds::new(2.0).ok(),
+        ..Document::default()
+    };
+    let user = env(&[("WOOL_SHUTDOWN_GRACE", "-1")]);
+    let left = doc.without(&user);
+    assert_eq!((left.port, left.shutdown_grace), (Some(Port(6000)), None));
+    // So the user's (bad) value is what the container reads, and names itself.
+    let mut container = user.clone();
+    container.insert(DOCUMENT.to_owned(), left.to_json());
+    let err = ServerConfig::from_env(&container).err().map(|e| e.variable);
+    assert_eq!(err.as_deref(), Some("WOOL_SHUTDOWN_GRACE"));
+}

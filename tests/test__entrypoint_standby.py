@@ -17,6 +17,9 @@ from wool_docker._entrypoint.config import ConfigError
 MATERIAL = {"ca": "CA PEM", "cert": "CERT PEM", "key": "KEY PEM"}
 """The TLS material a claim carries."""
 
+DOCUMENT = '{"uid": "6f0c1a52-3a70-4a36-9a4b-0b7f3d2a9c11", "tags": ["a", "b"]}'
+"""An owner's document: a worker's uid and tags."""
+
 
 @pytest.fixture
 def environ(monkeypatch, tmp_path) -> Iterator[Path]:
@@ -45,14 +48,14 @@ def test_read_claim_without_tls(tmp_path):
     """Test a plaintext worker's claim.
 
     Given:
-        A claim with the worker's uid and tags and no TLS material
+        A claim with the owner's document (uid and tags) and no TLS material
     When:
         It is read
     Then:
         It should return those variables and write no file
     """
     # Arrange
-    env = {"WOOL_UID": "u", "WOOL_TAGS": "a,b"}
+    env = {"WOOL_DOCKER_WORKER": DOCUMENT}
 
     # Act
     result = standby.read_claim(_claim(env), {})
@@ -74,7 +77,7 @@ def test_read_claim_with_tls(tmp_path):
         Each file should hold its text with mode 0400
     """
     # Arrange
-    env = {"WOOL_UID": "u", **_tls_env(tmp_path)}
+    env = {"WOOL_DOCKER_WORKER": DOCUMENT, **_tls_env(tmp_path)}
 
     # Act
     result = standby.read_claim(_claim(env, MATERIAL), {})
@@ -95,7 +98,14 @@ def test_read_claim_with_tls(tmp_path):
         pytest.param(b'{"env": {}}', "exactly", id="no-tls"),
         pytest.param(b'{"env": {}, "tls": null, "x": 1}', "exactly", id="more"),
         pytest.param(b'{"env": [], "tls": null}', "text", id="env-list"),
-        pytest.param(b'{"env": {"WOOL_UID": 1}, "tls": null}', "text", id="env-int"),
+        pytest.param(
+            b'{"env": {"WOOL_DOCKER_WORKER": 1}, "tls": null}', "text", id="env-int"
+        ),
+        pytest.param(
+            b'{"env": {"WOOL_UID": "u"}, "tls": null}',
+            "WOOL_UID",
+            id="a-variable-the-document-holds",
+        ),
         pytest.param(
             b'{"env": {"LD_PRELOAD": "/x.so"}, "tls": null}', "LD_PRELOAD", id="ld"
         ),
@@ -159,7 +169,7 @@ def test_park_with_claim(pipe, environ, capsys):
     """
     # Arrange
     read, write = pipe
-    env = {"WOOL_UID": "u", "WOOL_PORT": "50051", **_tls_env(environ)}
+    env = {"WOOL_DOCKER_WORKER": DOCUMENT, **_tls_env(environ)}
     os.write(write, b"\n" + _claim(env, MATERIAL) + b"\nstop 0\n")
 
     # Act

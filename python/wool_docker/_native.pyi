@@ -38,6 +38,7 @@ __all__ = [
     "open_standby",
     "owner_token",
     "prune",
+    "read_port",
     "read_server_env",
     "remove_image",
     "start_worker",
@@ -206,6 +207,11 @@ def read_server_env(environ: Mapping[str, str]) -> dict[str, Any]:
     ``stdin_control``, ``deregister_delay``, ``server_options``,
     ``proxy_pool_ttl``, ``backpressure`` (bytes). ``ValueError("VARIABLE:
     problem")`` for the first bad variable."""
+
+def read_port(environ: Mapping[str, str]) -> int:
+    """The port a worker container serves on: its owner's document's
+    (``WOOL_DOCKER_WORKER``), else ``WOOL_PORT``'s, else the default;
+    ``ValueError("VARIABLE: problem")``."""
 
 def env_flag(environ: Mapping[str, str], variable: str, default: bool) -> bool:
     """A boolean variable (``1/true/yes/on``, ``0/false/no/off``);

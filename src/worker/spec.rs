@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use super::config::{Sandbox, WorkerConfig};
 use crate::engine::{Confinement, CreateSpec};
 use crate::labels;
+use crate::serving::{self, Document};
 use crate::values::Word;
 
 /// Where TLS material lands in the container: a tmpfs of its own, filled over
@@ -61,41 +62,28 @@ pub(super) fn claim_env(cfg: &WorkerConfig) -> BTreeMap<String, String> {
 }
 
 /// The environment that makes a container's server the worker `cfg`
-/// describes: its uid, metadata, server settings, hook and TLS paths.
+/// describes: the one document of its uid, metadata, server settings and
+/// hook (less what the user's own variables set), and the TLS paths.
 fn worker_env(cfg: &WorkerConfig) -> BTreeMap<String, String> {
     let p = &cfg.publication;
-    let mut env: BTreeMap<String, String> = BTreeMap::from([
-        ("WOOL_UID".to_owned(), p.uid.clone()),
-        ("WOOL_PORT".to_owned(), p.port.to_string()),
-        ("WOOL_TAGS".to_owned(), p.tags.join(",")),
-        ("WOOL_EXTRA".to_owned(), p.extra.to_json()),
-    ]);
-    if let Some(options) = &p.options {
-        env.insert("WOOL_OPTIONS".to_owned(), labels::options_json(options));
+    let document = Document {
+        uid: Some(p.uid.clone()),
+        port: Some(p.port),
+        tags: Some(p.tags.clone()),
+        extra: Some(p.extra.clone()),
+        options: p.options.clone(),
+        identity: p.identity.clone(),
+        shutdown_grace: Some(cfg.shutdown_grace),
+        server_options: Some(cfg.server_options.clone()),
+        proxy_pool_ttl: Some(cfg.proxy_pool_ttl),
+        // JSON has no bytes; the reader decodes base64.
+        backpressure: cfg.backpressure.as_ref().map(|hook| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(&hook.0)
+        }),
     }
-    if let Some(identity) = &p.identity {
-        env.insert("WOOL_IDENTITY".to_owned(), identity.clone());
-    }
-    env.insert(
-        "WOOL_SHUTDOWN_GRACE".to_owned(),
-        cfg.shutdown_grace.to_string(),
-    );
-    env.insert(
-        "WOOL_SERVER_OPTIONS".to_owned(),
-        labels::options_json(&cfg.server_options),
-    );
-    env.insert(
-        "WOOL_PROXY_POOL_TTL".to_owned(),
-        cfg.proxy_pool_ttl.to_string(),
-    );
-    if let Some(hook) = &cfg.backpressure {
-        // Environment values are text; the entry point decodes base64.
-        use base64::Engine as _;
-        env.insert(
-            "WOOL_BACKPRESSURE".to_owned(),
-            base64::engine::general_purpose::STANDARD.encode(&hook.0),
-        );
-    }
+    .without(&cfg.env);
+    let mut env = BTreeMap::from([(serving::DOCUMENT.to_owned(), document.to_json())]);
     if let Some(tls) = &cfg.tls {
         // Paths only: the material itself arrives over stdin into a tmpfs.
         env.insert("WOOL_TLS_CA".to_owned(), format!("{TLS_DIR}/ca.pem"));

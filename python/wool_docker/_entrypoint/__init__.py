@@ -31,6 +31,10 @@ Environment variables:
   ``true``.
 - ``WOOL_SHUTDOWN_GRACE`` -- positive float, seconds the gRPC server gives
   open calls once the worker service has stopped. Default ``60``.
+- ``WOOL_DOCKER_WORKER`` -- the owner's one JSON document of the settings
+  above (``uid``, ``port``, ``tags``, ``extra``, ``options``, ``identity``,
+  ``shutdown_grace``, ``server_options``, ``proxy_pool_ttl``,
+  ``backpressure``); a field it holds wins over its variable.
 - ``WOOL_DOCKER_STDIN_CONTROL`` -- boolean; when true, stdin carries owner
   commands (see below). Default off: stdin is never read.
 - ``WOOL_DEREGISTER_DELAY`` -- non-negative float, seconds a worker keeps

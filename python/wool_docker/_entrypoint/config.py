@@ -184,7 +184,7 @@ def receive_tls(environ: Mapping[str, str]) -> None:
 
 
 def read_port(environ: Mapping[str, str]) -> int:
-    """Read ``WOOL_PORT``.
+    """Read the port: the owner's document's, else ``WOOL_PORT``'s.
 
     :param environ:
         The environment.
@@ -193,13 +193,10 @@ def read_port(environ: Mapping[str, str]) -> int:
     :raises ConfigError:
         If it is not an integer in 1-65535.
     """
-    raw = environ.get("WOOL_PORT", "").strip()
-    if not raw:
-        return DEFAULT_PORT
     try:
-        return _native.check_port(raw)
+        return _native.read_port(dict(environ))
     except ValueError as e:
-        raise ConfigError("WOOL_PORT", str(e)) from None
+        raise _config_error(e) from None
 
 
 def read_boolean(environ: Mapping[str, str], variable: str, *, default: bool) -> bool:

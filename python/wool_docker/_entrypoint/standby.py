@@ -28,23 +28,15 @@ PARKED_PREFIX: Final[str] = _native.PARKED_PREFIX
 
 CLAIM_VARIABLES: Final[frozenset[str]] = frozenset(
     {
-        "WOOL_UID",
-        "WOOL_PORT",
-        "WOOL_TAGS",
-        "WOOL_EXTRA",
-        "WOOL_OPTIONS",
-        "WOOL_IDENTITY",
-        "WOOL_SHUTDOWN_GRACE",
-        "WOOL_SERVER_OPTIONS",
-        "WOOL_PROXY_POOL_TTL",
-        "WOOL_BACKPRESSURE",
+        "WOOL_DOCKER_WORKER",
         "WOOL_TLS_CA",
         "WOOL_TLS_CERT",
         "WOOL_TLS_KEY",
         "WOOL_TLS_MUTUAL",
     }
 )
-"""The variables a claim may set: the worker's own, never the container's."""
+"""The variables a claim may set: the worker's own (its owner's document and
+where its TLS files go), never the container's."""
 
 
 class Unclaimed(Exception):
