@@ -502,6 +502,7 @@ mod tests {
                 })
                 .collect(),
             started_at_ns: None,
+            finished_at_ns: None,
         }
     }
 
