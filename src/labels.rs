@@ -525,6 +525,7 @@ mod tests {
                 })
                 .collect(),
             started_at_ns: None,
+            finished_at_ns: None,
         }
     }
 

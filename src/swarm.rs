@@ -81,6 +81,7 @@ pub fn as_container(
         health: None,
         networks: task.networks.clone(),
         started_at_ns: None,
+        finished_at_ns: None,
     }
 }
 

@@ -34,8 +34,8 @@ pub struct Fake {
 #[derive(Default)]
 struct World {
     containers: BTreeMap<String, ContainerInfo>,
-    /// Container id → its ready line's stamp (seconds after `T0_NS`).
-    ready: HashMap<String, u32>,
+    /// Container id → its ready line's stamp (milliseconds after `T0_NS`).
+    ready: HashMap<String, i64>,
     /// Listings still to fail.
     list_failures: u32,
     /// Container id → inspects still to fail.
@@ -72,12 +72,19 @@ fn channel_stream<T: Send + 'static>(
     }))
 }
 
-fn ready_line(at_secs: u32) -> Vec<u8> {
+/// Unix nanoseconds of `ms` milliseconds after `T0_NS`.
+fn at_ms(ms: i64) -> i64 {
+    T0_NS + ms * 1_000_000
+}
+
+fn ready_line(ms: i64) -> Vec<u8> {
+    let secs = ms / 1000;
     format!(
-        "2030-01-01T{:02}:{:02}:{:02}.000000000Z {}{{\"version\": \"9.9.9\", \"pid\": 7}}\n",
-        at_secs / 3600,
-        at_secs / 60 % 60,
-        at_secs % 60,
+        "2030-01-01T{:02}:{:02}:{:02}.{:03}000000Z {}{{\"version\": \"9.9.9\", \"pid\": 7}}\n",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        ms % 1000,
         crate::ready::READY_PREFIX
     )
     .into_bytes()
@@ -116,6 +123,7 @@ impl Fake {
                 },
             )]),
             started_at_ns: Some(T0_NS),
+            finished_at_ns: None,
         };
         self.world().containers.insert(id.clone(), c);
         id
@@ -131,11 +139,25 @@ impl Fake {
 
     /// Container `n` prints its ready line, stamped `at_secs` after `T0_NS`.
     pub fn print_ready(&self, n: u8, at_secs: u32) {
+        self.print_ready_ms(n, i64::from(at_secs) * 1000);
+    }
+
+    /// Container `n` prints its ready line, stamped `ms` milliseconds after `T0_NS`.
+    pub fn print_ready_ms(&self, n: u8, ms: i64) {
         let id = id(n);
         let mut world = self.world();
-        world.ready.insert(id.clone(), at_secs);
+        world.ready.insert(id.clone(), ms);
         if let Some(followers) = world.followers.get_mut(&id) {
-            followers.retain(|tx| tx.send(Ok(Output::Stdout(ready_line(at_secs)))).is_ok());
+            followers.retain(|tx| tx.send(Ok(Output::Stdout(ready_line(ms)))).is_ok());
+        }
+    }
+
+    /// Container `n`'s current run started `started_ms` after `T0_NS`, its
+    /// previous one (if any) having ended `ended_ms` after it.
+    pub fn start_run(&self, n: u8, started_ms: i64, ended_ms: Option<i64>) {
+        if let Some(c) = self.world().containers.get_mut(&id(n)) {
+            c.started_at_ns = Some(at_ms(started_ms));
+            c.finished_at_ns = ended_ms.map(at_ms);
         }
     }
 
@@ -244,9 +266,10 @@ impl Source for Fake {
                     .containers
                     .values()
                     .filter(|c| c.state == "running")
-                    // A listing does not tell when a run started.
+                    // A listing does not tell when a run started or ended.
                     .map(|c| ContainerInfo {
                         started_at_ns: None,
+                        finished_at_ns: None,
                         ..c.clone()
                     })
                     .collect())
@@ -282,12 +305,14 @@ impl Source for Fake {
         Box::pin(futures_util::stream::pending())
     }
 
-    fn logs(&self, id: &str, follow: bool, _since_secs: i64) -> OutputStream {
+    fn logs(&self, id: &str, follow: bool, since_secs: i64) -> OutputStream {
         let mut world = self.world();
+        // The Engine's own filter: nothing stamped before `since_secs`.
         let printed = world
             .ready
             .get(id)
-            .map(|at| Ok(Output::Stdout(ready_line(*at))));
+            .filter(|ms| at_ms(**ms) >= since_secs * 1_000_000_000)
+            .map(|ms| Ok(Output::Stdout(ready_line(*ms))));
         let printed = futures_util::stream::iter(printed);
         if !follow {
             return Box::pin(printed);

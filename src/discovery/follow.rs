@@ -9,9 +9,10 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
-use super::ready::scan_ready;
+use super::ready::{output_from, scan_ready};
 use super::source::{Source, LOG};
 use super::state::State;
+use crate::engine::ContainerInfo;
 use crate::ready::Ready;
 
 /// How long a container's output is followed for its ready line.
@@ -32,10 +33,21 @@ pub(super) enum Follow {
     /// Only one that ended early (its log stream broke), within its budget;
     /// from the current run's start.
     Resume,
-    /// From this run start (the Engine's clock, Unix nanoseconds).
+    /// From this stamp on (the Engine's clock, Unix nanoseconds): the
+    /// earliest of the current run's output (`ready::output_from`).
     From(i64),
     /// From the current run's start, read by an inspect first.
     Run,
+}
+
+impl Follow {
+    /// From the current run's start, as an inspect (`c`) describes it.
+    pub(super) fn run_of(c: &ContainerInfo) -> Follow {
+        match c.started_at_ns {
+            Some(_) => Follow::From(output_from(c)),
+            None => Follow::Run,
+        }
+    }
 }
 
 /// The followers of one tracker, aborted with it.
@@ -87,7 +99,7 @@ impl<E: Source> Followers<E> {
             return;
         };
         let window = match follow {
-            Follow::From(started_ns) => Some((started_ns, started_ns)),
+            Follow::From(from_ns) => Some((from_ns, from_ns)),
             _ => None,
         };
         let handle = self.spawn(id, window, budget);
@@ -137,10 +149,7 @@ impl<E: Source> Followers<E> {
             let (since_ns, from_ns) = match window {
                 Some(window) => window,
                 None => match engine.inspect(&id).await {
-                    Ok(Some(c)) => {
-                        let started = c.started_at_ns.unwrap_or_default();
-                        (started, started)
-                    }
+                    Ok(Some(c)) => (output_from(&c), output_from(&c)),
                     _ => return,
                 },
             };

@@ -149,7 +149,7 @@ pub async fn list(
     for (record, health) in standby {
         let served = read
             .get(&record.container_id)
-            .and_then(|(_, ready)| ready.as_ref())
+            .and_then(|(_, _, ready)| ready.as_ref())
             .map(state::Served::from);
         if let Some(record) = served.and_then(|s| state::as_served(&record, &s)) {
             out.push((record, health));
@@ -287,6 +287,7 @@ mod tests {
                 },
             )]),
             started_at_ns: None,
+            finished_at_ns: None,
         };
         crate::ready::Ready {
             id,
@@ -338,6 +339,31 @@ mod tests {
             ["+worker-1", "+worker-2", "+worker-3"]
         );
         assert_eq!(fake.listings().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_runs_output_counts_from_just_before_its_start_but_after_the_last_run() {
+        let fake = Fake::new();
+        // The Engine records `StartedAt` once the process runs: a worker that
+        // prints at once is stamped before it (here in the second before,
+        // which the Engine's `since` filters by).
+        fake.run(1, None);
+        fake.start_run(1, 6_100, None);
+        fake.print_ready_ms(1, 5_900);
+        // Restarted 200 ms after its last run ended; the new run is silent yet.
+        fake.run(2, None);
+        fake.print_ready_ms(2, 5_000);
+        fake.start_run(2, 5_500, Some(5_300));
+        // Silent when listed; its line reaches the follower stamped early.
+        fake.run(3, None);
+        fake.start_run(3, 7_200, None);
+        let mut sub = start(&fake, NEVER);
+        assert_eq!(next(&mut sub).await, ["+worker-1"]);
+        fake.print_ready_ms(3, 7_100);
+        assert_eq!(next(&mut sub).await, ["+worker-3"]);
+        // The new run's own line announces 2.
+        fake.print_ready_ms(2, 5_600);
+        assert_eq!(next(&mut sub).await, ["+worker-2"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -14,19 +14,39 @@ use crate::engine::{rfc3339_nanos, ContainerInfo, Output, OutputStream};
 use crate::lines::{LineCodec, MAX_LINE};
 use crate::ready::Ready;
 
+/// How long before its run's `StartedAt` a line of the run may be stamped.
+/// The Engine stamps each line as it copies it, but records `StartedAt` (and
+/// sends the start event) only once the process already runs: a worker that
+/// prints at once, or any under load, prints "before" it started.
+pub(super) const START_SLACK_NS: i64 = 1_000_000_000;
+
 /// How long a listing waits for the logs of the containers it found, so their
 /// readiness arrives in the listing's batch; those still unknown are followed.
 const LIST_READY_BOUND: Duration = Duration::from_secs(2);
 /// Containers whose logs a listing reads at once.
 const LIST_READY_CONCURRENCY: usize = 32;
 
+/// The earliest stamp of a line of `c`'s current run, as an inspect describes
+/// it (Unix nanoseconds; 0: unknown): `START_SLACK_NS` before its start, but
+/// after its previous run ended, so that run's ready line proves nothing.
+pub(super) fn output_from(c: &ContainerInfo) -> i64 {
+    let Some(started) = c.started_at_ns else {
+        return 0;
+    };
+    let previous_end = c.finished_at_ns.filter(|end| *end <= started);
+    (started - START_SLACK_NS)
+        .max(previous_end.unwrap_or(0))
+        .max(0)
+}
+
 /// Read the logs of containers that already run, all at once and for at most
-/// `LIST_READY_BOUND`: id → (when its run started, what its ready line said).
+/// `LIST_READY_BOUND`: id → (when its run started, the earliest stamp of its
+/// output, what its ready line said).
 /// Containers missing from the answer (the bound passed) are unknown.
 pub(super) async fn read_ready_all(
     engine: &impl Source,
     ids: Vec<String>,
-) -> HashMap<String, (i64, Option<Ready>)> {
+) -> HashMap<String, (i64, i64, Option<Ready>)> {
     let mut out = HashMap::new();
     if ids.is_empty() {
         return out;
@@ -39,8 +59,8 @@ pub(super) async fn read_ready_all(
     loop {
         tokio::select! {
             read = reads.next() => match read {
-                Some((id, started_ns, ready)) => {
-                    out.insert(id, (started_ns, ready));
+                Some((id, started_ns, from_ns, ready)) => {
+                    out.insert(id, (started_ns, from_ns, ready));
                 }
                 None => break,
             },
@@ -73,25 +93,26 @@ pub(super) async fn reread(
 /// line if its output already holds one.
 async fn read_run(engine: impl Source, id: String) -> Option<(ContainerInfo, Option<Ready>)> {
     let c = engine.inspect(&id).await.ok().flatten()?;
-    let ready = ready_since(&engine, &id, c.started_at_ns.unwrap_or_default()).await;
+    let ready = ready_since(&engine, &id, output_from(&c)).await;
     Some((c, ready))
 }
 
-/// The ready line a container's output holds, stamped at or after `started_ns`.
-async fn ready_since(engine: &impl Source, id: &str, started_ns: i64) -> Option<Ready> {
-    let logs = engine.logs(id, false, started_ns / 1_000_000_000);
-    scan_ready(id, logs, started_ns).await
+/// The ready line a container's output holds, stamped at or after `from_ns`.
+async fn ready_since(engine: &impl Source, id: &str, from_ns: i64) -> Option<Ready> {
+    let logs = engine.logs(id, false, from_ns / 1_000_000_000);
+    scan_ready(id, logs, from_ns).await
 }
 
-/// One container's current run: when it started, and its ready line if its
-/// output already holds one (a previous run's line does not count).
-async fn read_ready(engine: impl Source, id: String) -> (String, i64, Option<Ready>) {
-    let started_ns = match engine.inspect(&id).await {
-        Ok(Some(c)) => c.started_at_ns.unwrap_or_default(),
-        _ => 0,
+/// One container's current run: when it started, the earliest stamp of its
+/// output, and its ready line if its output already holds one (a previous
+/// run's line does not count).
+async fn read_ready(engine: impl Source, id: String) -> (String, i64, i64, Option<Ready>) {
+    let (started_ns, from_ns) = match engine.inspect(&id).await {
+        Ok(Some(c)) => (c.started_at_ns.unwrap_or_default(), output_from(&c)),
+        _ => (0, 0),
     };
-    let ready = ready_since(&engine, &id, started_ns).await;
-    (id, started_ns, ready)
+    let ready = ready_since(&engine, &id, from_ns).await;
+    (id, started_ns, from_ns, ready)
 }
 
 /// Read timestamped output until a ready line stamped at or after `from_ns`.

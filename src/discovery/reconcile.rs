@@ -58,8 +58,9 @@ pub(super) fn event_plan(obs: &Observation, tracked: bool) -> &'static [Do] {
 }
 
 /// What a listing read of each container's logs: id → (when its run
-/// started, what its ready line said), as `read_ready_all` answers.
-pub(super) type Learned = HashMap<String, (i64, Option<Ready>)>;
+/// started, the earliest stamp of its output, what its ready line said), as
+/// `read_ready_all` answers.
+pub(super) type Learned = HashMap<String, (i64, i64, Option<Ready>)>;
 
 /// One listing's plan: which of its containers it is the first word on, and
 /// which must have their readiness read from their logs.
@@ -138,16 +139,18 @@ impl Relist {
         let mut follows = HashMap::with_capacity(list.len());
         for c in list {
             // Logs not read in time (or not read at all) leave readiness as known.
-            let (started_ns, logs) = match learned.remove(&c.id) {
-                Some((started_ns, Some(ready))) => (started_ns, Logs::Ready(Served::from(&ready))),
-                Some((started_ns, None)) => (started_ns, Logs::NoReadyLine),
-                None => (0, Logs::Unread),
+            let (started_ns, from_ns, logs) = match learned.remove(&c.id) {
+                Some((started, from, Some(ready))) => {
+                    (started, from, Logs::Ready(Served::from(&ready)))
+                }
+                Some((started, from, None)) => (started, from, Logs::NoReadyLine),
+                None => (0, 0, Logs::Unread),
             };
             let run_started = Some(started_ns).filter(|ns| *ns > 0);
             listing.push((c.id.clone(), seen(c, logs, run_started)));
             let follow = match (self.fresh(&c.id), run_started) {
                 (false, _) => Follow::Resume,
-                (true, Some(ns)) => Follow::From(ns),
+                (true, Some(_)) => Follow::From(from_ns),
                 (true, None) => Follow::Run,
             };
             follows.insert(c.id.clone(), follow);
@@ -272,6 +275,7 @@ mod tests {
             health: health.map(str::to_owned),
             networks: BTreeMap::new(),
             started_at_ns: None,
+            finished_at_ns: None,
         }
     }
 
@@ -351,7 +355,7 @@ mod tests {
         let relist = Relist::new(&list, &book, Since::Gap, unhealthchecked);
         assert_eq!(relist.read_now(), [id(2), id(3)]);
         // 3's logs were read in time, 2's were not: 2 is read in the background.
-        let learned: Learned = HashMap::from([(id(3), (42, Some(ready(3))))]);
+        let learned: Learned = HashMap::from([(id(3), (42, 41, Some(ready(3))))]);
         assert_eq!(relist.read_later(&learned, &book), [id(2)]);
         let (listing, follows) = relist.observe(&list, learned, seen_of);
         let logs: Vec<&Logs> = listing.iter().map(|(_, s)| &s.logs).collect();
@@ -361,7 +365,7 @@ mod tests {
         ));
         assert_eq!(listing[2].1.started_ns, Some(42));
         assert_eq!(follows[&id(2)], Follow::Run);
-        assert_eq!(follows[&id(3)], Follow::From(42));
+        assert_eq!(follows[&id(3)], Follow::From(41));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::follow::{Follow, Followers};
 use super::hub::Hub;
 use super::publish::Publisher;
-use super::ready::{read_ready_all, reread};
+use super::ready::{read_ready_all, reread, START_SLACK_NS};
 use super::reconcile::{self, Do, Relist, Since, Suspects};
 use super::remotes::Remotes;
 use super::source::{resolve_network, Source, LOG};
@@ -226,7 +226,7 @@ impl<E: Source> Tracker<E> {
         };
         let seen = self.seen(&c, logs, c.started_at_ns);
         let delta = self.book.observe(&c.id, &Observation::Seen(seen));
-        self.tend(&c.id, c.started_at_ns.map_or(Follow::Run, Follow::From));
+        self.tend(&c.id, Follow::run_of(&c));
         self.publish(vec![(c.id, delta)]);
     }
 
@@ -336,7 +336,7 @@ impl<E: Source> Tracker<E> {
                 // one matches. From the Engine's own time (never ours), a
                 // second early: the ready line can be stamped just before
                 // the start event.
-                Do::Follow => self.followers.start(id, (e.time_nano - 1_000_000_000, 0)),
+                Do::Follow => self.followers.start(id, (e.time_nano - START_SLACK_NS, 0)),
                 Do::Apply => self.apply(id, &obs),
                 Do::Refresh => self.refresh(id).await,
             }
@@ -360,7 +360,7 @@ impl<E: Source> Tracker<E> {
             Ok(Some(c)) if self.matches_selector(&c) => {
                 let seen = self.seen(&c, Logs::Unread, c.started_at_ns);
                 let delta = self.book.observe(id, &Observation::Seen(seen));
-                let follow = c.started_at_ns.map_or(Follow::Run, Follow::From);
+                let follow = Follow::run_of(&c);
                 self.tend(id, follow);
                 delta
             }
@@ -621,6 +621,7 @@ mod tests {
             )]
             .into(),
             started_at_ns: None,
+            finished_at_ns: None,
         }
     }
 }

@@ -176,6 +176,7 @@ pub(super) fn from_summary(c: ContainerSummary) -> ContainerInfo {
         health,
         networks: endpoints(c.network_settings.and_then(|n| n.networks)),
         started_at_ns: None,
+        finished_at_ns: None,
     }
 }
 
@@ -207,6 +208,7 @@ pub(super) fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
             .filter(|s| !s.is_empty() && s != "none"),
         networks: endpoints(c.network_settings.and_then(|n| n.networks)),
         started_at_ns: state.started_at.as_deref().and_then(rfc3339_nanos),
+        finished_at_ns: state.finished_at.as_deref().and_then(rfc3339_nanos),
     }
 }
 

@@ -61,6 +61,9 @@ pub struct ContainerInfo {
     pub networks: BTreeMap<String, Endpoint>,
     /// When its current run started (Unix nanoseconds); only inspect tells.
     pub started_at_ns: Option<i64>,
+    /// When its last run ended (Unix nanoseconds; while it runs, the previous
+    /// run's end), if one ever did; only inspect tells.
+    pub finished_at_ns: Option<i64>,
 }
 
 /// This Engine's place in a Swarm.
