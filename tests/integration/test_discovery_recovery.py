@@ -703,8 +703,9 @@ class TestDockerDiscoveryRecovery:
             A new subscriber lists it
         Then:
             It should not announce it: the previous run's ready line proves
-            nothing about the new server, only lines stamped at or after
-            the run's ``StartedAt`` count
+            nothing about the new server, only lines stamped after the
+            previous run's ``FinishedAt`` (and at most 1 s before the run's
+            ``StartedAt``) count
         """
         # Arrange
         container = await _serving_first_run_only(run, network)
