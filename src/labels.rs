@@ -37,6 +37,10 @@ pub const OPTIONS: &str = "wool.options";
 pub const NETWORK: &str = "wool.network";
 /// Full `host:port` to advertise, overriding everything else.
 pub const ADDRESS: &str = "wool.address";
+/// `true`: the worker is reached at the port its Engine publishes for
+/// `wool.port`, on the Engine's host as each reader reaches that host (the
+/// owner cannot route to the container's own address).
+pub const PUBLISH: &str = "wool.publish";
 /// Marks a container parked by a `Standby`: its labels were fixed before it
 /// had a worker, so its uid, tags, extra, security, identity and options are
 /// what its ready line says once claimed, and it is a worker only from then.
@@ -129,6 +133,17 @@ pub struct Publication {
     pub options: Option<Options>,
     /// Network to advertise on.
     pub network: Option<String>,
+    /// Reached at a port published on the Engine's host (`true`) or at the
+    /// container's address (`false`); `None`: whichever this process can
+    /// reach, decided at start.
+    pub publish: Option<crate::values::Flag>,
+}
+
+impl Publication {
+    /// Whether it is reached at a published port (once decided).
+    pub fn published(&self) -> bool {
+        self.publish.is_some_and(|p| p.0)
+    }
 }
 
 /// A JSON object's fields, in key order (so its text is canonical).
@@ -274,6 +289,9 @@ pub fn to_labels(p: &Publication, selector: &BTreeMap<String, String>) -> BTreeM
     if let Some(network) = &p.network {
         labels.insert(NETWORK.to_owned(), network.clone());
     }
+    if p.published() {
+        labels.insert(PUBLISH.to_owned(), "true".to_owned());
+    }
     labels
 }
 
@@ -356,12 +374,14 @@ pub fn parse(
         },
         None => None,
     };
-    let secure = match label(SECURE).map(|v| v.trim().to_ascii_lowercase()) {
-        None => false,
-        Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => true,
-        Some(v) if matches!(v.as_str(), "false" | "0" | "no") => false,
-        Some(v) => return Err(invalid(SECURE, format!("is not true or false: {v:?}"))),
+    let flag = |key: &str| match label(key).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if matches!(v.as_str(), "true" | "1" | "yes") => Ok(true),
+        Some(v) if matches!(v.as_str(), "false" | "0" | "no") => Ok(false),
+        Some(v) => Err(invalid(key, format!("is not true or false: {v:?}"))),
     };
+    let secure = flag(SECURE)?;
+    let publish = flag(PUBLISH)?;
     let version = label(VERSION).unwrap_or_default().trim().to_owned();
     let identity = label(IDENTITY).map(|v| v.trim().to_owned());
 
@@ -379,8 +399,15 @@ pub fn parse(
         )
     } else {
         let wanted = network.or(label(NETWORK));
-        match endpoint(c, wanted) {
-            Some((name, ep)) if !ep.ip.is_empty() => (format!("{}:{port}", ep.ip), name.clone()),
+        match (endpoint(c, wanted), c.published.get(&port)) {
+            // Still on its network, so a scoped reader finds it where it looks.
+            (Some((name, _)), Some(address)) if publish => (address.clone(), name.clone()),
+            (None, Some(address)) if publish && wanted.is_none() => {
+                (address.clone(), String::new())
+            }
+            (Some((name, ep)), _) if !publish && !ep.ip.is_empty() => {
+                (format!("{}:{port}", ep.ip), name.clone())
+            }
             _ => return Ok(Err(Skip::NoAddress)),
         }
     };
@@ -497,235 +524,5 @@ pub fn selects(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, St
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::Endpoint;
-
-    fn container(labels: &[(&str, &str)], networks: &[(&str, &str)]) -> ContainerInfo {
-        ContainerInfo {
-            id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
-            name: "w1".into(),
-            image: "img".into(),
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            state: "running".into(),
-            health: None,
-            networks: networks
-                .iter()
-                .map(|(n, ip)| {
-                    (
-                        n.to_string(),
-                        Endpoint {
-                            network_id: format!("id-{n}"),
-                            ip: ip.to_string(),
-                        },
-                    )
-                })
-                .collect(),
-            started_at_ns: None,
-            finished_at_ns: None,
-        }
-    }
-
-    #[test]
-    fn round_trip_of_a_publication() {
-        let p = Publication {
-            uid: "6f0c1a52-3a70-4a36-9a4b-0b7f3d2a9c11".into(),
-            port: Port(50051),
-            tags: vec!["gpu".into(), "fast".into()],
-            extra: Extra(BTreeMap::from([("a".to_owned(), "1".to_owned())])),
-            secure: true,
-            identity: Some("api.wool".into()),
-            options: Some(Options::from([(
-                "max_concurrent_streams".to_owned(),
-                serde_json::json!(10),
-            )])),
-            network: Some("wool".into()),
-        };
-        let selector = BTreeMap::from([(SELECTOR.to_owned(), "true".to_owned())]);
-        let mut labels: Vec<(String, String)> = to_labels(&p, &selector).into_iter().collect();
-        labels.push((VERSION.into(), "0.15.7".into()));
-        let refs: Vec<(&str, &str)> = labels
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let c = container(&refs, &[("bridge", "172.17.0.2"), ("wool", "10.0.0.5")]);
-        let r = parse(&c, None).unwrap().unwrap();
-        assert_eq!(r.uid, p.uid);
-        assert_eq!(r.address, "10.0.0.5:50051");
-        assert_eq!(r.tags, p.tags);
-        assert_eq!(r.extra, r#"{"a":"1"}"#);
-        assert!(r.secure);
-        assert_eq!(r.identity, p.identity);
-        assert_eq!(
-            r.options.as_deref(),
-            Some(r#"{"max_concurrent_streams":10}"#)
-        );
-        assert_eq!(r.version, "0.15.7");
-        assert_eq!(r.network, "wool");
-    }
-
-    #[test]
-    fn selector_only_container_gets_defaults() {
-        let c = container(&[(SELECTOR, "true")], &[("wool", "10.0.0.9")]);
-        let r = parse(&c, Some("wool")).unwrap().unwrap();
-        assert_eq!(r.uid, "01234567-89ab-cdef-0123-456789abcdef");
-        assert_eq!(r.address, "10.0.0.9:50051");
-        assert_eq!(r.extra, "{}");
-        assert!(r.tags.is_empty());
-        assert!(!r.secure);
-    }
-
-    #[test]
-    fn scoped_network_missing_means_no_address() {
-        let c = container(&[], &[("other", "10.0.0.9")]);
-        assert_eq!(parse(&c, Some("wool")).unwrap(), Err(Skip::NoAddress));
-    }
-
-    #[test]
-    fn several_networks_pick_first_user_defined_by_name() {
-        let c = container(
-            &[],
-            &[
-                ("bridge", "172.17.0.2"),
-                ("zeta", "10.0.1.2"),
-                ("alpha", "10.0.2.2"),
-            ],
-        );
-        assert_eq!(parse(&c, None).unwrap().unwrap().address, "10.0.2.2:50051");
-        let c = container(
-            &[(NETWORK, "zeta")],
-            &[
-                ("bridge", "172.17.0.2"),
-                ("zeta", "10.0.1.2"),
-                ("alpha", "10.0.2.2"),
-            ],
-        );
-        assert_eq!(parse(&c, None).unwrap().unwrap().address, "10.0.1.2:50051");
-        let c = container(&[], &[("bridge", "172.17.0.2")]);
-        assert_eq!(
-            parse(&c, None).unwrap().unwrap().address,
-            "172.17.0.2:50051"
-        );
-    }
-
-    #[test]
-    fn address_label_overrides() {
-        let c = container(&[(ADDRESS, "worker.example:6000")], &[("wool", "10.0.0.9")]);
-        assert_eq!(
-            parse(&c, Some("wool")).unwrap().unwrap().address,
-            "worker.example:6000"
-        );
-    }
-
-    #[test]
-    fn malformed_labels_name_the_key() {
-        for (key, value) in [
-            (UID, "nope"),
-            (PORT, "http"),
-            (PORT, "0"),
-            (EXTRA, "[1]"),
-            (EXTRA, "{"),
-            (EXTRA, r#"{"a":1}"#),
-            (PORT, "65536"),
-            (SECURE, "maybe"),
-            (OPTIONS, "3"),
-            (ADDRESS, "nohost"),
-        ] {
-            let c = container(&[(key, value)], &[("wool", "10.0.0.9")]);
-            match parse(&c, Some("wool")) {
-                Err(Error::InvalidLabel {
-                    key: k, container, ..
-                }) => {
-                    assert_eq!(k, key);
-                    assert_eq!(container, "w1");
-                }
-                other => panic!("{key}={value}: expected InvalidLabel, got {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn the_owner_filter_admits_unmanaged_and_own_containers_only() {
-        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect()
-        };
-        let me = "1000/m.b.4026531836/42/7";
-        let unmanaged = labels(&[(SELECTOR, "true")]);
-        let mine = labels(&[(SELECTOR, "true"), (MANAGED, "true"), (OWNER, me)]);
-        let theirs = labels(&[
-            (SELECTOR, "true"),
-            (MANAGED, "true"),
-            (OWNER, "1000/m.b.4026531836/43/7"),
-        ]);
-        let ownerless = labels(&[(SELECTOR, "true"), (MANAGED, "true")]);
-        assert!(owner_admits(Some(me), &unmanaged));
-        assert!(owner_admits(Some(me), &mine));
-        assert!(!owner_admits(Some(me), &theirs));
-        // A managed container that lost its owner label is nobody's to use.
-        assert!(!owner_admits(Some(me), &ownerless));
-        // A prefix of the owner is another owner.
-        assert!(!owner_admits(Some("1000/m.b.4026531836/4"), &mine));
-        for l in [&unmanaged, &mine, &theirs, &ownerless] {
-            assert!(owner_admits(None, l));
-        }
-    }
-
-    #[test]
-    fn the_port_rule_is_1_to_65535_from_a_number_or_text() {
-        assert_eq!(Port::new(1), Ok(Port(1)));
-        assert_eq!(Port::new(65535), Ok(Port(65535)));
-        assert_eq!(Port::parse(" 6000\n"), Ok(Port(6000)));
-        for bad in [0, -1, 65536, i64::MAX] {
-            assert!(Port::new(bad).is_err(), "{bad}");
-        }
-        for bad in ["", "http", "1.5", "0", "65536", "0x10"] {
-            assert!(Port::parse(bad).is_err(), "{bad:?}");
-        }
-        // The same rule where a port is deserialized (the worker config).
-        assert!(serde_json::from_str::<Port>("0").is_err());
-        assert!(serde_json::from_str::<Port>("\"6000\"").is_err());
-        assert_eq!(serde_json::from_str::<Port>("6000").ok(), Some(Port(6000)));
-    }
-
-    #[test]
-    fn the_extra_rule_is_strings_to_strings() {
-        let extra = Extra::parse(r#"{"zone":"b","region":"eu"}"#).unwrap_or_default();
-        assert_eq!(extra.0.len(), 2);
-        assert_eq!(extra.to_json(), r#"{"region":"eu","zone":"b"}"#);
-        for bad in [
-            r#"{"a":1}"#,
-            r#"{"a":null}"#,
-            r#"{"a":["b"]}"#,
-            "[]",
-            "{",
-            "\"a\"",
-        ] {
-            assert!(Extra::parse(bad).is_err(), "{bad}");
-        }
-        let err = Extra::parse(r#"{"a":true}"#).err().unwrap_or_default();
-        assert!(err.contains("must map strings to strings"), "{err}");
-        assert_eq!(Extra::default().to_json(), "{}");
-    }
-
-    #[test]
-    fn options_are_a_json_object_in_canonical_text() {
-        let options = parse_options(r#"{"b":1,"a":true}"#).unwrap_or_default();
-        assert_eq!(options_json(&options), r#"{"a":true,"b":1}"#);
-        assert!(parse_options("[1]").is_err() && parse_options("3").is_err());
-    }
-
-    #[test]
-    fn filter_terms_are_key_equals_value() {
-        let s = BTreeMap::from([
-            ("a".to_owned(), "1".to_owned()),
-            ("b".to_owned(), String::new()),
-        ]);
-        assert_eq!(filter_terms(&s), vec!["a=1".to_owned(), "b".to_owned()]);
-    }
-}
+#[path = "labels_tests.rs"]
+mod tests;

@@ -80,8 +80,7 @@ pub fn as_container(
         state: "running".to_owned(),
         health: None,
         networks: task.networks.clone(),
-        started_at_ns: None,
-        finished_at_ns: None,
+        ..Default::default()
     }
 }
 

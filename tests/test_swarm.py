@@ -110,6 +110,7 @@ class TestSwarmWorker:
             ("gpus", 1),
             ("gpus", "all"),
             ("runtime", "runsc"),
+            ("publish", True),
         ],
     )
     def test___init___with_keyword_swarm_cannot_express(self, keyword, value):
@@ -117,7 +118,7 @@ class TestSwarmWorker:
 
         Given:
             One of ``engine_access`` other than ``"none"``, ``security_opt``,
-            ``oom_score_adj``, ``gpus`` or ``runtime``
+            ``oom_score_adj``, ``gpus``, ``runtime`` or ``publish=True``
         When:
             `SwarmWorker` is constructed
         Then:
@@ -161,6 +162,8 @@ class TestSwarmWorker:
             ("oom_score_adj", None),
             ("gpus", None),
             ("runtime", None),
+            ("publish", None),
+            ("publish", False),
         ],
     )
     def test___init___with_keyword_at_its_swarm_value(self, keyword, value):

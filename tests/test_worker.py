@@ -560,6 +560,43 @@ class TestDockerWorker:
         assert publication["identity"] is None
         assert channel_options(publication["options"]) == ChannelOptions()
         assert publication["network"] is None
+        assert publication["publish"] is None
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("publish", [True, False])
+    async def test_start_with_publish(self, start_worker, publish):
+        """Test a worker told how it is reached.
+
+        Given:
+            A worker with ``publish`` True or False
+        When:
+            It is started
+        Then:
+            Its config should carry the choice for the core to keep
+        """
+        # Arrange
+        worker = DockerWorker(image=IMAGE, publish=publish)
+
+        # Act
+        await worker.start()
+
+        # Assert
+        assert _config(start_worker)["publication"]["publish"] is publish
+
+    @pytest.mark.parametrize("publish", [1, "yes", "auto"])
+    def test___init___with_publish_not_a_bool(self, publish):
+        """Test ``publish`` given as something Python would take for a bool.
+
+        Given:
+            ``publish`` as 1, "yes" or "auto"
+        When:
+            `DockerWorker` is constructed
+        Then:
+            It should raise `ValueError` naming the keyword
+        """
+        # Act & assert
+        with pytest.raises(ValueError, match="publish"):
+            DockerWorker(image=IMAGE, publish=publish)
 
     @pytest.mark.asyncio
     async def test_start_with_name_prefix(self, start_worker):

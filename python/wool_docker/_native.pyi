@@ -100,6 +100,7 @@ class Publication(TypedDict):
     identity: str | None
     options: Mapping[str, Any] | None
     network: str | None
+    publish: bool | None
 
 class Sandbox(TypedDict):
     """The confinement keywords of ``DockerWorker``, as the user gave them."""

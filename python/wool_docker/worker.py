@@ -91,7 +91,11 @@ class DockerWorker(Worker):
     If this process dies, even by ``SIGKILL``, its containers stop and remove
     themselves: each container watches the stdin this process holds open.
 
-    The worker always serves on the container's own network address. ``host``
+    The worker is advertised where this process reaches it: at the container's
+    address on its network when this process can route there (a local Engine
+    on this host's network, or an owner in a container on that network), else
+    at a port the Engine publishes on its host (Docker Desktop, rootless
+    Docker, a remote ``tcp://`` Engine); ``publish`` forces either. ``host``
     is accepted because `WorkerPool` passes its publisher's bind host (wool's
     ``LocalDiscovery`` prescribes ``127.0.0.1``, which a container cannot
     serve), and is otherwise ignored.
@@ -113,6 +117,12 @@ class DockerWorker(Worker):
     :param network:
         Network to attach; a Swarm attachable overlay works the same. ``None``
         uses Docker's default bridge.
+    :param publish:
+        ``None`` (default): decided at start, as above. ``True``: publish the
+        port on the Engine's host (bound to loopback where the Engine is on
+        this machine, to every address of a remote one) and advertise that
+        host and the port the Engine picked. ``False``: the container's own
+        address on ``network``.
     :param credentials:
         `WorkerCredentials` or a `WorkerCredentialsProvider` for TLS/mTLS. The
         key material is copied into the container's own filesystem, never into
@@ -227,6 +237,7 @@ class DockerWorker(Worker):
         *tags: str,
         image: str,
         network: str | None = None,
+        publish: bool | None = None,
         credentials: WorkerCredentials | WorkerCredentialsProvider | None = None,
         host: str | None = None,
         identity: str | None = None,
@@ -304,6 +315,7 @@ class DockerWorker(Worker):
                 "identity": self._identity,
                 "options": options_fields(self._options),
                 "network": network,
+                "publish": publish,
             },
             "selector": dict(SELECTOR),
             "labels": labels or {},
@@ -344,7 +356,8 @@ class DockerWorker(Worker):
 
     @property
     def address(self) -> str | None:
-        """The worker's ``ip:port`` on its network, or ``None`` before start."""
+        """Where this process reaches the worker (``host:port``), or ``None``
+        before start."""
         return self._info.address if self._info is not None else None
 
     @property

@@ -124,6 +124,7 @@ impl Fake {
             )]),
             started_at_ns: Some(T0_NS),
             finished_at_ns: None,
+            published: BTreeMap::new(),
         };
         self.world().containers.insert(id.clone(), c);
         id
@@ -270,6 +271,7 @@ impl Source for Fake {
                     .map(|c| ContainerInfo {
                         started_at_ns: None,
                         finished_at_ns: None,
+                        published: BTreeMap::new(),
                         ..c.clone()
                     })
                     .collect())

@@ -288,6 +288,7 @@ mod tests {
             )]),
             started_at_ns: None,
             finished_at_ns: None,
+            published: BTreeMap::new(),
         };
         crate::ready::Ready {
             id,

@@ -276,6 +276,7 @@ mod tests {
             networks: BTreeMap::new(),
             started_at_ns: None,
             finished_at_ns: None,
+            published: BTreeMap::new(),
         }
     }
 

@@ -622,6 +622,7 @@ mod tests {
             .into(),
             started_at_ns: None,
             finished_at_ns: None,
+            published: Default::default(),
         }
     }
 }

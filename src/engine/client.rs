@@ -108,6 +108,17 @@ impl Engine {
         &self.host
     }
 
+    /// The host that ports this Engine publishes are reached at from here.
+    pub fn published_host(&self) -> String {
+        super::reach::published_host(&self.host)
+    }
+
+    /// Whether this process can route to containers on `network` (see
+    /// `reach::routes_to`); where it cannot, workers are published.
+    pub async fn routes_to(&self, network: Option<&NetworkInfo>) -> bool {
+        super::reach::routes_to(&self.host, network).await
+    }
+
     /// The negotiated API version, e.g. `1.41`.
     pub fn api_version(&self) -> &str {
         &self.api_version
@@ -250,6 +261,13 @@ impl Engine {
                 scope: n.scope.unwrap_or_default(),
                 driver: n.driver.unwrap_or_default(),
                 attachable: n.attachable.unwrap_or(false),
+                subnets: n
+                    .ipam
+                    .and_then(|ipam| ipam.config)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c.subnet)
+                    .collect(),
             }),
             Err(e) if status_of(&e) == Some(404) => Err(Error::NetworkNotFound {
                 network: network.to_owned(),
@@ -260,7 +278,7 @@ impl Engine {
 
     /// Create a container; returns its id.
     pub async fn create_container(&self, spec: &CreateSpec) -> Result<String> {
-        let body = container_create_body(spec);
+        let body = container_create_body(spec, super::reach::bind_address(&self.host));
         let options = CreateContainerOptionsBuilder::default()
             .name(&spec.name)
             .build();
@@ -445,7 +463,7 @@ impl Engine {
     /// Inspect one container; `None` when it does not exist.
     pub async fn inspect(&self, id: &str) -> Result<Option<ContainerInfo>> {
         match self.docker.inspect_container(id, None).await {
-            Ok(c) => Ok(Some(from_inspect(c))),
+            Ok(c) => Ok(Some(from_inspect(c, &self.published_host()))),
             Err(e) if status_of(&e) == Some(404) => Ok(None),
             Err(e) => Err(self.err("inspect container", e)),
         }
@@ -463,7 +481,8 @@ impl Engine {
             .list_containers(Some(options))
             .await
             .map_err(|e| self.err("list containers", e))?;
-        Ok(list.into_iter().map(from_summary).collect())
+        let host = self.published_host();
+        Ok(list.into_iter().map(|c| from_summary(c, &host)).collect())
     }
 
     /// Container events for containers carrying all of `labels`, from `since_nanos`

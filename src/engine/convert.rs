@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use bollard::container::LogOutput;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerSummary, DeviceRequest,
-    EndpointSettings, EventMessage, HostConfig, HostConfigLogConfig, NetworkingConfig,
+    EndpointSettings, EventMessage, HostConfig, HostConfigLogConfig, NetworkingConfig, PortBinding,
     ResourcesUlimits,
 };
 
@@ -154,7 +154,30 @@ fn endpoints(networks: Option<HashMap<String, EndpointSettings>>) -> BTreeMap<St
         .collect()
 }
 
-pub(super) fn from_summary(c: ContainerSummary) -> ContainerInfo {
+/// The TCP ports of `bindings` (container port, host address, host port)
+/// as this process reaches them: an IPv4 binding before an IPv6 one.
+fn published(
+    bindings: impl Iterator<Item = (u16, String, u16)>,
+    host: &str,
+) -> BTreeMap<u16, String> {
+    let mut bindings: Vec<_> = bindings.filter(|(_, _, public)| *public != 0).collect();
+    bindings.sort_by_key(|(private, ip, _)| (*private, ip.contains(':')));
+    let mut out = BTreeMap::new();
+    for (private, ip, public) in bindings {
+        out.entry(private)
+            .or_insert_with(|| super::reach::published_address(host, &ip, public));
+    }
+    out
+}
+
+/// `50051/tcp` → 50051; `None` for another protocol.
+fn tcp_port(key: &str) -> Option<u16> {
+    let (port, protocol) = key.split_once('/').unwrap_or((key, "tcp"));
+    (protocol == "tcp").then(|| port.parse().ok()).flatten()
+}
+
+/// `host` is where this process reaches the Engine's published ports.
+pub(super) fn from_summary(c: ContainerSummary, host: &str) -> ContainerInfo {
     let status = c.status.unwrap_or_default();
     // The list endpoint reports health only inside the human status text on API 1.41.
     let health = c
@@ -177,11 +200,37 @@ pub(super) fn from_summary(c: ContainerSummary) -> ContainerInfo {
         networks: endpoints(c.network_settings.and_then(|n| n.networks)),
         started_at_ns: None,
         finished_at_ns: None,
+        published: published(
+            c.ports
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|p| {
+                    p.typ
+                        .map(|t| t.to_string())
+                        .is_none_or(|t| t.is_empty() || t == "tcp")
+                })
+                .filter_map(|p| Some((p.private_port, p.ip.unwrap_or_default(), p.public_port?))),
+            host,
+        ),
     }
 }
 
-pub(super) fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
+/// `host` is where this process reaches the Engine's published ports.
+pub(super) fn from_inspect(c: ContainerInspectResponse, host: &str) -> ContainerInfo {
     let state = c.state.unwrap_or_default();
+    let settings = c.network_settings.unwrap_or_default();
+    let bindings = settings
+        .ports
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(key, bindings)| Some((tcp_port(&key)?, bindings?)))
+        .flat_map(|(private, bindings)| {
+            bindings.into_iter().filter_map(move |b| {
+                let public = b.host_port?.parse().ok()?;
+                Some((private, b.host_ip.unwrap_or_default(), public))
+            })
+        });
+    let published = published(bindings, host);
     ContainerInfo {
         id: c.id.unwrap_or_default(),
         name: c
@@ -206,9 +255,10 @@ pub(super) fn from_inspect(c: ContainerInspectResponse) -> ContainerInfo {
             .and_then(|h| h.status)
             .map(|s| s.to_string())
             .filter(|s| !s.is_empty() && s != "none"),
-        networks: endpoints(c.network_settings.and_then(|n| n.networks)),
+        networks: endpoints(settings.networks),
         started_at_ns: state.started_at.as_deref().and_then(rfc3339_nanos),
         finished_at_ns: state.finished_at.as_deref().and_then(rfc3339_nanos),
+        published,
     }
 }
 
@@ -228,8 +278,9 @@ fn health_from_status(status: &str) -> Option<String> {
     matches!(inner, "healthy" | "unhealthy" | "starting").then(|| inner.to_owned())
 }
 
-/// Our container spec as the Engine's create body.
-pub(super) fn container_create_body(spec: &CreateSpec) -> ContainerCreateBody {
+/// Our container spec as the Engine's create body; a published port is bound
+/// to host address `bind` (empty: every one).
+pub(super) fn container_create_body(spec: &CreateSpec, bind: &str) -> ContainerCreateBody {
     let device_requests = spec.gpus.map(|count| {
         vec![DeviceRequest {
             count: Some(count),
@@ -283,6 +334,16 @@ pub(super) fn container_create_body(spec: &CreateSpec) -> ContainerCreateBody {
         }),
         runtime: c.runtime.clone(),
         group_add: (!c.group_add.is_empty()).then(|| c.group_add.clone()),
+        // An empty host port: the Engine picks a free one.
+        port_bindings: spec.publish.map(|port| {
+            HashMap::from([(
+                format!("{port}/tcp"),
+                Some(vec![PortBinding {
+                    host_ip: Some(bind.to_owned()),
+                    host_port: Some(String::new()),
+                }]),
+            )])
+        }),
         ..Default::default()
     };
     let networking_config = spec.network.as_ref().map(|n| NetworkingConfig {
@@ -301,6 +362,7 @@ pub(super) fn container_create_body(spec: &CreateSpec) -> ContainerCreateBody {
         tty: Some(false),
         host_config: Some(host_config),
         networking_config,
+        exposed_ports: spec.publish.map(|port| vec![format!("{port}/tcp")]),
         healthcheck: spec.no_healthcheck.then(|| bollard::models::HealthConfig {
             test: Some(vec!["NONE".to_owned()]),
             ..Default::default()

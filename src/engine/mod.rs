@@ -4,12 +4,14 @@
 //!
 //! `model` holds those structs, `client` the [`Engine`] handle and its calls,
 //! `service` its Swarm service calls,
-//! `convert` the pure translation between bollard's models and ours, `transport`
+//! `convert` the pure translation between bollard's models and ours, `reach`
+//! where this process reaches a worker's port, `transport`
 //! the one request read through hyper directly.
 
 mod client;
 mod convert;
 mod model;
+mod reach;
 mod service;
 mod transport;
 

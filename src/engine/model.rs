@@ -31,10 +31,12 @@ pub struct NetworkInfo {
     pub driver: String,
     /// Whether standalone containers may join a swarm network.
     pub attachable: bool,
+    /// Its IPAM subnets (`172.18.0.0/16`), as the Engine gives them.
+    pub subnets: Vec<String>,
 }
 
 /// A container's address on one network.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Endpoint {
     /// Network id.
     pub network_id: String,
@@ -43,7 +45,7 @@ pub struct Endpoint {
 }
 
 /// A container as the list and inspect endpoints describe it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerInfo {
     /// Full container id.
     pub id: String,
@@ -64,6 +66,9 @@ pub struct ContainerInfo {
     /// When its last run ended (Unix nanoseconds; while it runs, the previous
     /// run's end), if one ever did; only inspect tells.
     pub finished_at_ns: Option<i64>,
+    /// TCP ports the Engine publishes on its host: the container's port →
+    /// `host:port` where this process reaches it (see `reach`).
+    pub published: BTreeMap<u16, String>,
 }
 
 /// This Engine's place in a Swarm.
@@ -146,6 +151,9 @@ pub struct CreateSpec {
     pub env: Vec<String>,
     /// Network to attach at creation (the container's network mode).
     pub network: Option<String>,
+    /// A TCP port to publish on the Engine's host, at a port the Engine
+    /// picks, bound as narrowly as the Engine's place allows (see `reach`).
+    pub publish: Option<u16>,
     /// Bind mounts and volumes, `src:dst[:mode]`.
     pub binds: Vec<String>,
     /// Bind mounts whose source must exist: the create fails if it is missing,

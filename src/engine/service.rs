@@ -327,6 +327,7 @@ mod tests {
                 labels: BTreeMap::from([("wool.worker".into(), "true".into())]),
                 env: vec!["A=1".into()],
                 network: Some("ov".into()),
+                publish: None,
                 binds: vec!["data:/data:ro".into()],
                 mounts: Vec::new(),
                 nano_cpus: Some(500_000_000),

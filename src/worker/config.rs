@@ -150,6 +150,7 @@ impl WorkerConfig {
         let sandbox = &self.sandbox;
         [
             ("engine_access", self.engine_access != EngineAccess::None),
+            ("publish", self.publication.published()),
             ("security_opt", !sandbox.security_opt.is_empty()),
             ("oom_score_adj", sandbox.oom_score_adj.is_some()),
             ("gpus", self.gpus.is_some()),

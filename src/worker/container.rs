@@ -15,6 +15,7 @@ use crate::labels;
 use crate::output::{Lines, LogSink};
 use crate::ready::Ready;
 use crate::registry::Registry;
+use crate::values::Flag;
 
 /// Forget and remove a container that will not serve: whatever went wrong,
 /// leave nothing behind.
@@ -27,17 +28,30 @@ pub(super) async fn discard(engine: &Engine, registry: &Registry, id: &str) {
 
 /// Check what `cfg` names before anything is created: the image can serve this
 /// process, and the network exists and may be joined (resolved to its exact
-/// name from here on).
+/// name from here on). Then decide how this process reaches the worker, if
+/// the user did not: at its address on the network where it can route there,
+/// else at a published port.
 pub(super) async fn check_container(engine: &Engine, cfg: &mut WorkerConfig) -> Result<()> {
     check_image(engine, cfg).await?;
-    if let Some(network) = &cfg.network {
-        let info = engine.network(network).await?;
-        if info.scope == "swarm" && !info.attachable {
-            return Err(Error::NetworkNotAttachable {
-                network: network.clone(),
-            });
+    let network = match &cfg.network {
+        Some(network) => {
+            let info = engine.network(network).await?;
+            if info.scope == "swarm" && !info.attachable {
+                return Err(Error::NetworkNotAttachable {
+                    network: network.clone(),
+                });
+            }
+            cfg.network = Some(info.name.clone());
+            Some(info)
         }
-        cfg.network = Some(info.name);
+        // The default bridge; an Engine without one (Podman names it
+        // otherwise) is judged by its place alone.
+        None if cfg.publication.publish.is_none() => engine.network("bridge").await.ok(),
+        None => None,
+    };
+    if cfg.publication.publish.is_none() {
+        let routed = engine.routes_to(network.as_ref()).await;
+        cfg.publication.publish = Some(Flag(!routed));
     }
     Ok(())
 }
@@ -265,9 +279,20 @@ impl Launched {
     }
 }
 
-/// `ip:port` of container `info` on the worker's network.
+/// Where this process reaches container `info`: the port the Engine
+/// published for it, or its `ip:port` on the worker's network.
 fn address_of(info: &ContainerInfo, cfg: &WorkerConfig, name: &str) -> Result<String> {
     let port = cfg.publication.port;
+    if cfg.publication.published() {
+        return info
+            .published
+            .get(&port.0)
+            .cloned()
+            .ok_or_else(|| Error::ContainerRejected {
+                id: name.to_owned(),
+                message: format!("the Engine published no host port for its port {port}"),
+            });
+    }
     match labels::endpoint(info, cfg.network.as_deref()).map(|(_, ep)| ep) {
         Some(ep) if !ep.ip.is_empty() => Ok(format!("{}:{port}", ep.ip)),
         _ => Err(Error::ContainerRejected {

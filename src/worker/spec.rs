@@ -41,6 +41,9 @@ pub(super) fn park_spec(cfg: &WorkerConfig, name: String) -> CreateSpec {
     if let Some(network) = &cfg.publication.network {
         labels.insert(labels::NETWORK.to_owned(), network.clone());
     }
+    if cfg.publication.published() {
+        labels.insert(labels::PUBLISH.to_owned(), "true".to_owned());
+    }
     labels.extend(cfg.labels.clone());
     labels.insert(labels::STANDBY.to_owned(), "true".to_owned());
     let env = BTreeMap::from([
@@ -127,6 +130,10 @@ fn container_spec(
         labels,
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         network: cfg.network.clone(),
+        publish: cfg
+            .publication
+            .published()
+            .then_some(cfg.publication.port.0),
         binds: cfg.binds.0.clone(),
         mounts: Vec::new(),
         nano_cpus: cfg.nano_cpus.map(|c| c.0),

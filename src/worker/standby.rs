@@ -449,6 +449,7 @@ fn same_container(shape: &WorkerConfig, cfg: &WorkerConfig) -> bool {
         && shape.network == cfg.network
         && shape.publication.port == cfg.publication.port
         && shape.publication.network == cfg.publication.network
+        && shape.publication.publish == cfg.publication.publish
         && shape.selector == cfg.selector
         && shape.labels == cfg.labels
         && shape.env == cfg.env

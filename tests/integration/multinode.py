@@ -35,6 +35,8 @@ initialises its own swarm (``--advertise-addr 127.0.0.1``) for its module, so
 the two cannot coexist; each leaves its swarm when its module ends, and they
 run one after the other in one session. A module must not use both.
 
+`second_engine` alone is the Engine an owner cannot route to (`test_reach`).
+
 Outside pytest (a benchmark), use the context manager directly::
 
     with two_node_swarm("wool-docker-worker:dev") as swarm:
@@ -248,6 +250,9 @@ class SecondEngine(Engine):
 
     root: Path = Path()
     netns: str = ""
+    tcp: str | None = None
+    """Where it also serves its API over TCP with mutual TLS, if it does (its
+    client's ``DOCKER_CERT_PATH`` is `tls`)."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -263,8 +268,25 @@ class SecondEngine(Engine):
             str(self.root / "exec"),
             "-H",
             self.host,
+            *(self._tcp_options() if self.tcp else []),
             "--pidfile",
             str(self.root / "dockerd.pid"),
+        ]
+
+    @property
+    def tls(self) -> Path:
+        """The client's TLS material (``ca.pem``, ``cert.pem``, ``key.pem``)."""
+        return self.root / "tls"
+
+    def _tcp_options(self) -> list[str]:
+        tls = self.tls
+        return [
+            "-H",
+            str(self.tcp),
+            "--tlsverify",
+            f"--tlscacert={tls / 'ca.pem'}",
+            f"--tlscert={tls / 'server-cert.pem'}",
+            f"--tlskey={tls / 'server-key.pem'}",
         ]
 
     @property
@@ -553,6 +575,36 @@ def clean_leftovers(manager: Engine | None = None) -> list[str]:
     return removed
 
 
+def _make_tls(directory: Path, address: str) -> None:
+    """A CA, a server certificate for ``address`` and a client certificate,
+    the files the docker CLI and dockerd expect (P-256 keys: quick to make)."""
+    directory.mkdir(mode=0o700)
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    days = ["-days", "2"]
+
+    def openssl(*args: str) -> None:
+        result = subprocess.run(
+            ["openssl", *args], cwd=directory, capture_output=True, text=True
+        )
+        if result.returncode != 0:
+            raise MultiNodeError(f"openssl {args[0]}: {result.stderr.strip()}")
+
+    openssl("req", "-x509", *key, *days, "-keyout", "ca-key.pem", "-out", "ca.pem",
+            "-subj", "/CN=wdmn test CA")  # fmt: skip
+    for name, extensions in (
+        ("server", f"extendedKeyUsage=serverAuth\nsubjectAltName=IP:{address}\n"),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ):
+        openssl("req", *key, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
+                "-subj", f"/CN={name}")  # fmt: skip
+        (directory / f"{name}.ext").write_text(extensions)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey",
+                "ca-key.pem", "-CAcreateserial", *days, "-out", f"{name}-cert.pem",
+                "-extfile", f"{name}.ext")  # fmt: skip
+    (directory / "client-cert.pem").rename(directory / "cert.pem")
+    (directory / "client-key.pem").rename(directory / "key.pem")
+
+
 def _free_subnet() -> int:
     """A K such that nothing of the machine is in ``10.231.K.0/24``."""
     used = _command("ip", "-o", "-4", "addr", "show") + _command("ip", "-4", "route")
@@ -576,6 +628,119 @@ def _networks(engine: Engine) -> set[str]:
     return set(engine.out("network", "ls", "--format", "{{.Name}}").split())
 
 
+@dataclass
+class Node:
+    """A second Engine in a network namespace of its own, and its addresses."""
+
+    engine: SecondEngine
+    run: str
+    """The run's id, in every name it made."""
+    address: str
+    """The machine's side of the veth pair, ``10.231.K.1``."""
+    inner: str
+    """The namespace's side, ``10.231.K.2``: where the machine reaches it."""
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def second_engine(image: str, *, tcp: bool = False) -> Iterator[Node]:
+    """A second Engine in its own network namespace, with ``image`` loaded.
+
+    Its bridges are its namespace's: this machine's processes cannot route to
+    its containers' addresses (its default subnet is the machine's own), as
+    with Docker Desktop, rootless Docker or a remote host. Ports it publishes
+    are reached at `Node.inner`. On exit, whatever happened, the Engine is
+    stopped and the namespace, veth pair and temporary directory removed.
+
+    :param tcp:
+        Also serve the Engine's API, with mutual TLS, at ``tcp://INNER:2376``
+        (`SecondEngine.tcp`), the address other namespaces reach it at; its
+        clients' certificates are in `SecondEngine.tls`.
+    :raises MultiNodeError:
+        If anything of the build fails, or the teardown could not remove
+        something.
+    """
+    run = uuid4().hex[:8]
+    for what in clean_leftovers():
+        _log.warning("removed a leftover of a previous multi-node run: %s", what)
+    begin = time.monotonic()
+    timings: dict[str, float] = {}
+    root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-{run}-"))
+    me = os.getpid()
+    _write_state(root, run=run, owner=me, owner_start=_start_time(me))
+    netns, host_link, ns_link = f"{PREFIX}-{run}", f"{PREFIX}{run}h", f"{PREFIX}{run}n"
+    engine = SecondEngine(host=f"unix://{root}/docker.sock", root=root, netns=netns)
+    try:
+        k = _free_subnet()
+        address, inner = f"{SUBNET}.{k}.1", f"{SUBNET}.{k}.2"
+        _write_state(root, k=k, address=address, netns=netns, links=[host_link])
+        _command("ip", "netns", "add", netns)
+        _command("ip", "link", "add", host_link, "type", "veth", "peer", "name", ns_link)
+        _command("ip", "link", "set", ns_link, "netns", netns)
+        _command("ip", "addr", "add", f"{address}/24", "dev", host_link)
+        _command("ip", "link", "set", host_link, "up")
+        inside = ("ip", "netns", "exec", netns, "ip")
+        _command(*inside, "addr", "add", f"{inner}/24", "dev", ns_link)
+        _command(*inside, "link", "set", ns_link, "up")
+        _command(*inside, "link", "set", "lo", "up")
+        timings["namespace"] = time.monotonic() - begin
+        if tcp:
+            _make_tls(engine.tls, inner)
+            engine.tcp = f"tcp://{inner}:2376"
+
+        config = {
+            "data-root": str(root / "data"),
+            "storage-driver": _storage(),
+            "mtu": 1400,
+        }
+        (root / "daemon.json").write_text(json.dumps(config))
+        timings["dockerd_start"] = engine.start()
+
+        mark = time.monotonic()
+        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
+        assert save.stdout is not None
+        try:
+            load = subprocess.run(
+                ["docker", "-H", engine.host, "load", "--quiet"],
+                stdin=save.stdout,
+                capture_output=True,
+                text=True,
+                timeout=CLI_TIMEOUT,
+                check=False,
+            )
+        finally:
+            save.stdout.close()
+            saved = save.wait(CLI_TIMEOUT)
+        if saved != 0 or load.returncode != 0:
+            raise MultiNodeError(
+                f"could not load {image} into the second Engine "
+                f"(save exited {saved}): {load.stderr.strip()}"
+            )
+        timings["image_load"] = time.monotonic() - mark
+        yield Node(engine=engine, run=run, address=address, inner=inner, timings=timings)
+    finally:
+        errors: list[str] = []
+        try:
+            engine.stop()
+        except Exception as error:  # the rest is removed whatever failed here
+            errors.append(f"second Engine stop: {error}")
+        with contextlib.suppress(MultiNodeError):
+            _command("ip", "netns", "del", netns, check=netns in _netns())
+        if host_link in _links():
+            _command("ip", "link", "del", host_link, check=False)
+        _unmount_under(root)
+        shutil.rmtree(root, ignore_errors=True)
+        for what, gone in (
+            (f"netns {netns}", netns not in _netns()),
+            (f"link {host_link}", host_link not in _links()),
+            (str(root), not root.exists()),
+        ):
+            if not gone:
+                errors.append(f"{what} remains")
+        if errors:
+            raise MultiNodeError("teardown of the second Engine: " + "; ".join(errors))
+
+
 @contextlib.contextmanager
 def two_node_swarm(
     image: str,
@@ -595,7 +760,6 @@ def two_node_swarm(
         If the machine's Engine is already in a swarm, if anything of the
         build fails, or if the teardown could not remove something.
     """
-    run = uuid4().hex[:8]
     manager = Engine(MANAGER_HOST)
     for what in clean_leftovers(manager):
         _log.warning("removed a leftover of a previous multi-node run: %s", what)
@@ -608,124 +772,67 @@ def two_node_swarm(
             f"'docker swarm leave --force' if it is a leftover)"
         )
     begin = time.monotonic()
-    timings: dict[str, float] = {}
-    root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-{run}-"))
-    me = os.getpid()
-    _write_state(root, run=run, owner=me, owner_start=_start_time(me))
-    netns, host_link, ns_link = f"{PREFIX}-{run}", f"{PREFIX}{run}h", f"{PREFIX}{run}n"
-    worker = SecondEngine(host=f"unix://{root}/docker.sock", root=root, netns=netns)
-    swarm_init = False
     networks_before = _networks(manager)
-    swarm: Swarm | None = None
-    try:
-        k = _free_subnet()
-        address, inner = f"{SUBNET}.{k}.1", f"{SUBNET}.{k}.2"
-        _write_state(root, k=k, address=address, netns=netns, links=[host_link])
-        _command("ip", "netns", "add", netns)
-        _command("ip", "link", "add", host_link, "type", "veth", "peer", "name", ns_link)
-        _command("ip", "link", "set", ns_link, "netns", netns)
-        _command("ip", "addr", "add", f"{address}/24", "dev", host_link)
-        _command("ip", "link", "set", host_link, "up")
-        inside = ("ip", "netns", "exec", netns, "ip")
-        _command(*inside, "addr", "add", f"{inner}/24", "dev", ns_link)
-        _command(*inside, "link", "set", ns_link, "up")
-        _command(*inside, "link", "set", "lo", "up")
-        timings["namespace"] = time.monotonic() - begin
-
-        config = {
-            "data-root": str(root / "data"),
-            "storage-driver": _storage(),
-            "mtu": 1400,
-        }
-        (root / "daemon.json").write_text(json.dumps(config))
-        timings["dockerd_start"] = worker.start()
-
-        mark = time.monotonic()
-        save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE)
-        assert save.stdout is not None
+    with second_engine(image) as node:
+        worker, address, timings = node.engine, node.address, node.timings
+        swarm_init = False
+        swarm: Swarm | None = None
         try:
-            load = subprocess.run(
-                ["docker", "-H", worker.host, "load", "--quiet"],
-                stdin=save.stdout,
-                capture_output=True,
-                text=True,
-                timeout=CLI_TIMEOUT,
-                check=False,
+            mark = time.monotonic()
+            networks_to_remove = sorted({"docker_gwbridge", "ingress"} - networks_before)
+            _write_state(
+                worker.root, swarm_init=True, networks_to_remove=networks_to_remove
             )
+            swarm_init = True
+            manager.run(
+                "swarm",
+                "init",
+                "--advertise-addr",
+                address,
+                "--listen-addr",
+                f"{address}:2377",
+            )
+            manager.node_id = manager.out("info", "--format", "{{.Swarm.NodeID}}")
+            token = manager.out("swarm", "join-token", "-q", "worker")
+            worker.run("swarm", "join", "--token", token, f"{address}:2377")
+            worker.node_id = worker.out("info", "--format", "{{.Swarm.NodeID}}")
+            prefix = name_prefix or f"{PREFIX}-{node.run}"
+            swarm = Swarm(
+                manager=manager,
+                worker=worker,
+                address=address,
+                overlay=f"{prefix}-mnoverlay",
+                name_prefix=prefix,
+                labels=dict(labels or {}),
+                image=image,
+                timings=timings,
+            )
+            swarm.wait_ready()
+            timings["swarm"] = time.monotonic() - mark
+            network_labels: list[str] = []
+            for key, value in swarm.labels.items():
+                network_labels += ["--label", f"{key}={value}"]
+            manager.run(
+                "network",
+                "create",
+                "--driver",
+                "overlay",
+                "--attachable",
+                *network_labels,
+                swarm.overlay,
+            )
+            timings["setup"] = time.monotonic() - begin
+            _log.info("two-node swarm up in %.1f s: %s", timings["setup"], timings)
+            yield swarm
         finally:
-            save.stdout.close()
-            saved = save.wait(CLI_TIMEOUT)
-        if saved != 0 or load.returncode != 0:
-            raise MultiNodeError(
-                f"could not load {image} into the second Engine "
-                f"(save exited {saved}): {load.stderr.strip()}"
-            )
-        timings["image_load"] = time.monotonic() - mark
-
-        mark = time.monotonic()
-        networks_to_remove = sorted({"docker_gwbridge", "ingress"} - networks_before)
-        _write_state(root, swarm_init=True, networks_to_remove=networks_to_remove)
-        swarm_init = True
-        manager.run(
-            "swarm",
-            "init",
-            "--advertise-addr",
-            address,
-            "--listen-addr",
-            f"{address}:2377",
-        )
-        manager.node_id = manager.out("info", "--format", "{{.Swarm.NodeID}}")
-        token = manager.out("swarm", "join-token", "-q", "worker")
-        worker.run("swarm", "join", "--token", token, f"{address}:2377")
-        worker.node_id = worker.out("info", "--format", "{{.Swarm.NodeID}}")
-        prefix = name_prefix or f"{PREFIX}-{run}"
-        swarm = Swarm(
-            manager=manager,
-            worker=worker,
-            address=address,
-            overlay=f"{prefix}-mnoverlay",
-            name_prefix=prefix,
-            labels=dict(labels or {}),
-            image=image,
-            timings=timings,
-        )
-        swarm.wait_ready()
-        timings["swarm"] = time.monotonic() - mark
-        network_labels: list[str] = []
-        for key, value in swarm.labels.items():
-            network_labels += ["--label", f"{key}={value}"]
-        manager.run(
-            "network",
-            "create",
-            "--driver",
-            "overlay",
-            "--attachable",
-            *network_labels,
-            swarm.overlay,
-        )
-        timings["setup"] = time.monotonic() - begin
-        _log.info("two-node swarm up in %.1f s: %s", timings["setup"], timings)
-        yield swarm
-    finally:
-        end = time.monotonic()
-        errors = _teardown(manager, worker, swarm, swarm_init, networks_before)
-        with contextlib.suppress(MultiNodeError):
-            _command("ip", "netns", "del", netns, check=netns in _netns())
-        if host_link in _links():
-            _command("ip", "link", "del", host_link, check=False)
-        _unmount_under(root)
-        shutil.rmtree(root, ignore_errors=True)
-        for what, gone in (
-            (f"netns {netns}", netns not in _netns()),
-            (f"link {host_link}", host_link not in _links()),
-            (str(root), not root.exists()),
-        ):
-            if not gone:
-                errors.append(f"{what} remains")
-        timings["teardown"] = time.monotonic() - end
-        _log.info("two-node swarm down in %.1f s", timings["teardown"])
-        if errors:
-            raise MultiNodeError("teardown of the two-node swarm: " + "; ".join(errors))
+            end = time.monotonic()
+            errors = _teardown(manager, worker, swarm, swarm_init, networks_before)
+            timings["teardown"] = time.monotonic() - end
+            _log.info("two-node swarm down in %.1f s", timings["teardown"])
+            if errors:
+                raise MultiNodeError(
+                    "teardown of the two-node swarm: " + "; ".join(errors)
+                )
 
 
 def _teardown(
