@@ -28,6 +28,7 @@ from typing import Any
 
 from . import common
 from . import discovery_bench
+from . import reach_bench
 from . import report
 from . import standby_bench
 from . import swarm_latency
@@ -52,11 +53,12 @@ SECTIONS = {
         discovery_bench.latency_table,
     ),
     "discovery-scale": (discovery_bench.section_scale, discovery_bench.scale_tables),
+    "reach": (reach_bench.section, reach_bench.tables),
     "swarm": (swarm_latency.section, swarm_latency.tables),
     "swarm-worker": (swarm_worker_bench.section, swarm_worker_bench.tables),
 }
-CHOICES = [*list(SECTIONS)[:7], "baseline", "swarm", "swarm-worker"]
-DEFAULT_SECTIONS = CHOICES[:8]
+CHOICES = [*list(SECTIONS)[:8], "baseline", "swarm", "swarm-worker"]
+DEFAULT_SECTIONS = CHOICES[:9]
 """What runs without ``--only``: the swarm sections need root and build a swarm
 on the machine's Engine, so they run only when asked for."""
 
@@ -68,6 +70,7 @@ PLAN: dict[str, tuple[Any, Any]] = {
     "burst_repeats": (5, 2),
     "sandbox_sizes": ([1, 8], [1, 8]),
     "sandbox_burst": (4, 4),
+    "reach_sizes": ([1, 8], [1, 8]),
     "dispatch_pool": (4, 4),
     "dispatch_sequential": (500, 100),
     "dispatch_total": (2000, 400),

@@ -701,7 +701,7 @@ impl Subscription {
 
 /// The exit hook, registered with `atexit` when the module loads: hand queued log
 /// records to Python, stop the runtime (discovery streams, container output
-/// pumps, the worker feed), then remove the feed's directories.
+/// pumps, the worker feed, `ssh` forwards), then remove their directories.
 ///
 /// Containers of `DockerWorker`s that were never stopped lose their owner's
 /// stdin when the process exits and remove themselves, as after a crash.
@@ -709,5 +709,6 @@ impl Subscription {
 pub fn shutdown(py: Python<'_>) {
     crate::logging::flush(py);
     runtime::stop(py);
-    process().feed.remove_own_dirs();
+    crate::rundir::FEED.remove_own();
+    crate::rundir::SSH.remove_own();
 }

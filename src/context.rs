@@ -22,7 +22,7 @@ pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// Where an Engine is and how to reach it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// `unix://…`, `tcp://…`, `http://…` or `https://…`.
+    /// `unix://…`, `tcp://…`, `http://…`, `https://…` or `ssh://…`.
     pub host: String,
     /// A directory with `ca.pem`, `cert.pem` and `key.pem` for TLS, if TLS is used.
     pub tls_dir: Option<PathBuf>,
@@ -86,14 +86,6 @@ pub fn resolve(explicit: Option<&str>, env: &dyn Environment) -> Result<Endpoint
             None => from_host(DEFAULT_HOST, "the default socket", env),
         }
     };
-    if endpoint.host.starts_with("ssh://") {
-        return Err(Error::InvalidArgument(format!(
-            "the Docker Engine at {} (from {}) is reached over ssh, which wool-docker does \
-             not speak; forward its socket instead (ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock \
-             HOST) and use DOCKER_HOST=unix:///tmp/docker.sock",
-            endpoint.host, endpoint.source
-        )));
-    }
     Ok(endpoint)
 }
 
@@ -250,7 +242,7 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_context_and_ssh_are_clear_errors() {
+    fn a_missing_context_is_a_clear_error_and_ssh_contexts_are_read() {
         let config = scratch("errors");
         write_context(&config, "remote", "ssh://me@host");
         let cfg = config.to_str().unwrap();
@@ -258,11 +250,8 @@ mod tests {
         let e = resolve(None, &missing).unwrap_err().to_string();
         assert!(e.contains("docker context \"nope\""), "{e}");
         let ssh = env(&[("DOCKER_CONFIG", cfg), ("DOCKER_CONTEXT", "remote")]);
-        let e = resolve(None, &ssh).unwrap_err().to_string();
-        assert!(
-            e.contains("ssh") && e.contains("DOCKER_HOST=unix://"),
-            "{e}"
-        );
+        let endpoint = resolve(None, &ssh).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(endpoint.host, "ssh://me@host");
         let _ = std::fs::remove_dir_all(&config);
     }
 

@@ -39,6 +39,15 @@ pub enum Error {
         host: String,
     },
 
+    /// `ssh` could not forward an `ssh://` Engine's socket.
+    #[error("cannot reach the Docker Engine at {host} over ssh: {detail}")]
+    SshFailed {
+        /// The `ssh://` address.
+        host: String,
+        /// What `ssh` said, and what to do about it.
+        detail: String,
+    },
+
     /// An image is not on the daemon; nothing is pulled implicitly.
     #[error(
         "image '{image}' is not on the Docker Engine; build it with \
@@ -265,7 +274,9 @@ impl Error {
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
-            Error::DaemonUnreachable { .. } | Error::PermissionDenied { .. }
+            Error::DaemonUnreachable { .. }
+                | Error::PermissionDenied { .. }
+                | Error::SshFailed { .. }
         )
     }
 }
@@ -304,9 +315,9 @@ impl From<Error> for PyErr {
         let message = err.to_string();
         // No `_` arm: a new variant must be mapped here before the crate compiles.
         match err {
-            Error::DaemonUnreachable { host, .. } | Error::PermissionDenied { host } => {
-                EngineUnavailableError::new_err((message, host))
-            }
+            Error::DaemonUnreachable { host, .. }
+            | Error::PermissionDenied { host }
+            | Error::SshFailed { host, .. } => EngineUnavailableError::new_err((message, host)),
             Error::ImageNotFound { image } => ImageNotFoundError::new_err((message, image)),
             Error::ImageMismatch { image, .. } => ImageMismatchError::new_err((message, image)),
             Error::BuildFailed { tag, log_tail, .. } => {

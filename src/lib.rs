@@ -3,7 +3,8 @@
 //!
 //! 1. `error`, `env`, `runtime` (the tokio runtime), `logging` (to Python's),
 //!    `values` (self-validating values: seconds, sizes, counts, names),
-//!    `backoff` (the one retry policy), `lines` (the one line codec);
+//!    `backoff` (the one retry policy), `lines` (the one line codec), `rundir`
+//!    (private directories for the owner's sockets);
 //! 2. `context` (which Engine), `engine` (the client and our models of its objects);
 //! 3. contracts, pure: `labels` (the schema and the selector match), `ready`
 //!    (the ready and parked lines), `scope` (what a discovery follows), `output` (a
@@ -32,6 +33,7 @@ pub mod output;
 pub mod owner;
 pub mod ready;
 pub mod registry;
+pub mod rundir;
 pub mod runtime;
 pub mod scope;
 pub mod serving;

@@ -22,6 +22,7 @@ use super::model::{
     ContainerInfo, CreateSpec, EventStream, ImageInfo, InputWriter, NetworkInfo, OutputStream,
     SwarmRole, TaskInfo,
 };
+use super::ssh::Tunnel;
 use super::transport::Transport;
 use crate::backoff::Policy;
 use crate::context;
@@ -56,6 +57,9 @@ pub struct Engine {
     /// The same endpoint through hyper, for the answer bollard cannot model;
     /// made on first use (only Swarm managers are asked for it).
     pub(super) transport: Arc<OnceLock<std::result::Result<Transport, String>>>,
+    /// An `ssh://` Engine's forward, which `endpoint` leads through; it ends
+    /// with the last clone.
+    _tunnel: Option<Arc<Tunnel>>,
 }
 
 impl Engine {
@@ -66,10 +70,23 @@ impl Engine {
         Engine::connect_to(&context::resolve(host, &context::ProcessEnvironment)?).await
     }
 
-    /// Connect to a resolved endpoint and negotiate the API version.
+    /// Connect to a resolved endpoint and negotiate the API version. An
+    /// `ssh://` Engine is reached through a socket `ssh` forwards (see `ssh`);
+    /// messages still name its address.
     pub async fn connect_to(endpoint: &context::Endpoint) -> Result<Engine> {
         let host = endpoint.host.clone();
-        let docker = open(endpoint)?;
+        let (endpoint, tunnel) = if host.starts_with("ssh://") {
+            let tunnel = Tunnel::open(&host).await?;
+            let local = context::Endpoint {
+                host: format!("unix://{}", tunnel.socket().display()),
+                tls_dir: None,
+                source: endpoint.source.clone(),
+            };
+            (local, Some(Arc::new(tunnel)))
+        } else {
+            (endpoint.clone(), None)
+        };
+        let docker = open(&endpoint)?;
         let version: Arc<OnceLock<String>> = Arc::new(OnceLock::new());
         let prefix = version.clone();
         // bollard 0.21 joins the request path with a leading slash, which drops its
@@ -98,8 +115,9 @@ impl Engine {
             host: host.into(),
             api_version: negotiated.into(),
             clock_offset: Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
-            endpoint: Arc::new(endpoint.clone()),
+            endpoint: Arc::new(endpoint),
             transport: Arc::new(OnceLock::new()),
+            _tunnel: tunnel,
         })
     }
 

@@ -3,7 +3,7 @@
 //! this module alone, and every Engine model field is treated as optional.
 //!
 //! `model` holds those structs, `client` the [`Engine`] handle and its calls,
-//! `service` its Swarm service calls,
+//! `service` its Swarm service calls, `ssh` the forward to an `ssh://` Engine,
 //! `convert` the pure translation between bollard's models and ours, `reach`
 //! where this process reaches a worker's port, `transport`
 //! the one request read through hyper directly.
@@ -13,6 +13,7 @@ mod convert;
 mod model;
 mod reach;
 mod service;
+mod ssh;
 mod transport;
 
 pub use client::Engine;

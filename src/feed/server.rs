@@ -20,6 +20,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::lines::{self, LineError};
 use crate::registry::{Registry, FEED_SLOTS_PER_CONTAINER};
+use crate::rundir;
 use crate::scope::Scope;
 
 /// How long one batch may take to be read by its client before it is dropped.
@@ -28,11 +29,6 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_CONNECTIONS: usize = 512;
 /// Name of the socket inside its directory.
 const SOCKET_NAME: &str = "feed.sock";
-/// Directory name prefix (then the owner's pid, `-` and a random suffix).
-const DIR_PREFIX: &str = "wool-docker-feed-";
-/// Names tried for the feed directory before giving up: with 128 random bits a
-/// second one is only needed if someone else made the first.
-const DIR_ATTEMPTS: usize = 16;
 /// Bytes of batches queued for one connection behind the one being written
 /// (a batch larger than this is queued alone). A client further behind is
 /// dropped: the owner never buffers for a reader without bound.
@@ -66,8 +62,6 @@ struct Inner {
     scopes: StdMutex<ServedScopes<Engine>>,
     /// The socket being served, once started.
     socket: tokio::sync::Mutex<Option<PathBuf>>,
-    /// The directories made (more than one if a socket vanished).
-    dirs: StdMutex<Vec<PathBuf>>,
 }
 
 impl Feed {
@@ -79,7 +73,6 @@ impl Feed {
                 registry,
                 scopes: Default::default(),
                 socket: Default::default(),
-                dirs: Default::default(),
             }),
         }
     }
@@ -186,9 +179,8 @@ impl Feed {
                 path = %path.display(),
                 "worker feed: its socket vanished; serving new containers on a new one"
             ),
-            None => remove_stale_dirs(),
+            None => {}
         }
-        let base = base_dir();
         let fail = |at: &Path, e: io::Error| {
             Error::Internal(format!(
                 "cannot start the worker feed in {}: {e}; set XDG_RUNTIME_DIR or TMPDIR \
@@ -196,26 +188,17 @@ impl Feed {
                 at.display()
             ))
         };
-        let dir = private_dir(&base, random_name).map_err(|e| fail(&base, e))?;
-        lock(&self.inner.dirs).push(dir.clone());
+        let dir = rundir::FEED
+            .create()
+            .map_err(|e| fail(&std::env::temp_dir(), e))?;
         let socket = dir.join(SOCKET_NAME);
         let listener = UnixListener::bind(&socket).map_err(|e| fail(&dir, e))?;
         // Worker images run as any user; the directory is the gate on the host, and
         // the peer check below is the gate for containers.
-        set_mode(&socket, 0o666).map_err(|e| fail(&dir, e))?;
+        rundir::set_mode(&socket, 0o666).map_err(|e| fail(&dir, e))?;
         tokio::spawn(accept_loop(listener, self.clone(), Policy::ACCEPT));
         *feed = Some(socket.clone());
         Ok(socket)
-    }
-
-    /// Remove this feed's directories (at exit: nothing serves them then).
-    pub fn remove_own_dirs(&self) {
-        for dir in lock(&self.inner.dirs).drain(..) {
-            // Only if still ours; remove_dir_all does not follow symlinks.
-            if is_private(&dir).unwrap_or(false) {
-                let _ = std::fs::remove_dir_all(&dir);
-            }
-        }
     }
 }
 
@@ -226,99 +209,7 @@ fn is_live(socket: &Path) -> bool {
     socket_there
         && socket
             .parent()
-            .is_some_and(|d| is_private(d).unwrap_or(false))
-}
-
-/// A fresh directory name: the owner's pid (for stale-directory cleanup) and
-/// 128 bits from the OS, so no one can make it first.
-fn random_name() -> io::Result<String> {
-    let mut bytes = [0u8; 16];
-    getrandom::fill(&mut bytes).map_err(io::Error::other)?;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{DIR_PREFIX}{}-{hex}", std::process::id()))
-}
-
-/// The pid in a feed directory's name (`<prefix><pid>` or `<prefix><pid>-<random>`).
-fn dir_pid(name: &str) -> Option<u32> {
-    name.strip_prefix(DIR_PREFIX)?
-        .split('-')
-        .next()?
-        .parse()
-        .ok()
-}
-
-/// `$XDG_RUNTIME_DIR` when it is a directory of ours that only we may enter, else
-/// the temp directory.
-fn base_dir() -> PathBuf {
-    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
-        if is_private(&xdg).unwrap_or(false) {
-            return xdg;
-        }
-    }
-    std::env::temp_dir()
-}
-
-fn own_uid() -> io::Result<u32> {
-    use std::os::unix::fs::MetadataExt;
-    Ok(std::fs::metadata("/proc/self")?.uid())
-}
-
-fn is_private(path: &Path) -> io::Result<bool> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path)?;
-    Ok(meta.is_dir() && meta.uid() == own_uid()? && meta.mode() & 0o077 == 0)
-}
-
-/// Create a fresh 0700 directory in `base` under a name from `name`. Creation
-/// fails if anything is there already (mkdir is exclusive and follows no
-/// symlink): then the next name is tried, so nothing planted under any name,
-/// by anyone, can deny service or be used by us.
-fn private_dir(base: &Path, mut name: impl FnMut() -> io::Result<String>) -> io::Result<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    for _ in 0..DIR_ATTEMPTS {
-        let dir = base.join(name()?);
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {
-                // The umask may only have narrowed the mode; make it exact.
-                set_mode(&dir, 0o700)?;
-                if !is_private(&dir)? {
-                    return Err(io::Error::new(
-                        io::ErrorKind::PermissionDenied,
-                        "the new directory is not one only this user may enter",
-                    ));
-                }
-                return Ok(dir);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(io::Error::new(
-        io::ErrorKind::AlreadyExists,
-        format!("{DIR_ATTEMPTS} fresh names in a row were taken"),
-    ))
-}
-
-fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-}
-
-/// Remove feed directories of this user whose process is gone.
-fn remove_stale_dirs() {
-    let Ok(entries) = std::fs::read_dir(base_dir()) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(dir_pid) else {
-            continue;
-        };
-        // Only directories of ours; remove_dir_all does not follow symlinks.
-        let gone = !Path::new(&format!("/proc/{pid}")).exists();
-        if gone && is_private(&entry.path()).unwrap_or(false) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+            .is_some_and(|d| rundir::is_private(d).unwrap_or(false))
 }
 
 async fn accept_loop(listener: UnixListener, feed: Feed, policy: Policy) {
@@ -397,7 +288,7 @@ fn identify(stream: &UnixStream, registry: &Registry) -> std::result::Result<Pee
                 _slot: Some(permit),
             })
         }
-        None if own_uid().is_ok_and(|u| cred.uid() == u || cred.uid() == 0) => Ok(Peer {
+        None if rundir::own_uid().is_ok_and(|u| cred.uid() == u || cred.uid() == 0) => Ok(Peer {
             container: None,
             _slot: None,
         }),
@@ -632,70 +523,5 @@ mod tests {
             authorize(line, &served).is_ok(),
             "a new subscription re-allows it"
         );
-    }
-
-    /// A scratch directory standing in for the temp directory.
-    fn scratch() -> PathBuf {
-        let base = std::env::temp_dir().join(format!(
-            "wool-docker-feed-test-{}",
-            random_name().unwrap().rsplit('-').next().unwrap()
-        ));
-        std::fs::create_dir(&base).unwrap();
-        base
-    }
-
-    #[test]
-    fn a_planted_name_is_skipped_not_used() {
-        use std::os::unix::fs::PermissionsExt;
-        let base = scratch();
-        // Whatever is at the names tried first: a directory open to all, a
-        // private one of ours, a symlink to one, a file.
-        let planted = ["open", "ours", "link", "file"];
-        std::fs::create_dir(base.join("open")).unwrap();
-        set_mode(&base.join("open"), 0o777).unwrap();
-        std::fs::create_dir(base.join("ours")).unwrap();
-        std::os::unix::fs::symlink(base.join("ours"), base.join("link")).unwrap();
-        std::fs::write(base.join("file"), b"").unwrap();
-        let mut names = planted
-            .iter()
-            .map(|n| n.to_string())
-            .chain(["fresh".to_owned()]);
-
-        let dir = private_dir(&base, || Ok(names.next().unwrap())).unwrap();
-
-        assert_eq!(dir, base.join("fresh"));
-        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o700);
-        assert_eq!(std::fs::read_dir(base.join("ours")).unwrap().count(), 0);
-        std::fs::remove_dir_all(&base).unwrap();
-    }
-
-    #[test]
-    fn names_taken_every_time_give_up_with_an_error() {
-        let base = scratch();
-        std::fs::create_dir(base.join("taken")).unwrap();
-        let mut tries = 0;
-        let result = private_dir(&base, || {
-            tries += 1;
-            Ok("taken".to_owned())
-        });
-        assert!(result.is_err());
-        assert_eq!(tries, DIR_ATTEMPTS);
-        std::fs::remove_dir_all(&base).unwrap();
-    }
-
-    #[test]
-    fn directory_names_are_random_and_carry_the_pid() {
-        let (a, b) = (random_name().unwrap(), random_name().unwrap());
-        assert_ne!(a, b);
-        assert_eq!(dir_pid(&a), Some(std::process::id()));
-        assert_eq!(
-            a.len(),
-            DIR_PREFIX.len() + std::process::id().to_string().len() + 33
-        );
-        // Names of earlier versions (the pid alone) are still cleaned up.
-        assert_eq!(dir_pid("wool-docker-feed-42"), Some(42));
-        assert_eq!(dir_pid("wool-docker-feed-x-1"), None);
-        assert_eq!(dir_pid("other-42"), None);
     }
 }

@@ -640,10 +640,81 @@ class Node:
     inner: str
     """The namespace's side, ``10.231.K.2``: where the machine reaches it."""
     timings: dict[str, float] = field(default_factory=dict)
+    ssh: str | None = None
+    """``ssh://root@INNER``, where an sshd in the namespace leads to this
+    Engine's socket as the host's ``/var/run/docker.sock``, if it was asked for."""
+    ssh_options: str = ""
+    """The ssh options (``-F CONFIG``) that reach it: its key, its host key."""
+
+
+def start_sshd(
+    directory: Path, address: str, socket_path: Path, netns: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """An sshd listening at ``address:22`` (in network namespace ``netns``, or
+    this one) whose ``/var/run/docker.sock`` is ``socket_path``: it runs in a
+    mount namespace of its own with a tmpfs ``/run``, so nothing of the
+    machine's changes. Key authentication only, with keys, host key and
+    configuration made in ``directory``. Returns the process (stop it, and
+    kill what runs in its session) and the client's ssh options (``-F``)."""
+    keys = directory
+    keys.mkdir(mode=0o700)
+    for name in ("host_key", "id"):
+        _command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name))
+    (keys / "authorized_keys").write_text((keys / "id.pub").read_text())
+    host_key = (keys / "host_key.pub").read_text().split()
+    (keys / "known_hosts").write_text(f"{address} {host_key[0]} {host_key[1]}\n")
+    (keys / "sshd_config").write_text(
+        f"ListenAddress {address}:22\nHostKey {keys / 'host_key'}\n"
+        f"AuthorizedKeysFile {keys / 'authorized_keys'}\nPidFile {keys / 'sshd.pid'}\n"
+        "PermitRootLogin prohibit-password\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
+        "AllowStreamLocalForwarding yes\n"
+    )
+    (keys / "config").write_text(
+        f"Host {address}\n  User root\n  IdentityFile {keys / 'id'}\n"
+        f"  IdentitiesOnly yes\n  UserKnownHostsFile {keys / 'known_hosts'}\n"
+    )
+    exposed = keys / "engine.sock"
+    script = (
+        f"touch {exposed} && mount --bind {socket_path} {exposed} && "
+        "mount -t tmpfs -o mode=755 tmpfs /run && mkdir /run/sshd && "
+        f"touch /run/docker.sock && mount --bind {exposed} /run/docker.sock && "
+        f"exec /usr/sbin/sshd -D -e -f {keys / 'sshd_config'}"
+    )
+    enter = [] if netns is None else ["nsenter", f"--net=/var/run/netns/{netns}"]
+    with (keys / "sshd.log").open("ab") as log:
+        sshd = subprocess.Popen(
+            [*enter, "unshare", "--mount", "--propagation", "private", "sh", "-c",
+             script],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def listening() -> bool | None:
+        if sshd.poll() is not None:
+            log = (keys / "sshd.log").read_text(errors="replace")
+            raise MultiNodeError(f"sshd exited at start:\n{log}")
+        with contextlib.suppress(OSError), socket.create_connection((address, 22), 1):
+            return True
+        return None
+
+    wait_for(listening, timeout=START_TIMEOUT, what="sshd to listen")
+    return sshd, f"-F {keys / 'config'}"
+
+
+def stop_sshd(sshd: subprocess.Popen[bytes]) -> None:
+    """Stop an sshd of `start_sshd` and the sessions it started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(sshd.pid, signal.SIGTERM)
+    try:
+        sshd.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        sshd.kill()
+        sshd.wait(STOP_TIMEOUT)
 
 
 @contextlib.contextmanager
-def second_engine(image: str, *, tcp: bool = False) -> Iterator[Node]:
+def second_engine(image: str, *, tcp: bool = False, ssh: bool = False) -> Iterator[Node]:
     """A second Engine in its own network namespace, with ``image`` loaded.
 
     Its bridges are its namespace's: this machine's processes cannot route to
@@ -656,6 +727,8 @@ def second_engine(image: str, *, tcp: bool = False) -> Iterator[Node]:
         Also serve the Engine's API, with mutual TLS, at ``tcp://INNER:2376``
         (`SecondEngine.tcp`), the address other namespaces reach it at; its
         clients' certificates are in `SecondEngine.tls`.
+    :param ssh:
+        Also run an sshd in its namespace that leads to it (`Node.ssh`).
     :raises MultiNodeError:
         If anything of the build fails, or the teardown could not remove
         something.
@@ -670,6 +743,7 @@ def second_engine(image: str, *, tcp: bool = False) -> Iterator[Node]:
     _write_state(root, run=run, owner=me, owner_start=_start_time(me))
     netns, host_link, ns_link = f"{PREFIX}-{run}", f"{PREFIX}{run}h", f"{PREFIX}{run}n"
     engine = SecondEngine(host=f"unix://{root}/docker.sock", root=root, netns=netns)
+    sshd: subprocess.Popen[bytes] | None = None
     try:
         k = _free_subnet()
         address, inner = f"{SUBNET}.{k}.1", f"{SUBNET}.{k}.2"
@@ -717,13 +791,29 @@ def second_engine(image: str, *, tcp: bool = False) -> Iterator[Node]:
                 f"(save exited {saved}): {load.stderr.strip()}"
             )
         timings["image_load"] = time.monotonic() - mark
-        yield Node(engine=engine, run=run, address=address, inner=inner, timings=timings)
+        node = Node(
+            engine=engine, run=run, address=address, inner=inner, timings=timings
+        )
+        if ssh:
+            sshd, node.ssh_options = start_sshd(
+                root / "ssh", inner, root / "docker.sock", netns
+            )
+            node.ssh = f"ssh://root@{inner}"
+        yield node
     finally:
         errors: list[str] = []
+        if sshd is not None:
+            stop_sshd(sshd)
         try:
             engine.stop()
         except Exception as error:  # the rest is removed whatever failed here
             errors.append(f"second Engine stop: {error}")
+        if netns in _netns():
+            # What else runs in the namespace (sshd's sessions) goes with it.
+            pids = _command("ip", "netns", "pids", netns, check=False).split()
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
         with contextlib.suppress(MultiNodeError):
             _command("ip", "netns", "del", netns, check=netns in _netns())
         if host_link in _links():

@@ -24,8 +24,10 @@ import wool
 
 from wool_docker import DockerDiscovery
 from wool_docker import DockerWorker
+from wool_docker import EngineUnavailableError
 from wool_docker import Standby
 
+from . import multinode
 from . import routines
 from .multinode import Node
 from .multinode import second_engine
@@ -272,3 +274,226 @@ class TestAnEngineTheOwnerCannotRouteTo:
         assert len(seen) == 3
         assert all(a.startswith(f"{remote.inner}:") for a in seen.values())
         assert left == ""
+
+
+@pytest.fixture(scope="module")
+def over_ssh(image: str) -> Iterator[Node]:
+    """A second Engine this process cannot route to, reached over ``ssh://``."""
+    with second_engine(image, ssh=True) as node:
+        yield node
+
+
+@pytest.fixture
+def ssh_env(over_ssh: Node, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The environment of a user of that Engine: ``DOCKER_HOST=ssh://…`` and
+    the ssh options naming its key and known host."""
+    assert over_ssh.ssh is not None
+    env = {"DOCKER_HOST": over_ssh.ssh, "WOOL_DOCKER_SSH_OPTS": over_ssh.ssh_options}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+class TestAnEngineOverSsh:
+    @pytest.mark.asyncio
+    async def test_a_pool_and_a_standby_serve_over_ssh(self, case, over_ssh, ssh_env):
+        """Test pools on an ``ssh://`` Engine this process cannot route to.
+
+        Given:
+            ``DOCKER_HOST=ssh://root@HOST`` (an sshd on the second Engine's
+            host, key authentication), `DockerWorker`s with default keywords
+            but ``engine_access="none"``, and a `Standby` of 2
+        When:
+            A pool of 3 gathers 6 CPU-bound routines at entry; then a pool of
+            2 claims the standby and gathers 4; another process lists the
+            workers with ``wool-docker ps`` meanwhile
+        Then:
+            Every worker of each pool should run a routine, each advertised at
+            the ssh host and a published port, as the other process sees it;
+            nothing is left on that Engine after
+        """
+        # Arrange
+        options = case.options(network=None, engine_access="none", log_output=False)
+        pool = wool.WorkerPool(
+            spawn=3,
+            worker=lambda *tags, **kw: DockerWorker(*tags, **options, **kw),
+            discovery=DockerDiscovery(labels=case.labels),
+        )
+        standby = Standby(
+            case.image,
+            None,
+            size=2,
+            labels=case.labels,
+            name_prefix=case.name_prefix,
+            engine_access="none",
+            log_output=False,
+        )
+        inner = over_ssh.inner
+
+        # Act
+        async with asyncio.timeout(TIMEOUT):
+            async with pool:
+                first = await asyncio.gather(*(routines.burn(0.1) for _ in range(6)))
+                seen = _ps("--label", case.label, env=ssh_env)
+            async with standby:
+                await standby.filled()
+                claimed = wool.WorkerPool(
+                    spawn=2,
+                    worker=standby.worker,
+                    discovery=DockerDiscovery(labels=case.labels),
+                )
+                async with claimed:
+                    second = await asyncio.gather(
+                        *(routines.burn(0.1) for _ in range(4))
+                    )
+        left = over_ssh.engine.out("ps", "-aq", "--filter", f"label={case.label}")
+
+        # Assert
+        assert len({h.split("/")[0] for h in first}) == 3
+        assert len({h.split("/")[0] for h in second}) == 2
+        assert len(seen) == 3
+        assert all(a.startswith(f"{inner}:") for a in seen.values())
+        assert left == ""
+
+    def test_an_owner_killed_leaves_nothing_on_the_remote_engine(
+        self, case, over_ssh, ssh_env
+    ):
+        """Test an owner on an ``ssh://`` Engine killed with ``SIGKILL``.
+
+        Given:
+            An owner process that started 2 workers over ssh
+        When:
+            It is killed with ``SIGKILL``
+        Then:
+            Its containers on the remote Engine should be gone, and so should
+            its ssh process, both within the deadline
+        """
+        # Arrange
+        script = (
+            "import asyncio, json, sys\n"
+            "from wool_docker import DockerWorker\n"
+            "async def main():\n"
+            "    workers = [DockerWorker(**json.loads(sys.argv[1])) for _ in range(2)]\n"
+            "    await asyncio.gather(*(w.start() for w in workers))\n"
+            "    print('up', flush=True)\n"
+            "    await asyncio.Event().wait()\n"
+            "asyncio.run(main())\n"
+        )
+        options = case.options(network=None, engine_access="none")
+        owner = subprocess.Popen(
+            [sys.executable, "-c", script, json.dumps(options)],
+            stdout=subprocess.PIPE,
+            env={**os.environ, **ssh_env},
+        )
+        assert owner.stdout is not None
+        try:
+            assert owner.stdout.readline().strip() == b"up"
+            running = over_ssh.engine.out("ps", "-q", "--filter", f"label={case.label}")
+            tunnels = _children(owner.pid, "ssh")
+
+            # Act
+            owner.kill()
+            owner.wait(TIMEOUT)
+
+            # Assert
+            multinode.wait_for(
+                lambda: (
+                    True
+                    if not over_ssh.engine.out(
+                        "ps", "-aq", "--filter", f"label={case.label}"
+                    )
+                    else None
+                ),
+                timeout=TIMEOUT,
+                what="the killed owner's containers to go",
+            )
+            multinode.wait_for(
+                lambda: True if not any(_alive(pid) for pid in tunnels) else None,
+                timeout=TIMEOUT,
+                what="the killed owner's ssh to exit",
+            )
+        finally:
+            if owner.poll() is None:
+                owner.kill()
+                owner.wait(TIMEOUT)
+            for name in over_ssh.engine.out(
+                "ps", "-aq", "--filter", f"label={case.label}"
+            ).split():
+                over_ssh.engine.run("rm", "-f", name, check=False)
+        assert len(running.split()) == 2
+        assert len(tunnels) == 1
+
+    @pytest.mark.asyncio
+    @pytest.mark.parametrize("broken", ["host key", "key"])
+    async def test_ssh_failures_name_the_cause(self, case, over_ssh, tmp_path, broken):
+        """Test an ``ssh://`` Engine whose host key is unknown, or which
+        refuses the key offered.
+
+        Given:
+            ssh options with an empty known_hosts, or with a key the host
+            does not accept
+        When:
+            A worker is started over ssh
+        Then:
+            It should raise `EngineUnavailableError` naming known_hosts, or
+            the refused authentication, and create nothing
+        """
+        # Arrange
+        assert over_ssh.ssh is not None
+        config = over_ssh.engine.root / "ssh" / "config"
+        text = config.read_text()
+        if broken == "host key":
+            (tmp_path / "known_hosts").write_text("")
+            text = text.replace(
+                str(over_ssh.engine.root / "ssh" / "known_hosts"),
+                str(tmp_path / "known_hosts"),
+            )
+            expected = "known_hosts"
+        else:
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f",
+                 str(tmp_path / "stranger")],
+                check=True,
+            )  # fmt: skip
+            text = text.replace(
+                str(over_ssh.engine.root / "ssh" / "id"), str(tmp_path / "stranger")
+            )
+            expected = "authentication as root@"
+        (tmp_path / "config").write_text(text)
+        # Spelled with its port: this process keeps the Engine of an address
+        # it reached (`ssh://root@HOST`) and would not open ssh again.
+        host = f"ssh://root@{over_ssh.inner}:22"
+        worker = DockerWorker(**case.options(network=None, engine_access="none"))
+
+        # Act
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("WOOL_DOCKER_SSH_OPTS", f"-F {tmp_path / 'config'}")
+            patch.setenv("DOCKER_HOST", host)
+            with pytest.raises(EngineUnavailableError) as raised:
+                await worker.start()
+
+        # Assert
+        assert expected in str(raised.value)
+        assert over_ssh.engine.out("ps", "-aq", "--filter", f"label={case.label}") == ""
+
+
+def _children(pid: int, name: str) -> list[int]:
+    """The pids of ``pid``'s children named ``name``."""
+    out = subprocess.run(
+        ["ps", "-o", "pid=,comm=", "--ppid", str(pid)],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    return [
+        int(p) for p, comm in (line.split() for line in out.splitlines()) if comm == name
+    ]
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
