@@ -11,11 +11,13 @@ workers.
 from __future__ import annotations
 
 import asyncio
+import io
 import ipaddress
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,6 +28,7 @@ from wool_docker import DockerDiscovery
 from wool_docker import DockerWorker
 from wool_docker import EngineUnavailableError
 from wool_docker import Standby
+from wool_docker import _native
 
 from . import multinode
 from . import routines
@@ -422,6 +425,69 @@ class TestAnEngineOverSsh:
                 over_ssh.engine.run("rm", "-f", name, check=False)
         assert len(running.split()) == 2
         assert len(tunnels) == 1
+
+    @pytest.mark.asyncio
+    async def test_build_and_prune_over_ssh(self, case, over_ssh, ssh_env):
+        """Test an image build and ``wool-docker prune`` over ssh.
+
+        Given:
+            ``DOCKER_HOST=ssh://root@HOST``; a build context of the worker
+            image plus a label, and a managed container on that Engine whose
+            owner process is gone
+        When:
+            The image is built through wool-docker, and ``wool-docker prune``
+            runs in another process scoped to the test's label
+        Then:
+            The image should be on the remote Engine with its label; the
+            orphan should be removed
+        """
+        # Arrange
+        tag = f"wool-docker-reach-test:{case.id}"
+        dockerfile = f"FROM {case.image}\nLABEL wool.test.built=over-ssh\n".encode()
+        context = io.BytesIO()
+        with tarfile.open(fileobj=context, mode="w") as tar:
+            info = tarfile.TarInfo("Dockerfile")
+            info.size = len(dockerfile)
+            tar.addfile(info, io.BytesIO(dockerfile))
+        uid, host, pid, _ = _native.owner_token().split("/")
+        dead = f"{uid}/{host}/{pid}/1"
+        orphan = over_ssh.engine.out(
+            "create", "--label", case.label, "--label", "wool.docker.managed=true",
+            "--label", f"wool.docker.owner={dead}", case.image,
+        )  # fmt: skip
+
+        # Act
+        try:
+            async with asyncio.timeout(TIMEOUT):
+                await _native.build_image(context.getvalue(), tag)
+            label = over_ssh.engine.out(
+                "image", "inspect", "-f", '{{index .Config.Labels "wool.test.built"}}',
+                tag,
+            )  # fmt: skip
+            pruned = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "wool_docker.cli",
+                    "prune",
+                    "--label",
+                    case.label,
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, **ssh_env},
+                timeout=TIMEOUT,
+                check=False,
+            )
+            left = over_ssh.engine.out("ps", "-aq", "--filter", f"label={case.label}")
+        finally:
+            over_ssh.engine.run("rm", "-f", orphan, check=False)
+            over_ssh.engine.run("image", "rm", "-f", tag, check=False)
+
+        # Assert
+        assert label == "over-ssh"
+        assert pruned.returncode == 0, pruned.stderr
+        assert left == ""
 
     @pytest.mark.asyncio
     @pytest.mark.parametrize("broken", ["host key", "key"])
