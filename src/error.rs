@@ -155,6 +155,20 @@ pub enum Error {
         message: String,
     },
 
+    /// A worker serves, but this process cannot connect to where it is
+    /// advertised.
+    #[error("worker {id} serves, but this process cannot reach it at {address} ({detail}); {fix}")]
+    Unreachable {
+        /// Container name or id.
+        id: String,
+        /// Where it is advertised.
+        address: String,
+        /// What the connection attempt said.
+        detail: String,
+        /// What to do about it.
+        fix: String,
+    },
+
     /// A container did not announce that it serves before the deadline.
     #[error(
         "container {id} did not serve within {:.1} s; it was removed. Raise the start \
@@ -335,7 +349,7 @@ impl From<Error> for PyErr {
             Error::ContainerExited { id, code, log_tail } => {
                 ContainerFailedError::new_err((message, id, code, log_tail))
             }
-            Error::ContainerRejected { id, .. } => {
+            Error::ContainerRejected { id, .. } | Error::Unreachable { id, .. } => {
                 ContainerFailedError::new_err((message, id, None::<i64>, String::new()))
             }
             Error::NotServing { id, waited, .. } => {

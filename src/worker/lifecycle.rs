@@ -10,7 +10,7 @@ use super::config::WorkerConfig;
 use super::container::{check_container, discard, with_engine_access, Launched};
 use super::running::Running;
 use super::spec::create_spec;
-use super::toolkit::{unless_cancelled, Clock, Owner, TlsFiles};
+use super::toolkit::{check_reachable, unless_cancelled, Clock, Owner, TlsFiles};
 use crate::engine::{now_nanos, Engine};
 use crate::error::Result;
 use crate::output::LogSink;
@@ -71,5 +71,7 @@ async fn bring_up(
     clock.lap("interpreter, wool import, bind");
     let address = launched.address(engine, cfg).await?;
     clock.lap("inspect address");
+    check_reachable(cfg.name.as_str(), &address, cfg.publication.published()).await?;
+    clock.lap("reach");
     Ok(launched.serving(engine, registry, address, ready, clock.laps))
 }

@@ -24,7 +24,7 @@ use super::config::{Refill, WorkerConfig};
 use super::container::{check_container, discard, with_engine_access, Launched};
 use super::running::Running;
 use super::spec::{claim_env, park_spec};
-use super::toolkit::{owned_task, unless_cancelled, Clock, Owner, TlsFiles};
+use super::toolkit::{check_reachable, owned_task, unless_cancelled, Clock, Owner, TlsFiles};
 use crate::engine::{now_nanos, Engine};
 use crate::error::{Error, Result};
 use crate::output::LogSink;
@@ -414,6 +414,9 @@ async fn claim_owned(
             .wait_for(timeout, |line| Ready::parse(&id, now_nanos(), line))
             .await?;
         clock.lap("bind");
+        let published = inner.shape.publication.published();
+        check_reachable(&name, &parked.address, published).await?;
+        clock.lap("reach");
         Ok(ready)
     };
     let result =

@@ -14,6 +14,35 @@ use crate::error::{Error, Result};
 use crate::labels;
 use crate::registry::Registry;
 
+/// How long a connection to a worker that just said it serves may take.
+const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Check that this process connects to `address`, where worker `name` is
+/// about to be advertised (`published`: at a port its Engine publishes):
+/// better a start that says why than a pool that waits for wool's timeout.
+pub(super) async fn check_reachable(name: &str, address: &str, published: bool) -> Result<()> {
+    let detail =
+        match tokio::time::timeout(REACH_TIMEOUT, tokio::net::TcpStream::connect(address)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer in {} s", REACH_TIMEOUT.as_secs()),
+        };
+    let fix = if published {
+        "the Engine publishes its port on a host this process cannot reach (an Engine \
+         in another network namespace, or a firewall): run the owner where that port \
+         is reachable, or where it routes to the worker network and pass publish=False"
+    } else {
+        "this process cannot route to the worker network (the Engine is in a VM or \
+         another namespace): pass publish=True to reach it at a port the Engine publishes"
+    };
+    Err(Error::Unreachable {
+        id: name.to_owned(),
+        address: address.to_owned(),
+        detail,
+        fix: fix.to_owned(),
+    })
+}
+
 /// What a worker's owner lends it: the record of the containers it owns, and
 /// the socket of its worker feed when it serves one.
 #[derive(Clone)]

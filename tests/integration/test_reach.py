@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import wool
 
+from wool_docker import ContainerFailedError
 from wool_docker import DockerDiscovery
 from wool_docker import DockerWorker
 from wool_docker import EngineUnavailableError
@@ -276,6 +277,40 @@ class TestAnEngineTheOwnerCannotRouteTo:
         assert set(workers.values()) == {""}
         assert len(seen) == 3
         assert all(a.startswith(f"{remote.inner}:") for a in seen.values())
+        assert left == ""
+
+    @pytest.mark.asyncio
+    async def test_a_published_port_this_process_cannot_reach(self, case, remote):
+        """Test a worker published where this process cannot connect.
+
+        Given:
+            The second Engine through its unix socket (a local socket, but
+            the Engine serves from another network namespace, so its workers
+            are published, and on that namespace's loopback)
+        When:
+            A `DockerWorker` with default keywords but ``engine_access="none"``
+            is started
+        Then:
+            It should raise `ContainerFailedError` naming the address it
+            cannot reach and what to do, and leave no container
+        """
+        # Arrange
+        worker = DockerWorker(
+            **case.options(
+                network=None, docker_host=remote.engine.host, engine_access="none"
+            )
+        )
+
+        # Act
+        with pytest.raises(ContainerFailedError) as raised:
+            async with asyncio.timeout(TIMEOUT):
+                await worker.start()
+        left = remote.engine.out("ps", "-aq", "--filter", f"label={case.label}")
+
+        # Assert
+        message = str(raised.value)
+        assert "cannot reach it at 127.0.0.1:" in message
+        assert "publishes its port" in message
         assert left == ""
 
 
