@@ -172,8 +172,8 @@ class DockerWorker(Worker):
         a `LocalWorker`), and it always stops with its owner (what ``True``
         guarantees).
     :param docker_host:
-        Docker Engine address (``unix://``, ``tcp://``, ``https://``);
-        ``None`` follows ``DOCKER_HOST`` like the docker CLI.
+        Docker Engine address (``unix://``, ``tcp://``, ``https://``,
+        ``ssh://``); ``None`` follows ``DOCKER_HOST`` like the docker CLI.
     :param engine_access:
         What the container may reach of discovery, which its subscriber needs
         when a routine awaits another routine. ``"feed"`` (default): the
