@@ -81,6 +81,12 @@ pub struct WorkerRecord {
     pub network: String,
     /// The server's pid in the container, once its ready line was read.
     pub pid: i64,
+    /// Its `ip:port` on `network` when `address` is a published port: where
+    /// the containers on that network (nested routines, fed by the owner's
+    /// worker feed) reach it. Not on the wire as such: the feed sends it as
+    /// the address (see [`WorkerRecord::on_network`]).
+    #[serde(skip)]
+    pub network_address: Option<String>,
     /// A parked standby container's labels: the fields above that labels
     /// carry for a worker (uid, tags, extra, secure, identity, options) come
     /// from its ready line instead, and without one it is no worker. Never
@@ -107,8 +113,21 @@ impl WorkerRecord {
             container_name: container_name.into(),
             network: "w".into(),
             pid: 0,
+            network_address: None,
             standby: false,
         }
+    }
+}
+
+impl WorkerRecord {
+    /// The record as a container on its network sees it: at its address
+    /// there, where this process reaches it at a published port.
+    pub fn on_network(&self) -> WorkerRecord {
+        let mut record = self.clone();
+        if let Some(address) = record.network_address.take() {
+            record.address = address;
+        }
+        record
     }
 }
 
@@ -385,6 +404,7 @@ pub fn parse(
     let version = label(VERSION).unwrap_or_default().trim().to_owned();
     let identity = label(IDENTITY).map(|v| v.trim().to_owned());
 
+    let mut network_address = None;
     let (address, chosen) = if let Some(address) = label(ADDRESS) {
         if address
             .rsplit_once(':')
@@ -401,7 +421,10 @@ pub fn parse(
         let wanted = network.or(label(NETWORK));
         match (endpoint(c, wanted), c.published.get(&port)) {
             // Still on its network, so a scoped reader finds it where it looks.
-            (Some((name, _)), Some(address)) if publish => (address.clone(), name.clone()),
+            (Some((name, ep)), Some(address)) if publish => {
+                network_address = (!ep.ip.is_empty()).then(|| format!("{}:{port}", ep.ip));
+                (address.clone(), name.clone())
+            }
             (None, Some(address)) if publish && wanted.is_none() => {
                 (address.clone(), String::new())
             }
@@ -424,6 +447,7 @@ pub fn parse(
         container_name: c.name.clone(),
         network: chosen,
         pid: 0,
+        network_address,
         standby: c.labels.get(STANDBY).is_some_and(|v| v == "true"),
     }))
 }

@@ -132,9 +132,11 @@ pub(crate) fn encode(batch: &[Change]) -> Option<String> {
                 Change::Dropped(r, at) => (Kind::Dropped, r, *at),
                 Change::Warning(_) => return None,
             };
+            // Its readers are containers: a published worker is reached
+            // from them at its address on the network.
             Some(Wire {
                 kind,
-                record: record.clone(),
+                record: record.on_network(),
                 at,
             })
         })

@@ -39,6 +39,7 @@ from wool_docker.pytest import RUN_ID
 from wool_docker.pytest import RUN_LABEL
 from wool_docker.pytest import DockerCli
 
+from . import nested
 from . import routines
 from .conftest import Case
 from .modes_harness import ROOT
@@ -752,3 +753,45 @@ class TestHybridSwarm:
         assert still == tasks
         failures, _ = pool.log.failures([])  # no worker leaves during the rounds
         assert failures == [], pool.log.tail(len(pool.log.rounds))
+
+    @pytest.mark.asyncio
+    async def test_burst_workers_on_the_overlay_from_the_host(
+        self, case: Case, docker: DockerCli, overlay: str
+    ):
+        """Test `DockerWorker`s on the overlay owned by a process on the host.
+
+        Given:
+            A pool in this process, on the host (which cannot route to
+            overlay addresses), of 2 `DockerWorker`s on the attachable
+            overlay with default keywords, and wool's default quorum
+        When:
+            4 routines are gathered at entry, then a routine that dispatches
+            4 nested routines from inside its container
+        Then:
+            Both workers should run the burst, each published on loopback
+            and advertised there; the nested routines should run on the
+            pool's workers (the feed gives containers the overlay addresses)
+        """
+        # Arrange
+        pool = wool.WorkerPool(
+            spawn=2,
+            worker=lambda *tags, **kw: case.worker(
+                *tags, network=overlay, log_output=False, **kw
+            ),
+            discovery=DockerDiscovery(network=overlay, labels=case.labels),
+        )
+
+        # Act
+        async with asyncio.timeout(_TIMEOUT), pool:
+            burst = await asyncio.gather(*(routines.hostname() for _ in range(4)))
+            where, reached = await nested.spread(4)
+            addresses = [w.address for w in case.workers]
+            running = await _running(case.label)
+
+        # Assert
+        hosts = {container[:12] for container in running}
+        assert len(running) == 2
+        assert set(burst) == hosts
+        assert all(a is not None and a.startswith("127.0.0.1:") for a in addresses)
+        assert where in hosts
+        assert set(reached) <= hosts and reached
