@@ -12,12 +12,10 @@ import asyncio
 import contextlib
 import os
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import bench_routines
 from . import common
 from .common import progress
 from .report import median
@@ -27,7 +25,9 @@ from .report import table
 from .report import target
 from .workers import POOL_TIMEOUT
 from .workers import Kind
-from .workers import measure_start
+from .workers import compare
+from .workers import ratio_table
+from .workers import round_trips
 
 TARGET = 1.10
 """Published may take at most this much of the container path's median."""
@@ -45,34 +45,7 @@ POOL = 4
 async def dispatch_latencies(kind: Kind, calls: int) -> list[float]:
     """Sequential round trips through a warm pool of `POOL`."""
     async with asyncio.timeout(POOL_TIMEOUT), kind.pool(POOL):
-        await asyncio.gather(*(bench_routines.echo(i) for i in range(4 * POOL)))
-        latencies = []
-        for i in range(calls):
-            t0 = time.perf_counter()
-            await bench_routines.echo(i)
-            latencies.append(time.perf_counter() - t0)
-    return latencies
-
-
-async def starts(
-    variants: list[Kind], sizes: list[int], repeats: int
-) -> dict[str, dict[str, list[float]]]:
-    """Start xN of each variant, interleaved, after one warm-up each."""
-    raw: dict[str, dict[str, list[float]]] = {
-        v.label: {f"start x{n}": [] for n in sizes} for v in variants
-    }
-    for v in variants:
-        await measure_start(v, 1)
-    for r in range(repeats):
-        for v in variants:
-            for n in sizes:
-                m = await measure_start(v, n)
-                raw[v.label][f"start x{n}"].append(m["all_dispatchable"])
-            progress(
-                f"reach r{r + 1} {v.label}: "
-                + ", ".join(f"{k} {vals[-1]:.2f}s" for k, vals in raw[v.label].items())
-            )
-    return raw
+        return await round_trips(POOL, calls)
 
 
 @contextlib.contextmanager
@@ -102,36 +75,50 @@ async def section(run: common.Run) -> dict[str, Any]:
     sizes, repeats = run.plan["reach_sizes"], max(3, run.plan["start_repeats"])
     calls = run.plan["dispatch_sequential"]
     variants = [
-        Kind("docker", run, "container", publish=False),
         Kind("docker", run, "published", publish=True),
+        Kind("docker", run, "container", publish=False),
     ]
-    raw = await starts(variants, sizes, repeats)
+    raw = await compare("reach", variants, sizes, repeats)
     with sshd() as host:
         # The feed is bind-mounted from this machine, so an ssh:// Engine's
         # workers have none: neither kind gets one, to compare like with like.
         transports = [
-            Kind("docker", run, "unix", engine_access="none"),
             Kind("docker", run, "ssh", docker_host=host, engine_access="none"),
+            Kind("docker", run, "unix", engine_access="none"),
         ]
-        over = await starts(transports, sizes, repeats)
+        raw.update(await compare("reach", transports, sizes, repeats))
+    dispatch = {}
     for v in variants:
-        latencies = await dispatch_latencies(v, calls)
-        raw[v.label]["dispatch p50"] = [median(latencies)]
-        raw[v.label]["dispatch"] = latencies
-        progress(f"reach dispatch {v.label}: p50 {median(latencies) * 1e3:.2f} ms")
-    raw.update(over)
+        dispatch[v.label] = await dispatch_latencies(v, calls)
+        # In milliseconds, so that the table's seconds column reads as such.
+        p50 = median(dispatch[v.label]) * 1e3
+        raw[v.label]["dispatch p50 (ms)"] = [p50]
+        progress(f"reach dispatch {v.label}: p50 {p50:.2f} ms")
     stats = {
         label: {k: summary(vals) for k, vals in cases.items()}
         for label, cases in raw.items()
     }
-    return {"repeats": repeats, "calls": calls, "raw": raw, "stats": stats}
+    return {
+        "section": "reach",
+        "repeats": repeats,
+        "calls": calls,
+        "raw": raw,
+        "stats": stats,
+        "dispatch": dispatch,
+    }
 
 
 def tables(s: dict[str, Any], targets: list[dict[str, Any]]) -> str:
-    return "\n\n".join([published_table(s, targets), ssh_table(s, targets)])
-
-
-def ssh_table(s: dict[str, Any], targets: list[dict[str, Any]]) -> str:
+    published = ratio_table(
+        s,
+        "published",
+        "container",
+        TARGET,
+        targets,
+        f"PUBLISHED PORT vs CONTAINER ADDRESS (median [p10-p90] over {s['repeats']} "
+        "interleaved repeats; start: seconds until every worker answers an RPC; "
+        f"dispatch: p50 of {s['calls']} sequential calls through a pool of {POOL})",
+    )
     rows = []
     for case, values in s["raw"]["ssh"].items():
         mine, theirs = s["stats"]["ssh"][case], s["stats"]["unix"][case]
@@ -139,34 +126,11 @@ def ssh_table(s: dict[str, Any], targets: list[dict[str, Any]]) -> str:
         rows.append([case, spread(mine), spread(theirs), f"{extra:+.3f}"])
         name = f"reach {case}: ssh:// <= unix:// + {SSH_TARGET:.1f} s"
         target(targets, name, f"{extra:+.3f} s", extra <= SSH_TARGET)
-    return table(
+    ssh = table(
         f"SSH:// vs UNIX:// TO THIS MACHINE'S ENGINE (median [p10-p90] seconds over "
         f"{s['repeats']} interleaved repeats, until every worker answers an RPC; "
         "engine_access='none' for both)",
-        "case, ssh://, unix://, ssh - unix",
+        "case, ssh, unix, ssh - unix",
         rows,
     )
-
-
-def published_table(s: dict[str, Any], targets: list[dict[str, Any]]) -> str:
-    rows = []
-    for case, values in s["raw"]["published"].items():
-        if case == "dispatch":
-            continue
-        mine, theirs = s["stats"]["published"][case], s["stats"]["container"][case]
-        ratio = median(values) / median(s["raw"]["container"][case])
-        if case == "dispatch p50":
-            mine, theirs = (f"{median(s['raw'][k]['dispatch']) * 1e3:.2f} ms"
-                            for k in ("published", "container"))  # fmt: skip
-        else:
-            mine, theirs = spread(mine), spread(theirs)
-        rows.append([case, mine, theirs, f"{ratio:.3f}"])
-        name = f"reach {case}: published <= {TARGET:.2f}x container address"
-        target(targets, name, f"{ratio:.3f}x", ratio <= TARGET)
-    return table(
-        f"PUBLISHED PORT vs CONTAINER ADDRESS (median [p10-p90] seconds; start: "
-        f"{s['repeats']} interleaved repeats until every worker answers an RPC; "
-        f"dispatch: p50 of {s['calls']} sequential calls through a pool of {POOL})",
-        "case, published, container address, published/container",
-        rows,
-    )
+    return f"{published}\n\n{ssh}"

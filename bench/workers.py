@@ -300,6 +300,18 @@ def phase_medians(runs: list[dict[str, Any]]) -> list[tuple[str, float]]:
     return [(name, median(v)) for name, v in values.items()]
 
 
+async def round_trips(pool_size: int, calls: int) -> list[float]:
+    """Seconds of ``calls`` sequential round trips through the entered pool of
+    ``pool_size``, after warming every worker's channel (round robin)."""
+    await asyncio.gather(*(bench_routines.echo(i) for i in range(4 * pool_size)))
+    latencies = []
+    for i in range(calls):
+        t0 = time.perf_counter()
+        await bench_routines.echo(i)
+        latencies.append(time.perf_counter() - t0)
+    return latencies
+
+
 async def section_dispatch(run: common.Run) -> dict[str, Any]:
     """Section 2: round trips through a pool of workers of each kind."""
     plan = run.plan
@@ -313,13 +325,7 @@ async def section_dispatch(run: common.Run) -> dict[str, Any]:
     }
     for kind in (Kind("local", run), Kind("docker", run)):
         async with asyncio.timeout(POOL_TIMEOUT + 600), kind.pool(pool_size):
-            # Warm every worker's channel (round robin) before measuring.
-            await asyncio.gather(*(bench_routines.echo(i) for i in range(4 * pool_size)))
-            latencies = []
-            for i in range(sequential):
-                t0 = time.perf_counter()
-                await bench_routines.echo(i)
-                latencies.append(time.perf_counter() - t0)
+            latencies = await round_trips(pool_size, sequential)
             remaining = iter(range(total))
 
             async def lane(calls: Iterator[int]) -> None:
@@ -379,15 +385,14 @@ async def section_burst(run: common.Run) -> dict[str, Any]:
     }
 
 
-async def section_sandbox(run: common.Run) -> dict[str, Any]:
-    """Start x``sandbox_sizes`` and a burst, both variants interleaved after one
-    unrecorded warm-up each."""
-    sizes, burst = run.plan["sandbox_sizes"], run.plan["sandbox_burst"]
-    repeats = max(3, run.plan["start_repeats"])
-    variants = [Kind("docker", run, "hardened"), Kind("docker", run, "open", **OPEN)]
+async def compare(
+    section: str, variants: list[Kind], sizes: list[int], repeats: int, burst: int = 0
+) -> dict[str, dict[str, list[float]]]:
+    """Start x``sizes`` (and a burst of ``burst`` workers, if any) of each
+    variant, interleaved ``repeats`` times after one unrecorded warm-up each:
+    seconds by variant label and case."""
     raw: dict[str, dict[str, list[float]]] = {
-        v.label: {**{f"start x{n}": [] for n in sizes}, f"burst x{burst}": []}
-        for v in variants
+        v.label: {f"start x{n}": [] for n in sizes} for v in variants
     }
     for v in variants:
         await measure_start(v, 1)
@@ -396,17 +401,49 @@ async def section_sandbox(run: common.Run) -> dict[str, Any]:
             for n in sizes:
                 m = await measure_start(v, n)
                 raw[v.label][f"start x{n}"].append(m["all_dispatchable"])
-            b = await measure_burst(v, burst)
-            raw[v.label][f"burst x{burst}"].append(b["wall"])
+            if burst:
+                b = await measure_burst(v, burst)
+                raw[v.label].setdefault(f"burst x{burst}", []).append(b["wall"])
             progress(
-                f"sandbox r{r + 1}/{repeats} {v.label}: "
+                f"{section} r{r + 1}/{repeats} {v.label}: "
                 + ", ".join(f"{k} {vals[-1]:.2f}s" for k, vals in raw[v.label].items())
             )
+    return raw
+
+
+def ratio_table(
+    s: dict[str, Any],
+    mine: str,
+    theirs: str,
+    limit: float,
+    targets: list[dict[str, Any]],
+    title: str,
+) -> str:
+    """Variant ``mine`` against ``theirs``, case by case: medians with their
+    spread, and a target of ``mine/theirs <= limit`` per case."""
+    rows = []
+    for case, values in s["raw"][mine].items():
+        ratio = median(values) / median(s["raw"][theirs][case])
+        stats = s["stats"]
+        rows.append([case, spread(stats[mine][case]), spread(stats[theirs][case])])
+        rows[-1].append(f"{ratio:.3f}")
+        name = f"{s['section']} {case}: {mine} <= {limit:.2f}x {theirs}"
+        target(targets, name, f"{ratio:.3f}x", ratio <= limit)
+    return table(title, f"case, {mine}, {theirs}, {mine}/{theirs}", rows)
+
+
+async def section_sandbox(run: common.Run) -> dict[str, Any]:
+    """Start x``sandbox_sizes`` and a burst, both variants interleaved after one
+    unrecorded warm-up each."""
+    sizes, burst = run.plan["sandbox_sizes"], run.plan["sandbox_burst"]
+    repeats = max(3, run.plan["start_repeats"])
+    variants = [Kind("docker", run, "hardened"), Kind("docker", run, "open", **OPEN)]
+    raw = await compare("sandbox", variants, sizes, repeats, burst)
     stats = {
         label: {k: summary(vals) for k, vals in cases.items()}
         for label, cases in raw.items()
     }
-    return {"repeats": repeats, "raw": raw, "stats": stats}
+    return {"section": "sandbox", "repeats": repeats, "raw": raw, "stats": stats}
 
 
 # Tables --------------------------------------------------------------------------
@@ -555,17 +592,13 @@ def burst_table(b: dict[str, Any], targets: list[dict[str, Any]]) -> str:
 
 def sandbox_table(s: dict[str, Any], targets: list[dict[str, Any]]) -> str:
     """The side-by-side table, and one target per measurement."""
-    rows = []
-    for case, values in s["raw"]["hardened"].items():
-        ratio = median(values) / median(s["raw"]["open"][case])
-        opened = s["stats"]["open"][case]
-        rows.append([case, spread(s["stats"]["hardened"][case]), spread(opened)])
-        rows[-1].append(f"{ratio:.3f}")
-        name = f"sandbox {case}: hardened <= {SANDBOX_TARGET:.2f}x open"
-        target(targets, name, f"{ratio:.3f}x", ratio <= SANDBOX_TARGET)
-    return table(
+    s.setdefault("section", "sandbox")
+    return ratio_table(
+        s,
+        "hardened",
+        "open",
+        SANDBOX_TARGET,
+        targets,
         f"SANDBOX COST (median [p10-p90] seconds over {s['repeats']} interleaved "
         "repeats; start: until every worker answers an RPC; burst: 2N CPU routines)",
-        "case, hardened (default), open (opt-outs), hardened/open",
-        rows,
     )
