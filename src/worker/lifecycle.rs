@@ -71,5 +71,8 @@ async fn bring_up(
     clock.lap("interpreter, wool import, bind");
     let address = launched.address(engine, cfg).await?;
     clock.lap("inspect address");
-    Ok(launched.serving(engine, registry, address, ready, clock.laps))
+    let control = launched.into_control();
+    Ok(Running::serving(
+        control, engine, registry, address, ready, clock.laps,
+    ))
 }
