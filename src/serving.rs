@@ -122,37 +122,21 @@ impl Document {
     /// Leave out what the user's own variables set (the user's environment
     /// wins over the owner's decision, as it always did).
     pub fn without(mut self, user: &BTreeMap<String, String>) -> Document {
-        let set = |v: &str| user.contains_key(v);
-        if set("WOOL_UID") {
-            self.uid = None;
+        fn unless_set<T>(user: &BTreeMap<String, String>, variable: &str, field: &mut Option<T>) {
+            if user.contains_key(variable) {
+                *field = None;
+            }
         }
-        if set("WOOL_PORT") {
-            self.port = None;
-        }
-        if set("WOOL_TAGS") {
-            self.tags = None;
-        }
-        if set("WOOL_EXTRA") {
-            self.extra = None;
-        }
-        if set("WOOL_OPTIONS") {
-            self.options = None;
-        }
-        if set("WOOL_IDENTITY") {
-            self.identity = None;
-        }
-        if set("WOOL_SHUTDOWN_GRACE") {
-            self.shutdown_grace = None;
-        }
-        if set("WOOL_SERVER_OPTIONS") {
-            self.server_options = None;
-        }
-        if set("WOOL_PROXY_POOL_TTL") {
-            self.proxy_pool_ttl = None;
-        }
-        if set("WOOL_BACKPRESSURE") {
-            self.backpressure = None;
-        }
+        unless_set(user, "WOOL_UID", &mut self.uid);
+        unless_set(user, "WOOL_PORT", &mut self.port);
+        unless_set(user, "WOOL_TAGS", &mut self.tags);
+        unless_set(user, "WOOL_EXTRA", &mut self.extra);
+        unless_set(user, "WOOL_OPTIONS", &mut self.options);
+        unless_set(user, "WOOL_IDENTITY", &mut self.identity);
+        unless_set(user, "WOOL_SHUTDOWN_GRACE", &mut self.shutdown_grace);
+        unless_set(user, "WOOL_SERVER_OPTIONS", &mut self.server_options);
+        unless_set(user, "WOOL_PROXY_POOL_TTL", &mut self.proxy_pool_ttl);
+        unless_set(user, "WOOL_BACKPRESSURE", &mut self.backpressure);
         self
     }
 
