@@ -29,14 +29,32 @@ pub enum Error {
         source: bollard::errors::Error,
     },
 
-    /// The socket exists but this user may not open it.
+    /// The socket exists but this user may not open it (`EACCES`).
     #[error(
-        "permission denied on the Docker Engine socket {host}; add this user to the \
-         'docker' group or run with access to the socket"
+        "permission denied on the Docker Engine socket {socket}: {}",
+        access_fix(.group.as_deref())
     )]
     PermissionDenied {
-        /// The socket that refused us.
+        /// The address that was tried (`unix://…`).
         host: String,
+        /// The socket's path.
+        socket: String,
+        /// The group that owns the socket, by name (its number when it has
+        /// none); `None` when this user cannot even look at the socket.
+        group: Option<String>,
+    },
+
+    /// There is no socket at the Engine's address (`ENOENT`): nothing to
+    /// refuse us, unlike a stopped daemon's socket left behind.
+    #[error(
+        "the Docker Engine socket {socket} does not exist: the daemon is not running, \
+         or DOCKER_HOST (or docker_host=, or the docker context) names the wrong socket"
+    )]
+    SocketMissing {
+        /// The address that was tried (`unix://…`).
+        host: String,
+        /// The socket's path.
+        socket: String,
     },
 
     /// `ssh` could not forward an `ssh://` Engine's socket.
@@ -258,29 +276,69 @@ fn tail_suffix(tail: &str) -> String {
     }
 }
 
+/// What to do about a socket this user may not open, owned by `group`.
+fn access_fix(group: Option<&str>) -> String {
+    const ROOTLESS: &str = "or use rootless Docker, whose socket is the user's own";
+    match group {
+        // Joining root's group is no fix anyone should be told to make.
+        Some("root" | "0") => format!("only root may open it; run as root, {ROOTLESS}"),
+        Some(group) => format!(
+            "it belongs to group '{group}'; add this user to that group with \
+             `sudo usermod -aG {group} $USER` and log in again, {ROOTLESS}"
+        ),
+        None => format!(
+            "its directory is closed to this user; run as the user whose Engine it \
+             is, {ROOTLESS}"
+        ),
+    }
+}
+
 impl Error {
     /// Wrap an Engine error for `op`, recognising the transport failures that mean the
-    /// daemon is not there at all.
+    /// daemon is not there at all, or not open to us.
     pub(crate) fn engine(op: &'static str, host: &str, source: bollard::errors::Error) -> Self {
         use bollard::errors::Error as B;
-        match &source {
-            B::IOError { err } if err.kind() == std::io::ErrorKind::PermissionDenied => {
-                Error::PermissionDenied {
+        let socket = host.strip_prefix("unix://");
+        // bollard looks for the socket before it connects, and a path it
+        // cannot look at is "not found" to it: ask the file system which.
+        let cause = match (&source, socket) {
+            (B::SocketNotFoundError(_), Some(path)) => {
+                std::fs::metadata(path).err().map(|e| e.kind())
+            }
+            // Transparent: its `source()` is the io error's own, not the io error.
+            (B::IOError { err }, _) => Some(err.kind()),
+            _ => os_cause(&source),
+        };
+        match (socket, cause) {
+            (Some(socket), Some(std::io::ErrorKind::PermissionDenied)) => Error::PermissionDenied {
+                host: host.to_owned(),
+                socket: socket.to_owned(),
+                group: socket_group(socket),
+            },
+            // Only when the socket is gone: a file the request itself named
+            // (a build context) is not the socket.
+            (Some(socket), Some(std::io::ErrorKind::NotFound))
+                if !std::path::Path::new(socket).exists() =>
+            {
+                Error::SocketMissing {
                     host: host.to_owned(),
+                    socket: socket.to_owned(),
                 }
             }
-            B::IOError { .. }
-            | B::SocketNotFoundError(_)
-            | B::RequestTimeoutError
-            | B::HyperResponseError { .. } => Error::DaemonUnreachable {
-                host: host.to_owned(),
-                source,
+            _ => match &source {
+                B::IOError { .. }
+                | B::SocketNotFoundError(_)
+                | B::RequestTimeoutError
+                | B::HyperResponseError { .. } => Error::DaemonUnreachable {
+                    host: host.to_owned(),
+                    source,
+                },
+                _ if is_connect_error(&source) => Error::DaemonUnreachable {
+                    host: host.to_owned(),
+                    source,
+                },
+                _ => Error::Engine { op, source },
             },
-            _ if is_connect_error(&source) => Error::DaemonUnreachable {
-                host: host.to_owned(),
-                source,
-            },
-            _ => Error::Engine { op, source },
         }
     }
 
@@ -291,7 +349,32 @@ impl Error {
             Error::DaemonUnreachable { .. }
                 | Error::PermissionDenied { .. }
                 | Error::SshFailed { .. }
+                | Error::SocketMissing { .. }
         )
+    }
+}
+
+/// The kind of the first OS error in `err`'s chain: bollard and hyper wrap the
+/// connect call's `io::Error` in errors of their own.
+fn os_cause(err: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The name of the group that owns `socket`, else its number; `None` when the
+/// socket cannot be looked at.
+fn socket_group(socket: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let gid = std::fs::metadata(socket).ok()?.gid();
+    match nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)) {
+        Ok(Some(group)) => Some(group.name),
+        _ => Some(gid.to_string()),
     }
 }
 
@@ -313,6 +396,7 @@ fn is_connect_error(err: &bollard::errors::Error) -> bool {
 }
 
 pyo3::import_exception!(wool_docker.exceptions, EngineUnavailableError);
+pyo3::import_exception!(wool_docker.exceptions, EnginePermissionError);
 pyo3::import_exception!(wool_docker.exceptions, ImageNotFoundError);
 pyo3::import_exception!(wool_docker.exceptions, ImageMismatchError);
 pyo3::import_exception!(wool_docker.exceptions, ImageBuildError);
@@ -330,8 +414,13 @@ impl From<Error> for PyErr {
         // No `_` arm: a new variant must be mapped here before the crate compiles.
         match err {
             Error::DaemonUnreachable { host, .. }
-            | Error::PermissionDenied { host }
+            | Error::SocketMissing { host, .. }
             | Error::SshFailed { host, .. } => EngineUnavailableError::new_err((message, host)),
+            Error::PermissionDenied {
+                host,
+                socket,
+                group,
+            } => EnginePermissionError::new_err((message, host, socket, group)),
             Error::ImageNotFound { image } => ImageNotFoundError::new_err((message, image)),
             Error::ImageMismatch { image, .. } => ImageMismatchError::new_err((message, image)),
             Error::BuildFailed { tag, log_tail, .. } => {
@@ -488,6 +577,17 @@ mod tests {
             (
                 Error::PermissionDenied {
                     host: "unix:///s".into(),
+                    socket: "/s".into(),
+                    group: Some("docker".into()),
+                },
+                "EnginePermissionError",
+                "group",
+                "docker",
+            ),
+            (
+                Error::SocketMissing {
+                    host: "unix:///s".into(),
+                    socket: "/s".into(),
                 },
                 "EngineUnavailableError",
                 "host",
@@ -522,6 +622,137 @@ mod tests {
                 let value = PyErr::from(err).into_value(py).into_bound(py);
                 assert!(value.is_instance(&root)?);
             }
+            Ok(())
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// An error that wraps another, as hyper's and bollard's do.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn io(kind: std::io::ErrorKind) -> bollard::errors::Error {
+        bollard::errors::Error::IOError {
+            err: std::io::Error::from(kind),
+        }
+    }
+
+    #[test]
+    fn the_os_error_is_found_behind_wrappers() {
+        let wrapped = Wrapped(std::io::Error::from_raw_os_error(13));
+        assert_eq!(
+            os_cause(&wrapped),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+        assert_eq!(os_cause(&Error::InvalidArgument("x".into())), None);
+    }
+
+    #[test]
+    fn a_socket_failure_is_told_by_its_cause() {
+        use std::io::ErrorKind as K;
+        let host = "unix:///nonexistent/wool-docker.sock";
+        let denied = Error::engine("connect", host, io(K::PermissionDenied));
+        assert!(
+            matches!(&denied, Error::PermissionDenied { socket, group: None, .. }
+                if socket == "/nonexistent/wool-docker.sock"),
+            "{denied:?}"
+        );
+        assert!(denied.is_unreachable());
+        let missing = Error::engine("connect", host, io(K::NotFound));
+        assert!(
+            matches!(missing, Error::SocketMissing { .. }),
+            "{missing:?}"
+        );
+        assert!(missing.to_string().contains("does not exist"), "{missing}");
+        // bollard's own look before it connects.
+        let looked = Error::engine(
+            "connect",
+            host,
+            bollard::errors::Error::SocketNotFoundError(host.into()),
+        );
+        assert!(matches!(looked, Error::SocketMissing { .. }), "{looked:?}");
+        let refused = Error::engine("connect", host, io(K::ConnectionRefused));
+        assert!(
+            matches!(refused, Error::DaemonUnreachable { .. }),
+            "{refused:?}"
+        );
+        // Over TCP there is no socket to name.
+        let tcp = Error::engine("connect", "tcp://h:2375", io(K::PermissionDenied));
+        assert!(matches!(tcp, Error::DaemonUnreachable { .. }), "{tcp:?}");
+    }
+
+    #[test]
+    fn a_denied_socket_names_its_group_and_the_fix() {
+        let dir = std::env::temp_dir().join(format!("wool-docker-group-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let socket = dir.join("docker.sock");
+        std::fs::write(&socket, b"").unwrap_or_else(|e| panic!("{e}"));
+        let path = socket.to_string_lossy().into_owned();
+        // A gid no group is named for is named by its number.
+        let unnamed = 4_000_042;
+        if std::os::unix::fs::chown(&socket, None, Some(unnamed)).is_ok() {
+            assert_eq!(socket_group(&path), Some(unnamed.to_string()));
+        }
+        // gid 0 is root's group everywhere.
+        if std::os::unix::fs::chown(&socket, None, Some(0)).is_ok() {
+            assert_eq!(socket_group(&path).as_deref(), Some("root"));
+        }
+        let err = Error::engine(
+            "connect",
+            &format!("unix://{path}"),
+            io(std::io::ErrorKind::PermissionDenied),
+        );
+        let group = socket_group(&path);
+        assert!(matches!(&err, Error::PermissionDenied { group: g, .. } if *g == group));
+        assert!(err.to_string().contains(&path), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let text = access_fix(Some("docker"));
+        assert!(text.contains("group 'docker'"), "{text}");
+        assert!(
+            text.contains("`sudo usermod -aG docker $USER` and log in again"),
+            "{text}"
+        );
+        assert!(text.contains("rootless Docker"), "{text}");
+        for group in [Some("root"), None] {
+            let text = access_fix(group);
+            assert!(!text.contains("usermod"), "{text}");
+            assert!(text.contains("rootless Docker"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_permission_error_is_also_python_s_permission_error() {
+        Python::initialize();
+        Python::attach(|py| -> PyResult<()> {
+            load_exceptions(py)?;
+            let err = Error::PermissionDenied {
+                host: "unix:///s".into(),
+                socket: "/s".into(),
+                group: None,
+            };
+            let value = PyErr::from(err).into_value(py).into_bound(py);
+            let unavailable = py
+                .import("wool_docker.exceptions")?
+                .getattr("EngineUnavailableError")?;
+            assert!(value.is_instance(&unavailable)?);
+            assert!(value.is_instance(&py.get_type::<pyo3::exceptions::PyPermissionError>())?);
+            assert_eq!(value.getattr("socket")?.extract::<String>()?, "/s");
+            assert_eq!(value.getattr("errno")?.extract::<i32>()?, 13);
+            assert!(value.str()?.to_string().starts_with("permission denied on"));
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{e}"));

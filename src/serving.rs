@@ -122,37 +122,21 @@ impl Document {
     /// Leave out what the user's own variables set (the user's environment
     /// wins over the owner's decision, as it always did).
     pub fn without(mut self, user: &BTreeMap<String, String>) -> Document {
-        let set = |v: &str| user.contains_key(v);
-        if set("WOOL_UID") {
-            self.uid = None;
+        fn unless_set<T>(user: &BTreeMap<String, String>, variable: &str, field: &mut Option<T>) {
+            if user.contains_key(variable) {
+                *field = None;
+            }
         }
-        if set("WOOL_PORT") {
-            self.port = None;
-        }
-        if set("WOOL_TAGS") {
-            self.tags = None;
-        }
-        if set("WOOL_EXTRA") {
-            self.extra = None;
-        }
-        if set("WOOL_OPTIONS") {
-            self.options = None;
-        }
-        if set("WOOL_IDENTITY") {
-            self.identity = None;
-        }
-        if set("WOOL_SHUTDOWN_GRACE") {
-            self.shutdown_grace = None;
-        }
-        if set("WOOL_SERVER_OPTIONS") {
-            self.server_options = None;
-        }
-        if set("WOOL_PROXY_POOL_TTL") {
-            self.proxy_pool_ttl = None;
-        }
-        if set("WOOL_BACKPRESSURE") {
-            self.backpressure = None;
-        }
+        unless_set(user, "WOOL_UID", &mut self.uid);
+        unless_set(user, "WOOL_PORT", &mut self.port);
+        unless_set(user, "WOOL_TAGS", &mut self.tags);
+        unless_set(user, "WOOL_EXTRA", &mut self.extra);
+        unless_set(user, "WOOL_OPTIONS", &mut self.options);
+        unless_set(user, "WOOL_IDENTITY", &mut self.identity);
+        unless_set(user, "WOOL_SHUTDOWN_GRACE", &mut self.shutdown_grace);
+        unless_set(user, "WOOL_SERVER_OPTIONS", &mut self.server_options);
+        unless_set(user, "WOOL_PROXY_POOL_TTL", &mut self.proxy_pool_ttl);
+        unless_set(user, "WOOL_BACKPRESSURE", &mut self.backpressure);
         self
     }
 
@@ -211,9 +195,7 @@ pub fn port(env: &Env) -> Result<Port, VarError> {
 }
 
 fn var_port(env: &Env) -> Result<Port, VarError> {
-    var(env, "WOOL_PORT")
-        .map_or(Ok(Port::default()), Port::parse)
-        .map_err(|e| bad("WOOL_PORT", e))
+    parsed(env, "WOOL_PORT", Port::parse)
 }
 
 /// A number of seconds; `check` says which numbers are allowed.
@@ -281,42 +263,86 @@ fn tls(env: &Env) -> Result<Option<(String, String, String)>, VarError> {
     Ok(Some((ca, cert, key)))
 }
 
+/// The document's value when it has one, else what `read` makes of the
+/// field's variable: the owner's decision over the image's `ENV`.
+fn either<T>(given: Option<T>, read: impl FnOnce() -> Result<T, VarError>) -> Result<T, VarError> {
+    given.map_or_else(read, Ok)
+}
+
+/// A variable parsed by `parse`; unset or blank is the default.
+fn parsed<T: Default, E: std::fmt::Display>(
+    env: &Env,
+    variable: &str,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, VarError> {
+    var(env, variable).map_or(Ok(T::default()), |raw| {
+        parse(raw).map_err(|e| bad(variable, e.to_string()))
+    })
+}
+
+/// A variable's trimmed text, owned.
+fn var_owned(env: &Env, name: &str) -> Option<String> {
+    var(env, name).map(str::to_owned)
+}
+
+/// `WOOL_UID`: a UUID, or unset.
+fn var_uid(env: &Env) -> Result<Option<String>, VarError> {
+    match var(env, "WOOL_UID") {
+        Some(uid) if labels::is_uuid(uid) => Ok(Some(uid.to_owned())),
+        Some(uid) => Err(bad("WOOL_UID", format!("not a UUID: {uid:?}"))),
+        None => Ok(None),
+    }
+}
+
+/// `WOOL_TAGS`: comma-separated, blanks dropped.
+fn var_tags(env: &Env) -> Vec<String> {
+    var(env, "WOOL_TAGS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `WOOL_DEREGISTER_DELAY`'s rule: zero waits not at all.
+fn non_negative(v: f64) -> Result<f64, String> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("must be a non-negative number of seconds, got {v}"))
+    }
+}
+
+/// `WOOL_BACKPRESSURE`: the hook, or unset.
+fn var_hook(env: &Env) -> Result<Option<Vec<u8>>, VarError> {
+    let raw = var(env, "WOOL_BACKPRESSURE");
+    raw.map(|raw| decode_hook("WOOL_BACKPRESSURE", raw))
+        .transpose()
+}
+
+/// The cloudpickled backpressure hook from its base64 text in `variable`.
+fn decode_hook(variable: &str, raw: &str) -> Result<Vec<u8>, VarError> {
+    base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .map_err(|_| bad(variable, "the backpressure hook is not base64 text"))
+}
+
 impl ServerConfig {
     /// Read and check the document and every variable the worker reads; the
     /// first bad one is the error.
     pub fn from_env(env: &Env) -> Result<ServerConfig, VarError> {
         let doc = Document::read(env)?;
+        let positive = |v: f64| Seconds::new(v).map(Seconds::get);
         let host = var(env, "WOOL_BIND_HOST").unwrap_or(DEFAULT_BIND_HOST);
-        let uid = match doc.uid {
-            Some(uid) => Some(uid),
-            None => match var(env, "WOOL_UID") {
-                Some(uid) if labels::is_uuid(uid) => Some(uid.to_owned()),
-                Some(uid) => return Err(bad("WOOL_UID", format!("not a UUID: {uid:?}"))),
-                None => None,
-            },
-        };
-        let mut tags = match doc.tags {
-            Some(tags) => tags,
-            None => env
-                .get("WOOL_TAGS")
-                .map(String::as_str)
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        };
+        let uid = either(doc.uid.map(Some), || var_uid(env))?;
+        let mut tags = either(doc.tags, || Ok(var_tags(env)))?;
         tags.sort();
         tags.dedup();
-        let extra = match (doc.extra, var(env, "WOOL_EXTRA")) {
-            (Some(extra), _) => extra,
-            (None, Some(raw)) => Extra::read(raw).map_err(|e| bad("WOOL_EXTRA", e))?,
-            (None, None) => Extra::default(),
-        };
-        let identity = doc
-            .identity
-            .or_else(|| var(env, "WOOL_IDENTITY").map(str::to_owned));
+        let extra = either(doc.extra, || parsed(env, "WOOL_EXTRA", Extra::read))?;
+        let identity = either(doc.identity.map(Some), || {
+            Ok(var_owned(env, "WOOL_IDENTITY"))
+        })?;
         let tls = tls(env)?;
         if identity.is_some() && tls.is_none() {
             return Err(bad(
@@ -325,44 +351,20 @@ impl ServerConfig {
                  is proven by the worker's certificate",
             ));
         }
-        let positive = |v: f64| Seconds::new(v).map(Seconds::get);
-        let shutdown_grace = match doc.shutdown_grace {
-            Some(grace) => Some(grace.get()),
-            None => seconds(env, "WOOL_SHUTDOWN_GRACE", positive)?,
-        };
-        let port = match doc.port {
-            Some(port) => port,
-            None => var_port(env)?,
-        };
-        let options = match doc.options {
-            Some(options) => options,
-            None => json_object(env, "WOOL_OPTIONS")?,
-        };
+        let grace = doc.shutdown_grace.map(|g| Some(g.get()));
+        let shutdown_grace = either(grace, || seconds(env, "WOOL_SHUTDOWN_GRACE", positive))?;
+        let port = either(doc.port, || var_port(env))?;
+        let options = either(doc.options, || json_object(env, "WOOL_OPTIONS"))?;
         let tls_mutual = flag(env, "WOOL_TLS_MUTUAL", true)?;
         let stdin_control = flag(env, "WOOL_DOCKER_STDIN_CONTROL", false)?;
-        let deregister_delay = seconds(env, "WOOL_DEREGISTER_DELAY", |v| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(v)
-            } else {
-                Err(format!("must be a non-negative number of seconds, got {v}"))
-            }
+        let deregister_delay = seconds(env, "WOOL_DEREGISTER_DELAY", non_negative)?;
+        let server_options = either(doc.server_options, || {
+            json_object(env, "WOOL_SERVER_OPTIONS")
         })?;
-        let server_options = match doc.server_options {
-            Some(options) => options,
-            None => json_object(env, "WOOL_SERVER_OPTIONS")?,
-        };
-        let proxy_pool_ttl = match doc.proxy_pool_ttl {
-            Some(ttl) => Some(ttl.get()),
-            None => seconds(env, "WOOL_PROXY_POOL_TTL", positive)?,
-        };
-        let (hook, variable) = match &doc.backpressure {
-            Some(hook) => (Some(hook.as_str()), DOCUMENT),
-            None => (var(env, "WOOL_BACKPRESSURE"), "WOOL_BACKPRESSURE"),
-        };
-        let backpressure = hook
-            .map(|raw| base64::engine::general_purpose::STANDARD.decode(raw))
-            .transpose()
-            .map_err(|_| bad(variable, "the backpressure hook is not base64 text"))?;
+        let ttl = doc.proxy_pool_ttl.map(|t| Some(t.get()));
+        let proxy_pool_ttl = either(ttl, || seconds(env, "WOOL_PROXY_POOL_TTL", positive))?;
+        let hook = doc.backpressure.map(|h| decode_hook(DOCUMENT, &h));
+        let backpressure = either(hook.transpose()?.map(Some), || var_hook(env))?;
         Ok(ServerConfig {
             host: host.to_owned(),
             port,

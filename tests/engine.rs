@@ -44,7 +44,31 @@ async fn connect_to_a_missing_socket_is_unreachable() {
         Ok(_) => panic!("connected to a socket that does not exist"),
     };
     assert!(err.is_unreachable(), "{err}");
+    assert!(matches!(err, Error::SocketMissing { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("socket /nonexistent/docker.sock does not exist"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_socket_nobody_listens_on_is_refused_not_missing() {
+    // A daemon that died leaves its socket file behind: the connection is
+    // refused, which is not the same as a socket that is not there.
+    let dir = std::env::temp_dir().join(format!("wool-docker-stale-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("docker.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    let host = format!("unix://{}", path.display());
+    let err = match Engine::connect(Some(&host)).await {
+        Err(e) => e,
+        Ok(_) => panic!("connected to a socket nobody listens on"),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
     assert!(matches!(err, Error::DaemonUnreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains("start the daemon"), "{err}");
 }
 
 #[tokio::test]

@@ -20,6 +20,7 @@ PUBLIC_NAMES = {
     "build_image": "wool_docker.image",
     "ContainerFailedError": "wool_docker.exceptions",
     "EngineError": "wool_docker.exceptions",
+    "EnginePermissionError": "wool_docker.exceptions",
     "EngineUnavailableError": "wool_docker.exceptions",
     "ImageBuildError": "wool_docker.exceptions",
     "ImageMismatchError": "wool_docker.exceptions",

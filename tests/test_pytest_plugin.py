@@ -61,8 +61,8 @@ def test_no_daemon_is_a_clear_error(
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
-            "*wool-docker: no Docker daemon for the tests: cannot reach the Docker "
-            "Engine at unix:///nonexistent*start the daemon or point DOCKER_HOST*"
+            "*wool-docker: no Docker daemon for the tests: the Docker Engine socket "
+            "/nonexistent does not exist: the daemon is not running, or DOCKER_HOST*"
         ]
     )
     assert "Traceback" not in result.stdout.str()

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from wool_docker.discovery import DockerDiscovery
     from wool_docker.exceptions import ContainerFailedError
     from wool_docker.exceptions import EngineError
+    from wool_docker.exceptions import EnginePermissionError
     from wool_docker.exceptions import EngineUnavailableError
     from wool_docker.exceptions import ImageBuildError
     from wool_docker.exceptions import ImageMismatchError
@@ -56,6 +57,7 @@ _LAZY: dict[str, str] = {
     "build_image": "wool_docker.image",
     "ContainerFailedError": "wool_docker.exceptions",
     "EngineError": "wool_docker.exceptions",
+    "EnginePermissionError": "wool_docker.exceptions",
     "EngineUnavailableError": "wool_docker.exceptions",
     "ImageBuildError": "wool_docker.exceptions",
     "ImageMismatchError": "wool_docker.exceptions",
@@ -75,6 +77,7 @@ __all__ = [
     "DockerDiscovery",
     "DockerWorker",
     "EngineError",
+    "EnginePermissionError",
     "EngineUnavailableError",
     "ImageBuildError",
     "ImageMismatchError",

@@ -7,6 +7,8 @@ Every error derives from `WoolDockerError`, itself a `wool.WoolError`, so
 
 from __future__ import annotations
 
+import errno
+
 from wool import WoolError
 from wool import WoolWarning
 
@@ -35,6 +37,39 @@ class EngineUnavailableError(WoolDockerError):
     def __init__(self, message: str, host: str | None = None):
         super().__init__(message)
         self.host = host
+
+
+# public
+class EnginePermissionError(EngineUnavailableError, PermissionError):
+    """Raised when this user may not open the Docker Engine's socket.
+
+    Also a `PermissionError` (``errno`` is ``EACCES``), so code that
+    handles the operating system's refusals catches it too. The message names
+    the socket, the group that owns it and the fix: join that group
+    (``sudo usermod -aG GROUP $USER``, then log in again) or use rootless
+    Docker. Permanent until the user's groups change.
+
+    :param host:
+        The Engine address that was tried.
+    :param socket:
+        The socket's path.
+    :param group:
+        The group that owns the socket (its number when it has no name), or
+        ``None`` when this user cannot even look at the socket.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        host: str | None = None,
+        socket: str | None = None,
+        group: str | None = None,
+    ):
+        super().__init__(message, host)
+        # errno only: with strerror unset, str() stays the message.
+        self.errno = errno.EACCES
+        self.socket = socket
+        self.group = group
 
 
 # public

@@ -58,8 +58,9 @@ pub fn id(n: u8) -> String {
 }
 
 fn failure() -> Error {
-    Error::PermissionDenied {
-        host: "fake".to_owned(),
+    Error::SocketMissing {
+        host: "unix:///fake".to_owned(),
+        socket: "/fake".to_owned(),
     }
 }
 

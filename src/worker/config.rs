@@ -336,33 +336,35 @@ pub enum EngineAccess {
     None,
 }
 
+/// A complete config, as JSON (serde's rules are the same from a dict), for
+/// the tests of `worker`'s modules.
 #[cfg(test)]
-pub(super) mod tests {
-    use super::*;
+pub(super) fn complete() -> serde_json::Value {
+    serde_json::json!({
+        "image": "img", "name": "w", "network": null,
+        "publication": {
+            "uid": "6f0c1a52-3a70-4a36-9a4b-0b7f3d2a9c11", "port": 50051,
+            "tags": [], "extra": {"a": "b"}, "secure": false, "identity": null,
+            "options": {"compression": 0}, "network": null
+        },
+        "selector": {"wool.worker": "true"}, "labels": {}, "environment": {},
+        "volumes": [], "cpus": null, "mem_limit": null, "gpus": null,
+        "python": "3.11", "wool_version": "0.15.7", "tls": null,
+        "start_timeout": 60.0, "shutdown_grace_period": 60.0, "engine_access": "feed",
+        "server_options": {"proxy_pool_ttl": 60.0}, "proxy_pool_ttl": 60.0,
+        "backpressure": null,
+        "sandbox": {
+            "user": null, "read_only": true, "tmpfs": {}, "cap_add": [],
+            "security_opt": [], "pids_limit": null, "oom_score_adj": null,
+            "ulimits": {"nofile": [1, 2]}, "log_config": null, "runtime": null
+        },
+        "swarm": null
+    })
+}
 
-    /// A complete config, as JSON (serde's rules are the same from a dict).
-    pub(in crate::worker) fn complete() -> serde_json::Value {
-        serde_json::json!({
-            "image": "img", "name": "w", "network": null,
-            "publication": {
-                "uid": "6f0c1a52-3a70-4a36-9a4b-0b7f3d2a9c11", "port": 50051,
-                "tags": [], "extra": {"a": "b"}, "secure": false, "identity": null,
-                "options": {"compression": 0}, "network": null
-            },
-            "selector": {"wool.worker": "true"}, "labels": {}, "environment": {},
-            "volumes": [], "cpus": null, "mem_limit": null, "gpus": null,
-            "python": "3.11", "wool_version": "0.15.7", "tls": null,
-            "start_timeout": 60.0, "shutdown_grace_period": 60.0, "engine_access": "feed",
-            "server_options": {"proxy_pool_ttl": 60.0}, "proxy_pool_ttl": 60.0,
-            "backpressure": null,
-            "sandbox": {
-                "user": null, "read_only": true, "tmpfs": {}, "cap_add": [],
-                "security_opt": [], "pids_limit": null, "oom_score_adj": null,
-                "ulimits": {"nofile": [1, 2]}, "log_config": null, "runtime": null
-            },
-            "swarm": null
-        })
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
     fn parse(value: serde_json::Value) -> Result<WorkerConfig, String> {
         WorkerConfig::read(value)

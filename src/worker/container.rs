@@ -7,13 +7,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::config::{EngineAccess, WorkerConfig};
-use super::running::{shut_down, Control, Running, Target};
+use super::running::{shut_down, Control, Target};
 use super::toolkit::{check_image, send_line, Clock, Owner};
 use crate::engine::{ContainerInfo, CreateSpec, Engine, InputWriter};
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::output::{Lines, LogSink};
-use crate::ready::Ready;
 use crate::registry::Registry;
 use crate::values::Flag;
 
@@ -65,62 +64,68 @@ pub(super) fn with_engine_access(
     mut spec: CreateSpec,
 ) -> Result<CreateSpec> {
     match cfg.engine_access {
-        EngineAccess::Feed => {
-            if !engine.host().starts_with("unix://") {
-                return Err(Error::InvalidArgument(format!(
-                    "the worker feed is bind-mounted from this machine, so it needs an \
-                     Engine on this machine (unix://), not {}; pass engine_access=\"none\"",
-                    engine.host()
-                )));
-            }
-            let socket = owner
-                .feed_socket
-                .clone()
-                .ok_or_else(|| Error::Internal("the worker feed is not being served".to_owned()))?;
-            // The socket file alone: nothing else of the owner's directory. A
-            // `bind` mount, not `Binds`: should the socket vanish before the
-            // create, the daemon refuses instead of creating it as root.
-            spec.mounts.push(crate::engine::BindMount {
-                source: socket.display().to_string(),
-                target: crate::feed::CONTAINER_PATH.to_owned(),
-                read_only: true,
-            });
-            spec.env.push(format!(
-                "{}={}",
-                crate::feed::ENV,
-                crate::feed::CONTAINER_PATH
-            ));
-            spec.env.push(format!(
-                "{}={}",
-                crate::feed::OWNER_ENV,
-                crate::owner::token()
-            ));
-        }
-        EngineAccess::Socket => {
-            let path = engine.host().strip_prefix("unix://").ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "engine_access=\"socket\" needs a local unix-socket Engine, not {}",
-                    engine.host()
-                ))
-            })?;
-            spec.binds.push(format!("{path}:/var/run/docker.sock"));
-            // The worker's unprivileged user reaches the socket through its group.
-            if let Ok(meta) = std::fs::metadata(path) {
-                use std::os::unix::fs::MetadataExt;
-                spec.confinement.group_add.push(meta.gid().to_string());
-            }
-            spec.env
-                .push("DOCKER_HOST=unix:///var/run/docker.sock".to_owned());
-        }
+        EngineAccess::Feed => mount_feed(engine, owner, &mut spec)?,
+        EngineAccess::Socket => mount_engine_socket(engine, &mut spec)?,
         EngineAccess::None => {}
     }
-    // The user's own DOCKER_HOST wins over ours.
+    keep_users_docker_host(cfg, &mut spec);
+    Ok(spec)
+}
+
+/// The owner's feed socket, and the variables that find it.
+fn mount_feed(engine: &Engine, owner: &Owner, spec: &mut CreateSpec) -> Result<()> {
+    if !engine.host().starts_with("unix://") {
+        return Err(Error::InvalidArgument(format!(
+            "the worker feed is bind-mounted from this machine, so it needs an \
+             Engine on this machine (unix://), not {}; pass engine_access=\"none\"",
+            engine.host()
+        )));
+    }
+    let socket = owner
+        .feed_socket
+        .clone()
+        .ok_or_else(|| Error::Internal("the worker feed is not being served".to_owned()))?;
+    // The socket file alone: nothing else of the owner's directory. A
+    // `bind` mount, not `Binds`: should the socket vanish before the
+    // create, the daemon refuses instead of creating it as root.
+    spec.mounts.push(crate::engine::BindMount {
+        source: socket.display().to_string(),
+        target: crate::feed::CONTAINER_PATH.to_owned(),
+        read_only: true,
+    });
+    let feed = crate::feed::CONTAINER_PATH;
+    spec.env.push(format!("{}={feed}", crate::feed::ENV));
+    let token = crate::owner::token();
+    spec.env.push(format!("{}={token}", crate::feed::OWNER_ENV));
+    Ok(())
+}
+
+/// The Engine's own socket, and the group that may open it.
+fn mount_engine_socket(engine: &Engine, spec: &mut CreateSpec) -> Result<()> {
+    let path = engine.host().strip_prefix("unix://").ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "engine_access=\"socket\" needs a local unix-socket Engine, not {}",
+            engine.host()
+        ))
+    })?;
+    spec.binds.push(format!("{path}:/var/run/docker.sock"));
+    // The worker's unprivileged user reaches the socket through its group.
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::MetadataExt;
+        spec.confinement.group_add.push(meta.gid().to_string());
+    }
+    spec.env
+        .push("DOCKER_HOST=unix:///var/run/docker.sock".to_owned());
+    Ok(())
+}
+
+/// The user's own `DOCKER_HOST` wins over ours.
+fn keep_users_docker_host(cfg: &WorkerConfig, spec: &mut CreateSpec) {
     if let Some(host) = cfg.env.get("DOCKER_HOST") {
         let user = format!("DOCKER_HOST={host}");
         spec.env
             .retain(|kv| !kv.starts_with("DOCKER_HOST=") || *kv == user);
     }
-    Ok(spec)
 }
 
 /// A started container the owner holds: its stdin, its output, its exit.
@@ -184,23 +189,17 @@ impl Launched {
         tokio::pin!(deadline);
         loop {
             tokio::select! {
-                line = self.lines.next_stdout() => match line {
-                    Some(line) => {
-                        if let Some(found) = wanted(&line) {
-                            return Ok(found);
-                        }
+                line = self.lines.next_stdout() => {
+                    let Some(line) = line else {
+                        return Err(self.output_ended().await);
+                    };
+                    if let Some(found) = wanted(&line) {
+                        return Ok(found);
                     }
-                    None => {
-                        // Output ended: the container is gone or going; report its code.
-                        let mut exit = self.exit.clone();
-                        let code = tokio::time::timeout(Duration::from_secs(5), exit.wait_for(Option::is_some))
-                            .await.ok().and_then(|r| r.ok().and_then(|c| *c));
-                        return Err(Error::ContainerExited { id: self.name.clone(), code, log_tail: self.lines.tail() });
-                    }
-                },
+                }
                 Some(code) = async { exit.wait_for(Option::is_some).await.ok().map(|c| *c) } => {
                     self.lines.drain_for(Duration::from_millis(200)).await;
-                    return Err(Error::ContainerExited { id: self.name.clone(), code, log_tail: self.lines.tail() });
+                    return Err(self.exited_with(code));
                 }
                 _ = &mut deadline => {
                     return Err(Error::NotServing { id: self.name.clone(), waited: timeout, log_tail: self.lines.tail() });
@@ -209,32 +208,37 @@ impl Launched {
         }
     }
 
-    /// Its server said `ready` at `address`: announce it to this process's
-    /// discovery, keep forwarding its output, and hand over the running worker.
-    pub(super) fn serving(
-        self,
-        engine: &Engine,
-        registry: &Registry,
-        address: String,
-        ready: Ready,
-        timings: Vec<(&'static str, f64)>,
-    ) -> Running {
+    /// Its output ended: the container is gone or going; the error carries
+    /// its code when the exit is seen within 5 s.
+    async fn output_ended(&mut self) -> Error {
+        let mut exit = self.exit.clone();
+        let code = tokio::time::timeout(Duration::from_secs(5), exit.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(|r| r.ok().and_then(|c| *c));
+        self.exited_with(code)
+    }
+
+    fn exited_with(&self, code: Option<i64>) -> Error {
+        Error::ContainerExited {
+            id: self.name.clone(),
+            code,
+            log_tail: self.lines.tail(),
+        }
+    }
+
+    /// Its server said `ready`: keep forwarding its output, and hand over what
+    /// the owner holds of it (for [`super::running::Running::serving`]).
+    pub(super) fn into_control(self) -> Control {
         tokio::spawn(self.lines.pump());
-        Running::serving(
-            Control {
-                id: self.id,
-                name: self.name,
-                input: self.input,
-                exit: self.exit,
-                target: Target::Container,
-                node: None,
-            },
-            engine,
-            registry,
-            address,
-            ready,
-            timings,
-        )
+        Control {
+            id: self.id,
+            name: self.name,
+            input: self.input,
+            exit: self.exit,
+            target: Target::Container,
+            node: None,
+        }
     }
 
     /// Its `ip:port` on the worker network of `cfg`, as an inspect tells; a

@@ -73,5 +73,8 @@ async fn bring_up(
     clock.lap("inspect address");
     check_reachable(cfg.name.as_str(), &address, cfg.publication.published()).await?;
     clock.lap("reach");
-    Ok(launched.serving(engine, registry, address, ready, clock.laps))
+    let control = launched.into_control();
+    Ok(Running::serving(
+        control, engine, registry, address, ready, clock.laps,
+    ))
 }

@@ -239,7 +239,7 @@ mod tests {
 
     #[test]
     fn what_the_owner_writes_the_container_reads_back() {
-        let mut given = crate::worker::config::tests::complete();
+        let mut given = crate::worker::config::complete();
         given["publication"]["tags"] = serde_json::json!(["gpu", "fast"]);
         given["publication"]["identity"] = serde_json::json!("w.example");
         given["publication"]["secure"] = serde_json::json!(true);

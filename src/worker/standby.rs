@@ -422,7 +422,8 @@ async fn claim_owned(
     let result =
         unless_cancelled(claiming, &mut cancelled, || format!("the claim of {name}")).await;
     match result {
-        Ok(ready) => Ok(Some(parked.launched.serving(
+        Ok(ready) => Ok(Some(Running::serving(
+            parked.launched.into_control(),
             &inner.engine,
             &inner.owner.registry,
             parked.address,

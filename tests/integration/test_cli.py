@@ -110,7 +110,7 @@ class TestCli:
         When:
             ``wool-docker ps`` runs.
         Then:
-            It should exit 1 saying the Engine cannot be reached, without a
+            It should exit 1 saying that the socket does not exist, without a
             traceback.
         """
         # Act
@@ -118,7 +118,7 @@ class TestCli:
 
         # Assert
         assert result.returncode == 1
-        assert "cannot reach the Docker Engine" in result.stderr
+        assert f"socket /tmp/wdt-{_RUN}.sock does not exist" in result.stderr
         assert "Traceback" not in result.stderr
 
     def test_ps_with_running_worker(self, label, image):
