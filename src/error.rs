@@ -48,14 +48,83 @@ pub enum Error {
         detail: String,
     },
 
-    /// An image is not on the daemon; nothing is pulled implicitly.
+    /// An image is not on the daemon (and was not to be pulled).
     #[error(
         "image '{image}' is not on the Docker Engine; build it with \
-         `wool-docker image build --tag {image}` (nothing is pulled implicitly)"
+         `wool-docker image build --tag {image}`, or let the worker pull it \
+         (pull=\"missing\", the default)"
     )]
     ImageNotFound {
         /// The image reference.
         image: String,
+    },
+
+    /// The registry has no such repository or tag.
+    #[error(
+        "image '{image}' is not in registry {registry} (no such repository or tag); \
+         push it there (`wool-docker image build --tag {image} --push`) or fix the reference"
+    )]
+    ImageNotInRegistry {
+        /// The image reference.
+        image: String,
+        /// The registry asked.
+        registry: String,
+    },
+
+    /// The registry refused the credentials, or asked for some and got none.
+    #[error(
+        "registry {registry} refused to let this process {verb} image '{image}': {message}; \
+         log in with `docker login {registry}` (credentials are read as the docker CLI \
+         reads them: $DOCKER_CONFIG/config.json, else ~/.docker/config.json)"
+    )]
+    RegistryDenied {
+        /// `pull` or `push`.
+        verb: &'static str,
+        /// The image reference.
+        image: String,
+        /// The registry that refused.
+        registry: String,
+        /// The Engine's words.
+        message: String,
+    },
+
+    /// The Engine could not reach the registry, or not trust it.
+    #[error(
+        "the Docker Engine cannot reach registry {registry} to {verb} image '{image}': \
+         {message}; check that the registry runs at that address and that the Engine \
+         trusts its certificate (/etc/docker/certs.d/{registry}/ca.crt on the Engine's host)"
+    )]
+    RegistryUnreachable {
+        /// `pull` or `push`.
+        verb: &'static str,
+        /// The image reference.
+        image: String,
+        /// The registry address.
+        registry: String,
+        /// The Engine's words.
+        message: String,
+    },
+
+    /// The credentials configured for a registry cannot be read.
+    #[error("cannot read the credentials for registry {registry}: {reason}")]
+    RegistryCredentials {
+        /// The registry.
+        registry: String,
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// Any other failure of a pull or push.
+    #[error("could not {verb} image '{image}' (registry {registry}): {message}")]
+    PullFailed {
+        /// `pull` or `push`.
+        verb: &'static str,
+        /// The image reference.
+        image: String,
+        /// The registry.
+        registry: String,
+        /// The Engine's words.
+        message: String,
     },
 
     /// A worker image cannot serve the calling Python process.
@@ -301,6 +370,9 @@ fn is_connect_error(err: &bollard::errors::Error) -> bool {
 pyo3::import_exception!(wool_docker.exceptions, EngineUnavailableError);
 pyo3::import_exception!(wool_docker.exceptions, ImageNotFoundError);
 pyo3::import_exception!(wool_docker.exceptions, ImageMismatchError);
+pyo3::import_exception!(wool_docker.exceptions, ImagePullError);
+pyo3::import_exception!(wool_docker.exceptions, RegistryAuthError);
+pyo3::import_exception!(wool_docker.exceptions, RegistryUnreachableError);
 pyo3::import_exception!(wool_docker.exceptions, ImageBuildError);
 pyo3::import_exception!(wool_docker.exceptions, NetworkNotFoundError);
 pyo3::import_exception!(wool_docker.exceptions, ContainerFailedError);
@@ -319,6 +391,21 @@ impl From<Error> for PyErr {
             | Error::PermissionDenied { host }
             | Error::SshFailed { host, .. } => EngineUnavailableError::new_err((message, host)),
             Error::ImageNotFound { image } => ImageNotFoundError::new_err((message, image)),
+            Error::ImageNotInRegistry { image, registry } => {
+                ImageNotFoundError::new_err((message, image, registry))
+            }
+            Error::RegistryDenied {
+                image, registry, ..
+            } => RegistryAuthError::new_err((message, image, registry)),
+            Error::RegistryCredentials { registry, .. } => {
+                RegistryAuthError::new_err((message, None::<String>, registry))
+            }
+            Error::RegistryUnreachable {
+                image, registry, ..
+            } => RegistryUnreachableError::new_err((message, image, registry)),
+            Error::PullFailed {
+                image, registry, ..
+            } => ImagePullError::new_err((message, image, registry)),
             Error::ImageMismatch { image, .. } => ImageMismatchError::new_err((message, image)),
             Error::BuildFailed { tag, log_tail, .. } => {
                 ImageBuildError::new_err((message, tag, log_tail))
@@ -478,6 +565,48 @@ mod tests {
                 "EngineUnavailableError",
                 "host",
                 "unix:///s",
+            ),
+            (
+                Error::ImageNotInRegistry {
+                    image: "r:5000/w:1".into(),
+                    registry: "r:5000".into(),
+                },
+                "ImageNotFoundError",
+                "registry",
+                "r:5000",
+            ),
+            (
+                Error::RegistryDenied {
+                    verb: "pull",
+                    image: "r:5000/w:1".into(),
+                    registry: "r:5000".into(),
+                    message: "unauthorized".into(),
+                },
+                "RegistryAuthError",
+                "image",
+                "r:5000/w:1",
+            ),
+            (
+                Error::RegistryUnreachable {
+                    verb: "pull",
+                    image: "r:5000/w:1".into(),
+                    registry: "r:5000".into(),
+                    message: "connection refused".into(),
+                },
+                "RegistryUnreachableError",
+                "registry",
+                "r:5000",
+            ),
+            (
+                Error::PullFailed {
+                    verb: "push",
+                    image: "r:5000/w:1".into(),
+                    registry: "r:5000".into(),
+                    message: "disk full".into(),
+                },
+                "ImagePullError",
+                "registry",
+                "r:5000",
             ),
         ];
         for (err, class, attr, value) in cases {

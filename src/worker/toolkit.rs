@@ -13,6 +13,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::registry::Registry;
+use crate::values::Pull;
 
 /// What a worker's owner lends it: the record of the containers it owns, and
 /// the socket of its worker feed when it serves one.
@@ -63,8 +64,10 @@ pub(super) async fn unless_cancelled<T>(
     }
 }
 
-pub(super) async fn check_image(engine: &Engine, cfg: &WorkerConfig) -> Result<()> {
-    let image = engine.image(cfg.image.as_str()).await?;
+/// The worker image, pulled as `pull` says, can serve this process: its
+/// Python and wool versions (labels) are checked on the image the Engine has.
+pub(super) async fn check_image(engine: &Engine, cfg: &WorkerConfig, pull: Pull) -> Result<()> {
+    let image = engine.ensure_image(cfg.image.as_str(), pull).await?;
     let mismatch = |detail: String| Error::ImageMismatch {
         image: cfg.image.0.clone(),
         detail,
