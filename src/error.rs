@@ -75,7 +75,9 @@ pub enum Error {
     #[error(
         "registry {registry} refused to let this process {verb} image '{image}': {message}; \
          log in with `docker login {registry}` (credentials are read as the docker CLI \
-         reads them: $DOCKER_CONFIG/config.json, else ~/.docker/config.json)"
+         reads them: $DOCKER_CONFIG/config.json, else ~/.docker/config.json), or, if \
+         the repository does not exist there, build the image \
+         (`wool-docker image build --tag {image}`)"
     )]
     RegistryDenied {
         /// `pull` or `push`.

@@ -208,6 +208,39 @@ class TestRegistry:
         assert case.containers() == []
 
     @pytest.mark.asyncio
+    async def test_push_with_wrong_credentials(
+        self, image, private_registry, monkeypatch
+    ):
+        """Test a push whose registry refuses the credentials.
+
+        Given:
+            A local image tagged for the registry, and a ``DOCKER_CONFIG``
+            with the wrong password
+        When:
+            It is pushed
+        Then:
+            It should raise `RegistryAuthError` naming the registry, and the
+            registry should store no manifest for it
+        """
+        # Arrange
+        tag = f"denied-{_RUN}"
+        reference = private_registry.reference(REPOSITORY, tag)
+        wrong = private_registry.docker_config("wrong", password="not-the-password")
+        monkeypatch.setenv("DOCKER_CONFIG", str(wrong))
+        _docker.run("image", "tag", image, reference)
+        try:
+            # Act
+            with pytest.raises(RegistryAuthError) as caught:
+                await _native.push_image(reference)
+        finally:
+            _remove(reference)
+
+        # Assert
+        assert caught.value.registry == private_registry.host
+        assert "push" in str(caught.value)
+        assert private_registry.requests(f"PUT /v2/{REPOSITORY}/manifests/{tag}") == 0
+
+    @pytest.mark.asyncio
     async def test_start_with_missing_tag(self, case, login, private_registry):
         """Test a start whose tag is not in the registry.
 
