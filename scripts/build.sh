@@ -5,7 +5,7 @@
 #      and installed into it,
 #   3. the Python base image (debootstrap; cached),
 #   4. the worker image from that wheel (cached by wheel hash);
-# and Debian's faketime for the tests.
+# and Debian's faketime, docker-registry and apache2-utils (htpasswd) for the tests.
 # Usage: scripts/build.sh [--no-image | --fast]
 #   --no-image: steps 1 and 2 only.
 #   --fast: the venv and a debug wheel for this machine only (no zig, no
@@ -28,6 +28,19 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get install -y -qq faketime >/dev/null 2>&1 \
     || { apt-get update -qq && apt-get install -y -qq faketime >/dev/null; }
+fi
+
+# Debian test tools: a private registry (distribution 2.8) and htpasswd for its
+# users, for the tests of images pulled from and pushed to a registry.
+if ! command -v docker-registry >/dev/null || ! command -v htpasswd >/dev/null; then
+  echo "installing docker-registry and apache2-utils" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq docker-registry apache2-utils >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq docker-registry apache2-utils >/dev/null; }
+  # The package enables a registry service of its own; the tests run theirs.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 fi
 
 py=${PYTHON:-python3}

@@ -119,6 +119,32 @@ pub fn build_image<'py>(
     })
 }
 
+/// Pull an image from its registry (the docker CLI's credentials).
+#[pyfunction]
+#[pyo3(signature = (image, host=None))]
+pub fn pull_image(
+    py: Python<'_>,
+    image: String,
+    host: Option<String>,
+) -> PyResult<Bound<'_, PyAny>> {
+    future_into_py(py, async move {
+        Ok(engine(host).await?.pull_image(&image).await?)
+    })
+}
+
+/// Push a local image to its registry (the docker CLI's credentials).
+#[pyfunction]
+#[pyo3(signature = (image, host=None))]
+pub fn push_image(
+    py: Python<'_>,
+    image: String,
+    host: Option<String>,
+) -> PyResult<Bound<'_, PyAny>> {
+    future_into_py(py, async move {
+        Ok(engine(host).await?.push_image(&image).await?)
+    })
+}
+
 /// Remove an image by reference; missing is fine.
 #[pyfunction]
 #[pyo3(signature = (image, host=None))]

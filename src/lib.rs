@@ -70,6 +70,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bindings::inspect_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::build_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::remove_image, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::pull_image, m)?)?;
+    m.add_function(wrap_pyfunction!(bindings::push_image, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::start_worker, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::open_standby, m)?)?;
     m.add_function(wrap_pyfunction!(bindings::check_standby, m)?)?;

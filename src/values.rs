@@ -539,6 +539,20 @@ impl<'de> Deserialize<'de> for Binds {
     }
 }
 
+/// When a worker's image is pulled from its registry before the worker starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pull {
+    /// When the Engine does not have it (the docker CLI's `--pull missing`).
+    #[default]
+    Missing,
+    /// Before every start (once per process while a pull is under way), so a
+    /// moved tag is followed.
+    Always,
+    /// Never: a missing image is an error, and no registry is asked.
+    Never,
+}
+
 #[cfg(test)]
 #[path = "values_tests.rs"]
 mod tests;

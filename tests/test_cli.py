@@ -15,7 +15,7 @@ def test_main_with_image_build(mocker, capsys):
 
     Given:
         ``image build`` with a tag, base, requirements, packages, wheel,
-        port and host
+        port, host and ``--push``
     When:
         `main` is called
     Then:
@@ -50,6 +50,7 @@ def test_main_with_image_build(mocker, capsys):
             "6000",
             "--host",
             "tcp://127.0.0.1:2375",
+            "--push",
         ]
     )
 
@@ -64,6 +65,7 @@ def test_main_with_image_build(mocker, capsys):
         host="tcp://127.0.0.1:2375",
         port=6000,
         labels={},
+        push=True,
     )
     assert capsys.readouterr().out == "sha256:1234\n"
 
@@ -77,7 +79,7 @@ def test_main_with_image_build_defaults(mocker):
         `main` is called
     Then:
         It should build with the default base, no extra packages, the
-        installed wool-docker, the default port and host
+        installed wool-docker, the default port and host, and not push
     """
     # Arrange
     build_image = mocker.patch.object(
@@ -98,6 +100,7 @@ def test_main_with_image_build_defaults(mocker):
         host=None,
         port=50051,
         labels={},
+        push=False,
     )
 
 

@@ -24,6 +24,7 @@ def _config() -> dict[str, Any]:
     """A complete worker config, every key present, as ``worker.py`` passes it."""
     return {
         "image": "wool-worker:test",
+        "pull": "missing",
         "name": "wool-worker-0123456789ab",
         "network": None,
         "publication": {

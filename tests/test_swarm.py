@@ -128,6 +128,21 @@ class TestSwarmWorker:
         with pytest.raises(ValueError, match=keyword):
             SwarmWorker(image=IMAGE, network=NETWORK, **{keyword: value})
 
+    @pytest.mark.parametrize("pull", ["always", "never"])
+    def test___init___with_pull_other_than_missing(self, pull):
+        """Test constructing a Swarm worker with a pull policy of its own.
+
+        Given:
+            ``pull`` of ``"always"`` or ``"never"``
+        When:
+            `SwarmWorker` is constructed
+        Then:
+            It should raise `ValueError` saying the nodes pull what they lack
+        """
+        # Act & assert
+        with pytest.raises(ValueError, match="pull='missing'"):
+            SwarmWorker(image=IMAGE, network=NETWORK, pull=pull)
+
     def test___init___with_several_keywords_swarm_cannot_express(self):
         """Test that every refused keyword is named at once.
 

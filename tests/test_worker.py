@@ -220,6 +220,54 @@ class TestDockerWorker:
         with pytest.raises(ValueError, match="engine_access"):
             DockerWorker(image=IMAGE, engine_access=engine_access)
 
+    @pytest.mark.parametrize("pull", ["missing", "always", "never"])
+    def test___init___with_pull_policy(self, pull):
+        """Test constructing a worker with each pull policy.
+
+        Given:
+            ``pull`` of ``"missing"``, ``"always"`` or ``"never"``
+        When:
+            `DockerWorker` is constructed
+        Then:
+            It should pass the policy to the native core as given
+        """
+        # Act
+        worker = DockerWorker(image=IMAGE, pull=pull)
+
+        # Assert
+        assert worker._config(None)["pull"] == pull
+
+    def test___init___with_default_pull_policy(self):
+        """Test the default pull policy.
+
+        Given:
+            No ``pull``
+        When:
+            `DockerWorker` is constructed
+        Then:
+            It should pull only a missing image
+        """
+        # Act
+        worker = DockerWorker(image=IMAGE)
+
+        # Assert
+        assert worker._config(None)["pull"] == "missing"
+
+    @pytest.mark.parametrize("pull", ["sometimes", "", True, None])
+    def test___init___with_unknown_pull_policy(self, pull):
+        """Test constructing a worker with an unknown pull policy.
+
+        Given:
+            A ``pull`` other than ``"missing"``, ``"always"`` or ``"never"``
+        When:
+            `DockerWorker` is constructed
+        Then:
+            It should raise `ValueError` naming ``pull``
+        """
+        # Act & assert
+        with pytest.raises(ValueError, match="pull"):
+            DockerWorker(image=IMAGE, pull=pull)
+
     def test___init___with_engine_access_proxy(self):
         """Test the first version's name for the worker feed.
 

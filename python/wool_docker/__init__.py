@@ -34,9 +34,12 @@ if TYPE_CHECKING:
     from wool_docker.exceptions import ImageBuildError
     from wool_docker.exceptions import ImageMismatchError
     from wool_docker.exceptions import ImageNotFoundError
+    from wool_docker.exceptions import ImagePullError
     from wool_docker.exceptions import MalformedLabelsWarning
     from wool_docker.exceptions import NetworkNotFoundError
     from wool_docker.exceptions import NotPublishedError
+    from wool_docker.exceptions import RegistryAuthError
+    from wool_docker.exceptions import RegistryUnreachableError
     from wool_docker.exceptions import WoolDockerError
     from wool_docker.exceptions import WoolDockerInternalError
     from wool_docker.exceptions import WoolDockerWarning
@@ -62,9 +65,12 @@ _LAZY: dict[str, str] = {
     "ImageBuildError": "wool_docker.exceptions",
     "ImageMismatchError": "wool_docker.exceptions",
     "ImageNotFoundError": "wool_docker.exceptions",
+    "ImagePullError": "wool_docker.exceptions",
     "MalformedLabelsWarning": "wool_docker.exceptions",
     "NetworkNotFoundError": "wool_docker.exceptions",
     "NotPublishedError": "wool_docker.exceptions",
+    "RegistryAuthError": "wool_docker.exceptions",
+    "RegistryUnreachableError": "wool_docker.exceptions",
     "WoolDockerError": "wool_docker.exceptions",
     "WoolDockerInternalError": "wool_docker.exceptions",
     "WoolDockerWarning": "wool_docker.exceptions",
@@ -82,9 +88,12 @@ __all__ = [
     "ImageBuildError",
     "ImageMismatchError",
     "ImageNotFoundError",
+    "ImagePullError",
     "MalformedLabelsWarning",
     "NetworkNotFoundError",
     "NotPublishedError",
+    "RegistryAuthError",
+    "RegistryUnreachableError",
     "Standby",
     "SwarmWorker",
     "WoolDockerError",

@@ -38,6 +38,8 @@ __all__ = [
     "open_standby",
     "owner_token",
     "prune",
+    "pull_image",
+    "push_image",
     "read_port",
     "read_server_env",
     "remove_image",
@@ -80,6 +82,12 @@ def build_image(context: bytes, tag: str, host: str | None = None) -> Awaitable[
 
 def remove_image(image: str, host: str | None = None) -> Awaitable[None]:
     """Remove an image; a missing one is fine."""
+
+def pull_image(image: str, host: str | None = None) -> Awaitable[None]:
+    """Pull an image from its registry with the docker CLI's credentials."""
+
+def push_image(image: str, host: str | None = None) -> Awaitable[None]:
+    """Push a local image to its registry with the docker CLI's credentials."""
 
 class Tls(TypedDict):
     """TLS material, PEM text."""
@@ -131,6 +139,7 @@ class WorkerConfig(TypedDict):
     a ``ValueError`` naming the keyword."""
 
     image: str
+    pull: str
     name: str
     network: str | None
     publication: Publication

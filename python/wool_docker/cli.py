@@ -82,6 +82,7 @@ async def _cmd_image_build(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         labels=dict(args.label),
+        push=args.push,
     )
     print(image_id)
     return 0
@@ -239,6 +240,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_port,
         default=_DEFAULT_PORT,
         help=f"port the worker serves on in the container (default: {_DEFAULT_PORT})",
+    )
+    build.add_argument(
+        "--push",
+        action="store_true",
+        help=(
+            "push the image to the registry its tag names once built, with the "
+            "docker CLI's credentials (docker login)"
+        ),
     )
     _add_labels(build, "add a label to the image")
     _add_host(build)

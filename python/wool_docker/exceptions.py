@@ -74,18 +74,67 @@ class EnginePermissionError(EngineUnavailableError, PermissionError):
 
 # public
 class ImageNotFoundError(WoolDockerError):
-    """Raised when an image is not on the daemon.
+    """Raised when an image is neither on the daemon nor in its registry.
 
-    Nothing is pulled implicitly: build the worker image with
-    ``wool-docker image build --tag TAG``. Permanent until the image exists.
+    With ``pull="never"`` the daemon alone is asked (``registry`` is
+    ``None``); otherwise the registry has no such repository or tag. Build
+    the image with ``wool-docker image build --tag TAG`` (``--push`` puts it
+    in its registry). Permanent until the image exists.
 
     :param image:
         The image reference that was looked up.
+    :param registry:
+        The registry that was asked, or ``None``.
     """
 
-    def __init__(self, message: str, image: str | None = None):
+    def __init__(
+        self, message: str, image: str | None = None, registry: str | None = None
+    ):
         super().__init__(message)
         self.image = image
+        self.registry = registry
+
+
+# public
+class ImagePullError(WoolDockerError):
+    """Raised when an image cannot be pulled from, or pushed to, its registry.
+
+    The message carries the Engine's own words. Subclasses name the two
+    causes users act on: `RegistryAuthError` and `RegistryUnreachableError`.
+
+    :param image:
+        The image reference, or ``None`` when no image was involved yet.
+    :param registry:
+        The registry host (``docker.io`` for Docker Hub).
+    """
+
+    def __init__(
+        self, message: str, image: str | None = None, registry: str | None = None
+    ):
+        super().__init__(message)
+        self.image = image
+        self.registry = registry
+
+
+# public
+class RegistryAuthError(ImagePullError):
+    """Raised when a registry refuses the credentials, or finds none.
+
+    Credentials are read as the docker CLI reads them (``$DOCKER_CONFIG`` or
+    ``~/.docker``, its ``config.json``'s ``auths``, ``credHelpers`` and
+    ``credsStore``); ``docker login REGISTRY`` writes them. Also raised when
+    the configured credentials cannot be read (a failing helper).
+    """
+
+
+# public
+class RegistryUnreachableError(ImagePullError):
+    """Raised when the Docker Engine cannot reach or trust a registry.
+
+    The registry is down or at another address, or the Engine does not trust
+    its certificate (``/etc/docker/certs.d/HOST:PORT/ca.crt`` on the Engine's
+    host). Transient when the registry is restarting.
+    """
 
 
 # public

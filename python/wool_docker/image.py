@@ -303,6 +303,7 @@ async def build_image(
     host: str | None = None,
     port: int = _native.DEFAULT_PORT,
     labels: Mapping[str, str] | None = None,
+    push: bool = False,
 ) -> str:
     """Build a wool worker image on the Docker Engine.
 
@@ -338,6 +339,10 @@ async def build_image(
     :param labels:
         Extra image labels (e.g. a cache key); they cannot override the
         labels of `image_labels`.
+    :param push:
+        Push the image to the registry its tag names once built
+        (``registry.example:5000/team/worker:1``), with the registry
+        credentials the docker CLI would use.
     :returns:
         The new image's id.
     :raises ValueError:
@@ -348,6 +353,10 @@ async def build_image(
         If the base image is labelled with another Python version.
     :raises ImageBuildError:
         If fetching the wheels or the build fails.
+    :raises ImagePullError:
+        If the push fails; `RegistryAuthError` when the registry refuses
+        the credentials, `RegistryUnreachableError` when the Engine cannot
+        reach it.
     :raises WoolDockerError:
         If wool-docker cannot be repacked (see `repack_wheel`) or the
         Engine cannot be reached.
@@ -392,6 +401,10 @@ async def build_image(
     _log.info("building %s from %s (%d wheels)", tag, base, len(wheels))
     image_id = await _native.build_image(context, tag, host)
     _log.info("built %s: %s", tag, image_id)
+    if push:
+        _log.info("pushing %s", tag)
+        await _native.push_image(tag, host)
+        _log.info("pushed %s", tag)
     return image_id
 
 

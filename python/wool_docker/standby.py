@@ -95,10 +95,11 @@ class Standby:
     :param container:
         `DockerWorker`'s keywords that shape a container: ``labels``,
         ``environment``, ``volumes``, ``cpus``, ``mem_limit``, ``gpus``,
-        ``port``, ``name_prefix``, ``publish``, ``engine_access``, ``docker_host``,
-        ``log_output`` and the sandbox (``user``, ``read_only``, ``tmpfs``,
-        ``cap_add``, ``security_opt``, ``pids_limit``, ``oom_score_adj``,
-        ``ulimits``, ``log_config``, ``runtime``). Checked as `DockerWorker`
+        ``port``, ``name_prefix``, ``publish``, ``engine_access``, ``pull``,
+        ``docker_host``, ``log_output`` and the sandbox (``user``,
+        ``read_only``, ``tmpfs``, ``cap_add``, ``security_opt``,
+        ``pids_limit``, ``oom_score_adj``, ``ulimits``, ``log_config``,
+        ``runtime``). Checked as `DockerWorker`
         checks them.
     :raises ValueError:
         If a keyword cannot describe a container, or is a worker's own.

@@ -113,7 +113,14 @@ class DockerWorker(Worker):
     :param tags:
         Capability tags for filtering and selection.
     :param image:
-        The worker image (built by ``wool-docker image build``).
+        The worker image (built by ``wool-docker image build``), on the
+        Engine or in a registry (``registry.example:5000/team/worker:1``).
+    :param pull:
+        When the image is pulled from its registry before a start:
+        ``"missing"`` (default) when the Engine lacks it, ``"always"``, or
+        ``"never"``. Concurrent starts of one image share one pull. Registry
+        credentials are read as the docker CLI reads them (``config.json``'s
+        ``auths``, ``credHelpers``, ``credsStore``).
     :param network:
         Network to attach; a Swarm attachable overlay works the same. ``None``
         uses Docker's default bridge.
@@ -236,6 +243,7 @@ class DockerWorker(Worker):
         self,
         *tags: str,
         image: str,
+        pull: Literal["missing", "always", "never"] = "missing",
         network: str | None = None,
         publish: bool | None = None,
         credentials: WorkerCredentials | WorkerCredentialsProvider | None = None,
@@ -304,6 +312,7 @@ class DockerWorker(Worker):
         self._log_output = log_output
         self._keywords = {
             "image": image,
+            "pull": pull,
             "name": f"{name_prefix}-{self._uid.hex[:12]}",
             "network": network,
             "publication": {
@@ -371,7 +380,14 @@ class DockerWorker(Worker):
         :param timeout:
             Seconds to wait; ``None`` uses ``start_timeout``.
         :raises ImageNotFoundError:
-            If the image is not on the daemon.
+            If the image is not on the daemon (``pull="never"``) or not in
+            its registry.
+        :raises RegistryAuthError:
+            If the registry refuses the credentials, or finds none.
+        :raises RegistryUnreachableError:
+            If the Engine cannot reach or trust the registry.
+        :raises ImagePullError:
+            If a pull fails otherwise.
         :raises ImageMismatchError:
             If the image's Python or wool version cannot serve this process.
         :raises NetworkNotFoundError:

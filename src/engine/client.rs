@@ -19,8 +19,8 @@ use super::convert::{
     now_nanos, rfc3339_nanos, role_of, status_of, tail,
 };
 use super::model::{
-    ContainerInfo, CreateSpec, EventStream, ImageInfo, InputWriter, NetworkInfo, OutputStream,
-    SwarmRole, TaskInfo,
+    ContainerInfo, CreateSpec, EventStream, Flights, ImageInfo, InputWriter, NetworkInfo,
+    OutputStream, SwarmRole, TaskInfo,
 };
 use super::ssh::Tunnel;
 use super::transport::Transport;
@@ -60,6 +60,8 @@ pub struct Engine {
     /// An `ssh://` Engine's forward, which `endpoint` leads through; it ends
     /// with the last clone.
     _tunnel: Option<Arc<Tunnel>>,
+    /// The image pulls under way, which later callers join.
+    pub(super) pulls: Flights,
 }
 
 impl Engine {
@@ -118,6 +120,7 @@ impl Engine {
             endpoint: Arc::new(endpoint),
             transport: Arc::new(OnceLock::new()),
             _tunnel: tunnel,
+            pulls: Flights::default(),
         })
     }
 

@@ -4,18 +4,22 @@
 //!
 //! `model` holds those structs, `client` the [`Engine`] handle and its calls,
 //! `service` its Swarm service calls, `ssh` the forward to an `ssh://` Engine,
+//! `pull` the pulls and pushes of images with the credentials `auth` finds,
 //! `convert` the pure translation between bollard's models and ours, `reach`
 //! where this process reaches a worker's port, `transport`
 //! the one request read through hyper directly.
 
+mod auth;
 mod client;
 mod convert;
 mod model;
+mod pull;
 mod reach;
 mod service;
 mod ssh;
 mod transport;
 
+pub use auth::registry_of;
 pub use client::Engine;
 pub use convert::{now_nanos, rfc3339_nanos};
 pub use model::{

@@ -1,13 +1,15 @@
 //! The Engine-facing types: what callers give the client and what it returns,
 //! this crate's own small structs rather than bollard's models.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
+use futures_util::future::{BoxFuture, Shared};
 use futures_util::Stream;
 use tokio::io::AsyncWrite;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// What we need to know about an image.
 #[derive(Debug, Clone)]
@@ -231,3 +233,19 @@ pub enum Output {
 pub type OutputStream = Pin<Box<dyn Stream<Item = Result<Output>> + Send>>;
 /// A writer to a container's stdin.
 pub type InputWriter = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// A pull under way, which every caller for the same image awaits.
+type Flight = Shared<BoxFuture<'static, std::result::Result<(), Arc<Error>>>>;
+
+/// The image pulls under way on one Engine, by image reference (see `pull`).
+#[derive(Clone, Default)]
+pub(super) struct Flights(pub(super) Arc<Mutex<HashMap<String, Flight>>>);
+
+impl Flights {
+    /// Drop the record of a pull that ended: the next caller pulls anew.
+    pub(super) fn forget(&self, image: &str) {
+        if let Ok(mut flights) = self.0.lock() {
+            flights.remove(image);
+        }
+    }
+}

@@ -14,6 +14,7 @@ use bollard::models::{
 use bollard::query_parameters::{ListServicesOptionsBuilder, LogsOptionsBuilder};
 use futures_util::StreamExt;
 
+use super::auth::registry_of;
 use super::client::Engine;
 use super::convert::{convert_output, message_of, status_of, ulimits};
 use super::model::{CreateSpec, OutputStream, TaskInfo};
@@ -65,7 +66,18 @@ impl Engine {
     /// Create the service; returns its id. A name in use is refused.
     pub async fn create_service(&self, spec: &ServiceCreate) -> Result<String> {
         let body = service_body(spec)?;
-        match self.docker.create_service(body, None).await {
+        // The nodes pull the image themselves: the service carries this
+        // process's credentials for its registry (the CLI's
+        // `--with-registry-auth`). Unreadable ones are left out, not fatal:
+        // the nodes may have the image already.
+        let registry = registry_of(&spec.container.image);
+        let credentials = super::pull::credentials(registry)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(registry = %registry, error = %e, "creating the service without registry credentials");
+                None
+            });
+        match self.docker.create_service(body, credentials).await {
             Ok(created) => created.id.ok_or_else(|| {
                 Error::Internal("the Engine created a service without an id".into())
             }),

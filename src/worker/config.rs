@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::labels::{self, Publication};
 use crate::values::{
     AbsolutePath, Binds, Bytes, ContainerName, Count, Flag, Gpus, LogConfig, NanoCpus, OomScoreAdj,
-    Quantity, Seconds, Ulimit, Word, Words,
+    Pull, Quantity, Seconds, Ulimit, Word, Words,
 };
 
 /// TLS material for a secure worker, PEM text. Serialized without its PEM
@@ -51,6 +51,8 @@ impl std::fmt::Debug for Tls {
 pub struct WorkerConfig {
     /// Worker image.
     pub image: Word,
+    /// When the image is pulled from its registry.
+    pub pull: Pull,
     /// Container name, `{name_prefix}-{uid prefix}`.
     pub name: ContainerName,
     /// Network to attach; `None` is the default bridge.
@@ -131,6 +133,13 @@ impl WorkerConfig {
         }
         if self.tls.is_some() && !self.publication.secure {
             return Err("tls is given but the publication is not secure".to_owned());
+        }
+        if self.swarm.is_some() && self.pull != Pull::Missing {
+            return Err(
+                "a SwarmWorker takes only pull='missing': each node pulls the image \
+                        when it lacks it, with this process's registry credentials"
+                    .to_owned(),
+            );
         }
         if self.swarm.is_some() {
             let refused = self.swarm_refusals();
@@ -341,7 +350,7 @@ pub enum EngineAccess {
 #[cfg(test)]
 pub(super) fn complete() -> serde_json::Value {
     serde_json::json!({
-        "image": "img", "name": "w", "network": null,
+        "image": "img", "pull": "missing", "name": "w", "network": null,
         "publication": {
             "uid": "6f0c1a52-3a70-4a36-9a4b-0b7f3d2a9c11", "port": 50051,
             "tags": [], "extra": {"a": "b"}, "secure": false, "identity": null,
@@ -441,6 +450,11 @@ mod tests {
                 serde_json::json!("all"),
                 "engine_access: unknown variant",
             ),
+            (
+                "/pull",
+                serde_json::json!("sometimes"),
+                "pull: unknown variant `sometimes`, expected one of `missing`, `always`, `never`",
+            ),
         ] {
             let mut config = complete();
             if let Some(slot) = config.pointer_mut(pointer) {
@@ -475,7 +489,10 @@ mod tests {
         assert!(err.contains("cannot take gpus, runtime"), "{err}");
         swarm["gpus"] = serde_json::Value::Null;
         swarm["sandbox"]["runtime"] = serde_json::Value::Null;
-        assert!(parse(swarm).is_ok());
+        assert!(parse(swarm.clone()).is_ok());
+        swarm["pull"] = serde_json::json!("always");
+        let err = parse(swarm).err().unwrap_or_default();
+        assert!(err.contains("takes only pull='missing'"), "{err}");
     }
 
     #[test]

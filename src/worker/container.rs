@@ -31,7 +31,7 @@ pub(super) async fn discard(engine: &Engine, registry: &Registry, id: &str) {
 /// the user did not: at its address on the network where it can route there,
 /// else at a published port.
 pub(super) async fn check_container(engine: &Engine, cfg: &mut WorkerConfig) -> Result<()> {
-    check_image(engine, cfg).await?;
+    check_image(engine, cfg, cfg.pull).await?;
     let network = match &cfg.network {
         Some(network) => {
             let info = engine.network(network).await?;

@@ -165,7 +165,9 @@ async fn check_swarm(engine: &Engine, cfg: &mut WorkerConfig) -> Result<String> 
         return Err(Error::NetworkNotAttachable { network });
     }
     cfg.network = Some(info.name);
-    match check_image(engine, cfg).await {
+    // Each node pulls the image itself (with the credentials the service
+    // carries); the manager only checks the image when it has it.
+    match check_image(engine, cfg, crate::values::Pull::Never).await {
         Ok(()) | Err(Error::ImageNotFound { .. }) => Ok(manager),
         Err(e) => Err(e),
     }

@@ -13,6 +13,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::labels;
 use crate::registry::Registry;
+use crate::values::Pull;
 
 /// How long a connection to a worker that just said it serves may take.
 const REACH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -92,8 +93,10 @@ pub(super) async fn unless_cancelled<T>(
     }
 }
 
-pub(super) async fn check_image(engine: &Engine, cfg: &WorkerConfig) -> Result<()> {
-    let image = engine.image(cfg.image.as_str()).await?;
+/// The worker image, pulled as `pull` says, can serve this process: its
+/// Python and wool versions (labels) are checked on the image the Engine has.
+pub(super) async fn check_image(engine: &Engine, cfg: &WorkerConfig, pull: Pull) -> Result<()> {
+    let image = engine.ensure_image(cfg.image.as_str(), pull).await?;
     let mismatch = |detail: String| Error::ImageMismatch {
         image: cfg.image.0.clone(),
         detail,

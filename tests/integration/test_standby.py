@@ -843,7 +843,7 @@ class TestStandbyInput:
         """Test a standby of an image the Engine does not have.
 
         Given:
-            A standby of an image name no image has
+            A standby of an image name no image has, with ``pull="never"``
         When:
             It is entered
         Then:
@@ -856,6 +856,7 @@ class TestStandbyInput:
             size=1,
             labels=case.labels,
             name_prefix=case.name_prefix,
+            pull="never",
         )
 
         # Act & assert

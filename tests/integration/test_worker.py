@@ -198,14 +198,14 @@ class TestDockerWorker:
         """Test starting a worker from an image the Engine does not have.
 
         Given:
-            A worker whose image is not on the daemon
+            A worker whose image is not on the daemon, with ``pull="never"``
         When:
             It is started
         Then:
             It should raise `ImageNotFoundError` and create no container
         """
         # Arrange
-        worker = case.worker(image=f"{case.name_prefix}-missing:none")
+        worker = case.worker(image=f"{case.name_prefix}-missing:none", pull="never")
 
         # Act & assert
         with pytest.raises(ImageNotFoundError):
