@@ -154,6 +154,21 @@ def _end_processes(uid: int, subuids: range) -> None:
     )
 
 
+def _drop_acl(device: str, user: str) -> None:
+    """Remove the user's ACL entry on ``device``; and the whole ACL once no
+    other named entry is left, so the device is as it was (``setfacl -x``
+    leaves the mask behind)."""
+    subprocess.run(
+        ["setfacl", "-x", f"u:{user}", device], capture_output=True, check=False
+    )
+    entries = _run("getfacl", "--omit-header", "--absolute-names", device).split()
+    named = [
+        e for e in entries if e.split(":")[0] in ("user", "group") and e.split(":")[1]
+    ]
+    if not named:
+        _run("setfacl", "-b", device)
+
+
 def _remove_user(user: str) -> None:
     """Take the user down: its processes, device ACL entries, the account
     (with its home and subordinate ranges)."""
@@ -164,9 +179,7 @@ def _remove_user(user: str) -> None:
     subuids = _subids("/etc/subuid", user) or range(0)
     _end_processes(entry.pw_uid, subuids)
     for device in DEVICES:
-        subprocess.run(
-            ["setfacl", "-x", f"u:{user}", device], capture_output=True, check=False
-        )
+        _drop_acl(device, user)
     _run("userdel", "--remove", user)
     for path in ("/etc/subuid", "/etc/subgid"):
         if _subids(path, user) is not None:
