@@ -30,6 +30,23 @@ if [ ! -e /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 ]; then
     || { apt-get update -qq && apt-get install -y -qq faketime >/dev/null; }
 fi
 
+# Debian test tools: an OpenSSH server, for the tests of ssh:// Engines (they
+# run their own sshd in a namespace). Installed without starting the machine's
+# own sshd: a policy-rc.d that refuses every service start, during the install only.
+if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null; then
+  echo "installing openssh-server" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  policy=/usr/sbin/policy-rc.d
+  own_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && own_policy=1
+  fi
+  apt-get install -y -qq openssh-server openssh-client >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq openssh-server openssh-client >/dev/null; } \
+    || { [ "$own_policy" = 1 ] && rm -f "$policy"; exit 1; }
+  if [ "$own_policy" = 1 ]; then rm -f "$policy"; fi
+fi
+
 # Debian test tools: a private registry (distribution 2.8) and htpasswd for its
 # users, for the tests of images pulled from and pushed to a registry.
 if ! command -v docker-registry >/dev/null || ! command -v htpasswd >/dev/null; then
