@@ -22,6 +22,12 @@ async def echo(value: int) -> int:
 
 
 @wool.routine
+async def nested_echo(value: int) -> int:
+    """Return ``value`` through `echo` dispatched from inside this worker."""
+    return await echo(value)
+
+
+@wool.routine
 async def burn(seconds: float) -> str:
     """Keep one CPU busy for ``seconds``; return ``hostname/pid`` of the server."""
     end = time.perf_counter() + seconds

@@ -80,8 +80,9 @@ async def section(run: common.Run) -> dict[str, Any]:
     ]
     raw = await compare("reach", variants, sizes, repeats)
     with sshd() as host:
-        # The feed is bind-mounted from this machine, so an ssh:// Engine's
-        # workers have none: neither kind gets one, to compare like with like.
+        # An ssh:// Engine's workers get the feed through a relay, a unix://
+        # one's bind-mounted (section feed compares the two): neither kind
+        # gets one here, to compare the transport alone.
         transports = [
             Kind("docker", run, "ssh", docker_host=host, engine_access="none"),
             Kind("docker", run, "unix", engine_access="none"),

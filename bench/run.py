@@ -28,6 +28,7 @@ from typing import Any
 
 from . import common
 from . import discovery_bench
+from . import feed_bench
 from . import reach_bench
 from . import report
 from . import standby_bench
@@ -54,11 +55,12 @@ SECTIONS = {
     ),
     "discovery-scale": (discovery_bench.section_scale, discovery_bench.scale_tables),
     "reach": (reach_bench.section, reach_bench.tables),
+    "feed": (feed_bench.section, feed_bench.tables),
     "swarm": (swarm_latency.section, swarm_latency.tables),
     "swarm-worker": (swarm_worker_bench.section, swarm_worker_bench.tables),
 }
-CHOICES = [*list(SECTIONS)[:8], "baseline", "swarm", "swarm-worker"]
-DEFAULT_SECTIONS = CHOICES[:9]
+CHOICES = [*list(SECTIONS)[:9], "baseline", "swarm", "swarm-worker"]
+DEFAULT_SECTIONS = CHOICES[:10]
 """What runs without ``--only``: the swarm sections need root and build a swarm
 on the machine's Engine, so they run only when asked for."""
 

@@ -36,6 +36,10 @@ alternates them with `DockerWorker` on this Engine)::
     ... /client.py --network wool-overlay --spawn 4 --kind swarm \\
         --image wool-docker-worker:dev
 
+``--nested`` makes each call dispatch its ``hostname`` from inside the
+worker it runs on (a routine awaiting a routine), so a round's hosts are
+where the nested calls ran.
+
 ``--rounds 0`` runs until standard input reaches its end or reads ``stop``
 (``docker run -i``), which is how the tests drive it.
 """
@@ -69,6 +73,13 @@ async def hostname(spin: float = 0.0) -> str:
     return socket.gethostname()
 
 
+@wool.routine
+async def nested_hostname(spin: float = 0.0) -> str:
+    """Return where a ``hostname`` call dispatched from inside this routine's
+    worker ran (the worker finds the pool through its owner's worker feed)."""
+    return await hostname(spin)
+
+
 def _pairs(items: list[str]) -> dict[str, str]:
     """``["k=v", ...]`` as a mapping; ``"k="`` matches any value of ``k``."""
     pairs = {}
@@ -93,7 +104,12 @@ async def _stop_requested() -> None:
 
 
 async def _rounds(
-    count: int, calls: int, concurrency: int, interval: float, spin: float
+    count: int,
+    calls: int,
+    concurrency: int,
+    interval: float,
+    spin: float,
+    nested: bool = False,
 ) -> None:
     """Dispatch ``count`` rounds (``0``: until asked to stop) and report each."""
     stop = asyncio.ensure_future(_stop_requested()) if count == 0 else None
@@ -101,7 +117,7 @@ async def _rounds(
 
     async def call() -> str:
         async with slots:
-            return await hostname(spin)
+            return await (nested_hostname if nested else hostname)(spin)
 
     number = 0
     try:
@@ -157,6 +173,9 @@ async def main() -> None:
         default=0,
         help="calls in flight at once (default: all calls of a round)",
     )
+    parser.add_argument(
+        "--nested", action="store_true", help="calls dispatch from inside workers"
+    )
     parser.add_argument("--interval", type=float, default=0.2, help="seconds")
     parser.add_argument(
         "--spin", type=float, default=0.0, help="CPU seconds each call spends"
@@ -174,17 +193,25 @@ async def main() -> None:
             nonlocal made
             made += 1
             swarm = args.kind == "swarm" or (args.kind == "mixed" and made % 2 == 1)
-            # engine_access="none": this client runs in a container, so the
-            # worker feed it would serve lives in this container's file
-            # system, which the Engine cannot bind-mount into the burst workers.
-            # Routines here do not nest, so the workers need no Engine access.
-            kind = SwarmWorker if swarm else DockerWorker
-            return kind(
+            if swarm:
+                # A task may run on another node, out of reach of this
+                # client's worker feed: its routines do not nest.
+                kw["engine_access"] = "none"
+                return SwarmWorker(
+                    *tags,
+                    image=args.image,
+                    network=args.network,
+                    labels=worker_labels,
+                    log_output=False,
+                    **kw,
+                )
+            # Default keywords: this client shares no files with the Engine,
+            # so its worker feed reaches the workers through a relay.
+            return DockerWorker(
                 *tags,
                 image=args.image,
                 network=args.network,
                 labels=worker_labels,
-                engine_access="none",
                 log_output=False,
                 **kw,
             )
@@ -199,7 +226,12 @@ async def main() -> None:
         pool = wool.WorkerPool(discovery=discovery.subscriber, quorum=args.quorum)
     async with pool:
         await _rounds(
-            args.rounds, args.calls, args.concurrency, args.interval, args.spin
+            args.rounds,
+            args.calls,
+            args.concurrency,
+            args.interval,
+            args.spin,
+            args.nested,
         )
     _emit({"closed": True, "at": time.time()})
 

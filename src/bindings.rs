@@ -23,8 +23,8 @@ use crate::scope::{Change, Scope};
 use crate::serving;
 use crate::values::Seconds;
 use crate::worker::{
-    self, EngineAccess, Lifeline, LogSink, Owner, Plan, Running, Standby, StandbyKeywords,
-    WorkerConfig,
+    self, EngineAccess, FeedAccess, Lifeline, LogSink, Owner, Plan, Running, Standby,
+    StandbyKeywords, WorkerConfig,
 };
 
 /// What this process owns: its containers, the feed that serves them, and
@@ -296,19 +296,30 @@ fn log_sink(log_output: bool) -> Option<LogSink> {
 }
 
 /// What this process lends a container on `engine`: its registry, and its
-/// feed's socket when the container gets the feed. The feed is served from
-/// this machine, so only to a local Engine's containers (the worker refuses
-/// the others, saying why).
+/// feed when the container gets the feed: bind-mounted where the Engine
+/// shares this process's files, through a relay in each container elsewhere
+/// (or everywhere, with `WOOL_DOCKER_FEED_RELAY=1`).
 async fn owner(engine: &Engine, access: EngineAccess) -> Result<Owner, Error> {
-    let feed_socket = match access {
-        EngineAccess::Feed if engine.host().starts_with("unix://") => {
-            Some(process().feed.ensure().await?)
+    let feed = match access {
+        EngineAccess::Feed => {
+            const RELAY: &str = "WOOL_DOCKER_FEED_RELAY";
+            let env: BTreeMap<String, String> = std::env::var(RELAY)
+                .map(|v| (RELAY.to_owned(), v))
+                .into_iter()
+                .collect();
+            let relay = serving::flag(&env, RELAY, false)
+                .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+            if !relay && engine.shares_files().await {
+                Some(FeedAccess::Mount(process().feed.ensure().await?))
+            } else {
+                Some(FeedAccess::Relay(process().feed.clone()))
+            }
         }
         _ => None,
     };
     Ok(Owner {
         registry: registry().clone(),
-        feed_socket,
+        feed,
         lifeline: None,
     })
 }

@@ -258,6 +258,19 @@ pub enum Error {
         fix: String,
     },
 
+    /// The worker feed's relay could not be started in a container, or died
+    /// before it listened.
+    #[error(
+        "container {id} could not carry the worker feed: its relay failed ({reason}); \
+         the image needs python3 on PATH, or pass engine_access=\"none\""
+    )]
+    RelayFailed {
+        /// Container name or id.
+        id: String,
+        /// What the relay said, or why it was not started.
+        reason: String,
+    },
+
     /// A container did not announce that it serves before the deadline.
     #[error(
         "container {id} did not serve within {:.1} s; it was removed. Raise the start \
@@ -527,7 +540,9 @@ impl From<Error> for PyErr {
             Error::ContainerExited { id, code, log_tail } => {
                 ContainerFailedError::new_err((message, id, code, log_tail))
             }
-            Error::ContainerRejected { id, .. } | Error::Unreachable { id, .. } => {
+            Error::ContainerRejected { id, .. }
+            | Error::Unreachable { id, .. }
+            | Error::RelayFailed { id, .. } => {
                 ContainerFailedError::new_err((message, id, None::<i64>, String::new()))
             }
             Error::NotServing { id, waited, .. } => {

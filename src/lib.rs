@@ -14,7 +14,7 @@
 //! 5. `worker` (three start paths, `lifecycle`, `service` and `standby`, over
 //!    its shared parts `container`, `running` and `toolkit`),
 //!    `swarm` (remote tasks), `discovery`,
-//!    `feed` (`wire`; `server` in the owner, `client` in a container);
+//!    `feed` (`wire`; `server` in the owner and `relay` its carrier, `client` in a container);
 //! 6. `bindings`: the Python functions; the only module that wires the others
 //!    together, and the owner of the exit sequence.
 

@@ -129,17 +129,6 @@ impl Engine {
         &self.host
     }
 
-    /// The host that ports this Engine publishes are reached at from here.
-    pub fn published_host(&self) -> String {
-        super::reach::published_host(&self.host)
-    }
-
-    /// Whether this process can route to containers on `network` (see
-    /// `reach::routes_to`); where it cannot, workers are published.
-    pub async fn routes_to(&self, network: Option<&NetworkInfo>) -> bool {
-        super::reach::routes_to(&self.host, network).await
-    }
-
     /// The negotiated API version, e.g. `1.41`.
     pub fn api_version(&self) -> &str {
         &self.api_version

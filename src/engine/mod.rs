@@ -3,7 +3,7 @@
 //! this module alone, and every Engine model field is treated as optional.
 //!
 //! `model` holds those structs, `client` the [`Engine`] handle and its calls,
-//! `service` its Swarm service calls, `ssh` the forward to an `ssh://` Engine,
+//! `service` its Swarm service calls, `exec` a process run in a container with its stdio held here, `ssh` the forward to an `ssh://` Engine,
 //! `pull` the pulls and pushes of images with the credentials `auth` finds,
 //! `convert` the pure translation between bollard's models and ours, `reach`
 //! where this process reaches a worker's port, `transport`
@@ -12,6 +12,7 @@
 mod auth;
 mod client;
 mod convert;
+mod exec;
 mod model;
 mod pull;
 mod reach;

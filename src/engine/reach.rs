@@ -7,7 +7,27 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use super::client::Engine;
 use super::model::NetworkInfo;
+
+impl Engine {
+    /// The host that ports this Engine publishes are reached at from here.
+    pub fn published_host(&self) -> String {
+        published_host(&self.host)
+    }
+
+    /// Whether this process can route to containers on `network` (see
+    /// [`routes_to`]); where it cannot, workers are published.
+    pub async fn routes_to(&self, network: Option<&NetworkInfo>) -> bool {
+        routes_to(&self.host, network).await
+    }
+
+    /// Whether files of this process can be bind-mounted into this Engine's
+    /// containers (see [`shares_files`]).
+    pub async fn shares_files(&self) -> bool {
+        shares_files(&self.host).await
+    }
+}
 
 /// Whether Engine address `host` is on this machine: a unix socket, or TCP to
 /// a loopback name or address.
@@ -84,7 +104,7 @@ pub fn published_address(published_host: &str, host_ip: &str, host_port: u16) ->
 /// container on that network). A remote Engine, an Engine in another
 /// namespace (rootless Docker, a VM's), or a network none of our interfaces
 /// is on (an overlay seen from the host) is reached through published ports.
-pub(super) async fn routes_to(host: &str, network: Option<&NetworkInfo>) -> bool {
+async fn routes_to(host: &str, network: Option<&NetworkInfo>) -> bool {
     if !is_local(host) {
         return false;
     }
@@ -113,11 +133,42 @@ pub(super) async fn routes_to(host: &str, network: Option<&NetworkInfo>) -> bool
 /// namespace than this one; `None` when that cannot be told (its pid is not
 /// visible here, or its namespace is not readable by this user).
 async fn in_other_namespace(path: &str) -> Option<bool> {
-    let stream = tokio::net::UnixStream::connect(path).await.ok()?;
-    let pid = stream.peer_cred().ok()?.pid().filter(|pid| *pid > 0)?;
-    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
-    let ours = std::fs::read_link("/proc/self/ns/net").ok()?;
+    let pid = peer_pid(path).await?;
+    other_namespace(pid, "net")
+}
+
+/// Whether process `pid` is in another namespace of `kind` than this one;
+/// `None` when its namespace is not readable by this user.
+fn other_namespace(pid: i32, kind: &str) -> Option<bool> {
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
+    let ours = std::fs::read_link(format!("/proc/self/ns/{kind}")).ok()?;
     Some(theirs != ours)
+}
+
+/// The pid, as this process sees it, of the process serving unix socket
+/// `path`; `None` when it runs in a pid namespace this one cannot see.
+async fn peer_pid(path: &str) -> Option<i32> {
+    let stream = tokio::net::UnixStream::connect(path).await.ok()?;
+    stream.peer_cred().ok()?.pid().filter(|pid| *pid > 0)
+}
+
+/// Whether a file this process makes can be bind-mounted into Engine
+/// `host`'s containers: the Engine is a `dockerd` serving a unix socket from
+/// this machine's mount namespace. An owner in a container (the daemon's
+/// pid is not visible from there), rootless Docker (its own mount
+/// namespace), a VM's or a remote Engine, and whatever else serves a socket
+/// (Docker Desktop's proxy, Podman) are not, or not known to be. A rootful
+/// daemon's namespace is not readable by an unprivileged user; being on this
+/// machine's pid namespace is then enough.
+async fn shares_files(host: &str) -> bool {
+    let Some(socket) = host.strip_prefix("unix://") else {
+        return false;
+    };
+    let Some(pid) = peer_pid(socket).await else {
+        return false;
+    };
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    comm.trim() == "dockerd" && other_namespace(pid, "mnt") != Some(true)
 }
 
 /// This process's interface addresses (none if they cannot be read).

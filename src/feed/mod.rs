@@ -10,12 +10,16 @@
 //! changes, one JSON object per line. Nothing a client sends reaches the Engine,
 //! and every container shares the owner's one Engine stream per scope.
 //!
-//! Who may connect: the socket lives in a directory only the owner may enter
-//! (0700; `$XDG_RUNTIME_DIR` where set), and is bind-mounted, as a file, into the
-//! owner's containers only. Each connection is identified by its peer's pid →
-//! cgroup → container id, and served only when that container is one this
-//! process started, or when the peer runs in no container at all (then it passed
-//! the directory's permissions: it is the owner's user or root).
+//! How it reaches a container, and who may connect. Where the Engine shares
+//! this process's files, the socket lives in a directory only the owner may
+//! enter (0700; `$XDG_RUNTIME_DIR` where set), and is bind-mounted, as a file,
+//! into the owner's containers only. Each connection is identified by its
+//! peer's pid → cgroup → container id, and served only when that container is
+//! one this process started, or when the peer runs in no container at all (then
+//! it passed the directory's permissions: it is the owner's user or root).
+//! Elsewhere (`relay`) the owner runs a relay in each container over a stream
+//! it holds, and each of the relay's channels is served as a connection from
+//! that container: the owner knows who is there, because it started it.
 //!
 //! What is served is what is live: a scope while at least one of the owner's own
 //! subscriptions of it is open (a [`Grant`] each). When the last one closes, the
@@ -32,13 +36,16 @@
 //! before it hangs up.
 //!
 //! Layout, by the process that runs the code: `wire` is what both ends share
-//! (the request and the wire format, pure); `server` runs in the owner,
-//! `client` in a container.
+//! (the request and the wire format, pure); `server` runs in the owner, and
+//! `relay` carries it into containers it cannot be mounted in; `client` runs
+//! in a container.
 
 mod client;
+mod relay;
 mod server;
 pub mod wire;
 
 pub use client::{from_env, subscribe, Client};
+pub use relay::{Relay, RELAY_DIR, RELAY_PATH};
 pub use server::{container_in_cgroup, Feed, Grant, QUEUE_BYTES};
 pub use wire::{CONTAINER_PATH, ENV, OWNER_ENV};

@@ -8,8 +8,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::unix::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
@@ -252,7 +251,7 @@ impl Peer {
     fn name(&self) -> &str {
         self.container
             .as_deref()
-            .map_or("a host process", |id| &id[..12])
+            .map_or("a host process", |id| short(id))
     }
 }
 
@@ -269,25 +268,7 @@ fn identify(stream: &UnixStream, registry: &Registry) -> std::result::Result<Pee
     let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .map_err(|e| format!("cannot identify the connecting process: {e}"))?;
     match container_in_cgroup(&cgroup) {
-        Some(id) => {
-            let slots = registry.feed_slots(&id);
-            let Some(slots) = slots else {
-                return Err(format!(
-                    "container {} was not started by this owner",
-                    &id[..12]
-                ));
-            };
-            let permit = slots.try_acquire_owned().map_err(|_| {
-                format!(
-                    "container {} has {FEED_SLOTS_PER_CONTAINER} feed connections open already",
-                    &id[..12]
-                )
-            })?;
-            Ok(Peer {
-                container: Some(id),
-                _slot: Some(permit),
-            })
-        }
+        Some(id) => admit(id, registry),
         None if rundir::own_uid().is_ok_and(|u| cred.uid() == u || cred.uid() == 0) => Ok(Peer {
             container: None,
             _slot: None,
@@ -296,16 +277,63 @@ fn identify(stream: &UnixStream, registry: &Registry) -> std::result::Result<Pee
     }
 }
 
+/// Container `id` as a peer, if it is one of this owner's and has a
+/// connection slot left.
+fn admit(id: String, registry: &Registry) -> std::result::Result<Peer, String> {
+    let Some(slots) = registry.feed_slots(&id) else {
+        return Err(format!(
+            "container {} was not started by this owner",
+            short(&id)
+        ));
+    };
+    let permit = slots.try_acquire_owned().map_err(|_| {
+        format!(
+            "container {} has {FEED_SLOTS_PER_CONTAINER} feed connections open already",
+            short(&id)
+        )
+    })?;
+    Ok(Peer {
+        container: Some(id),
+        _slot: Some(permit),
+    })
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// Serve a connection to the feed's socket, from whoever it turns out to be.
 async fn serve(mut stream: UnixStream, feed: &Feed) {
-    let registry = &feed.inner.registry;
-    let peer = match identify(&stream, registry) {
-        Ok(peer) => peer,
+    match identify(&stream, &feed.inner.registry) {
+        Ok(peer) => serve_peer(stream, peer, feed).await,
         Err(reason) => {
             tracing::warn!(%reason, "worker feed: connection refused");
             refuse(&mut stream, &reason).await;
-            return;
         }
-    };
+    }
+}
+
+/// Serve a connection that container `id` made through its relay (the
+/// owner knows who is at the other end: it started the relay there).
+pub(super) async fn serve_container<S>(mut stream: S, id: String, feed: &Feed)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match admit(id, &feed.inner.registry) {
+        Ok(peer) => serve_peer(stream, peer, feed).await,
+        Err(reason) => {
+            tracing::warn!(%reason, "worker feed: connection refused");
+            refuse(&mut stream, &reason).await;
+        }
+    }
+}
+
+/// Serve an identified peer: its request, then its scope's changes.
+async fn serve_peer<S>(mut stream: S, peer: Peer, feed: &Feed)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let registry = &feed.inner.registry;
     let line = match read_request(&mut stream).await {
         Ok(line) => line,
         Err(reason) => {
@@ -331,7 +359,7 @@ async fn serve(mut stream: UnixStream, feed: &Feed) {
     if stream.write_all(b"{\"ok\":true}\n").await.is_err() {
         return;
     }
-    let (mut from_client, to_client) = stream.into_split();
+    let (mut from_client, to_client) = tokio::io::split(stream);
     // Batches are taken from the subscription as they come and queued here,
     // bounded; a writer task hands them to the client at its pace.
     let (queue, queued) = mpsc::channel(QUEUE_LINES);
@@ -397,9 +425,9 @@ struct Queued {
 }
 
 /// Aborts the writer (closing the connection) when the connection ends.
-struct AbortOnDrop(tokio::task::JoinHandle<std::result::Result<(), String>>);
+pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
@@ -407,8 +435,8 @@ impl Drop for AbortOnDrop {
 
 /// Write queued lines to the client, each within [`WRITE_TIMEOUT`]; ends when
 /// the queue closes or a write fails.
-async fn write_lines(
-    mut to_client: OwnedWriteHalf,
+async fn write_lines<S: AsyncWrite>(
+    mut to_client: WriteHalf<S>,
     mut queued: mpsc::Receiver<Queued>,
 ) -> std::result::Result<(), String> {
     while let Some(Queued { line, _permit }) = queued.recv().await {
@@ -431,7 +459,9 @@ async fn write_lines(
 
 /// Read the request line: at most [`MAX_REQUEST`] bytes within [`REQUEST_TIMEOUT`],
 /// ending in `\n` with nothing after it.
-async fn read_request(stream: &mut UnixStream) -> std::result::Result<Vec<u8>, String> {
+async fn read_request<S: AsyncRead + Unpin>(
+    stream: &mut S,
+) -> std::result::Result<Vec<u8>, String> {
     let mut lines = lines::reader(stream, MAX_REQUEST);
     let read = async {
         match lines.next().await {
@@ -452,7 +482,7 @@ async fn read_request(stream: &mut UnixStream) -> std::result::Result<Vec<u8>, S
     }
 }
 
-async fn refuse(stream: &mut UnixStream, reason: &str) {
+async fn refuse<S: AsyncWrite + Unpin>(stream: &mut S, reason: &str) {
     let line = serde_json::json!({ "error": reason }).to_string() + "\n";
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(line.as_bytes())).await;
     let _ = stream.shutdown().await;

@@ -8,9 +8,10 @@ use tokio::sync::watch;
 
 use super::config::{EngineAccess, WorkerConfig};
 use super::running::{shut_down, Control, Target};
-use super::toolkit::{check_image, send_line, Clock, Owner};
+use super::toolkit::{check_image, send_line, Clock, FeedAccess, Owner};
 use crate::engine::{ContainerInfo, CreateSpec, Engine, InputWriter};
 use crate::error::{Error, Result};
+use crate::feed::Relay;
 use crate::labels;
 use crate::output::{Lines, LogSink};
 use crate::registry::Registry;
@@ -64,7 +65,7 @@ pub(super) fn with_engine_access(
     mut spec: CreateSpec,
 ) -> Result<CreateSpec> {
     match cfg.engine_access {
-        EngineAccess::Feed => mount_feed(engine, owner, &mut spec)?,
+        EngineAccess::Feed => feed_access(engine, owner, &mut spec)?,
         EngineAccess::Socket => mount_engine_socket(engine, &mut spec)?,
         EngineAccess::None => {}
     }
@@ -72,28 +73,42 @@ pub(super) fn with_engine_access(
     Ok(spec)
 }
 
-/// The owner's feed socket, and the variables that find it.
-fn mount_feed(engine: &Engine, owner: &Owner, spec: &mut CreateSpec) -> Result<()> {
-    if !engine.host().starts_with("unix://") {
-        return Err(Error::InvalidArgument(format!(
-            "the worker feed is bind-mounted from this machine, so it needs an \
-             Engine on this machine (unix://), not {}; pass engine_access=\"none\"",
-            engine.host()
-        )));
-    }
-    let socket = owner
-        .feed_socket
-        .clone()
-        .ok_or_else(|| Error::Internal("the worker feed is not being served".to_owned()))?;
-    // The socket file alone: nothing else of the owner's directory. A
-    // `bind` mount, not `Binds`: should the socket vanish before the
-    // create, the daemon refuses instead of creating it as root.
-    spec.mounts.push(crate::engine::BindMount {
-        source: socket.display().to_string(),
-        target: crate::feed::CONTAINER_PATH.to_owned(),
-        read_only: true,
-    });
-    let feed = crate::feed::CONTAINER_PATH;
+/// The owner's feed (its socket, or a directory for the relay to listen
+/// in), and the variables that find it.
+fn feed_access(engine: &Engine, owner: &Owner, spec: &mut CreateSpec) -> Result<()> {
+    let feed = match &owner.feed {
+        Some(FeedAccess::Mount(socket)) => {
+            if !engine.host().starts_with("unix://") {
+                return Err(Error::Internal(format!(
+                    "the worker feed cannot be bind-mounted into {}'s containers",
+                    engine.host()
+                )));
+            }
+            // The socket file alone: nothing else of the owner's directory. A
+            // `bind` mount, not `Binds`: should the socket vanish before the
+            // create, the daemon refuses instead of creating it as root.
+            spec.mounts.push(crate::engine::BindMount {
+                source: socket.display().to_string(),
+                target: crate::feed::CONTAINER_PATH.to_owned(),
+                read_only: true,
+            });
+            crate::feed::CONTAINER_PATH
+        }
+        Some(FeedAccess::Relay(_)) => {
+            // Any user the image runs as may listen there; nothing else can
+            // be written (the root filesystem may be read-only).
+            spec.confinement.tmpfs.insert(
+                crate::feed::RELAY_DIR.to_owned(),
+                "rw,noexec,nosuid,nodev,size=64k,mode=1777".to_owned(),
+            );
+            crate::feed::RELAY_PATH
+        }
+        None => {
+            return Err(Error::Internal(
+                "the worker feed is not being served".to_owned(),
+            ))
+        }
+    };
     spec.env.push(format!("{}={feed}", crate::feed::ENV));
     let token = crate::owner::token();
     spec.env.push(format!("{}={token}", crate::feed::OWNER_ENV));
@@ -135,13 +150,17 @@ pub(super) struct Launched {
     input: InputWriter,
     pub(super) lines: Lines,
     pub(super) exit: watch::Receiver<Option<i64>>,
+    /// The worker feed's relay in it, where the feed goes through one.
+    relay: Option<Relay>,
 }
 
 impl Launched {
-    /// Attach to created container `id`, watch for its exit, and start it.
+    /// Attach to created container `id`, watch for its exit, and start it,
+    /// with the feed's relay where `feed` goes through one.
     pub(super) async fn launch(
         engine: &Engine,
         registry: &Registry,
+        feed: Option<&FeedAccess>,
         id: &str,
         name: &str,
         sink: Option<LogSink>,
@@ -162,12 +181,20 @@ impl Launched {
         });
         engine.start_container(id).await?;
         clock.lap("start");
+        let relay = match feed {
+            Some(feed) => feed.start_relay(engine, id).await?,
+            None => None,
+        };
+        if relay.is_some() {
+            clock.lap("start the feed's relay");
+        }
         Ok(Launched {
             id: id.to_owned(),
             name: name.to_owned(),
             input,
             lines: Lines::new(name.to_owned(), output, sink),
             exit: exit_rx,
+            relay,
         })
     }
 
@@ -208,6 +235,14 @@ impl Launched {
         }
     }
 
+    /// Wait up to `timeout` for the feed's relay, if it has one, to listen.
+    pub(super) async fn relay_ready(&mut self, timeout: Duration) -> Result<()> {
+        match &mut self.relay {
+            Some(relay) => relay.ready(&self.name, timeout).await,
+            None => Ok(()),
+        }
+    }
+
     /// Its output ended: the container is gone or going; the error carries
     /// its code when the exit is seen within 5 s.
     async fn output_ended(&mut self) -> Error {
@@ -238,6 +273,7 @@ impl Launched {
             exit: self.exit,
             target: Target::Container,
             node: None,
+            relay: self.relay,
         }
     }
 

@@ -10,7 +10,7 @@ use super::config::WorkerConfig;
 use super::container::{check_container, discard, with_engine_access, Launched};
 use super::running::Running;
 use super::spec::create_spec;
-use super::toolkit::{check_reachable, unless_cancelled, Clock, Owner, TlsFiles};
+use super::toolkit::{check_reachable, unless_cancelled, Clock, FeedAccess, Owner, TlsFiles};
 use crate::engine::{now_nanos, Engine};
 use crate::error::Result;
 use crate::output::LogSink;
@@ -36,7 +36,16 @@ pub(super) async fn start_owned(
     let registry = &owner.registry;
     registry.admit(&id);
     clock.lap("create");
-    let up = bring_up(&engine, registry, &id, &cfg, timeout, sink, clock);
+    let up = bring_up(
+        &engine,
+        registry,
+        owner.feed.as_ref(),
+        &id,
+        &cfg,
+        timeout,
+        sink,
+        clock,
+    );
     let result = unless_cancelled(up, &mut cancelled, || {
         format!("the start of worker {}", cfg.name)
     })
@@ -47,17 +56,27 @@ pub(super) async fn start_owned(
     result
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn bring_up(
     engine: &Engine,
     registry: &Registry,
+    feed: Option<&FeedAccess>,
     id: &str,
     cfg: &WorkerConfig,
     timeout: Duration,
     sink: Option<LogSink>,
     mut clock: Clock,
 ) -> Result<Running> {
-    let mut launched =
-        Launched::launch(engine, registry, id, cfg.name.as_str(), sink, &mut clock).await?;
+    let mut launched = Launched::launch(
+        engine,
+        registry,
+        feed,
+        id,
+        cfg.name.as_str(),
+        sink,
+        &mut clock,
+    )
+    .await?;
     if let Some(tls) = &cfg.tls {
         // The entry point reads this one line before anything else on stdin.
         launched
@@ -69,6 +88,8 @@ async fn bring_up(
         .wait_for(timeout, |line| Ready::parse(id, now_nanos(), line))
         .await?;
     clock.lap("interpreter, wool import, bind");
+    // A routine may await another as soon as the worker is advertised.
+    launched.relay_ready(timeout).await?;
     let address = launched.address(engine, cfg).await?;
     clock.lap("inspect address");
     check_reachable(cfg.name.as_str(), &address, cfg.publication.published()).await?;

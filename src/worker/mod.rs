@@ -34,7 +34,7 @@ pub use lifeline::Lifeline;
 pub use running::Running;
 pub use service::prune as prune_services;
 pub use standby::{Plan, Standby};
-pub use toolkit::Owner;
+pub use toolkit::{FeedAccess, Owner};
 
 use std::time::Duration;
 

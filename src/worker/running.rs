@@ -8,6 +8,7 @@ use tokio::sync::{watch, Mutex};
 
 use crate::engine::{Engine, InputWriter};
 use crate::error::{Error, Result};
+use crate::feed::Relay;
 use crate::ready::Ready;
 use crate::registry::Registry;
 
@@ -39,6 +40,8 @@ pub struct Running {
     /// The container's stdin; `None` once a stop has begun.
     control: Mutex<Option<InputWriter>>,
     exit: watch::Receiver<Option<i64>>,
+    /// The worker feed's relay in the container, where it has one.
+    _relay: Option<Relay>,
     /// Where a dropped handle's stop runs.
     runtime: tokio::runtime::Handle,
 }
@@ -62,6 +65,7 @@ pub(super) struct Control {
     pub(super) exit: watch::Receiver<Option<i64>>,
     pub(super) target: Target,
     pub(super) node: Option<String>,
+    pub(super) relay: Option<Relay>,
 }
 
 impl Running {
@@ -89,6 +93,7 @@ impl Running {
             registry: registry.clone(),
             control: Mutex::new(Some(control.input)),
             exit: control.exit,
+            _relay: control.relay,
             runtime: tokio::runtime::Handle::current(),
         }
     }

@@ -336,6 +336,7 @@ async fn bring_up(
         exit,
         target: Target::Service(service.to_owned(), output),
         node: Some(task.node_id),
+        relay: None,
     };
     Ok((control, format!("{ip}:{}", cfg.publication.port), ready))
 }

@@ -346,7 +346,15 @@ async fn park_one(inner: &Inner) -> Result<Parked> {
     };
     let cancelled = || Error::Cancelled("the standby was closed".to_owned());
     let mut clock = Clock::new();
-    let launching = Launched::launch(engine, registry, &id, &name, inner.sink.clone(), &mut clock);
+    let launching = Launched::launch(
+        engine,
+        registry,
+        inner.owner.feed.as_ref(),
+        &id,
+        &name,
+        inner.sink.clone(),
+        &mut clock,
+    );
     let launched = tokio::select! {
         r = launching => r,
         _ = closed() => Err(cancelled()),
@@ -358,8 +366,16 @@ async fn park_one(inner: &Inner) -> Result<Parked> {
             return Err(e);
         }
     };
+    let parked = async {
+        launched
+            .wait_for(inner.timeout, |line| {
+                line.starts_with(PARKED_PREFIX).then_some(())
+            })
+            .await?;
+        launched.relay_ready(inner.timeout).await
+    };
     let waited = tokio::select! {
-        r = launched.wait_for(inner.timeout, |line| line.starts_with(PARKED_PREFIX).then_some(())) => r,
+        r = parked => r,
         _ = closed() => Err(cancelled()),
     };
     let address = match waited {

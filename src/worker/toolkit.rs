@@ -11,6 +11,7 @@ use super::config::WorkerConfig;
 use super::lifeline::Lifeline;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::feed::{Feed, Relay};
 use crate::labels;
 use crate::registry::Registry;
 use crate::values::Pull;
@@ -45,15 +46,36 @@ pub(super) async fn check_reachable(name: &str, address: &str, published: bool) 
 }
 
 /// What a worker's owner lends it: the record of the containers it owns, and
-/// the socket of its worker feed when it serves one.
+/// its worker feed when the worker gets one.
 #[derive(Clone)]
 pub struct Owner {
     /// The owner's containers; the worker records its own there.
     pub registry: Registry,
-    /// The owner's feed socket, bind-mounted when `engine_access` is the feed.
-    pub feed_socket: Option<PathBuf>,
+    /// How the owner's feed reaches the worker, when `engine_access` is the feed.
+    pub feed: Option<FeedAccess>,
     /// The owner's lifeline listener, which a Swarm worker's task connects to.
     pub lifeline: Option<Lifeline>,
+}
+
+/// How the owner's worker feed reaches its containers.
+#[derive(Clone)]
+pub enum FeedAccess {
+    /// The feed's socket on this machine, bind-mounted: the Engine shares
+    /// this process's files.
+    Mount(PathBuf),
+    /// A relay the owner runs in each container (see `feed::relay`): the
+    /// Engine shares no files with this process.
+    Relay(Feed),
+}
+
+impl FeedAccess {
+    /// Start the relay in container `id`, if the feed goes through one.
+    pub(super) async fn start_relay(&self, engine: &Engine, id: &str) -> Result<Option<Relay>> {
+        match self {
+            FeedAccess::Mount(_) => Ok(None),
+            FeedAccess::Relay(feed) => feed.relay(engine, id).await.map(Some),
+        }
+    }
 }
 
 /// Run `work` on a task of its own, handing it a receiver that resolves when

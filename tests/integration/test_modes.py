@@ -755,6 +755,54 @@ class TestHybridSwarm:
         assert failures == [], pool.log.tail(len(pool.log.rounds))
 
     @pytest.mark.asyncio
+    async def test_nested_routines_of_an_owner_in_a_container(self, client, image):
+        """Test nested routines on burst workers whose owner runs in a container.
+
+        Given:
+            A client in a container on the overlay (it shares no files with
+            the Engine) running ``WorkerPool(spawn=2, worker=<DockerWorker on
+            the overlay, default keywords>, discovery=<its bursts' label>)``
+        When:
+            It dispatches rounds of a routine that awaits another routine
+            from inside its worker
+        Then:
+            A round's nested calls should run on both burst workers, without
+            errors (the worker feed reaches them through its relay); on exit
+            the burst containers should be removed
+        """
+        # Arrange
+        burst = uuid4().hex[:12]
+        pool = await client(
+            "--label",
+            f"{CASE_LABEL}={burst}",
+            "--spawn",
+            "2",
+            "--image",
+            image,
+            "--nested",
+            "--worker-label",
+            f"{RUN_LABEL}={RUN_ID}",
+            "--worker-label",
+            f"{CASE_LABEL}={burst}",
+        )
+
+        # Act
+        both = await pool.log.wait_for(
+            lambda r: len(r.hosts) == 2,
+            what="nested calls ran on both burst workers",
+            timeout=_TIMEOUT,
+        )
+        bursts = await _running(f"{CASE_LABEL}={burst}", "wool.docker.managed=true")
+        await pool.stop(timeout=_TIMEOUT)
+        remaining = await _all(f"{CASE_LABEL}={burst}")
+
+        # Assert
+        assert both.hosts.keys() == bursts
+        assert remaining == []
+        failures, _ = pool.log.failures([])
+        assert failures == [], pool.log.tail(len(pool.log.rounds))
+
+    @pytest.mark.asyncio
     async def test_burst_workers_on_the_overlay_from_the_host(
         self, case: Case, docker: DockerCli, overlay: str
     ):

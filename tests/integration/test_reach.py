@@ -32,6 +32,7 @@ from wool_docker import Standby
 from wool_docker import _native
 
 from . import multinode
+from . import nested
 from . import routines
 from .multinode import Node
 from .multinode import second_engine
@@ -235,19 +236,21 @@ class TestAnEngineTheOwnerCannotRouteTo:
         Given:
             A pool of 3 `DockerWorker`s on the second Engine (``DOCKER_HOST``
             its ``tcp://`` address with TLS; its default bridge, whose subnet
-            is this machine's own) with default keywords but
-            ``engine_access="none"`` (the feed is bind-mounted from this
-            machine), and wool's default quorum
+            is this machine's own) with default keywords (so the worker feed,
+            which shares no file with that Engine, goes through a relay), and
+            wool's default quorum
         When:
-            6 CPU-bound routines are gathered at pool entry, and another
-            process lists the workers with ``wool-docker ps``
+            6 CPU-bound routines are gathered at pool entry, another process
+            lists the workers with ``wool-docker ps``, and 3 routines each
+            dispatch 3 nested routines from inside their containers
         Then:
             Every worker should run a routine, each advertised at the second
             Engine's address and a port it published on every address; the
-            other process should see the same; and nothing is left after
+            other process should see the same; the nested routines should
+            run on the pool's workers and reach every one; nothing is left
         """
         # Arrange
-        options = case.options(network=None, engine_access="none")
+        options = case.options(network=None)
         pool = wool.WorkerPool(
             spawn=3,
             worker=lambda *tags, **kw: DockerWorker(
@@ -262,6 +265,7 @@ class TestAnEngineTheOwnerCannotRouteTo:
             async with pool:
                 hosts = await asyncio.gather(*(routines.burn(0.1) for _ in range(6)))
                 seen = _ps("--label", case.label, env=remote_env)
+                spread = await asyncio.gather(*(nested.spread(3) for _ in range(3)))
                 for name in remote.engine.out(
                     "ps", "-q", "--filter", f"label={case.label}"
                 ).split():
@@ -272,7 +276,10 @@ class TestAnEngineTheOwnerCannotRouteTo:
             left = remote.engine.out("ps", "-aq", "--filter", f"label={case.label}")
 
         # Assert
-        assert len({h.split("/")[0] for h in hosts}) == 3
+        containers = {h.split("/")[0] for h in hosts}
+        assert len(containers) == 3
+        assert {outer for outer, _ in spread} <= containers
+        assert set().union(*(set(inner) for _, inner in spread)) == containers
         assert len(workers) == 3
         assert set(workers.values()) == {""}
         assert len(seen) == 3
@@ -339,19 +346,19 @@ class TestAnEngineOverSsh:
 
         Given:
             ``DOCKER_HOST=ssh://root@HOST`` (an sshd on the second Engine's
-            host, key authentication), `DockerWorker`s with default keywords
-            but ``engine_access="none"``, and a `Standby` of 2
+            host, key authentication), `DockerWorker`s with default keywords,
+            and a `Standby` of 2 (the worker feed through a relay in each)
         When:
             A pool of 3 gathers 6 CPU-bound routines at entry; then a pool of
-            2 claims the standby and gathers 4; another process lists the
-            workers with ``wool-docker ps`` meanwhile
+            2 claims the standby, gathers 4, and runs a recursive fib;
+            another process lists the workers with ``wool-docker ps``
         Then:
             Every worker of each pool should run a routine, each advertised at
             the ssh host and a published port, as the other process sees it;
-            nothing is left on that Engine after
+            fib should be right; nothing is left on that Engine after
         """
         # Arrange
-        options = case.options(network=None, engine_access="none", log_output=False)
+        options = case.options(network=None, log_output=False)
         pool = wool.WorkerPool(
             spawn=3,
             worker=lambda *tags, **kw: DockerWorker(*tags, **options, **kw),
@@ -363,7 +370,6 @@ class TestAnEngineOverSsh:
             size=2,
             labels=case.labels,
             name_prefix=case.name_prefix,
-            engine_access="none",
             log_output=False,
         )
         inner = over_ssh.inner
@@ -384,11 +390,13 @@ class TestAnEngineOverSsh:
                     second = await asyncio.gather(
                         *(routines.burn(0.1) for _ in range(4))
                     )
+                    result = await nested.fib(7)
         left = over_ssh.engine.out("ps", "-aq", "--filter", f"label={case.label}")
 
         # Assert
         assert len({h.split("/")[0] for h in first}) == 3
         assert len({h.split("/")[0] for h in second}) == 2
+        assert result == 13
         assert len(seen) == 3
         assert all(a.startswith(f"{inner}:") for a in seen.values())
         assert left == ""
@@ -399,7 +407,8 @@ class TestAnEngineOverSsh:
         """Test an owner on an ``ssh://`` Engine killed with ``SIGKILL``.
 
         Given:
-            An owner process that started 2 workers over ssh
+            An owner process that started 2 workers over ssh with default
+            keywords (each with the worker feed's relay)
         When:
             It is killed with ``SIGKILL``
         Then:
@@ -417,7 +426,7 @@ class TestAnEngineOverSsh:
             "    await asyncio.Event().wait()\n"
             "asyncio.run(main())\n"
         )
-        options = case.options(network=None, engine_access="none")
+        options = case.options(network=None)
         owner = subprocess.Popen(
             [sys.executable, "-c", script, json.dumps(options)],
             stdout=subprocess.PIPE,

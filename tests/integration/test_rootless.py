@@ -22,6 +22,7 @@ import wool
 from wool_docker import DockerDiscovery
 from wool_docker import DockerWorker
 
+from . import nested
 from . import routines
 from .rootless import RootlessEngine
 from .rootless import rootless_engine
@@ -74,22 +75,21 @@ class TestRootlessDocker:
 
         Given:
             A pool of 2 `DockerWorker`s on a rootless Engine (``DOCKER_HOST``
-            its socket) with default keywords on its default network but
-            ``engine_access="none"``, and wool's default quorum
+            its socket) with default keywords on its default network, and
+            wool's default quorum
         When:
-            4 CPU-bound routines are gathered at pool entry, and another
-            process lists the workers with ``wool-docker ps``
+            4 CPU-bound routines are gathered at pool entry, another process
+            lists the workers with ``wool-docker ps``, and a recursive fib
+            runs (routines awaiting routines from inside the containers)
         Then:
             Every worker should run a routine; each should publish its port
             on loopback only and be advertised at ``127.0.0.1`` and that
-            port, here and in the other process; and nothing is left after
+            port, here and in the other process; fib should be right (the
+            worker feed goes through its relay: the Engine runs in a mount
+            namespace of its own, as another user); nothing is left after
         """
         # Arrange
-        # The worker feed is this process's (root's) 0700 directory, which the
-        # Engine's user cannot bind-mount; and a rootless Engine on cgroup v1
-        # puts no container in a cgroup of its own, by which the feed tells
-        # its callers apart, so nested routines would be refused anyway.
-        options = case.options(network=None, engine_access="none")
+        options = case.options(network=None)
         pool = wool.WorkerPool(
             spawn=2,
             worker=lambda *tags, **kw: DockerWorker(
@@ -105,6 +105,7 @@ class TestRootlessDocker:
             async with pool:
                 hosts = await asyncio.gather(*(routines.burn(0.1) for _ in range(4)))
                 seen = _ps("--label", case.label, env=rootless_env)
+                result = await nested.fib(7)
                 for name in rootless.out(
                     "ps", "-q", "--filter", f"label={case.label}"
                 ).split():
@@ -120,6 +121,7 @@ class TestRootlessDocker:
 
         # Assert
         assert len({h.split("/")[0] for h in hosts}) == 2
+        assert result == 13
         assert set(asked.values()) == {"127.0.0.1"}
         assert sorted(seen.values()) == sorted(f"127.0.0.1:{p}" for p in bound.values())
         assert left == ""
