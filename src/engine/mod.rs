@@ -6,13 +6,14 @@
 //! `service` its Swarm service calls, `exec` a process run in a container with its stdio held here, `ssh` the forward to an `ssh://` Engine,
 //! `pull` the pulls and pushes of images with the credentials `auth` finds,
 //! `convert` the pure translation between bollard's models and ours, `reach`
-//! where this process reaches a worker's port, `transport`
+//! where this process reaches a worker's port (`host` its `Engine` methods), `transport`
 //! the one request read through hyper directly.
 
 mod auth;
 mod client;
 mod convert;
 mod exec;
+mod host;
 mod model;
 mod pull;
 mod reach;

@@ -7,27 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::client::Engine;
 use super::model::NetworkInfo;
-
-impl Engine {
-    /// The host that ports this Engine publishes are reached at from here.
-    pub fn published_host(&self) -> String {
-        published_host(&self.host)
-    }
-
-    /// Whether this process can route to containers on `network` (see
-    /// [`routes_to`]); where it cannot, workers are published.
-    pub async fn routes_to(&self, network: Option<&NetworkInfo>) -> bool {
-        routes_to(&self.host, network).await
-    }
-
-    /// Whether files of this process can be bind-mounted into this Engine's
-    /// containers (see [`shares_files`]).
-    pub async fn shares_files(&self) -> bool {
-        shares_files(&self.host).await
-    }
-}
 
 /// Whether Engine address `host` is on this machine: a unix socket, or TCP to
 /// a loopback name or address.
@@ -104,7 +84,7 @@ pub fn published_address(published_host: &str, host_ip: &str, host_port: u16) ->
 /// container on that network). A remote Engine, an Engine in another
 /// namespace (rootless Docker, a VM's), or a network none of our interfaces
 /// is on (an overlay seen from the host) is reached through published ports.
-async fn routes_to(host: &str, network: Option<&NetworkInfo>) -> bool {
+pub(super) async fn routes_to(host: &str, network: Option<&NetworkInfo>) -> bool {
     if !is_local(host) {
         return false;
     }
@@ -160,7 +140,7 @@ async fn peer_pid(path: &str) -> Option<i32> {
 /// (Docker Desktop's proxy, Podman) are not, or not known to be. A rootful
 /// daemon's namespace is not readable by an unprivileged user; being on this
 /// machine's pid namespace is then enough.
-async fn shares_files(host: &str) -> bool {
+pub(super) async fn shares_files(host: &str) -> bool {
     let Some(socket) = host.strip_prefix("unix://") else {
         return false;
     };
