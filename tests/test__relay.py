@@ -5,6 +5,7 @@ the owner."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -147,3 +148,61 @@ async def test_relay_ignores_lines_for_channels_it_does_not_have(relay):
     assert await owner.read() == "open 0"
     writer.close()
     assert await owner.read() == "close 0"
+
+
+async def test_relay_drops_a_client_that_does_not_read(relay):
+    """A client that takes nothing while the owner sends it more than
+    ``MAX_BUFFERED`` is closed, and the owner told; the relay carries on."""
+    # Arrange
+    owner, path = relay
+    _, writer = await asyncio.open_unix_connection(path)
+    assert await owner.read() == "open 0"
+    line = "x" * (128 * 1024)
+
+    # Act
+    for _ in range(2 * _relay.MAX_BUFFERED // len(line)):
+        await owner.send(f"data 0 {line}")
+    dropped = await owner.read()
+    _, second = await asyncio.open_unix_connection(path)
+
+    # Assert
+    assert dropped == "close 0"
+    assert await owner.read() == "open 1"
+    writer.close()
+    second.close()
+    assert await owner.read() == "close 1"
+
+
+async def test_relay_on_one_socket_for_both_directions(tmp_path):
+    """As a Swarm task runs it: standard input and output are one socket
+    (its lifeline connection), made non-blocking by the relay for both."""
+    # Arrange
+    path = str(tmp_path / "feed.sock")
+    ours, theirs = socket.socketpair()
+    source = Path(_relay.__file__).read_text()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-I", "-S", "-c", source, path, stdin=theirs, stdout=theirs
+    )
+    theirs.close()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    try:
+        async with asyncio.timeout(10):
+            assert await reader.readline() == b"ready\n"
+            client_reader, client = await asyncio.open_unix_connection(path)
+            client.write(b'{"selector": {}}\n')
+
+            # Act
+            opened = await reader.readline()
+            request = await reader.readline()
+            writer.write(b'data 0 {"ok":true}\n')
+            answer = await client_reader.readline()
+
+        # Assert
+        assert opened == b"open 0\n"
+        assert request == b'data 0 {"selector": {}}\n'
+        assert answer == b'{"ok":true}\n'
+        client.close()
+    finally:
+        writer.close()
+        async with asyncio.timeout(10):
+            assert await process.wait() == 0
