@@ -193,10 +193,10 @@ async def main() -> None:
             nonlocal made
             made += 1
             swarm = args.kind == "swarm" or (args.kind == "mixed" and made % 2 == 1)
+            # Default keywords: this client shares no files with the Engine,
+            # and a Swarm task may run on any node, so its worker feed
+            # reaches the workers through a relay.
             if swarm:
-                # A task may run on another node, out of reach of this
-                # client's worker feed: its routines do not nest.
-                kw["engine_access"] = "none"
                 return SwarmWorker(
                     *tags,
                     image=args.image,
@@ -205,8 +205,6 @@ async def main() -> None:
                     log_output=False,
                     **kw,
                 )
-            # Default keywords: this client shares no files with the Engine,
-            # so its worker feed reaches the workers through a relay.
             return DockerWorker(
                 *tags,
                 image=args.image,

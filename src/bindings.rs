@@ -273,7 +273,7 @@ pub fn start_worker<'py>(
             }
         }
         let engine = engine(host).await?;
-        let mut owner = owner(&engine, cfg.engine_access).await?;
+        let mut owner = owner(&engine, cfg.engine_access, cfg.swarm.is_some()).await?;
         if cfg.swarm.is_some() {
             owner.lifeline = Some(lifeline().await?);
         }
@@ -298,8 +298,8 @@ fn log_sink(log_output: bool) -> Option<LogSink> {
 /// What this process lends a container on `engine`: its registry, and its
 /// feed when the container gets the feed: bind-mounted where the Engine
 /// shares this process's files, through a relay in each container elsewhere
-/// (or everywhere, with `WOOL_DOCKER_FEED_RELAY=1`).
-async fn owner(engine: &Engine, access: EngineAccess) -> Result<Owner, Error> {
+/// (or everywhere, with `WOOL_DOCKER_FEED_RELAY=1`), as for a Swarm worker.
+async fn owner(engine: &Engine, access: EngineAccess, swarm: bool) -> Result<Owner, Error> {
     let feed = match access {
         EngineAccess::Feed => {
             const RELAY: &str = "WOOL_DOCKER_FEED_RELAY";
@@ -309,7 +309,8 @@ async fn owner(engine: &Engine, access: EngineAccess) -> Result<Owner, Error> {
                 .collect();
             let relay = serving::flag(&env, RELAY, false)
                 .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-            if !relay && engine.shares_files().await {
+            // A Swarm task may run on any node: always through the relay.
+            if !relay && !swarm && engine.shares_files().await {
                 Some(FeedAccess::Mount(process().feed.ensure().await?))
             } else {
                 Some(FeedAccess::Relay(process().feed.clone()))
@@ -384,7 +385,7 @@ pub fn open_standby<'py>(
     let sink = log_sink(log_output);
     future_into_py(py, async move {
         let engine = engine(host).await?;
-        let owner = owner(&engine, plan.shape.engine_access).await?;
+        let owner = owner(&engine, plan.shape.engine_access, false).await?;
         let standby = Standby::open(engine, owner, plan, sink).await?;
         Ok(StandbyHandle { inner: standby })
     })

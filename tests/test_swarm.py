@@ -102,7 +102,6 @@ class TestSwarmWorker:
     @pytest.mark.parametrize(
         ("keyword", "value"),
         [
-            ("engine_access", "feed"),
             ("engine_access", "socket"),
             ("security_opt", ("no-new-privileges:true",)),
             ("oom_score_adj", 500),
@@ -117,7 +116,7 @@ class TestSwarmWorker:
         """Test constructing a Swarm worker with a setting services lack.
 
         Given:
-            One of ``engine_access`` other than ``"none"``, ``security_opt``,
+            ``engine_access="socket"``, or one of ``security_opt``,
             ``oom_score_adj``, ``gpus``, ``runtime`` or ``publish=True``
         When:
             `SwarmWorker` is constructed
@@ -172,6 +171,7 @@ class TestSwarmWorker:
         ("keyword", "value"),
         [
             ("engine_access", "none"),
+            ("engine_access", "feed"),
             ("security_opt", ()),
             ("security_opt", []),
             ("oom_score_adj", None),
@@ -182,11 +182,12 @@ class TestSwarmWorker:
         ],
     )
     def test___init___with_keyword_at_its_swarm_value(self, keyword, value):
-        """Test that the one value Swarm can express is accepted.
+        """Test that a value Swarm can express is accepted.
 
         Given:
-            A refused keyword at its neutral value (``engine_access="none"``,
-            an empty ``security_opt``, or ``None``)
+            A refused keyword at a value Swarm can express
+            (``engine_access="none"`` or ``"feed"``, an empty ``security_opt``,
+            or ``None``)
         When:
             `SwarmWorker` is constructed
         Then:
@@ -308,7 +309,7 @@ class TestSwarmWorker:
         assert config["network"] == NETWORK
         assert config["publication"]["network"] == NETWORK
         assert config["name"] == f"wool-worker-{worker.uid.hex[:12]}"
-        assert config["engine_access"] == "none"
+        assert config["engine_access"] == "feed"
         assert config["sandbox"]["security_opt"] == []
         assert config["sandbox"]["oom_score_adj"] is None
         assert config["sandbox"]["runtime"] is None
@@ -352,8 +353,8 @@ class TestSwarmWorker:
 
         Given:
             A `SwarmWorker` and a `DockerWorker` with the same keywords (those
-            Swarm can express, and ``engine_access="none"``,
-            ``security_opt=()``, ``oom_score_adj=None``)
+            Swarm can express, and ``security_opt=()``,
+            ``oom_score_adj=None``)
         When:
             Both ``_config(None)`` are built
         Then:
@@ -371,9 +372,7 @@ class TestSwarmWorker:
             tmpfs={"/cache": "size=64m"},
         )
         swarm = SwarmWorker("t", **keywords)
-        docker = DockerWorker(
-            "t", engine_access="none", security_opt=(), oom_score_adj=None, **keywords
-        )
+        docker = DockerWorker("t", security_opt=(), oom_score_adj=None, **keywords)
 
         # Act
         swarm_config = _without_identity(swarm._config(None))
@@ -431,7 +430,7 @@ class TestSwarmWorker:
         config = start_worker.await_args.args[0]
         _native.check_worker_config(config)
         assert config["swarm"]["constraints"] == ["node.role==worker"]
-        assert config["engine_access"] == "none"
+        assert config["engine_access"] == "feed"
 
     @pytest.mark.asyncio
     async def test_service_and_node_after_start(self, start_worker, handle):

@@ -36,10 +36,11 @@ class SwarmWorker(DockerWorker):
     needs the image (loaded there, or pulled from a registry).
 
     Swarm has no place for some of `DockerWorker`'s settings: ``gpus``,
-    ``runtime``, ``security_opt`` and ``oom_score_adj`` are refused, and
-    ``engine_access`` is ``"none"`` (the task may run where neither this
-    process's feed nor its Engine socket is), so nested routines find no
-    workers. tmpfs mounts get their size and mode only.
+    ``runtime``, ``security_opt`` and ``oom_score_adj`` are refused, and so is
+    ``engine_access="socket"`` (the task may run where this process's Engine
+    socket is not). The worker feed reaches the task wherever it runs, through
+    a relay on a second connection to the lifeline, so nested routines find
+    the pool's workers. tmpfs mounts get their size and mode only.
 
     .. code-block:: python
 
@@ -69,7 +70,7 @@ class SwarmWorker(DockerWorker):
         The address the task connects back to; default: this process's
         address on ``network``, read from the Engine.
     :param engine_access:
-        Only ``"none"``; see above.
+        ``"feed"`` (the default) or ``"none"``; see above.
     :param kwargs:
         `DockerWorker`'s other keywords.
     :raises ValueError:
@@ -85,7 +86,7 @@ class SwarmWorker(DockerWorker):
         reserve_cpus: float | None = None,
         reserve_memory: int | str | None = None,
         lifeline_host: str | None = None,
-        engine_access: Literal["feed", "socket", "none", "proxy"] = "none",
+        engine_access: Literal["feed", "socket", "none", "proxy"] = "feed",
         security_opt: Sequence[str] = (),
         oom_score_adj: int | None = None,
         gpus: int | str | None = None,

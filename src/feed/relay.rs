@@ -1,8 +1,9 @@
 //! The feed carried through a relay, for containers the owner shares no files
 //! with (a remote or `ssh://` Engine, an owner in a container, Docker Desktop,
-//! rootless Docker): the owner runs `wool_docker/_relay.py` in the container
-//! over a stream it holds (`docker exec -i`), the relay listens on the feed's
-//! path there, and each connection to it arrives here as a numbered channel.
+//! rootless Docker, a Swarm task on any node): `wool_docker/_relay.py` runs in
+//! the container over a stream the owner holds (an exec's stdio, or a Swarm
+//! task's second lifeline connection), listens on the feed's path there, and
+//! each connection to it arrives here as a numbered channel.
 //! Each channel is served as a connection from that container, with the
 //! feed's own limits; nothing here needs the container's cgroup or pid.
 //!
@@ -14,16 +15,16 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt, DuplexStream, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::io::StreamReader;
 
 use super::server::{serve_container, AbortOnDrop, Feed};
 use super::wire::{MAX_BATCH, MAX_REQUEST};
-use crate::engine::{Engine, InputWriter, Output, OutputStream};
+use crate::engine::{Engine, Output, OutputStream};
 use crate::error::{Error, Result};
-use crate::lines;
+use crate::lines::{self, LineError};
 use crate::registry::FEED_SLOTS_PER_CONTAINER;
 
 /// The relay's program: sent with the exec, so the image needs only `python3`.
@@ -58,13 +59,59 @@ impl Feed {
             .exec(id, &["python3", "-I", "-S", "-c", SOURCE, RELAY_PATH])
             .await
             .map_err(|e| failed(e.to_string()))?;
+        let stderr = Arc::new(StdMutex::new(Vec::new()));
+        let lines = lines_of(output, stderr.clone());
+        Ok(self.relay_over(id, lines, input, Some(stderr)))
+    }
+
+    /// Carry the relay at the other end of `lines` and `input` in container
+    /// `id` (one of the owner's), e.g. a Swarm task's feed connection.
+    pub fn relay_over<L, W>(
+        &self,
+        id: &str,
+        lines: L,
+        input: W,
+        stderr: Option<Arc<StdMutex<Vec<u8>>>>,
+    ) -> Relay
+    where
+        L: Stream<Item = std::result::Result<String, LineError>> + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (ready, ready_rx) = oneshot::channel();
-        let carrier = tokio::spawn(carry(self.clone(), id.to_owned(), output, input, ready));
-        Ok(Relay {
+        let carrier = tokio::spawn(carry(
+            self.clone(),
+            id.to_owned(),
+            lines,
+            input,
+            stderr,
+            ready,
+        ));
+        Relay {
             ready: ready_rx,
             _carrier: AbortOnDrop(carrier),
-        })
+        }
     }
+}
+
+/// An exec's stdout as relay lines, keeping the tail of its stderr in `stderr`.
+fn lines_of(
+    output: OutputStream,
+    stderr: Arc<StdMutex<Vec<u8>>>,
+) -> impl Stream<Item = std::result::Result<String, LineError>> + Unpin + Send + 'static {
+    let stdout = output.filter_map(move |chunk| {
+        let kept = stderr.clone();
+        async move {
+            match chunk {
+                Ok(Output::Stdout(bytes)) => Some(Ok(Bytes::from(bytes))),
+                Ok(Output::Stderr(bytes)) => {
+                    keep_tail(&mut kept.lock().unwrap_or_else(|p| p.into_inner()), &bytes);
+                    None
+                }
+                Err(e) => Some(Err(std::io::Error::other(e.to_string()))),
+            }
+        }
+    });
+    lines::reader(StreamReader::new(Box::pin(stdout)), MAX_REQUEST + 32)
 }
 
 impl Relay {
@@ -114,29 +161,17 @@ struct Channel {
 
 /// Carry the relay's channels until its output ends (the container ended,
 /// or the relay broke the protocol).
-async fn carry(
+async fn carry<L, W>(
     feed: Feed,
     id: String,
-    output: OutputStream,
-    input: InputWriter,
+    mut lines: L,
+    input: W,
+    stderr: Option<Arc<StdMutex<Vec<u8>>>>,
     ready: oneshot::Sender<std::result::Result<(), String>>,
-) {
-    let stderr = Arc::new(StdMutex::new(Vec::new()));
-    let kept = stderr.clone();
-    let stdout = output.filter_map(move |chunk| {
-        let kept = kept.clone();
-        async move {
-            match chunk {
-                Ok(Output::Stdout(bytes)) => Some(Ok(Bytes::from(bytes))),
-                Ok(Output::Stderr(bytes)) => {
-                    keep_tail(&mut kept.lock().unwrap_or_else(|p| p.into_inner()), &bytes);
-                    None
-                }
-                Err(e) => Some(Err(std::io::Error::other(e.to_string()))),
-            }
-        }
-    });
-    let mut lines = lines::reader(StreamReader::new(Box::pin(stdout)), MAX_REQUEST + 32);
+) where
+    L: Stream<Item = std::result::Result<String, LineError>> + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (outbox, queued) = mpsc::channel::<String>(OUTBOX_LINES);
     let mut writer = AbortOnDrop(tokio::spawn(write_to_relay(input, queued)));
     let mut channels: HashMap<u32, Channel> = HashMap::new();
@@ -166,8 +201,9 @@ async fn carry(
             None => break "it broke the relay protocol".to_owned(),
         }
     };
-    let tail =
-        String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    let tail = stderr
+        .map(|s| String::from_utf8_lossy(&s.lock().unwrap_or_else(|p| p.into_inner())).into_owned())
+        .unwrap_or_default();
     let reason = match tail.trim() {
         "" => ended,
         tail => format!("{ended}: {tail}"),
@@ -293,14 +329,10 @@ mod tests {
         let output: OutputStream = Box::pin(futures_util::stream::iter(chunks));
         let feed = Feed::new(crate::registry::Registry::default());
         let (ready, ready_rx) = oneshot::channel();
-        carry(
-            feed,
-            "c".repeat(64),
-            output,
-            Box::pin(tokio::io::sink()),
-            ready,
-        )
-        .await;
+        let stderr = Arc::new(StdMutex::new(Vec::new()));
+        let lines = lines_of(output, stderr.clone());
+        let id = "c".repeat(64);
+        carry(feed, id, lines, tokio::io::sink(), Some(stderr), ready).await;
         ready_rx.await.expect("the carrier always answers")
     }
 

@@ -146,7 +146,7 @@ impl WorkerConfig {
             if !refused.is_empty() {
                 return Err(format!(
                     "a SwarmWorker cannot take {}: Swarm services have no place for it \
-                     (engine_access must be 'none')",
+                     (engine_access must be 'feed' or 'none')",
                     refused.join(", ")
                 ));
             }
@@ -158,7 +158,9 @@ impl WorkerConfig {
     fn swarm_refusals(&self) -> Vec<&'static str> {
         let sandbox = &self.sandbox;
         [
-            ("engine_access", self.engine_access != EngineAccess::None),
+            // A task may run on another node, where this process's Engine
+            // socket is not.
+            ("engine_access", self.engine_access == EngineAccess::Socket),
             ("publish", self.publication.published()),
             ("security_opt", !sandbox.security_opt.is_empty()),
             ("oom_score_adj", sandbox.oom_score_adj.is_some()),
@@ -480,6 +482,8 @@ mod tests {
         let mut swarm = complete();
         swarm["swarm"] = serde_json::json!({"constraints": [], "reserve_cpus": null,
             "reserve_memory": null, "lifeline_host": null});
+        assert!(parse(swarm.clone()).is_ok(), "the feed, by default");
+        swarm["engine_access"] = serde_json::json!("socket");
         let err = parse(swarm.clone()).err().unwrap_or_default();
         assert!(err.contains("cannot take engine_access"), "{err}");
         swarm["engine_access"] = serde_json::json!("none");

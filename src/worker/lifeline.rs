@@ -33,6 +33,9 @@ use crate::lines::{self, LineCodec, MAX_LINE};
 pub const ADDRESS_ENV: &str = "WOOL_DOCKER_LIFELINE";
 /// The variable that carries the one-time token.
 pub const TOKEN_ENV: &str = "WOOL_DOCKER_LIFELINE_TOKEN";
+/// The variable that carries the feed relay's one-time token: its connection
+/// is the relay's stdio (see `feed::relay`).
+pub const FEED_TOKEN_ENV: &str = "WOOL_DOCKER_FEED_TOKEN";
 /// Longest token line read (a token is 32 hex digits).
 const MAX_TOKEN_LINE: usize = 128;
 /// How long a new connection may take to present its token (a task sends

@@ -20,9 +20,12 @@ use super::config::{EngineAccess, SwarmPlacement, WorkerConfig};
 use super::lifeline;
 use super::running::{Control, Running, Target};
 use super::spec::create_spec;
-use super::toolkit::{check_image, send_line, unless_cancelled, Clock, Owner, TlsFiles};
+use super::toolkit::{
+    check_image, send_line, unless_cancelled, Clock, FeedAccess, Owner, TlsFiles,
+};
 use crate::engine::{now_nanos, Engine, Placement, ServiceCreate, SwarmRole, TaskInfo};
 use crate::error::{Error, Result};
+use crate::feed::{Feed, Relay};
 use crate::labels;
 use crate::output::{Lines, LogSink, TAIL_LINES};
 use crate::ready::{Ready, READY_PREFIX};
@@ -87,11 +90,25 @@ pub(super) async fn start_owned(
     }
     clock.lap("check");
     let mut expected = lifeline.expect()?;
+    // The worker feed through a relay on a second lifeline connection: the
+    // task may run on any node.
+    let mut feed = match (cfg.engine_access, &owner.feed) {
+        (EngineAccess::Feed, Some(FeedAccess::Relay(feed))) => {
+            Some((feed.clone(), lifeline.expect()?))
+        }
+        (EngineAccess::Feed, _) => {
+            return Err(Error::Internal(
+                "a Swarm worker's feed goes through a relay".into(),
+            ))
+        }
+        _ => None,
+    };
     let spec = service_spec(
         &cfg,
         &placement,
         &lifeline_address(&host, lifeline.port()),
         expected.token(),
+        feed.as_ref().map(|(_, expected)| expected.token()),
     );
     let service = engine.create_service(&spec).await?;
     clock.lap("create");
@@ -100,7 +117,7 @@ pub(super) async fn start_owned(
         &owner.registry,
         (&service, &manager),
         &cfg,
-        &mut expected,
+        (&mut expected, feed.as_mut()),
         timeout,
         sink,
         &mut clock,
@@ -132,10 +149,10 @@ pub(super) async fn start_owned(
 /// this process. An image only the nodes have is checked when a task runs.
 /// Returns the manager's node id.
 async fn check_swarm(engine: &Engine, cfg: &mut WorkerConfig) -> Result<String> {
-    if cfg.engine_access != EngineAccess::None {
+    if cfg.engine_access == EngineAccess::Socket {
         return Err(Error::InvalidArgument(
-            "a SwarmWorker's task may run on another node, where neither this \
-             process's worker feed nor its Engine socket is: pass engine_access=\"none\""
+            "a SwarmWorker's task may run on another node, where this process's \
+             Engine socket is not: pass engine_access=\"feed\" or \"none\""
                 .into(),
         ));
     }
@@ -203,13 +220,15 @@ fn lifeline_address(host: &str, port: u16) -> String {
     }
 }
 
-/// The service: the worker's container, plus the lifeline's address and token,
-/// and the owner's marks on the service object itself.
+/// The service: the worker's container, plus the lifeline's address and token
+/// (and the feed relay's token, where it gets the feed), and the owner's marks
+/// on the service object itself.
 fn service_spec(
     cfg: &WorkerConfig,
     placement: &SwarmPlacement,
     lifeline: &str,
     token: &str,
+    feed_token: Option<&str>,
 ) -> ServiceCreate {
     let mut container = create_spec(cfg);
     container
@@ -218,6 +237,23 @@ fn service_spec(
     container
         .env
         .push(format!("{}={token}", lifeline::TOKEN_ENV));
+    if let Some(feed_token) = feed_token {
+        container
+            .env
+            .push(format!("{}={feed_token}", lifeline::FEED_TOKEN_ENV));
+        container
+            .env
+            .push(format!("{}={}", crate::feed::ENV, crate::feed::RELAY_PATH));
+        container.env.push(format!(
+            "{}={}",
+            crate::feed::OWNER_ENV,
+            crate::owner::token()
+        ));
+        container.confinement.tmpfs.insert(
+            crate::feed::RELAY_DIR.to_owned(),
+            "size=64k,mode=1777".to_owned(),
+        );
+    }
     let labels = [
         (labels::MANAGED, "true".to_owned()),
         (labels::OWNER, crate::owner::token()),
@@ -246,7 +282,10 @@ async fn bring_up(
     registry: &Registry,
     (service, manager): (&str, &str),
     cfg: &WorkerConfig,
-    expected: &mut lifeline::Expected,
+    (expected, feed): (
+        &mut lifeline::Expected,
+        Option<&mut (Feed, lifeline::Expected)>,
+    ),
     timeout: Duration,
     sink: Option<LogSink>,
     clock: &mut Clock,
@@ -317,6 +356,17 @@ async fn bring_up(
     }
     clock.lap("inspect address");
     registry.admit(&container);
+    let relay = match feed {
+        Some((feed, expected)) => {
+            let relay = tokio::select! {
+                relay = feed_relay(feed, expected, &container, name, timeout) => relay?,
+                failed = &mut watch => return Err(failed),
+            };
+            clock.lap("the feed's relay");
+            Some(relay)
+        }
+        None => None,
+    };
     let exit = watch_exit(
         engine.clone(),
         registry.clone(),
@@ -336,9 +386,31 @@ async fn bring_up(
         exit,
         target: Target::Service(service.to_owned(), output),
         node: Some(task.node_id),
-        relay: None,
+        relay,
     };
     Ok((control, format!("{ip}:{}", cfg.publication.port), ready))
+}
+
+/// The feed's relay in task container `id`, once it connected to the
+/// lifeline and listens.
+async fn feed_relay(
+    feed: &Feed,
+    expected: &mut lifeline::Expected,
+    id: &str,
+    name: &str,
+    timeout: Duration,
+) -> Result<Relay> {
+    let failed = |reason: &str| Error::RelayFailed {
+        id: name.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let paired = tokio::time::timeout(timeout, expected.connection())
+        .await
+        .map_err(|_| failed("it did not connect to this process's lifeline"))?
+        .ok_or_else(|| failed("the lifeline listener stopped"))?;
+    let mut relay = feed.relay_over(id, paired.lines, paired.input, None);
+    relay.ready(name, timeout).await?;
+    Ok(relay)
 }
 
 /// The service's task once the manager reports it started, with its

@@ -30,6 +30,7 @@ from wool_docker.pytest import RUN_LABEL
 
 from .modes_harness import ROOT
 from .modes_harness import ClientContainer
+from .modes_harness import Round
 from .modes_harness import _engine_socket
 from .modes_harness import xfail_on_known_wool_failure
 from .multinode import Swarm
@@ -271,6 +272,52 @@ class TestPool:
         nodes = {two_nodes.manager.node_id, two_nodes.worker.node_id}
         assert set(tasks.values()) == nodes
         assert sum(every.hosts.values()) == 8
+        _no_worker_services(two_nodes)
+
+    @pytest.mark.asyncio
+    async def test_nested_routines_on_workers_on_both_nodes(self, two_nodes, client):
+        """Test nested routines on a pool of 4 SwarmWorkers with default keywords.
+
+        Given:
+            A client pool on the manager, in a container on the overlay, with
+            ``spawn=4`` `SwarmWorker` s and the default ``engine_access``
+            (the worker feed, through a relay on each task's lifeline)
+        When:
+            It dispatches rounds of 8 routines that each await another
+            routine from inside their worker, then leaves its pool
+        Then:
+            The tasks should run on both nodes, the nested calls should reach
+            all 4 without errors, and no Swarm worker service is left
+        """
+        # Arrange
+        pool = await client(
+            "--spawn", "4", "--kind", "swarm", "--quorum", "4", "--nested",
+            "--calls", "8", "--interval", "0.1",
+        )  # fmt: skip
+        # Each worker dispatches its nested calls round robin from its own
+        # index, so one round may reach only some: the rounds together must.
+        reached: set[str] = set()
+
+        def every_worker(round: Round) -> bool:
+            reached.update(round.hosts)
+            return len(reached) == 4
+
+        await pool.log.wait_for(
+            every_worker,
+            what="nested calls on all 4 Swarm workers",
+            timeout=_START,
+        )
+        tasks = _task_containers(two_nodes)
+
+        # Act
+        await pool.stop(timeout=_START)
+
+        # Assert
+        assert reached == set(tasks), (reached, tasks)
+        nodes = {two_nodes.manager.node_id, two_nodes.worker.node_id}
+        assert set(tasks.values()) == nodes
+        failures, _ = pool.log.failures([])
+        assert failures == [], pool.log.tail(len(pool.log.rounds))
         _no_worker_services(two_nodes)
 
     @pytest.mark.asyncio

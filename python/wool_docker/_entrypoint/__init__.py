@@ -164,9 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    relay = None
     try:
         refuse_root(os.environ)
         lifeline.attach(os.environ)
+        relay = lifeline.attach_feed(os.environ)
         if read_boolean(os.environ, "WOOL_DOCKER_STANDBY", default=False):
             park(sys.stdin.fileno() if sys.stdin else 0)
         else:
@@ -182,3 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Only reachable before our handlers are installed, i.e. during start-up.
         return 128 + signal.SIGINT
+    finally:
+        if relay is not None:
+            # The feed's relay serves this process's routines only.
+            relay.terminate()
+            relay.wait()

@@ -8,6 +8,12 @@ stop commands and end of file (the owner is gone) then arrive exactly as on a
 container's stdin. The ready line is written to it too (`announce`), which
 is how the owner learns that the task serves.
 
+With the worker feed (``WOOL_DOCKER_FEED``), the entry point makes a second
+connection, presenting ``WOOL_DOCKER_FEED_TOKEN``, and runs the feed's relay
+(`wool_docker._relay`) on it: the relay listens on the feed's path in the
+container and carries its connections to the owner, as the owner's own exec
+of it does in a container it started (`attach_feed`).
+
 TCP keepalive bounds how long a task keeps serving an owner whose machine
 vanished without closing the connection.
 """
@@ -16,8 +22,11 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Final
 
 from wool_docker._entrypoint.config import ConfigError
@@ -27,6 +36,12 @@ ADDRESS_VARIABLE: Final[str] = "WOOL_DOCKER_LIFELINE"
 
 TOKEN_VARIABLE: Final[str] = "WOOL_DOCKER_LIFELINE_TOKEN"
 """The one-time token that pairs this task with its owner's start."""
+
+FEED_TOKEN_VARIABLE: Final[str] = "WOOL_DOCKER_FEED_TOKEN"
+"""The one-time token that pairs the feed's relay with its owner's start."""
+
+FEED_VARIABLE: Final[str] = "WOOL_DOCKER_FEED"
+"""Where routines find the feed, and so where the relay listens."""
 
 CONNECT_FOR: Final[float] = 30.0
 """Seconds to keep trying to connect: an overlay route can take a moment."""
@@ -56,6 +71,46 @@ def attach(environ: MutableMapping[str, str], stdin: int = 0) -> bool:
     if not address:
         return False
     token = environ.pop(TOKEN_VARIABLE, "")
+    connection = _connect(address, token)
+    fd = connection.detach()
+    os.dup2(fd, stdin)
+    os.close(fd)
+    return True
+
+
+def attach_feed(environ: MutableMapping[str, str]) -> subprocess.Popen[bytes] | None:
+    """Run the feed's relay on a connection of its own to the owner's lifeline,
+    if the owner named one.
+
+    The token is removed from ``environ``: routines have no use for it.
+
+    :param environ:
+        The environment.
+    :returns:
+        The relay's process, or ``None`` without a feed token.
+    :raises ConfigError:
+        If the owner cannot be reached in time.
+    """
+    token = environ.pop(FEED_TOKEN_VARIABLE, "")
+    address = environ.get(ADDRESS_VARIABLE)
+    path = environ.get(FEED_VARIABLE)
+    if not token or not address or not path:
+        return None
+    connection = _connect(address, token)
+    relay = Path(__file__).resolve().parent.parent / "_relay.py"
+    with connection:
+        # Standard library only, isolated from the environment: as the owner
+        # runs it in the containers it starts.
+        return subprocess.Popen(
+            [sys.executable, "-I", "-S", str(relay), path],
+            stdin=connection.fileno(),
+            stdout=connection.fileno(),
+        )
+
+
+def _connect(address: str, token: str) -> socket.socket:
+    """A connection to the owner's lifeline at ``address`` that presented
+    ``token``, with keepalive."""
     host, sep, port_text = address.rpartition(":")
     # `[fd00::1]:port`: an IPv6 address in brackets.
     host = host.removeprefix("[").removesuffix("]")
@@ -78,10 +133,7 @@ def attach(environ: MutableMapping[str, str], stdin: int = 0) -> bool:
     connection.settimeout(None)
     _keepalive(connection)
     connection.sendall(token.encode() + b"\n")
-    fd = connection.detach()
-    os.dup2(fd, stdin)
-    os.close(fd)
-    return True
+    return connection
 
 
 def announce(line: str, stdin: int = 0) -> None:
