@@ -159,6 +159,15 @@ struct Channel {
     requested: bool,
 }
 
+impl Channel {
+    /// The client hung up: the server reads end of file. (Dropping this half
+    /// alone would not tell it: the other half, the forwarder's, keeps the
+    /// stream open.)
+    async fn close(mut self) {
+        let _ = self.to_server.shutdown().await;
+    }
+}
+
 /// Carry the relay's channels until its output ends (the container ended,
 /// or the relay broke the protocol).
 async fn carry<L, W>(
@@ -175,10 +184,16 @@ async fn carry<L, W>(
     let (outbox, queued) = mpsc::channel::<String>(OUTBOX_LINES);
     let mut writer = AbortOnDrop(tokio::spawn(write_to_relay(input, queued)));
     let mut channels: HashMap<u32, Channel> = HashMap::new();
+    // Channels whose server ended (the relay is told, and does not answer).
+    let (ended_tx, mut ended_rx) = mpsc::unbounded_channel::<u32>();
     let mut ready = Some(ready);
     let ended = loop {
         let line = tokio::select! {
             line = lines.next() => line,
+            Some(n) = ended_rx.recv() => {
+                channels.remove(&n);
+                continue;
+            }
             _ = &mut writer.0 => break "its input closed".to_owned(),
         };
         let line = match line {
@@ -192,11 +207,15 @@ async fn carry<L, W>(
                     let _ = ready.send(Ok(()));
                 }
             }
-            Some(FromRelay::Open(n)) => open(&feed, &id, n, &mut channels, &outbox).await,
+            Some(FromRelay::Open(n)) => {
+                let ended = ended_tx.clone();
+                open(&feed, &id, n, &mut channels, &outbox, ended).await
+            }
             Some(FromRelay::Data(n, payload)) => deliver(n, payload, &mut channels, &outbox).await,
             Some(FromRelay::Close(n)) => {
-                // Dropping its end: the server reads end of file and ends.
-                channels.remove(&n);
+                if let Some(channel) = channels.remove(&n) {
+                    channel.close().await;
+                }
             }
             None => break "it broke the relay protocol".to_owned(),
         }
@@ -226,6 +245,7 @@ async fn open(
     n: u32,
     channels: &mut HashMap<u32, Channel>,
     outbox: &mpsc::Sender<String>,
+    ended: mpsc::UnboundedSender<u32>,
 ) {
     if channels.len() >= FEED_SLOTS_PER_CONTAINER || channels.contains_key(&n) {
         let _ = outbox.send(format!("close {n}")).await;
@@ -251,6 +271,7 @@ async fn open(
             }
         }
         let _ = outbox.send(format!("close {n}")).await;
+        let _ = ended.send(n);
     });
 }
 
@@ -269,7 +290,9 @@ async fn deliver(
     // server.
     let line = format!("{payload}\n");
     if channel.requested || channel.to_server.write_all(line.as_bytes()).await.is_err() {
-        channels.remove(&n);
+        if let Some(channel) = channels.remove(&n) {
+            channel.close().await;
+        }
         let _ = outbox.send(format!("close {n}")).await;
         return;
     }
@@ -346,6 +369,80 @@ mod tests {
         let long = format!("open {}\n", "1".repeat(MAX_REQUEST + 64));
         let too_long = carried(&long, "").await.unwrap_err();
         assert!(too_long.contains("longer than"), "{too_long}");
+    }
+
+    /// A fake relay: lines it writes reach the carrier, lines the carrier
+    /// writes are read back; the carrier runs until the relay's end drops.
+    struct FakeRelay {
+        to_owner: tokio::io::DuplexStream,
+        from_owner: tokio_util::codec::FramedRead<tokio::io::DuplexStream, lines::LineCodec>,
+    }
+
+    impl FakeRelay {
+        fn start(registry: crate::registry::Registry, id: &str) -> FakeRelay {
+            let (to_owner, owner_reads) = tokio::io::duplex(1 << 16);
+            let (owner_writes, from_owner) = tokio::io::duplex(1 << 16);
+            let lines = lines::reader(owner_reads, MAX_REQUEST + 32);
+            let (ready, _) = oneshot::channel();
+            let feed = Feed::new(registry);
+            tokio::spawn(carry(feed, id.to_owned(), lines, owner_writes, None, ready));
+            FakeRelay {
+                to_owner,
+                from_owner: lines::reader(from_owner, MAX_BATCH),
+            }
+        }
+
+        async fn send(&mut self, line: &str) {
+            self.to_owner
+                .write_all(format!("{line}\n").as_bytes())
+                .await
+                .expect("the carrier reads");
+        }
+
+        async fn read(&mut self) -> String {
+            let line = tokio::time::timeout(Duration::from_secs(30), self.from_owner.next());
+            match line.await {
+                Ok(Some(Ok(line))) => line,
+                other => panic!("no line from the carrier: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_channel_is_answered_and_ended_however_many_come_and_go() {
+        let id = "a".repeat(64);
+        let registry = crate::registry::Registry::default();
+        registry.admit(&id);
+        let mut relay = FakeRelay::start(registry, &id);
+        relay.send("ready").await;
+        // More channels than a container may hold at once: each must be
+        // forgotten once its server ended, or the later ones are refused
+        // without a word.
+        for n in 0..(3 * FEED_SLOTS_PER_CONTAINER) {
+            relay.send(&format!("open {n}")).await;
+            relay.send(&format!("data {n} not json")).await;
+            let answer = relay.read().await;
+            assert!(
+                answer.starts_with(&format!("data {n} {{\"error\"")),
+                "{answer}"
+            );
+            assert_eq!(relay.read().await, format!("close {n}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_client_that_hangs_up_ends_its_connection_at_once() {
+        let id = "b".repeat(64);
+        let registry = crate::registry::Registry::default();
+        registry.admit(&id);
+        let mut relay = FakeRelay::start(registry, &id);
+        relay.send("ready").await;
+        relay.send("open 0").await;
+        relay.send("close 0").await;
+        // The server hears the hang-up (not its request timeout).
+        let answer = relay.read().await;
+        assert!(answer.contains("closed before a request"), "{answer}");
+        assert_eq!(relay.read().await, "close 0");
     }
 
     #[test]

@@ -17,6 +17,14 @@ import cloudpickle
 import wool
 
 FEED: str = "/run/wool-docker/feed.sock"
+"""Where the owner's feed is bind-mounted."""
+
+
+def _feed() -> str:
+    """The feed's path in this container: bind-mounted, or its relay's."""
+    return os.environ.get("WOOL_DOCKER_FEED", FEED)
+
+
 """Where `DockerWorker` mounts its owner's worker feed."""
 
 
@@ -25,7 +33,7 @@ def _exchange(payload: bytes, *, pace: float = 0.0, wait: float = 15.0) -> bytes
     return everything it answers until it hangs up or ``wait`` s pass."""
     with socket.socket(socket.AF_UNIX) as s:
         s.settimeout(wait)
-        s.connect(FEED)
+        s.connect(_feed())
         try:
             if pace:
                 for byte in payload:
@@ -67,7 +75,7 @@ async def lines(request: bytes, n: int) -> list[bytes]:
     def read() -> list[bytes]:
         with socket.socket(socket.AF_UNIX) as s:
             s.settimeout(15)
-            s.connect(FEED)
+            s.connect(_feed())
             s.sendall(request)
             buffer = b""
             while buffer.count(b"\n") < n:
@@ -98,6 +106,10 @@ async def subscribe_elsewhere(labels: dict[str, str]) -> str:
 async def first_worker_here(network: str) -> str:
     """The uid of the first worker a `DockerDiscovery` built in this routine,
     with the default labels and owner filter, announces."""
+    return await _first_worker(network)
+
+
+async def _first_worker(network: str) -> str:
     from wool_docker import DockerDiscovery
 
     try:
@@ -107,6 +119,13 @@ async def first_worker_here(network: str) -> str:
     except Exception as e:
         return f"{type(e).__name__}: {e}"
     return "the iteration ended"
+
+
+@wool.routine
+async def first_worker_again_and_again(network: str, times: int) -> list[str]:
+    """`first_worker_here`, ``times`` over, one subscription after another
+    (each closed before the next opens)."""
+    return [await _first_worker(network) for _ in range(times)]
 
 
 @wool.routine
@@ -120,7 +139,7 @@ async def flood(n: int) -> list[bytes]:
             for _ in range(n):
                 s = socket.socket(socket.AF_UNIX)
                 sockets.append(s)
-                s.connect(FEED)
+                s.connect(_feed())
             replies = []
             deadline = time.monotonic() + 30
             for s in sockets:
@@ -147,7 +166,7 @@ async def hold(request: bytes) -> bytes:
     def run() -> bytes:
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(15)
-        s.connect(FEED)
+        s.connect(_feed())
         s.sendall(request)
         first = b""
         while not first.endswith(b"\n"):

@@ -400,6 +400,75 @@ class TestWorkerFeedData:
         assert seen == str(worker.uid), seen
 
 
+class TestWorkerFeedRelay:
+    """The feed through its relay (what an owner gets where the Engine shares
+    no files with it), forced on this machine's Engine."""
+
+    @pytest.fixture(autouse=True)
+    def relay(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("WOOL_DOCKER_FEED_RELAY", "1")
+
+    @pytest.mark.asyncio
+    async def test_subscriptions_come_and_go_through_the_relay(self, case):
+        """Test many subscriptions, one after another, from one container.
+
+        Given:
+            A pool of one DockerWorker whose feed goes through the relay
+        When:
+            A routine builds and leaves a ``DockerDiscovery`` 48 times, one
+            after another (three times the connections a container may hold
+            at once)
+        Then:
+            Every one should see the pool's worker: each connection ends for
+            the owner when its client leaves
+        """
+        # Arrange
+        worker = case.worker()
+        pool = wool.WorkerPool(
+            spawn=1,
+            worker=lambda *tags, **kw: worker,
+            discovery=DockerDiscovery(network=case.network),
+        )
+        async with pool:
+            # Act
+            seen = await attack.first_worker_again_and_again(case.network, 48)
+
+        # Assert
+        assert seen == [str(worker.uid)] * 48, seen
+
+    @pytest.mark.asyncio
+    async def test_feed_with_200_connections_through_the_relay(self, case, docker):
+        """Test 200 connections held open at once by one routine, via the relay.
+
+        Given:
+            A pool of one DockerWorker whose feed goes through the relay
+        When:
+            A routine opens 200 connections to the feed and sends nothing
+        Then:
+            Each should be hung up on (past the container's 16, by the relay
+            at once; the 16, by the owner's request timeout), nothing on the
+            Engine should change, and a real subscription should be served
+            afterwards
+        """
+        # Arrange
+        request = json.dumps({"selector": case.labels, "network": case.network})
+        async with case.pool("docker", spawn=1):
+            since = time.time()
+
+            # Act
+            replies = await attack.flood(200)
+            after = await attack.lines(request.encode() + b"\n", 2)
+
+            changes = _engine_changes(docker, since)
+
+        # Assert
+        assert b"<no hang-up>" not in replies
+        assert sum(b"no request within" in r for r in replies) <= 16
+        assert json.loads(after[0]) == {"ok": True}
+        assert json.loads(after[1])["changes"][0]["kind"] == "added"
+        assert not changes
+
+
 class TestWorkerFeedAccess:
     """Who can reach the feed at all."""
 
