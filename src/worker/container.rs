@@ -284,11 +284,7 @@ impl Launched {
         let info = engine
             .inspect(&self.id)
             .await?
-            .ok_or_else(|| Error::ContainerExited {
-                id: self.name.clone(),
-                code: None,
-                log_tail: self.lines.tail(),
-            })?;
+            .ok_or_else(|| self.exited_with(None))?;
         address_of(&info, cfg, &self.name)
     }
 
