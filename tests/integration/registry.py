@@ -1,6 +1,7 @@
 """A private registry for the tests: Debian's ``docker-registry``
-(distribution 2.8) with TLS and htpasswd authentication, on a free loopback
-port, as a subprocess of the test run.
+(distribution 2.8) with TLS and htpasswd authentication, on a free port of a
+loopback address (or of another address of this machine, for an Engine in
+another network namespace), as a subprocess of the test run.
 
 The Engine is told to trust the registry's CA the way a user tells it:
 ``/etc/docker/certs.d/HOST:PORT/ca.crt``, read at each pull. Everything made
@@ -42,7 +43,7 @@ class Registry:
     """A running registry: its address, its access log, and config writers."""
 
     host: str
-    """``127.0.0.1:PORT``."""
+    """``ADDRESS:PORT``."""
     log: Path
     """The registry's output, its access log included."""
     root: Path
@@ -75,10 +76,10 @@ class Registry:
         )
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port of ``address`` nothing listens on now."""
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((address, 0))
         return s.getsockname()[1]
 
 
@@ -88,8 +89,8 @@ def _run(*args: str, cwd: Path) -> None:
         raise RuntimeError(f"{' '.join(args)}: {result.stderr.strip()}")
 
 
-def _certificates(root: Path) -> None:
-    """A CA, and a server certificate for 127.0.0.1 and localhost it signs."""
+def _certificates(root: Path, address: str) -> None:
+    """A CA, and a server certificate for ``address`` and localhost it signs."""
     ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
     _run(
         "openssl", "req", "-x509", *ec, "-keyout", "ca-key.pem", "-out", "ca.pem",
@@ -100,11 +101,11 @@ def _certificates(root: Path) -> None:
     )  # fmt: skip
     _run(
         "openssl", "req", *ec, "-keyout", "key.pem", "-out", "server.csr",
-        "-subj", "/CN=127.0.0.1",
+        "-subj", f"/CN={address}",
         cwd=root,
     )  # fmt: skip
     (root / "ext.cnf").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"
+        f"subjectAltName=IP:{address},DNS:localhost\nextendedKeyUsage=serverAuth\n"
     )
     _run(
         "openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem",
@@ -141,9 +142,13 @@ def _wait_ready(host: str, ca: Path, process: subprocess.Popen, log: Path) -> No
 
 
 @contextlib.contextmanager
-def serve(root: Path) -> Iterator[Registry]:
-    """Run a registry with its files under ``root``; stop it and remove what
-    it made, ``root`` and its CA in `CERTS_D` included, after."""
+def serve(root: Path, address: str = "127.0.0.1") -> Iterator[Registry]:
+    """Run a registry on ``address`` with its files under ``root``; stop it
+    and remove what it made, ``root`` and its CA in `CERTS_D` included, after.
+
+    The Engine treats a registry on a loopback address as insecure (it would
+    fall back to plain HTTP), so only one on another address has its TLS
+    verified against that CA."""
     binary = shutil.which("docker-registry")
     if binary is None:
         raise RuntimeError(
@@ -151,12 +156,12 @@ def serve(root: Path) -> Iterator[Registry]:
             "scripts/build.sh installs it)"
         )
     root.mkdir(parents=True, exist_ok=True)
-    _certificates(root)
+    _certificates(root, address)
     htpasswd = subprocess.run(
         ["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, text=True, check=True
     )
     (root / "htpasswd").write_text(htpasswd.stdout)
-    host = f"127.0.0.1:{free_port()}"
+    host = f"{address}:{free_port(address)}"
     (root / "config.yml").write_text(
         json.dumps(
             {

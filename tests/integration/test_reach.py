@@ -20,6 +20,7 @@ import sys
 import tarfile
 from collections.abc import Iterator
 from typing import Any
+from uuid import uuid4
 
 import pytest
 import wool
@@ -28,14 +29,17 @@ from wool_docker import ContainerFailedError
 from wool_docker import DockerDiscovery
 from wool_docker import DockerWorker
 from wool_docker import EngineUnavailableError
+from wool_docker import RegistryAuthError
 from wool_docker import Standby
 from wool_docker import _native
 
 from . import multinode
 from . import nested
+from . import registry
 from . import routines
 from .multinode import Node
 from .multinode import second_engine
+from .registry import Registry
 
 pytestmark = pytest.mark.integration
 
@@ -318,6 +322,118 @@ class TestAnEngineTheOwnerCannotRouteTo:
         message = str(raised.value)
         assert "cannot reach it at 127.0.0.1:" in message
         assert "publishes its port" in message
+        assert left == ""
+
+
+@pytest.fixture(scope="module")
+def remote_registry(
+    remote: Node, image: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Registry, str]]:
+    """A registry with TLS and htpasswd on this machine's address on the
+    second Engine's link (so both Engines verify its certificate: neither
+    counts it as a loopback registry), and a reference to the worker image
+    pushed there from this machine's Engine; only the registry has that
+    reference afterwards."""
+    root = tmp_path_factory.mktemp("remote-registry")
+    with registry.serve(root, address=remote.address) as served:
+        reference = served.reference("wool-docker-reach", uuid4().hex[:12])
+        config = served.docker_config("push")
+        limit = multinode.CLI_TIMEOUT
+        try:
+            tag = ["docker", "tag", image, reference]
+            subprocess.run(tag, check=True, timeout=limit)
+            pushed = subprocess.run(
+                ["docker", "--config", str(config), "push", reference],
+                capture_output=True,
+                text=True,
+                timeout=limit,
+            )
+            assert pushed.returncode == 0, pushed.stderr
+            subprocess.run(["docker", "rmi", reference], check=True, timeout=limit)
+            yield served, reference
+        finally:
+            untag = ["docker", "rmi", "-f", reference]
+            subprocess.run(untag, timeout=limit, check=False)
+            remote.engine.run("rmi", "-f", reference, check=False)
+
+
+class TestARegistryForAnotherEngine:
+    @pytest.mark.asyncio
+    async def test_a_pool_pulls_its_image_on_the_other_engine(
+        self, case, remote, remote_env, remote_registry, monkeypatch
+    ):
+        """Test a pool whose image only a registry has, on the second Engine.
+
+        Given:
+            The worker image pushed to a registry with TLS (its CA trusted
+            through ``/etc/docker/certs.d``) and basic authentication,
+            ``DOCKER_CONFIG`` logged in to it as ``docker login`` writes it,
+            and a pool of 2 `DockerWorker`s with default keywords and that
+            reference on the second Engine (``DOCKER_HOST`` over TLS)
+        When:
+            4 routines are gathered at pool entry, then a recursive fib
+        Then:
+            The second Engine should pull the image (the registry logs the
+            manifest read), every worker should run a routine, fib should be
+            right, and nothing is left after
+        """
+        # Arrange
+        served, reference = remote_registry
+        monkeypatch.setenv("DOCKER_CONFIG", str(served.docker_config("login")))
+        options = case.options(image=reference, network=None, log_output=False)
+        pool = wool.WorkerPool(
+            spawn=2,
+            worker=lambda *tags, **kw: DockerWorker(*tags, **options, **kw),
+            discovery=DockerDiscovery(labels=case.labels),
+        )
+        repository, _, tag = reference.partition("/")[2].partition(":")
+
+        # Act
+        async with asyncio.timeout(TIMEOUT):
+            async with pool:
+                hosts = await asyncio.gather(*(routines.burn(0.1) for _ in range(4)))
+                result = await nested.fib(7)
+        left = remote.engine.out("ps", "-aq", "--filter", f"label={case.label}")
+
+        # Assert
+        # The Engine asks for the tag's manifest, then fetches it by digest.
+        assert served.requests(f"HEAD /v2/{repository}/manifests/{tag}") >= 1
+        assert remote.engine.out("image", "inspect", "-f", "{{.Id}}", reference)
+        assert len({h.split("/")[0] for h in hosts}) == 2
+        assert result == 13
+        assert left == ""
+
+    @pytest.mark.asyncio
+    async def test_wrong_credentials_for_the_other_engine(
+        self, case, remote, remote_env, remote_registry, monkeypatch
+    ):
+        """Test a worker start on the second Engine with a wrong password.
+
+        Given:
+            ``DOCKER_CONFIG`` naming the registry with a wrong password, and a
+            `DockerWorker` of a reference only that registry has, on the
+            second Engine
+        When:
+            It is started
+        Then:
+            It should raise `RegistryAuthError` naming the registry, and
+            leave no container there
+        """
+        # Arrange
+        served, reference = remote_registry
+        remote.engine.run("rmi", "-f", reference, check=False)
+        config = served.docker_config("wrong", password="not-the-password")
+        monkeypatch.setenv("DOCKER_CONFIG", str(config))
+        worker = DockerWorker(**case.options(image=reference, network=None))
+
+        # Act
+        with pytest.raises(RegistryAuthError) as raised:
+            async with asyncio.timeout(TIMEOUT):
+                await worker.start()
+        left = remote.engine.out("ps", "-aq", "--filter", f"label={case.label}")
+
+        # Assert
+        assert served.host in str(raised.value)
         assert left == ""
 
 
