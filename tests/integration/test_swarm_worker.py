@@ -19,7 +19,9 @@ from collections.abc import AsyncIterator
 from collections.abc import Awaitable
 from collections.abc import Callable
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 import pytest_asyncio
@@ -28,6 +30,7 @@ from wool_docker.pytest import NAME_PREFIX
 from wool_docker.pytest import RUN_ID
 from wool_docker.pytest import RUN_LABEL
 
+from . import registry
 from .modes_harness import ROOT
 from .modes_harness import ClientContainer
 from .modes_harness import Round
@@ -91,13 +94,32 @@ class OwnerContainer:
     """``swarm_owner_script.py`` in a container on the overlay on the manager,
     with the manager's Engine socket (a test harness privilege)."""
 
-    def __init__(self, swarm: Swarm, image: str, name: str, config: dict[str, Any]):
+    def __init__(
+        self,
+        swarm: Swarm,
+        image: str,
+        name: str,
+        config: dict[str, Any],
+        docker_config: Path | None = None,
+    ):
         self.name = name
         socket = _engine_socket()
         config = {"image": image, "network": swarm.overlay, **config}
+        # The owner's registry login, as `docker login` leaves it.
+        login = (
+            [
+                "-v",
+                f"{docker_config}:/docker-config:ro",
+                "-e",
+                "DOCKER_CONFIG=/docker-config",
+            ]
+            if docker_config is not None
+            else []
+        )
         self.command = [
             "docker", "run", "--rm", "-i", "--name", name,
             "--network", swarm.overlay, "--label", f"{RUN_LABEL}={RUN_ID}",
+            *login,
             "-v", f"{OWNER_SCRIPT}:/owner.py:ro",
             "-v", f"{socket}:/var/run/docker.sock",
             "--group-add", str(os.stat(socket).st_gid),
@@ -211,9 +233,9 @@ async def owner(
     """Starts ``swarm_owner_script.py`` owners; removes them and checks leaks."""
     owners: list[OwnerContainer] = []
 
-    async def start(**config: Any) -> OwnerContainer:
+    async def start(docker_config: Path | None = None, **config: Any) -> OwnerContainer:
         name = f"{NAME_PREFIX}-sw-owner{len(owners)}"
-        started = OwnerContainer(two_nodes, image, name, config)
+        started = OwnerContainer(two_nodes, image, name, config, docker_config)
         owners.append(started)
         await started.start()
         return started
@@ -419,6 +441,73 @@ class TestPool:
         unexpected, known = pool.log.failures([(drained_at, gone + _DROP)])
         assert unexpected == [], pool.log.tail(len(pool.log.rounds))
         xfail_on_known_wool_failure(known)
+
+
+@pytest.fixture
+def swarm_registry(
+    two_nodes: Swarm, image: str, tmp_path: Path
+) -> Iterator[tuple[registry.Registry, str]]:
+    """A registry with TLS and htpasswd on the manager's address on the
+    swarm's link (which the worker node reaches, and verifies: it is not a
+    loopback registry), and a reference to the worker image pushed there
+    from the manager; only the registry has that reference afterwards."""
+    with registry.serve(tmp_path / "registry", address=two_nodes.address) as served:
+        reference = served.reference("wool-docker-swarm", uuid4().hex[:12])
+        config = served.docker_config("push")
+        try:
+            two_nodes.manager.run("tag", image, reference)
+            two_nodes.manager.run("--config", str(config), "push", reference)
+            two_nodes.manager.run("rmi", reference)
+            yield served, reference
+        finally:
+            two_nodes.manager.run("rmi", "-f", reference, check=False)
+            two_nodes.worker.run("rmi", "-f", reference, check=False)
+
+
+class TestRegistry:
+    @pytest.mark.asyncio
+    async def test_a_worker_node_pulls_with_the_owners_credentials(
+        self, two_nodes, owner, swarm_registry
+    ):
+        """Test a SwarmWorker whose image only a private registry has.
+
+        Given:
+            The worker image pushed to a registry with TLS and basic
+            authentication, an owner whose ``DOCKER_CONFIG`` is logged in to
+            it, and a `SwarmWorker` of that reference placed on the worker
+            node (which lacks it)
+        When:
+            It is started
+        Then:
+            It should serve from the worker node, which pulled the image with
+            the owner's credentials (the registry logs the worker node's
+            manifest read, after its credentials were accepted)
+        """
+        # Arrange
+        served, reference = swarm_registry
+        repository, _, tag = reference.partition("/")[2].partition(":")
+        node = two_nodes.worker.node_id
+
+        # Act
+        held = await owner(
+            docker_config=served.docker_config("login"),
+            mode="hold",
+            count=1,
+            image=reference,
+            placements=[[f"node.id=={node}"]],
+        )
+        workers = (await held.record("workers"))["workers"]
+        pulled = served.requests(f"HEAD /v2/{repository}/manifests/{tag}")
+        on_node = two_nodes.worker.out("image", "inspect", "-f", "{{.Id}}", reference)
+        await held.send("exit")
+        stopped = (await held.record("stopped"))["stopped"]
+
+        # Assert
+        assert [w["node"] for w in workers] == [node]
+        assert pulled >= 1
+        assert on_node
+        assert stopped is True
+        assert await held.wait() == 0
 
 
 class TestLifetime:
