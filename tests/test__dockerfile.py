@@ -196,6 +196,30 @@ def test_dockerfile_with_quoted_install_items(dockerfile_arguments):
     assert "'/wheels/a b.whl'" in text
 
 
+def test_dockerfile_with_no_setuid_or_setgid_file(dockerfile_arguments):
+    """Test that the final stage leaves no file that grants privileges.
+
+    Given:
+        Typical arguments
+    When:
+        `dockerfile` is called
+    Then:
+        The final stage should clear the setuid and setgid bits of every
+        file on the image's file system, then fail the build if any is left,
+        before it switches to the unprivileged user
+    """
+    # Act
+    text = dockerfile(**dockerfile_arguments)
+
+    # Assert
+    final = text.split("\nFROM wool-docker-base:bookworm\n")[1]
+    strip = "find / -xdev -type f -perm /6000 -exec chmod ug-s {} +"
+    check = 'test -z "$(find / -xdev -type f -perm /6000)"'
+    assert strip in final
+    assert check in final
+    assert final.index(strip) < final.index(check) < final.index("\nUSER ")
+
+
 def test_dockerfile_with_healthcheck_and_entrypoint(dockerfile_arguments):
     """Test how the final stage runs the worker.
 

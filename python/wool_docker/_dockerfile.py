@@ -83,6 +83,10 @@ def worker_labels(
     }
 
 
+_SETID: Final[str] = "-type f -perm /6000"
+"""``find`` tests of a file with its setuid or setgid bit set."""
+
+
 # public
 def dockerfile(
     *,
@@ -102,8 +106,9 @@ def dockerfile(
     in ``/opt/wool`` and installs into it with ``--no-index`` from the
     wheels, then imports wool and the native module to prove the
     environment loads. The final stage copies only the environment, puts
-    it first on ``PATH``, and runs ``python3 -m wool_docker._entrypoint``
-    with a matching ``HEALTHCHECK``.
+    it first on ``PATH``, clears every setuid and setgid bit (and fails if
+    one is left), and runs ``python3 -m wool_docker._entrypoint`` with a
+    matching ``HEALTHCHECK``.
 
     :param base:
         The base image; it must provide ``python3`` with the ``venv``
@@ -163,8 +168,13 @@ def dockerfile(
         f"    HOME={_HOME} \\",
         f"    WOOL_PORT={port}",
         # The home exists for `docker run` without a tmpfs over it; nothing else
-        # of the image is the worker's to write.
-        f"RUN mkdir -p {_HOME} && chown {_USER} {_HOME} && chmod 0700 {_HOME}",
+        # of the image is the worker's to write. No file keeps a setuid or
+        # setgid bit (CIS Docker Benchmark 4.8): a routine that could regain
+        # privileges through one (without no-new-privileges) finds none, and
+        # the build fails if one is left.
+        f"RUN mkdir -p {_HOME} && chown {_USER} {_HOME} && chmod 0700 {_HOME} \\",
+        f"    && find / -xdev {_SETID} -exec chmod ug-s {{}} + \\",
+        f'    && test -z "$(find / -xdev {_SETID})"',
         f"USER {_USER}",
         f"EXPOSE {port}",
     ]

@@ -146,6 +146,35 @@ async def spawn_threads(most: int) -> int:
     return len(started)
 
 
+@wool.routine
+async def setid_files() -> list[str]:
+    """Every file of this container's root file system (not other mounts)
+    that this user can see and that has the setuid or setgid bit."""
+    import stat
+
+    def lstat(path: str) -> os.stat_result | None:
+        try:
+            return os.lstat(path)
+        except OSError:
+            return None
+
+    root = os.lstat("/").st_dev
+    found = []
+    for directory, subdirectories, files in os.walk("/"):
+        subdirectories[:] = [
+            d
+            for d in subdirectories
+            if (info := lstat(os.path.join(directory, d))) and info.st_dev == root
+        ]
+        for name in files:
+            path = os.path.join(directory, name)
+            info = lstat(path)
+            setid = info and info.st_mode & (stat.S_ISUID | stat.S_ISGID)
+            if info and stat.S_ISREG(info.st_mode) and setid:
+                found.append(path)
+    return found
+
+
 def reject_all(context: object) -> bool:
     """A backpressure hook that rejects every task (``True`` rejects)."""
     return True

@@ -297,3 +297,58 @@ class TestImage:
         # Assert
         assert refused.returncode == 2
         assert "WOOL_ALLOW_ROOT" in refused.stderr
+
+    def test_no_file_grants_privileges(self, docker, image):
+        """Test that the worker image has no setuid or setgid file (CIS 4.8).
+
+        Given:
+            The worker image built by ``scripts/build.sh`` (``wool-docker
+            image build``; its Debian base has ``su``, ``mount``, ``passwd``
+            and more with the setuid bit)
+        When:
+            Root in a container of it lists every file of the image's file
+            system with the setuid or setgid bit
+        Then:
+            There should be none
+        """
+        # Act
+        found = docker.run(
+            "run",
+            "--rm",
+            "--label",
+            f"{RUN_LABEL}={RUN_ID}",
+            "--user",
+            "0",
+            "--entrypoint",
+            "find",
+            image,
+            "/",
+            "-xdev",
+            "-type",
+            "f",
+            "-perm",
+            "/6000",
+        )
+
+        # Assert
+        assert found.stdout.split() == []
+
+    @pytest.mark.asyncio
+    async def test_no_file_grants_privileges_to_a_routine(self, case):
+        """Test what a routine finds to regain privileges through.
+
+        Given:
+            A pool of one `DockerWorker` with default keywords
+        When:
+            A routine walks the container's root file system for files with
+            the setuid or setgid bit, as the worker's user
+        Then:
+            It should find none
+        """
+        # Arrange
+        async with case.pool("docker", spawn=1):
+            # Act
+            found = await routines.setid_files()
+
+        # Assert
+        assert found == []
