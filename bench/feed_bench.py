@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from typing import Any
 
 import wool
@@ -25,6 +24,7 @@ from .workers import POOL_TIMEOUT
 from .workers import Kind
 from .workers import compare
 from .workers import ratio_table
+from .workers import round_trips
 
 TARGET = 1.10
 """The relay may take at most this much of the bind mount's median."""
@@ -57,13 +57,7 @@ async def nested_latencies(kind: Kind, calls: int) -> list[float]:
     """Sequential nested round trips through a warm pool of `POOL` (each
     worker's own subscription to the feed made first)."""
     async with asyncio.timeout(POOL_TIMEOUT), kind.pool(POOL):
-        await asyncio.gather(*(bench_routines.nested_echo(i) for i in range(4 * POOL)))
-        latencies = []
-        for i in range(calls):
-            t0 = time.perf_counter()
-            await bench_routines.nested_echo(i)
-            latencies.append(time.perf_counter() - t0)
-        return latencies
+        return await round_trips(POOL, calls, bench_routines.nested_echo)
 
 
 async def section(run: common.Run) -> dict[str, Any]:

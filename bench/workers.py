@@ -8,6 +8,8 @@ import asyncio
 import math
 import time
 from collections import Counter
+from collections.abc import Awaitable
+from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
 
@@ -300,14 +302,18 @@ def phase_medians(runs: list[dict[str, Any]]) -> list[tuple[str, float]]:
     return [(name, median(v)) for name, v in values.items()]
 
 
-async def round_trips(pool_size: int, calls: int) -> list[float]:
-    """Seconds of ``calls`` sequential round trips through the entered pool of
-    ``pool_size``, after warming every worker's channel (round robin)."""
-    await asyncio.gather(*(bench_routines.echo(i) for i in range(4 * pool_size)))
+async def round_trips(
+    pool_size: int,
+    calls: int,
+    routine: Callable[[int], Awaitable[int]] = bench_routines.echo,
+) -> list[float]:
+    """Seconds of ``calls`` sequential round trips of ``routine`` through the
+    entered pool of ``pool_size``, after warming every worker (round robin)."""
+    await asyncio.gather(*(routine(i) for i in range(4 * pool_size)))
     latencies = []
     for i in range(calls):
         t0 = time.perf_counter()
-        await bench_routines.echo(i)
+        await routine(i)
         latencies.append(time.perf_counter() - t0)
     return latencies
 
